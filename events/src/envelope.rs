@@ -1,0 +1,153 @@
+//! The stored shape of an event and the metadata every event carries.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Who caused an event: the principal and the key it authenticated with.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub principal_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+}
+
+impl Actor {
+    /// The actor of work the system does on its own (bootstrap, CLI on the host).
+    pub fn system(name: &str) -> Self {
+        Actor { principal_id: format!("system:{name}"), key_id: None }
+    }
+}
+
+/// Context recorded with every event.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    pub org_id: String,
+    pub actor: Actor,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+}
+
+/// An event as decided by the domain, before the store gives it a place in the log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewEvent {
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: i32,
+    pub data: serde_json::Value,
+}
+
+/// An event as the log holds it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventEnvelope {
+    pub global_position: i64,
+    pub event_id: Uuid,
+    pub stream_type: String,
+    pub stream_id: String,
+    pub stream_version: i64,
+    pub event_type: String,
+    pub schema_version: i32,
+    pub data: serde_json::Value,
+    pub metadata: Metadata,
+    pub prev_hash: String,
+    pub hash: String,
+    #[serde(with = "micros")]
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// A stored event whose type or data this build cannot read.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("unknown event type {event_type} (schema version {schema_version})")]
+    UnknownType { event_type: String, schema_version: i32 },
+    #[error("event {event_type} has malformed data: {source}")]
+    Malformed { event_type: String, source: serde_json::Error },
+}
+
+/// An aggregate's event type: a stable stored name, a schema version, and the upcasting
+/// decoder that reads every version ever stored.
+pub trait DomainEvent: Sized {
+    fn event_type(&self) -> &'static str;
+    fn schema_version(&self) -> i32 {
+        1
+    }
+    fn data(&self) -> serde_json::Value;
+    fn decode(event_type: &str, schema_version: i32, data: &serde_json::Value) -> Result<Self, DecodeError>;
+
+    fn to_new_event(&self, event_id: Uuid) -> NewEvent {
+        NewEvent {
+            event_id,
+            event_type: self.event_type().to_string(),
+            schema_version: self.schema_version(),
+            data: self.data(),
+        }
+    }
+
+    fn from_envelope(envelope: &EventEnvelope) -> Result<Self, DecodeError> {
+        Self::decode(&envelope.event_type, envelope.schema_version, &envelope.data)
+    }
+}
+
+/// Reads `data` as `T`, naming the event type when it does not fit.
+pub fn decode_data<T: serde::de::DeserializeOwned>(event_type: &str, data: &serde_json::Value) -> Result<T, DecodeError> {
+    T::deserialize(data).map_err(|source| DecodeError::Malformed { event_type: event_type.to_string(), source })
+}
+
+/// Timestamps are stored, hashed and shown with microsecond precision, which both
+/// PostgreSQL and our SQLite encoding keep exactly.
+pub mod micros {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn format(t: &DateTime<Utc>) -> String {
+        t.to_rfc3339_opts(SecondsFormat::Micros, true)
+    }
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(t))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let s = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&s).map(|t| t.with_timezone(&Utc)).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Truncates a timestamp to the precision the log keeps.
+pub fn truncate_micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
+}
+
+/// Declares an aggregate's event enum: one variant per past-tense payload, each with its
+/// stable stored name. `decode` is where upcasters go when a payload gets a new version.
+#[macro_export]
+macro_rules! domain_events {
+    ($(#[$meta:meta])* $enum:ident { $($variant:ident($payload:ty) = $name:literal),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug, PartialEq)]
+        pub enum $enum { $($variant($payload)),* }
+
+        impl $crate::DomainEvent for $enum {
+            fn event_type(&self) -> &'static str {
+                match self { $(Self::$variant(_) => $name),* }
+            }
+            fn data(&self) -> serde_json::Value {
+                match self { $(Self::$variant(p) => serde_json::to_value(p).expect("event payloads always serialize")),* }
+            }
+            fn decode(event_type: &str, schema_version: i32, data: &serde_json::Value) -> Result<Self, $crate::DecodeError> {
+                match (event_type, schema_version) {
+                    $(($name, 1) => Ok(Self::$variant($crate::envelope::decode_data(event_type, data)?)),)*
+                    _ => Err($crate::DecodeError::UnknownType { event_type: event_type.to_string(), schema_version }),
+                }
+            }
+        }
+    };
+}

@@ -1,0 +1,28 @@
+//! Events of the fleetledger log: the stored envelope, the per-aggregate event types with
+//! their stable names and schema versions, the hash chain, and canonical JSON encoders.
+//!
+//! Layout:
+//! - [`envelope`]: `EventEnvelope`, `NewEvent`, `Metadata` — what the log stores.
+//! - [`chain`]: the per-stream sha256 hash chain.
+//! - [`go_json`]: byte-exact Go `encoding/json` output, the canonical form Fleeti hashes.
+//! - [`profile`], [`fleet`], [`org`], [`key`]: event types per aggregate.
+//!
+//! Nothing here does I/O.
+
+pub mod chain;
+pub mod envelope;
+pub mod fleet;
+pub mod go_json;
+pub mod key;
+pub mod org;
+pub mod profile;
+
+pub use envelope::{Actor, DecodeError, DomainEvent, EventEnvelope, Metadata, NewEvent};
+
+/// Stream types, one per aggregate. They are part of stream identity and never renamed.
+pub mod stream_type {
+    pub const ORG: &str = "org";
+    pub const KEY: &str = "key";
+    pub const FLEET: &str = "fleet";
+    pub const PROFILE: &str = "profile";
+}
