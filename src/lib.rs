@@ -1,1 +1,23 @@
-//! fleetledger.
+//! fleetledger: one hash-chained event log behind five products' configuration APIs.
+//!
+//! Layout:
+//! - [`cli`], [`config`], [`telemetry`]: the command line, settings, logs.
+//! - [`app`]: builds the router and the shared [`app::AppState`]; runs the service.
+//! - [`api`]: one module per HTTP surface, each with its DTOs and error envelope.
+//! - [`domain`]: pure decide functions per aggregate.
+//! - [`ledger`]: commits decisions with their read models.
+//! - [`store`]: the event store trait, PostgreSQL and SQLite backends, read-model cache.
+//! - [`auth`], [`tenancy`]: keys, principals, orgs and workspaces.
+//!
+//! Events live in the `fleetledger-events` crate, read models in `fleetledger-projections`.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod ledger;
+pub mod store;
+pub mod telemetry;
+pub mod tenancy;

@@ -25,7 +25,8 @@ pub fn compute_hash(e: &EventEnvelope) -> String {
         "prev_hash": e.prev_hash,
         "recorded_at": micros::format(&e.recorded_at),
     });
-    let canonical = serde_json_canonicalizer::to_vec(&body).expect("a serde_json::Value always canonicalizes");
+    let canonical =
+        serde_json_canonicalizer::to_vec(&body).expect("a serde_json::Value always canonicalizes");
     let mut hasher = Sha256::new();
     hasher.update(e.prev_hash.as_bytes());
     hasher.update(&canonical);
@@ -53,7 +54,10 @@ pub struct StreamVerifier {
 impl StreamVerifier {
     pub fn check(&mut self, e: &EventEnvelope) -> Result<(), ChainBreak> {
         let stream = format!("{}/{}", e.stream_type, e.stream_id);
-        let expected_prev = self.last_hash.clone().unwrap_or_else(|| GENESIS.to_string());
+        let expected_prev = self
+            .last_hash
+            .clone()
+            .unwrap_or_else(|| GENESIS.to_string());
         let breaks = |expected: String, actual: String| ChainBreak {
             stream: stream.clone(),
             version: e.stream_version,
@@ -63,7 +67,10 @@ impl StreamVerifier {
             actual,
         };
         if e.stream_version != self.last_version + 1 {
-            return Err(breaks(format!("version {}", self.last_version + 1), format!("version {}", e.stream_version)));
+            return Err(breaks(
+                format!("version {}", self.last_version + 1),
+                format!("version {}", e.stream_version),
+            ));
         }
         if e.prev_hash != expected_prev {
             return Err(breaks(expected_prev, e.prev_hash.clone()));
@@ -94,7 +101,11 @@ mod tests {
             event_type: "profile.created".into(),
             schema_version: 1,
             data: serde_json::json!({"name": "x", "n": 1.5}),
-            metadata: Metadata { org_id: "o".into(), actor: Actor::system("test"), ..Default::default() },
+            metadata: Metadata {
+                org_id: "o".into(),
+                actor: Actor::system("test"),
+                ..Default::default()
+            },
             prev_hash: prev.into(),
             hash: String::new(),
             recorded_at: crate::envelope::truncate_micros(Utc::now()),

@@ -15,7 +15,10 @@ pub struct Actor {
 impl Actor {
     /// The actor of work the system does on its own (bootstrap, CLI on the host).
     pub fn system(name: &str) -> Self {
-        Actor { principal_id: format!("system:{name}"), key_id: None }
+        Actor {
+            principal_id: format!("system:{name}"),
+            key_id: None,
+        }
     }
 }
 
@@ -67,9 +70,15 @@ pub struct EventEnvelope {
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
     #[error("unknown event type {event_type} (schema version {schema_version})")]
-    UnknownType { event_type: String, schema_version: i32 },
+    UnknownType {
+        event_type: String,
+        schema_version: i32,
+    },
     #[error("event {event_type} has malformed data: {source}")]
-    Malformed { event_type: String, source: serde_json::Error },
+    Malformed {
+        event_type: String,
+        source: serde_json::Error,
+    },
 }
 
 /// An aggregate's event type: a stable stored name, a schema version, and the upcasting
@@ -80,7 +89,11 @@ pub trait DomainEvent: Sized {
         1
     }
     fn data(&self) -> serde_json::Value;
-    fn decode(event_type: &str, schema_version: i32, data: &serde_json::Value) -> Result<Self, DecodeError>;
+    fn decode(
+        event_type: &str,
+        schema_version: i32,
+        data: &serde_json::Value,
+    ) -> Result<Self, DecodeError>;
 
     fn to_new_event(&self, event_id: Uuid) -> NewEvent {
         NewEvent {
@@ -92,13 +105,23 @@ pub trait DomainEvent: Sized {
     }
 
     fn from_envelope(envelope: &EventEnvelope) -> Result<Self, DecodeError> {
-        Self::decode(&envelope.event_type, envelope.schema_version, &envelope.data)
+        Self::decode(
+            &envelope.event_type,
+            envelope.schema_version,
+            &envelope.data,
+        )
     }
 }
 
 /// Reads `data` as `T`, naming the event type when it does not fit.
-pub fn decode_data<T: serde::de::DeserializeOwned>(event_type: &str, data: &serde_json::Value) -> Result<T, DecodeError> {
-    T::deserialize(data).map_err(|source| DecodeError::Malformed { event_type: event_type.to_string(), source })
+pub fn decode_data<T: serde::de::DeserializeOwned>(
+    event_type: &str,
+    data: &serde_json::Value,
+) -> Result<T, DecodeError> {
+    T::deserialize(data).map_err(|source| DecodeError::Malformed {
+        event_type: event_type.to_string(),
+        source,
+    })
 }
 
 /// Timestamps are stored, hashed and shown with microsecond precision, which both
@@ -117,7 +140,9 @@ pub mod micros {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
         let s = String::deserialize(d)?;
-        DateTime::parse_from_rfc3339(&s).map(|t| t.with_timezone(&Utc)).map_err(serde::de::Error::custom)
+        DateTime::parse_from_rfc3339(&s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
     }
 }
 

@@ -25,7 +25,9 @@ pub fn canonicalize(value: &Value) -> Value {
             Value::Object(out)
         }
         Value::Array(items) => Value::Array(items.iter().map(canonicalize).collect()),
-        Value::Number(n) => Number::from_f64(n.as_f64().unwrap_or(0.0)).map(Value::Number).unwrap_or(Value::Null),
+        Value::Number(n) => Number::from_f64(n.as_f64().unwrap_or(0.0))
+            .map(Value::Number)
+            .unwrap_or(Value::Null),
         other => other.clone(),
     }
 }
@@ -139,19 +141,30 @@ mod tests {
 
     #[test]
     fn numbers_print_like_go_float64() {
-        assert_eq!(canon("[1.0, 1e21, 1e20, 1e-7, 0.000001, 1.5e-10, -0.0, 0, 12345678901234567890, 0.1]"),
-            "[1,1e+21,100000000000000000000,1e-7,0.000001,1.5e-10,-0,0,12345678901234567000,0.1]");
-        assert_eq!(canon("[123456789e15, 2.5e300, 3.0e-5]"), "[123456789000000000000000,2.5e+300,0.00003]".replace("123456789000000000000000", "1.23456789e+23"));
+        assert_eq!(
+            canon("[1.0, 1e21, 1e20, 1e-7, 0.000001, 1.5e-10, -0.0, 0, 12345678901234567890, 0.1]"),
+            "[1,1e+21,100000000000000000000,1e-7,0.000001,1.5e-10,-0,0,12345678901234567000,0.1]"
+        );
+        assert_eq!(
+            canon("[123456789e15, 2.5e300, 3.0e-5]"),
+            "[123456789000000000000000,2.5e+300,0.00003]"
+                .replace("123456789000000000000000", "1.23456789e+23")
+        );
     }
 
     #[test]
     fn keys_sort_by_bytes_and_html_is_escaped() {
-        assert_eq!(canon(r#"{"b":1,"a":{"z":"<&>","Z":"\u2028\u2029"},"é":true,"B":null}"#),
-            r#"{"B":null,"a":{"Z":"\u2028\u2029","z":"\u003c\u0026\u003e"},"b":1,"é":true}"#);
+        assert_eq!(
+            canon(r#"{"b":1,"a":{"z":"<&>","Z":"\u2028\u2029"},"é":true,"B":null}"#),
+            r#"{"B":null,"a":{"Z":"\u2028\u2029","z":"\u003c\u0026\u003e"},"b":1,"é":true}"#
+        );
     }
 
     #[test]
     fn control_characters_escape_like_go() {
-        assert_eq!(to_string(&Value::String("a\u{1}\u{8}\u{c}\n\t\"\\".into())), r#""a\u0001\b\f\n\t\"\\""#);
+        assert_eq!(
+            to_string(&Value::String("a\u{1}\u{8}\u{c}\n\t\"\\".into())),
+            r#""a\u0001\b\f\n\t\"\\""#
+        );
     }
 }

@@ -1,1 +1,49 @@
-//! Projections.
+//! Read models as pure folds over the log: `evolve(state, &event) -> state` for every
+//! stream type, revision counting and history views. No I/O, no async, no clock.
+//!
+//! Layout: [`org`], [`key`], [`fleet`], [`profile`] — one read model each; [`ReadModel`]
+//! is the trait the store and `rebuild` use to fold any stream generically.
+
+pub mod fleet;
+pub mod key;
+pub mod org;
+pub mod profile;
+
+use fleetledger_events::{DecodeError, DomainEvent, EventEnvelope};
+use serde::{de::DeserializeOwned, Serialize};
+
+/// A read model built from one stream.
+pub trait ReadModel: Sized + Clone + Serialize + DeserializeOwned {
+    type Event: DomainEvent;
+    /// The `read_models.kind` this model is stored under (also its stream type).
+    const KIND: &'static str;
+
+    /// Applies one event. `None` before the stream's first event.
+    fn evolve(state: Option<Self>, event: &Self::Event) -> Option<Self>;
+
+    /// Folds a stream's envelopes, in version order, into the model.
+    fn fold<'a>(
+        envelopes: impl IntoIterator<Item = &'a EventEnvelope>,
+    ) -> Result<Option<Self>, DecodeError> {
+        let mut state = None;
+        for envelope in envelopes {
+            state = Self::evolve(state, &Self::Event::from_envelope(envelope)?);
+        }
+        Ok(state)
+    }
+
+    /// The org this resource belongs to.
+    fn org_id(&self) -> String;
+
+    /// Extra rows this model keeps for lookups by something other than its id, as
+    /// `(kind, id)`. Their doc is the model's own id.
+    fn lookup_keys(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+}
+
+/// `read_models.kind` values that are lookups rather than models.
+pub mod lookup {
+    pub const KEY_HASH: &str = "key_hash";
+    pub const ORG_SLUG: &str = "org_slug";
+}

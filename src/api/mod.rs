@@ -1,0 +1,203 @@
+//! HTTP surfaces, one module each; each owns its DTOs and its error envelope. This module
+//! holds only what every surface shares: request metadata, ETags, idempotent replay and
+//! bounded body reading.
+
+pub mod profiles;
+pub mod system;
+
+use axum::body::Body;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use fleetledger_events::Metadata;
+use sha2::{Digest, Sha256};
+
+use crate::app::AppState;
+use crate::auth::Principal;
+use crate::store::{IdempotencyRecord, StoreError};
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
+/// What a request says about itself, beyond its body.
+#[derive(Clone, Debug, Default)]
+pub struct RequestMeta {
+    pub request_id: Option<String>,
+    pub user_agent: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub if_match: Option<IfMatch>,
+    pub method: String,
+    pub path: String,
+}
+
+/// A parsed `If-Match` header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IfMatch {
+    Any,
+    Version(i64),
+    /// Not an ETag this server issues; it can never match.
+    Unknown,
+}
+
+impl IfMatch {
+    fn parse(value: &str) -> IfMatch {
+        let value = value.trim();
+        if value == "*" {
+            return IfMatch::Any;
+        }
+        let tag = value.strip_prefix("W/").unwrap_or(value).trim_matches('"');
+        tag.parse()
+            .map(IfMatch::Version)
+            .unwrap_or(IfMatch::Unknown)
+    }
+
+    pub fn matches(&self, version: i64) -> bool {
+        match self {
+            IfMatch::Any => true,
+            IfMatch::Version(v) => *v == version,
+            IfMatch::Unknown => false,
+        }
+    }
+}
+
+fn header(headers: &HeaderMap, name: impl axum::http::header::AsHeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(RequestMeta {
+            request_id: header(&parts.headers, REQUEST_ID),
+            user_agent: header(&parts.headers, axum::http::header::USER_AGENT),
+            idempotency_key: header(&parts.headers, IDEMPOTENCY_KEY)
+                .filter(|k| !k.trim().is_empty()),
+            if_match: header(&parts.headers, axum::http::header::IF_MATCH)
+                .map(|v| IfMatch::parse(&v)),
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_string(),
+        })
+    }
+}
+
+impl RequestMeta {
+    /// Event metadata for a write by `principal`.
+    pub fn metadata(&self, principal: &Principal) -> Metadata {
+        Metadata {
+            org_id: principal.org_id.to_string(),
+            actor: principal.actor(),
+            request_id: self.request_id.clone(),
+            correlation_id: self.request_id.clone(),
+            causation_id: None,
+            idempotency_key: self.idempotency_key.clone(),
+            user_agent: self.user_agent.clone(),
+        }
+    }
+
+    /// Fingerprint of the request an idempotency key is bound to.
+    pub fn request_hash(&self, body: &[u8]) -> String {
+        let mut h = Sha256::new();
+        h.update(self.method.as_bytes());
+        h.update(b" ");
+        h.update(self.path.as_bytes());
+        h.update(b"\n");
+        h.update(body);
+        hex::encode(h.finalize())
+    }
+
+    /// The record that makes a retry with the same key replay `response`.
+    pub fn idempotency_record(
+        &self,
+        principal: &Principal,
+        body: &[u8],
+        response: &BufferedResponse,
+    ) -> Option<IdempotencyRecord> {
+        let key = self.idempotency_key.clone()?;
+        Some(IdempotencyRecord {
+            org_id: principal.org_id.to_string(),
+            key,
+            request_hash: self.request_hash(body),
+            status: response.status.as_u16(),
+            headers: response.headers.clone(),
+            body: response.body.to_vec(),
+        })
+    }
+}
+
+/// A response built before its events commit, so it can be stored for replay.
+#[derive(Clone, Debug)]
+pub struct BufferedResponse {
+    pub status: StatusCode,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+impl IntoResponse for BufferedResponse {
+    fn into_response(self) -> Response {
+        let mut response = Response::new(Body::from(self.body));
+        *response.status_mut() = self.status;
+        for (name, value) in self.headers {
+            if let (Ok(name), Ok(value)) =
+                (HeaderName::try_from(name), HeaderValue::try_from(value))
+            {
+                response.headers_mut().insert(name, value);
+            }
+        }
+        response
+    }
+}
+
+pub fn etag(version: i64) -> (String, String) {
+    ("etag".into(), format!("\"{version}\""))
+}
+
+/// What a stored idempotency record says about this request.
+pub enum Replay {
+    /// Same key, same request: answer as the first time.
+    Same(BufferedResponse),
+    /// Same key, another request.
+    Mismatch,
+}
+
+pub async fn replay(
+    state: &AppState,
+    principal: &Principal,
+    meta: &RequestMeta,
+    body: &[u8],
+) -> Result<Option<Replay>, StoreError> {
+    let Some(key) = &meta.idempotency_key else {
+        return Ok(None);
+    };
+    let Some(record) = state
+        .ledger
+        .store
+        .idempotent_response(&principal.org_id.to_string(), key)
+        .await?
+    else {
+        return Ok(None);
+    };
+    if record.request_hash != meta.request_hash(body) {
+        return Ok(Some(Replay::Mismatch));
+    }
+    Ok(Some(Replay::Same(BufferedResponse {
+        status: StatusCode::from_u16(record.status).unwrap_or(StatusCode::OK),
+        headers: record.headers,
+        body: Bytes::from(record.body),
+    })))
+}
+
+/// Reads at most `limit` bytes of a body; `None` when it is longer.
+pub async fn read_body(body: Body, limit: usize) -> Result<Option<Bytes>, axum::Error> {
+    use http_body_util::BodyExt;
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(Some(collected.to_bytes())),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => Ok(None),
+        Err(error) => Err(axum::Error::new(error)),
+    }
+}

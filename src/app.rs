@@ -1,0 +1,171 @@
+//! Builds the application: store, caches, bootstrap, background tasks and the router.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{HeaderName, Request};
+use axum::Router;
+use chrono::Utc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::auth::{Authenticator, KeyUsage};
+use crate::config::{ServeSettings, Settings, StoreSettings};
+use crate::ledger::Ledger;
+use crate::store::cache::ReadModels;
+use crate::store::{self, StoreError};
+use crate::tenancy::{self, TenancyError};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub ledger: Ledger,
+    pub auth: Authenticator,
+    pub settings: Arc<ServeSettings>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("bootstrap: {0}")]
+    Bootstrap(#[from] TenancyError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Opens the store and loads the read models, as every command that touches state does.
+pub async fn open_ledger(settings: &StoreSettings) -> Result<Ledger, StoreError> {
+    let store = store::connect(&settings.url()).await?;
+    let models = ReadModels::load(store.clone()).await?;
+    Ok(Ledger { store, models })
+}
+
+pub fn router(state: AppState) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    Router::new()
+        .merge(crate::api::system::router())
+        .merge(crate::api::profiles::router())
+        .with_state(state)
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+            let request_id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %request_id)
+        }))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    stop: watch::Sender<bool>,
+    usage: Arc<KeyUsage>,
+    grace: Duration,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let ledger = open_ledger(&settings.store).await?;
+        if let Some(token) = tenancy::bootstrap(&ledger, Utc::now()).await? {
+            let path = write_admin_key(&settings.store.data_dir, token.expose())?;
+            println!("Created organization `default` with an admin key (shown once, also written to {}):", path.display());
+            println!("{}", token.expose());
+        }
+        let (stop, stopped) = watch::channel(false);
+        tokio::spawn(ledger.models.clone().follow(
+            Duration::from_millis(settings.serve.follow_interval_ms),
+            stopped.clone(),
+        ));
+        let usage = KeyUsage::new(ledger.store.clone());
+        tokio::spawn(usage.clone().run(Duration::from_secs(5), stopped));
+        let state = AppState {
+            auth: Authenticator::new(ledger.models.clone(), ledger.store.clone(), usage.clone()),
+            ledger,
+            settings: Arc::new(settings.serve.clone()),
+        };
+        let listener = TcpListener::bind(settings.serve.listen).await?;
+        tracing::info!("listening on http://{}", listener.local_addr()?);
+        Ok(Application {
+            listener,
+            router: router(state),
+            stop,
+            usage,
+            grace: Duration::from_secs(settings.serve.shutdown_grace_seconds),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish (up to the
+    /// grace period) and flushes key usage.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), std::io::Error> {
+        let (signalled_tx, mut signalled) = watch::channel(false);
+        let serve = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            let _ = signalled_tx.send(true);
+        });
+        let grace = self.grace;
+        let deadline = async move {
+            while !*signalled.borrow() {
+                if signalled.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            result = serve => result?,
+            _ = deadline => tracing::warn!("grace period over; stopping with requests still in flight"),
+        }
+        let _ = self.stop.send(true);
+        self.usage.flush().await;
+        Ok(())
+    }
+}
+
+/// Writes the bootstrap admin key where only its owner can read it.
+fn write_admin_key(
+    data_dir: &std::path::Path,
+    token: &str,
+) -> Result<std::path::PathBuf, std::io::Error> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(data_dir)?;
+    let path = data_dir.join("admin.key");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)?;
+    writeln!(file, "{token}")?;
+    Ok(path)
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+}

@@ -1,0 +1,62 @@
+//! Settings from flags with environment fallbacks; each doc comment is its `--help` text.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Where the log lives. Shared by every command.
+#[derive(clap::Args, Clone, Debug)]
+pub struct StoreSettings {
+    /// Directory for the embedded SQLite database (fleetledger.db) and admin.key.
+    #[arg(
+        long,
+        env = "FLEETLEDGER_DATA_DIR",
+        default_value = "./data",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+
+    /// PostgreSQL URL (postgres://…). When unset, the embedded SQLite store is used.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+}
+
+impl StoreSettings {
+    /// The store URL: PostgreSQL when configured, else SQLite in the data dir.
+    pub fn url(&self) -> String {
+        match &self.database_url {
+            Some(url) if !url.is_empty() => url.clone(),
+            _ => format!(
+                "sqlite://{}",
+                self.data_dir.join("fleetledger.db").display()
+            ),
+        }
+    }
+}
+
+/// Settings of the HTTP service.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ServeSettings {
+    /// Address to listen on; port 0 picks a free port (the log line `listening on` says which).
+    #[arg(long, env = "FLEETLEDGER_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Kernel attributes profiles may select (comma-separated); empty accepts any valid one.
+    #[arg(long, env = "FLEETLEDGER_AVAILABLE_KERNELS", value_delimiter = ',',
+          default_value = crate::domain::profile::DEFAULT_AVAILABLE_KERNELS)]
+    pub available_kernels: Vec<String>,
+
+    /// How often (ms) the read-model cache polls the log for other processes' writes.
+    #[arg(long, env = "FLEETLEDGER_FOLLOW_INTERVAL_MS", default_value_t = 250)]
+    pub follow_interval_ms: u64,
+
+    /// Seconds to let in-flight requests finish after SIGTERM/Ctrl-C.
+    #[arg(long, env = "FLEETLEDGER_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
+    pub shutdown_grace_seconds: u64,
+}
+
+/// Everything `serve` needs.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub store: StoreSettings,
+    pub serve: ServeSettings,
+}

@@ -1,0 +1,59 @@
+//! The pure core: for each aggregate, `decide`-style functions from a state and a command
+//! to events or a `DomainError`. No I/O, no clock, no randomness: ids and times arrive in
+//! the command.
+
+pub mod fleet;
+pub mod key;
+pub mod org;
+pub mod profile;
+
+/// What the user got wrong. Surfaces map these to their own envelopes.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    AlreadyExists(String),
+}
+
+impl DomainError {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        DomainError::Invalid(message.into())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! given / when / then for decide functions.
+    use std::fmt::Debug;
+
+    use super::DomainError;
+
+    pub struct Given<S>(pub Option<S>);
+
+    pub fn given<S>(state: Option<S>) -> Given<S> {
+        Given(state)
+    }
+
+    impl<S> Given<S> {
+        pub fn when<E>(
+            self,
+            decide: impl FnOnce(Option<&S>) -> Result<Vec<E>, DomainError>,
+        ) -> Then<E> {
+            Then(decide(self.0.as_ref()))
+        }
+    }
+
+    pub struct Then<E>(pub Result<Vec<E>, DomainError>);
+
+    impl<E: Debug> Then<E> {
+        pub fn then(self, check: impl FnOnce(&[E])) {
+            check(&self.0.expect("the command was rejected"));
+        }
+        pub fn then_err(self, expected: DomainError) {
+            assert_eq!(self.0.unwrap_err(), expected);
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! The write path shared by every surface: a decision (events decided against a state at
+//! a version) is committed with the read model it produces, in one append, and the cache
+//! learns the new model once the append has committed.
+
+use std::sync::Arc;
+
+use fleetledger_events::{DomainEvent, Metadata};
+use fleetledger_projections::ReadModel;
+use uuid::Uuid;
+
+use crate::store::cache::{CacheOf, ReadModels};
+use crate::store::{
+    AppendRequest, Appended, EventStore, ExpectedVersion, IdempotencyRecord, ReadModelWrite,
+    StoreError,
+};
+
+/// Events decided for one stream, with the state they lead to.
+pub struct Decision<M: ReadModel> {
+    pub stream_id: String,
+    /// The stream version the events were decided against.
+    pub expected: i64,
+    pub events: Vec<M::Event>,
+    pub after: Option<M>,
+}
+
+impl<M: ReadModel> Decision<M> {
+    /// Folds `events` onto `before` to get the state they lead to.
+    pub fn new(
+        stream_id: impl Into<String>,
+        expected: i64,
+        before: Option<M>,
+        events: Vec<M::Event>,
+    ) -> Self {
+        let after = events.iter().fold(before, |state, e| M::evolve(state, e));
+        Decision {
+            stream_id: stream_id.into(),
+            expected,
+            events,
+            after,
+        }
+    }
+
+    /// The stream version once the events are appended.
+    pub fn version(&self) -> i64 {
+        self.expected + self.events.len() as i64
+    }
+}
+
+#[derive(Clone)]
+pub struct Ledger {
+    pub store: Arc<dyn EventStore>,
+    pub models: Arc<ReadModels>,
+}
+
+impl Ledger {
+    /// Appends a decision atomically with its read model (and lookup rows) and the
+    /// idempotency record, then updates the cache.
+    pub async fn commit<M: ReadModel>(
+        &self,
+        decision: Decision<M>,
+        metadata: Metadata,
+        idempotency: Option<IdempotencyRecord>,
+    ) -> Result<Appended, StoreError>
+    where
+        ReadModels: CacheOf<M>,
+    {
+        let version = decision.version();
+        let mut read_models = Vec::new();
+        if let Some(model) = &decision.after {
+            let org_id = model.org_id();
+            read_models.push(ReadModelWrite {
+                kind: M::KIND.to_string(),
+                id: decision.stream_id.clone(),
+                org_id: org_id.clone(),
+                version,
+                doc: serde_json::to_string(model)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            });
+            for (kind, key) in model.lookup_keys() {
+                read_models.push(ReadModelWrite {
+                    kind: kind.to_string(),
+                    id: key,
+                    org_id: org_id.clone(),
+                    version,
+                    doc: decision.stream_id.clone(),
+                });
+            }
+        }
+        let request = AppendRequest {
+            stream_type: M::KIND.to_string(),
+            stream_id: decision.stream_id.clone(),
+            expected: ExpectedVersion::Exact(decision.expected),
+            events: decision
+                .events
+                .iter()
+                .map(|e| e.to_new_event(Uuid::now_v7()))
+                .collect(),
+            metadata,
+            read_models,
+            idempotency,
+        };
+        let appended = self.store.append(request).await?;
+        if let Some(model) = decision.after {
+            self.models.committed(&decision.stream_id, version, model);
+        }
+        Ok(appended)
+    }
+}

@@ -1,0 +1,321 @@
+//! The event store: one trait, two backends (PostgreSQL and SQLite) with one behaviour.
+//!
+//! Appends go through a group-commit writer per process: concurrent appends are batched
+//! into one transaction (each with its own savepoint, so one conflict fails only its own
+//! append), and every caller is answered only after that transaction commits. The
+//! transaction locks the single `log_head` row first, which makes global positions
+//! contiguous and equal to commit order, so tailing `read_all` can never skip an event.
+//!
+//! Only this module writes SQL.
+
+pub mod cache;
+mod postgres;
+mod sqlite;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use fleetledger_events::chain::{self, ChainBreak, StreamVerifier};
+use fleetledger_events::envelope::truncate_micros;
+use fleetledger_events::{EventEnvelope, Metadata, NewEvent};
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// The optimistic-concurrency token of an append.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// Append whatever the stream's version (used only by system bookkeeping).
+    Any,
+    /// The stream must be at exactly this version; 0 means it must not exist yet.
+    Exact(i64),
+}
+
+/// A read-model row written in the same transaction as the events it reflects.
+#[derive(Clone, Debug)]
+pub struct ReadModelWrite {
+    pub kind: String,
+    pub id: String,
+    pub org_id: String,
+    pub version: i64,
+    pub doc: String,
+}
+
+/// The response to replay for a later request with the same `Idempotency-Key`.
+#[derive(Clone, Debug)]
+pub struct IdempotencyRecord {
+    pub org_id: String,
+    pub key: String,
+    pub request_hash: String,
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// How long an idempotency record answers for its key.
+pub const IDEMPOTENCY_TTL: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
+#[derive(Clone, Debug)]
+pub struct AppendRequest {
+    pub stream_type: String,
+    pub stream_id: String,
+    pub expected: ExpectedVersion,
+    pub events: Vec<NewEvent>,
+    pub metadata: Metadata,
+    pub read_models: Vec<ReadModelWrite>,
+    pub idempotency: Option<IdempotencyRecord>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Appended {
+    pub events: Vec<EventEnvelope>,
+}
+
+impl Appended {
+    pub fn stream_version(&self) -> i64 {
+        self.events.last().map(|e| e.stream_version).unwrap_or(0)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct StoredModel {
+    pub kind: String,
+    pub id: String,
+    pub org_id: String,
+    pub version: i64,
+    pub doc: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("stream {stream_id} is at version {actual}, not {expected}")]
+    Conflict {
+        stream_id: String,
+        expected: i64,
+        actual: i64,
+    },
+    #[error("the idempotency key is already in use")]
+    IdempotencyKeyTaken,
+    #[error("the store's writer has stopped")]
+    WriterStopped,
+    #[error("stored data cannot be read: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Result of verifying hash chains.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Verification {
+    pub ok: bool,
+    pub checked: u64,
+    pub first_bad: Option<ChainBreak>,
+}
+
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Appends events to one stream atomically with their read models and idempotency
+    /// record; answers only after the commit.
+    async fn append(&self, request: AppendRequest) -> Result<Appended, StoreError>;
+    /// A stream's events from `from_version` (1-based), in version order.
+    async fn read_stream(
+        &self,
+        stream_id: &str,
+        from_version: i64,
+    ) -> Result<Vec<EventEnvelope>, StoreError>;
+    /// Up to `limit` events after `after`, in global order, optionally of one stream type.
+    async fn read_all(
+        &self,
+        after: i64,
+        limit: i64,
+        stream_type: Option<&str>,
+    ) -> Result<Vec<EventEnvelope>, StoreError>;
+    /// A stream's current version, 0 when it has no events.
+    async fn stream_version(&self, stream_id: &str) -> Result<i64, StoreError>;
+    /// The last committed global position.
+    async fn head(&self) -> Result<i64, StoreError>;
+    async fn load_model(&self, kind: &str, id: &str) -> Result<Option<StoredModel>, StoreError>;
+    async fn list_models(&self, kind: &str) -> Result<Vec<StoredModel>, StoreError>;
+    /// The stored response for an idempotency key, if it is younger than the TTL.
+    async fn idempotent_response(
+        &self,
+        org_id: &str,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>, StoreError>;
+    async fn record_key_usage(&self, usage: &[(String, DateTime<Utc>)]) -> Result<(), StoreError>;
+    async fn key_usage(&self) -> Result<HashMap<String, DateTime<Utc>>, StoreError>;
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Wakes whenever this process commits; carries the new head position.
+    fn commits(&self) -> watch::Receiver<i64>;
+    fn backend(&self) -> &'static str;
+}
+
+/// Opens the store a URL names (`postgres://…` or `sqlite://path`) and migrates it.
+pub async fn connect(url: &str) -> Result<Arc<dyn EventStore>, StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::connect(url).await?))
+    } else {
+        Ok(Arc::new(SqliteStore::connect(url).await?))
+    }
+}
+
+/// Verifies every stream's chain and that positions are contiguous, reading the log in
+/// pages. Stops at the first break.
+pub async fn verify_log(
+    store: &dyn EventStore,
+    mut progress: impl FnMut(u64),
+) -> Result<Verification, StoreError> {
+    let mut streams: HashMap<String, StreamVerifier> = HashMap::new();
+    let mut after = 0;
+    let mut checked = 0;
+    loop {
+        let page = store.read_all(after, 1000, None).await?;
+        if page.is_empty() {
+            return Ok(Verification {
+                ok: true,
+                checked,
+                first_bad: None,
+            });
+        }
+        for e in &page {
+            if e.global_position != after + 1 {
+                let first_bad = ChainBreak {
+                    stream: format!("{}/{}", e.stream_type, e.stream_id),
+                    version: e.stream_version,
+                    global_position: e.global_position,
+                    event_id: e.event_id.to_string(),
+                    expected: format!("position {}", after + 1),
+                    actual: format!("position {}", e.global_position),
+                };
+                return Ok(Verification {
+                    ok: false,
+                    checked,
+                    first_bad: Some(first_bad),
+                });
+            }
+            if let Err(first_bad) = streams.entry(e.stream_id.clone()).or_default().check(e) {
+                return Ok(Verification {
+                    ok: false,
+                    checked,
+                    first_bad: Some(first_bad),
+                });
+            }
+            after = e.global_position;
+            checked += 1;
+        }
+        progress(checked);
+    }
+}
+
+/// Verifies one stream's chain.
+pub async fn verify_stream(
+    store: &dyn EventStore,
+    stream_id: &str,
+) -> Result<Verification, StoreError> {
+    let events = store.read_stream(stream_id, 1).await?;
+    let mut verifier = StreamVerifier::default();
+    for (i, e) in events.iter().enumerate() {
+        if let Err(first_bad) = verifier.check(e) {
+            return Ok(Verification {
+                ok: false,
+                checked: i as u64,
+                first_bad: Some(first_bad),
+            });
+        }
+    }
+    Ok(Verification {
+        ok: true,
+        checked: events.len() as u64,
+        first_bad: None,
+    })
+}
+
+/// Gives an append's events their places: checks the expected version against the
+/// stream's tail, then assigns positions, versions and the hash chain.
+fn place_events(
+    request: &AppendRequest,
+    head: i64,
+    tail: Option<(i64, String)>,
+    now: DateTime<Utc>,
+) -> Result<Vec<EventEnvelope>, StoreError> {
+    let (actual, mut prev_hash) = tail.unwrap_or_else(|| (0, chain::GENESIS.to_string()));
+    if let ExpectedVersion::Exact(expected) = request.expected {
+        if expected != actual {
+            return Err(StoreError::Conflict {
+                stream_id: request.stream_id.clone(),
+                expected,
+                actual,
+            });
+        }
+    }
+    let recorded_at = truncate_micros(now);
+    let mut out = Vec::with_capacity(request.events.len());
+    for (i, event) in request.events.iter().enumerate() {
+        let mut envelope = EventEnvelope {
+            global_position: head + 1 + i as i64,
+            event_id: event.event_id,
+            stream_type: request.stream_type.clone(),
+            stream_id: request.stream_id.clone(),
+            stream_version: actual + 1 + i as i64,
+            event_type: event.event_type.clone(),
+            schema_version: event.schema_version,
+            data: event.data.clone(),
+            metadata: request.metadata.clone(),
+            prev_hash: prev_hash.clone(),
+            hash: String::new(),
+            recorded_at,
+        };
+        envelope.hash = chain::compute_hash(&envelope);
+        prev_hash = envelope.hash.clone();
+        out.push(envelope);
+    }
+    Ok(out)
+}
+
+type Job = (AppendRequest, oneshot::Sender<Result<Appended, StoreError>>);
+
+/// The sending half of a group-commit writer.
+#[derive(Clone)]
+struct WriterHandle {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl WriterHandle {
+    async fn append(&self, request: AppendRequest) -> Result<Appended, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send((request, reply))
+            .await
+            .map_err(|_| StoreError::WriterStopped)?;
+        answer.await.map_err(|_| StoreError::WriterStopped)?
+    }
+}
+
+/// Largest number of appends committed in one transaction.
+const MAX_BATCH: usize = 256;
+
+/// Takes the next batch: waits for one job, then takes whatever else is already queued.
+async fn next_batch(jobs: &mut mpsc::Receiver<Job>) -> Option<Vec<Job>> {
+    let first = jobs.recv().await?;
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        match jobs.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
+fn headers_to_json(headers: &[(String, String)]) -> String {
+    serde_json::to_string(headers).unwrap_or_else(|_| "[]".into())
+}
+
+fn headers_from_json(text: &str) -> Vec<(String, String)> {
+    serde_json::from_str(text).unwrap_or_default()
+}

@@ -1,0 +1,433 @@
+//! PostgreSQL backend of the event store.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use fleetledger_events::{EventEnvelope, Metadata};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::types::Json;
+use sqlx::{Postgres, QueryBuilder, Transaction};
+use tokio::sync::{mpsc, watch};
+use uuid::Uuid;
+
+use super::*;
+
+/// Connections in the pool: this machine's sweet spot for one writer plus readers.
+const POOL_SIZE: u32 = 10;
+
+pub struct PgStore {
+    pool: PgPool,
+    writer: WriterHandle,
+    commits: watch::Receiver<i64>,
+}
+
+impl PgStore {
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        let head: i64 = sqlx::query_scalar("SELECT position FROM log_head")
+            .fetch_one(&pool)
+            .await?;
+        let (commit_tx, commits) = watch::channel(head);
+        let (jobs, job_rx) = mpsc::channel(4096);
+        tokio::spawn(run_writer(pool.clone(), job_rx, commit_tx));
+        Ok(PgStore {
+            pool,
+            writer: WriterHandle { jobs },
+            commits,
+        })
+    }
+
+    /// The pool, for tests and tools that inspect the database directly.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+async fn run_writer(pool: PgPool, mut jobs: mpsc::Receiver<Job>, commits: watch::Sender<i64>) {
+    while let Some(batch) = next_batch(&mut jobs).await {
+        let (requests, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        match commit_batch(&pool, &requests).await {
+            Ok((results, head)) => {
+                commits.send_if_modified(|h| std::mem::replace(h, head) != head);
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(result);
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, appends = requests.len(), "append batch failed to commit");
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::Corrupt(format!(
+                        "the append did not commit: {error}"
+                    ))));
+                }
+            }
+        }
+    }
+}
+
+enum Failure {
+    Rejected(StoreError),
+    Fatal(sqlx::Error),
+}
+
+impl From<sqlx::Error> for Failure {
+    fn from(error: sqlx::Error) -> Self {
+        Failure::Fatal(error)
+    }
+}
+
+async fn commit_batch(
+    pool: &PgPool,
+    requests: &[AppendRequest],
+) -> Result<(Vec<Result<Appended, StoreError>>, i64), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let start: i64 = sqlx::query_scalar("SELECT position FROM log_head WHERE id FOR UPDATE")
+        .fetch_one(&mut *tx)
+        .await?;
+    let mut head = start;
+    let now = Utc::now();
+    let savepoints = requests.len() > 1;
+    let mut results = Vec::with_capacity(requests.len());
+    for request in requests {
+        if savepoints {
+            sqlx::query("SAVEPOINT append").execute(&mut *tx).await?;
+        }
+        match append_one(&mut tx, request, head, now).await {
+            Ok(appended) => {
+                if savepoints {
+                    sqlx::query("RELEASE SAVEPOINT append")
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                head += appended.events.len() as i64;
+                results.push(Ok(appended));
+            }
+            Err(Failure::Rejected(error)) => {
+                if !savepoints {
+                    return Ok((vec![Err(error)], start));
+                }
+                sqlx::query("ROLLBACK TO SAVEPOINT append")
+                    .execute(&mut *tx)
+                    .await?;
+                results.push(Err(error));
+            }
+            Err(Failure::Fatal(error)) => return Err(error),
+        }
+    }
+    if head != start {
+        sqlx::query("UPDATE log_head SET position = $1 WHERE id")
+            .bind(head)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("SELECT pg_notify('fleetledger_events', $1)")
+            .bind(head.to_string())
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok((results, head))
+}
+
+async fn append_one(
+    tx: &mut Transaction<'static, Postgres>,
+    request: &AppendRequest,
+    head: i64,
+    now: DateTime<Utc>,
+) -> Result<Appended, Failure> {
+    let tail: Option<(i64, String)> =
+        sqlx::query_as("SELECT stream_version, hash FROM events WHERE stream_id = $1 ORDER BY stream_version DESC LIMIT 1")
+            .bind(&request.stream_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    let events = place_events(request, head, tail, now).map_err(Failure::Rejected)?;
+    if !events.is_empty() {
+        let mut insert = QueryBuilder::<Postgres>::new(
+            "INSERT INTO events (global_position, event_id, stream_type, stream_id, stream_version, event_type, \
+             schema_version, data, metadata, prev_hash, hash, recorded_at) ",
+        );
+        insert.push_values(&events, |mut row, e| {
+            row.push_bind(e.global_position)
+                .push_bind(e.event_id)
+                .push_bind(&e.stream_type)
+                .push_bind(&e.stream_id)
+                .push_bind(e.stream_version)
+                .push_bind(&e.event_type)
+                .push_bind(e.schema_version)
+                .push_bind(Json(&e.data))
+                .push_bind(Json(&e.metadata))
+                .push_bind(&e.prev_hash)
+                .push_bind(&e.hash)
+                .push_bind(e.recorded_at);
+        });
+        insert
+            .build()
+            .execute(&mut **tx)
+            .await
+            .map_err(|error| classify(error, request, &events))?;
+    }
+    for model in &request.read_models {
+        sqlx::query(
+            "INSERT INTO read_models (kind, id, org_id, version, doc, updated_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (kind, id) DO UPDATE SET org_id = excluded.org_id, version = excluded.version, \
+             doc = excluded.doc, updated_at = excluded.updated_at",
+        )
+        .bind(&model.kind)
+        .bind(&model.id)
+        .bind(&model.org_id)
+        .bind(model.version)
+        .bind(&model.doc)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    if let Some(record) = &request.idempotency {
+        let stored = sqlx::query(
+            "INSERT INTO idempotency_keys (org_id, idem_key, request_hash, status, headers, body, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (org_id, idem_key) DO UPDATE SET \
+             request_hash = excluded.request_hash, status = excluded.status, headers = excluded.headers, \
+             body = excluded.body, created_at = excluded.created_at WHERE idempotency_keys.created_at < $8",
+        )
+        .bind(&record.org_id)
+        .bind(&record.key)
+        .bind(&record.request_hash)
+        .bind(record.status as i32)
+        .bind(headers_to_json(&record.headers))
+        .bind(&record.body)
+        .bind(now)
+        .bind(now - IDEMPOTENCY_TTL)
+        .execute(&mut **tx)
+        .await?;
+        if stored.rows_affected() == 0 {
+            return Err(Failure::Rejected(StoreError::IdempotencyKeyTaken));
+        }
+    }
+    Ok(Appended { events })
+}
+
+/// Maps a failed event insert: the unique `(stream_id, stream_version)` key is the
+/// concurrency guard, so its violation is a conflict.
+fn classify(error: sqlx::Error, request: &AppendRequest, events: &[EventEnvelope]) -> Failure {
+    if let sqlx::Error::Database(db) = &error {
+        match db.constraint() {
+            Some("events_stream_version_key") => {
+                let expected = events.first().map(|e| e.stream_version - 1).unwrap_or(0);
+                return Failure::Rejected(StoreError::Conflict {
+                    stream_id: request.stream_id.clone(),
+                    expected,
+                    actual: expected + 1,
+                });
+            }
+            Some("events_event_id_key") => {
+                return Failure::Rejected(StoreError::Corrupt(
+                    "an event with this event_id is already stored".into(),
+                ))
+            }
+            _ => {}
+        }
+    }
+    Failure::Fatal(error)
+}
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    global_position: i64,
+    event_id: Uuid,
+    stream_type: String,
+    stream_id: String,
+    stream_version: i64,
+    event_type: String,
+    schema_version: i32,
+    data: Json<serde_json::Value>,
+    metadata: Json<Metadata>,
+    prev_hash: String,
+    hash: String,
+    recorded_at: DateTime<Utc>,
+}
+
+impl From<EventRow> for EventEnvelope {
+    fn from(r: EventRow) -> Self {
+        EventEnvelope {
+            global_position: r.global_position,
+            event_id: r.event_id,
+            stream_type: r.stream_type,
+            stream_id: r.stream_id,
+            stream_version: r.stream_version,
+            event_type: r.event_type,
+            schema_version: r.schema_version,
+            data: r.data.0,
+            metadata: r.metadata.0,
+            prev_hash: r.prev_hash,
+            hash: r.hash,
+            recorded_at: r.recorded_at,
+        }
+    }
+}
+
+const EVENT_COLUMNS: &str =
+    "global_position, event_id, stream_type, stream_id, stream_version, event_type, \
+    schema_version, data, metadata, prev_hash, hash, recorded_at";
+
+#[derive(sqlx::FromRow)]
+struct ModelRow {
+    kind: String,
+    id: String,
+    org_id: String,
+    version: i64,
+    doc: String,
+}
+
+impl From<ModelRow> for StoredModel {
+    fn from(r: ModelRow) -> Self {
+        StoredModel {
+            kind: r.kind,
+            id: r.id,
+            org_id: r.org_id,
+            version: r.version,
+            doc: r.doc,
+        }
+    }
+}
+
+#[async_trait]
+impl EventStore for PgStore {
+    async fn append(&self, request: AppendRequest) -> Result<Appended, StoreError> {
+        self.writer.append(request).await
+    }
+
+    async fn read_stream(
+        &self,
+        stream_id: &str,
+        from_version: i64,
+    ) -> Result<Vec<EventEnvelope>, StoreError> {
+        let rows: Vec<EventRow> = sqlx::query_as(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND stream_version >= $2 ORDER BY stream_version"
+        ))
+        .bind(stream_id)
+        .bind(from_version)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn read_all(
+        &self,
+        after: i64,
+        limit: i64,
+        stream_type: Option<&str>,
+    ) -> Result<Vec<EventEnvelope>, StoreError> {
+        let rows: Vec<EventRow> = sqlx::query_as(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE global_position > $1 AND ($3::text IS NULL OR stream_type = $3) \
+             ORDER BY global_position LIMIT $2"
+        ))
+        .bind(after)
+        .bind(limit)
+        .bind(stream_type)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn stream_version(&self, stream_id: &str) -> Result<i64, StoreError> {
+        let v: Option<i64> =
+            sqlx::query_scalar("SELECT max(stream_version) FROM events WHERE stream_id = $1")
+                .bind(stream_id)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(v.unwrap_or(0))
+    }
+
+    async fn head(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT position FROM log_head")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn load_model(&self, kind: &str, id: &str) -> Result<Option<StoredModel>, StoreError> {
+        let row: Option<ModelRow> = sqlx::query_as(
+            "SELECT kind, id, org_id, version, doc FROM read_models WHERE kind = $1 AND id = $2",
+        )
+        .bind(kind)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn list_models(&self, kind: &str) -> Result<Vec<StoredModel>, StoreError> {
+        let rows: Vec<ModelRow> = sqlx::query_as(
+            "SELECT kind, id, org_id, version, doc FROM read_models WHERE kind = $1",
+        )
+        .bind(kind)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn idempotent_response(
+        &self,
+        org_id: &str,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let row: Option<(String, i32, String, Vec<u8>)> = sqlx::query_as(
+            "SELECT request_hash, status, headers, body FROM idempotency_keys \
+             WHERE org_id = $1 AND idem_key = $2 AND created_at >= $3",
+        )
+        .bind(org_id)
+        .bind(key)
+        .bind(Utc::now() - IDEMPOTENCY_TTL)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(
+            row.map(|(request_hash, status, headers, body)| IdempotencyRecord {
+                org_id: org_id.to_string(),
+                key: key.to_string(),
+                request_hash,
+                status: status as u16,
+                headers: headers_from_json(&headers),
+                body,
+            }),
+        )
+    }
+
+    async fn record_key_usage(&self, usage: &[(String, DateTime<Utc>)]) -> Result<(), StoreError> {
+        for (key_id, at) in usage {
+            sqlx::query(
+                "INSERT INTO key_usage (key_id, last_used_at) VALUES ($1, $2) ON CONFLICT (key_id) \
+                 DO UPDATE SET last_used_at = greatest(key_usage.last_used_at, excluded.last_used_at)",
+            )
+            .bind(key_id)
+            .bind(at)
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn key_usage(&self) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
+        let rows: Vec<(String, DateTime<Utc>)> =
+            sqlx::query_as("SELECT key_id, last_used_at FROM key_usage")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    fn commits(&self) -> watch::Receiver<i64> {
+        self.commits.clone()
+    }
+
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+}

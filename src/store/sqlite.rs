@@ -1,0 +1,463 @@
+//! SQLite backend of the event store: the embedded default. WAL journal with
+//! `synchronous=FULL`, so an acknowledged append survives a crash or power loss.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use fleetledger_events::envelope::micros;
+use fleetledger_events::EventEnvelope;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Sqlite, Transaction};
+use tokio::sync::{mpsc, watch};
+
+use super::*;
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+    writer: WriterHandle,
+    commits: watch::Receiver<i64>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at a `sqlite://` URL or a plain path.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let path = url.strip_prefix("sqlite://").unwrap_or(url);
+        let path = path.split('?').next().unwrap_or(path);
+        if let Some(parent) = std::path::Path::new(path).parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| StoreError::Corrupt(format!("cannot create {parent:?}: {e}")))?;
+            }
+        }
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        let head: i64 = sqlx::query_scalar("SELECT position FROM log_head")
+            .fetch_one(&pool)
+            .await?;
+        let (commit_tx, commits) = watch::channel(head);
+        let (jobs, job_rx) = mpsc::channel(4096);
+        tokio::spawn(run_writer(pool.clone(), job_rx, commit_tx));
+        Ok(SqliteStore {
+            pool,
+            writer: WriterHandle { jobs },
+            commits,
+        })
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+async fn run_writer(pool: SqlitePool, mut jobs: mpsc::Receiver<Job>, commits: watch::Sender<i64>) {
+    while let Some(batch) = next_batch(&mut jobs).await {
+        let (requests, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        match commit_batch(&pool, &requests).await {
+            Ok((results, head)) => {
+                commits.send_if_modified(|h| std::mem::replace(h, head) != head);
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(result);
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, appends = requests.len(), "append batch failed to commit");
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::Corrupt(format!(
+                        "the append did not commit: {error}"
+                    ))));
+                }
+            }
+        }
+    }
+}
+
+enum Failure {
+    Rejected(StoreError),
+    Fatal(sqlx::Error),
+}
+
+impl From<sqlx::Error> for Failure {
+    fn from(error: sqlx::Error) -> Self {
+        Failure::Fatal(error)
+    }
+}
+
+async fn commit_batch(
+    pool: &SqlitePool,
+    requests: &[AppendRequest],
+) -> Result<(Vec<Result<Appended, StoreError>>, i64), sqlx::Error> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let start: i64 = sqlx::query_scalar("SELECT position FROM log_head WHERE id = 1")
+        .fetch_one(&mut *tx)
+        .await?;
+    let mut head = start;
+    let now = Utc::now();
+    let savepoints = requests.len() > 1;
+    let mut results = Vec::with_capacity(requests.len());
+    for request in requests {
+        if savepoints {
+            sqlx::query("SAVEPOINT append").execute(&mut *tx).await?;
+        }
+        match append_one(&mut tx, request, head, now).await {
+            Ok(appended) => {
+                if savepoints {
+                    sqlx::query("RELEASE SAVEPOINT append")
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                head += appended.events.len() as i64;
+                results.push(Ok(appended));
+            }
+            Err(Failure::Rejected(error)) => {
+                if !savepoints {
+                    return Ok((vec![Err(error)], start));
+                }
+                sqlx::query("ROLLBACK TO SAVEPOINT append")
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("RELEASE SAVEPOINT append")
+                    .execute(&mut *tx)
+                    .await?;
+                results.push(Err(error));
+            }
+            Err(Failure::Fatal(error)) => return Err(error),
+        }
+    }
+    if head != start {
+        sqlx::query("UPDATE log_head SET position = ?1 WHERE id = 1")
+            .bind(head)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok((results, head))
+}
+
+async fn append_one(
+    tx: &mut Transaction<'static, Sqlite>,
+    request: &AppendRequest,
+    head: i64,
+    now: DateTime<Utc>,
+) -> Result<Appended, Failure> {
+    let tail: Option<(i64, String)> =
+        sqlx::query_as("SELECT stream_version, hash FROM events WHERE stream_id = ?1 ORDER BY stream_version DESC LIMIT 1")
+            .bind(&request.stream_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    let events = place_events(request, head, tail, now).map_err(Failure::Rejected)?;
+    if !events.is_empty() {
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO events (global_position, event_id, stream_type, stream_id, stream_version, event_type, \
+             schema_version, data, metadata, prev_hash, hash, recorded_at) ",
+        );
+        insert.push_values(&events, |mut row, e| {
+            row.push_bind(e.global_position)
+                .push_bind(e.event_id.to_string())
+                .push_bind(e.stream_type.clone())
+                .push_bind(e.stream_id.clone())
+                .push_bind(e.stream_version)
+                .push_bind(e.event_type.clone())
+                .push_bind(e.schema_version)
+                .push_bind(e.data.to_string())
+                .push_bind(serde_json::to_string(&e.metadata).unwrap_or_default())
+                .push_bind(e.prev_hash.clone())
+                .push_bind(e.hash.clone())
+                .push_bind(micros::format(&e.recorded_at));
+        });
+        insert
+            .build()
+            .execute(&mut **tx)
+            .await
+            .map_err(|error| classify(error, request, &events))?;
+    }
+    let updated_at = micros::format(&now);
+    for model in &request.read_models {
+        sqlx::query(
+            "INSERT INTO read_models (kind, id, org_id, version, doc, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+             ON CONFLICT (kind, id) DO UPDATE SET org_id = excluded.org_id, version = excluded.version, \
+             doc = excluded.doc, updated_at = excluded.updated_at",
+        )
+        .bind(&model.kind)
+        .bind(&model.id)
+        .bind(&model.org_id)
+        .bind(model.version)
+        .bind(&model.doc)
+        .bind(&updated_at)
+        .execute(&mut **tx)
+        .await?;
+    }
+    if let Some(record) = &request.idempotency {
+        let stored = sqlx::query(
+            "INSERT INTO idempotency_keys (org_id, idem_key, request_hash, status, headers, body, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (org_id, idem_key) DO UPDATE SET \
+             request_hash = excluded.request_hash, status = excluded.status, headers = excluded.headers, \
+             body = excluded.body, created_at = excluded.created_at WHERE idempotency_keys.created_at < ?8",
+        )
+        .bind(&record.org_id)
+        .bind(&record.key)
+        .bind(&record.request_hash)
+        .bind(record.status as i32)
+        .bind(headers_to_json(&record.headers))
+        .bind(&record.body)
+        .bind(&updated_at)
+        .bind(micros::format(&(now - IDEMPOTENCY_TTL)))
+        .execute(&mut **tx)
+        .await?;
+        if stored.rows_affected() == 0 {
+            return Err(Failure::Rejected(StoreError::IdempotencyKeyTaken));
+        }
+    }
+    Ok(Appended { events })
+}
+
+/// SQLite names the violated columns rather than the constraint.
+fn classify(error: sqlx::Error, request: &AppendRequest, events: &[EventEnvelope]) -> Failure {
+    if let sqlx::Error::Database(db) = &error {
+        let message = db.message();
+        if message.contains("events.stream_id, events.stream_version") {
+            let expected = events.first().map(|e| e.stream_version - 1).unwrap_or(0);
+            return Failure::Rejected(StoreError::Conflict {
+                stream_id: request.stream_id.clone(),
+                expected,
+                actual: expected + 1,
+            });
+        }
+        if message.contains("events.event_id") {
+            return Failure::Rejected(StoreError::Corrupt(
+                "an event with this event_id is already stored".into(),
+            ));
+        }
+    }
+    Failure::Fatal(error)
+}
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    global_position: i64,
+    event_id: String,
+    stream_type: String,
+    stream_id: String,
+    stream_version: i64,
+    event_type: String,
+    schema_version: i32,
+    data: String,
+    metadata: String,
+    prev_hash: String,
+    hash: String,
+    recorded_at: String,
+}
+
+impl TryFrom<EventRow> for EventEnvelope {
+    type Error = StoreError;
+
+    fn try_from(r: EventRow) -> Result<Self, StoreError> {
+        let corrupt = |what: &str, e: &dyn std::fmt::Display| {
+            StoreError::Corrupt(format!("event {}: {what}: {e}", r.global_position))
+        };
+        Ok(EventEnvelope {
+            global_position: r.global_position,
+            event_id: r.event_id.parse().map_err(|e| corrupt("event_id", &e))?,
+            stream_type: r.stream_type.clone(),
+            stream_id: r.stream_id.clone(),
+            stream_version: r.stream_version,
+            event_type: r.event_type.clone(),
+            schema_version: r.schema_version,
+            data: serde_json::from_str(&r.data).map_err(|e| corrupt("data", &e))?,
+            metadata: serde_json::from_str(&r.metadata).map_err(|e| corrupt("metadata", &e))?,
+            prev_hash: r.prev_hash.clone(),
+            hash: r.hash.clone(),
+            recorded_at: DateTime::parse_from_rfc3339(&r.recorded_at)
+                .map_err(|e| corrupt("recorded_at", &e))?
+                .with_timezone(&Utc),
+        })
+    }
+}
+
+const EVENT_COLUMNS: &str =
+    "global_position, event_id, stream_type, stream_id, stream_version, event_type, \
+    schema_version, data, metadata, prev_hash, hash, recorded_at";
+
+fn envelopes(rows: Vec<EventRow>) -> Result<Vec<EventEnvelope>, StoreError> {
+    rows.into_iter().map(TryInto::try_into).collect()
+}
+
+#[derive(sqlx::FromRow)]
+struct ModelRow {
+    kind: String,
+    id: String,
+    org_id: String,
+    version: i64,
+    doc: String,
+}
+
+impl From<ModelRow> for StoredModel {
+    fn from(r: ModelRow) -> Self {
+        StoredModel {
+            kind: r.kind,
+            id: r.id,
+            org_id: r.org_id,
+            version: r.version,
+            doc: r.doc,
+        }
+    }
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    async fn append(&self, request: AppendRequest) -> Result<Appended, StoreError> {
+        self.writer.append(request).await
+    }
+
+    async fn read_stream(
+        &self,
+        stream_id: &str,
+        from_version: i64,
+    ) -> Result<Vec<EventEnvelope>, StoreError> {
+        let rows: Vec<EventRow> = sqlx::query_as(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ?1 AND stream_version >= ?2 ORDER BY stream_version"
+        ))
+        .bind(stream_id)
+        .bind(from_version)
+        .fetch_all(&self.pool)
+        .await?;
+        envelopes(rows)
+    }
+
+    async fn read_all(
+        &self,
+        after: i64,
+        limit: i64,
+        stream_type: Option<&str>,
+    ) -> Result<Vec<EventEnvelope>, StoreError> {
+        let rows: Vec<EventRow> = sqlx::query_as(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE global_position > ?1 AND (?3 IS NULL OR stream_type = ?3) \
+             ORDER BY global_position LIMIT ?2"
+        ))
+        .bind(after)
+        .bind(limit)
+        .bind(stream_type)
+        .fetch_all(&self.pool)
+        .await?;
+        envelopes(rows)
+    }
+
+    async fn stream_version(&self, stream_id: &str) -> Result<i64, StoreError> {
+        let v: Option<i64> =
+            sqlx::query_scalar("SELECT max(stream_version) FROM events WHERE stream_id = ?1")
+                .bind(stream_id)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(v.unwrap_or(0))
+    }
+
+    async fn head(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT position FROM log_head WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn load_model(&self, kind: &str, id: &str) -> Result<Option<StoredModel>, StoreError> {
+        let row: Option<ModelRow> = sqlx::query_as(
+            "SELECT kind, id, org_id, version, doc FROM read_models WHERE kind = ?1 AND id = ?2",
+        )
+        .bind(kind)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn list_models(&self, kind: &str) -> Result<Vec<StoredModel>, StoreError> {
+        let rows: Vec<ModelRow> = sqlx::query_as(
+            "SELECT kind, id, org_id, version, doc FROM read_models WHERE kind = ?1",
+        )
+        .bind(kind)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn idempotent_response(
+        &self,
+        org_id: &str,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let row: Option<(String, i32, String, Vec<u8>)> = sqlx::query_as(
+            "SELECT request_hash, status, headers, body FROM idempotency_keys \
+             WHERE org_id = ?1 AND idem_key = ?2 AND created_at >= ?3",
+        )
+        .bind(org_id)
+        .bind(key)
+        .bind(micros::format(&(Utc::now() - IDEMPOTENCY_TTL)))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(
+            row.map(|(request_hash, status, headers, body)| IdempotencyRecord {
+                org_id: org_id.to_string(),
+                key: key.to_string(),
+                request_hash,
+                status: status as u16,
+                headers: headers_from_json(&headers),
+                body,
+            }),
+        )
+    }
+
+    async fn record_key_usage(&self, usage: &[(String, DateTime<Utc>)]) -> Result<(), StoreError> {
+        for (key_id, at) in usage {
+            sqlx::query(
+                "INSERT INTO key_usage (key_id, last_used_at) VALUES (?1, ?2) ON CONFLICT (key_id) \
+                 DO UPDATE SET last_used_at = max(key_usage.last_used_at, excluded.last_used_at)",
+            )
+            .bind(key_id)
+            .bind(micros::format(at))
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn key_usage(&self) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT key_id, last_used_at FROM key_usage")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, at)| {
+                DateTime::parse_from_rfc3339(&at)
+                    .ok()
+                    .map(|t| (id, t.with_timezone(&Utc)))
+            })
+            .collect())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    fn commits(&self) -> watch::Receiver<i64> {
+        self.commits.clone()
+    }
+
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+}
