@@ -192,12 +192,25 @@ pub async fn replay(
     })))
 }
 
+/// How much of an oversized body is read and discarded so the client sees the error
+/// response rather than a reset connection.
+const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
+
 /// Reads at most `limit` bytes of a body; `None` when it is longer.
-pub async fn read_body(body: Body, limit: usize) -> Result<Option<Bytes>, axum::Error> {
+pub async fn read_body(mut body: Body, limit: usize) -> Result<Option<Bytes>, axum::Error> {
     use http_body_util::BodyExt;
-    match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(Some(collected.to_bytes())),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => Ok(None),
-        Err(error) => Err(axum::Error::new(error)),
+    let mut buf = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue;
+        };
+        seen += data.len();
+        if seen <= limit {
+            buf.extend_from_slice(&data);
+        } else if seen > DRAIN_LIMIT {
+            break;
+        }
     }
+    Ok((seen <= limit).then(|| buf.freeze()))
 }

@@ -16,7 +16,6 @@ use crate::app::AppState;
 #[openapi(
     info(title = "fleetledger", description = "Audited, event-sourced control plane for fleets of AI agents, sandboxes and device images."),
     paths(healthz),
-    nest((path = "/", api = super::profiles::ProfilesApi)),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;
@@ -34,7 +33,9 @@ impl utoipa::Modify for BearerAuth {
 }
 
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    let mut doc = ApiDoc::openapi();
+    doc.merge(super::profiles::ProfilesApi::openapi());
+    doc
 }
 
 pub fn router() -> Router<AppState> {

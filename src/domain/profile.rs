@@ -780,6 +780,30 @@ mod tests {
     }
 
     #[test]
+    fn patches_are_bounded_in_total() {
+        let content = vec![7u8; 500 * 1024];
+        let patch = KernelPatch {
+            name: "p".into(),
+            sha256: hex::encode(Sha256::digest(&content)),
+            content_base64: STD_BASE64.encode(&content),
+        };
+        let kernel = KernelConfig {
+            attr: "linux_6_19".into(),
+            source_override: SourceOverride {
+                enabled: true,
+                url: "https://x.org/l.git".into(),
+                git_ref: String::new(),
+                rev: "r".into(),
+                patches: vec![patch; 9],
+            },
+        };
+        assert_eq!(
+            validate_kernel(&kernel, &kernels()),
+            Err(invalid("kernel patch payload is too large"))
+        );
+    }
+
+    #[test]
     fn wrong_types_are_invalid_json_and_security_is_checked() {
         let bad_packages = json!({"config": {"packages": "vim"}});
         given(Some(profile()))

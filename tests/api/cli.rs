@@ -1,0 +1,360 @@
+//! The binary: bootstrap, CLI beside a running server, crash safety, graceful shutdown.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::both_backends;
+use crate::helpers::*;
+
+both_backends!(
+    first_start_bootstraps_and_prints_the_admin_key_once,
+    keys_from_the_cli_work_beside_a_running_server,
+    killing_the_server_mid_write_loses_no_acknowledged_write,
+    sigterm_finishes_in_flight_requests,
+);
+
+/// A `fleetledger serve` process and the address it reports.
+struct Server {
+    child: Child,
+    addr: String,
+    stdout: String,
+    logs: std::sync::Arc<std::sync::Mutex<String>>,
+    log_reader: Option<std::thread::JoinHandle<()>>,
+}
+
+fn start_server(store: &TestStore) -> Server {
+    let mut cmd = Command::new(binary());
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(store.dir.path())
+        .env_remove("DATABASE_URL")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(db) = &store.db {
+        cmd.env("DATABASE_URL", &db.url);
+    }
+    let mut child = cmd.spawn().expect("serve starts");
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let printed = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (stderr, stdout) = (child.stderr.take().unwrap(), child.stdout.take().unwrap());
+    let sink = logs.clone();
+    let log_reader = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(addr) = line.split("listening on http://").nth(1) {
+                let _ = tx.send(addr.trim().to_string());
+            }
+            sink.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+    let sink = printed.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("serve reports its address");
+    // The bootstrap lines are printed before `listening on`.
+    std::thread::sleep(Duration::from_millis(50));
+    let stdout = printed.lock().unwrap().clone();
+    Server {
+        child,
+        addr,
+        stdout,
+        logs,
+        log_reader: Some(log_reader),
+    }
+}
+
+impl Server {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Everything the process logged, once it has exited.
+    fn logs_after_exit(&mut self) -> String {
+        if let Some(reader) = self.log_reader.take() {
+            let _ = reader.join();
+        }
+        self.logs.lock().unwrap().clone()
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().expect("serve exits")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn first_start_bootstraps_and_prints_the_admin_key_once(backend: Backend) {
+    let Some(store) = TestStore::new(backend).await else {
+        return;
+    };
+    let mut server = start_server(&store);
+    let key_file = store.dir.path().join("admin.key");
+    let key = std::fs::read_to_string(&key_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(key.starts_with("flk_"));
+    assert!(
+        server.stdout.contains(&key),
+        "the key is printed: {}",
+        server.stdout
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let res = reqwest::Client::new()
+        .get(server.url("/api/v1/profiles"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(server.terminate().success());
+    let orgs = String::from_utf8(store.cli(&["orgs", "list"]).stdout).unwrap();
+    assert!(
+        orgs.contains("default") && orgs.lines().count() == 2,
+        "{orgs}"
+    );
+    // A second start prints no key.
+    let mut again = start_server(&store);
+    assert!(!again.stdout.contains("flk_"), "{}", again.stdout);
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap().trim(), key);
+    assert!(again.terminate().success());
+}
+
+async fn keys_from_the_cli_work_beside_a_running_server(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let key = app.store.create_key("default", "member");
+    assert_eq!(
+        Answer::of(app.request(Method::GET, "/api/v1/profiles", &key))
+            .await
+            .status,
+        200
+    );
+    let list = String::from_utf8(app.store.cli(&["keys", "list"]).stdout).unwrap();
+    assert!(!list.contains(&key), "tokens are never listed");
+    let key_id = list
+        .lines()
+        .find(|l| l.contains("member"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    assert!(list.contains(&key[..12]));
+    assert!(app.store.cli(&["keys", "revoke", &key_id]).status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let a = Answer::of(app.request(Method::GET, "/api/v1/profiles", &key)).await;
+        if a.status == 401 {
+            a.assert_error(401, "Invalid API key");
+            break;
+        }
+        assert!(Instant::now() < deadline, "a revoked key stops working");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let revoked = String::from_utf8(app.store.cli(&["keys", "list"]).stdout).unwrap();
+    assert!(revoked.contains("revoked"));
+    assert!(
+        !app.store
+            .cli(&["orgs", "create", "default"])
+            .status
+            .success(),
+        "slugs are unique"
+    );
+    assert!(!app
+        .store
+        .cli(&["keys", "create", "--org", "default", "--role", "root"])
+        .status
+        .success());
+    assert!(app
+        .store
+        .cli(&["workspaces", "create", "default", "team-a"])
+        .status
+        .success());
+    assert!(String::from_utf8(app.store.cli(&["orgs", "list"]).stdout)
+        .unwrap()
+        .contains("default,team-a"));
+    // Key issue and revoke are in the log.
+    let store = fleetledger::store::connect(&app.store.url()).await.unwrap();
+    let types: Vec<String> = store
+        .read_all(0, 100, Some("key"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect();
+    assert!(
+        types.contains(&"key.issued".to_string()) && types.contains(&"key.revoked".to_string())
+    );
+}
+
+async fn killing_the_server_mid_write_loses_no_acknowledged_write(backend: Backend) {
+    let Some(store) = TestStore::new(backend).await else {
+        return;
+    };
+    let server = start_server(&store);
+    let key = std::fs::read_to_string(store.dir.path().join("admin.key"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let client = reqwest::Client::new();
+    let created: serde_json::Value = client
+        .post(server.url("/api/v1/profiles"))
+        .bearer_auth(&key)
+        .json(&json!({"name": "P"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["profile"]["id"].as_str().unwrap().to_string();
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(i64, String)>::new()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers: Vec<_> = (0..8)
+        .map(|w| {
+            let (client, url, key, acked, stop) = (
+                client.clone(),
+                server.url(&format!("/api/v1/profiles/{id}")),
+                key.clone(),
+                acked.clone(),
+                stop.clone(),
+            );
+            tokio::spawn(async move {
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    n += 1;
+                    let Ok(res) = client
+                        .put(&url)
+                        .bearer_auth(&key)
+                        .json(&json!({"config": {"w": w, "n": n}}))
+                        .send()
+                        .await
+                    else {
+                        break;
+                    };
+                    if res.status() != 200 {
+                        break;
+                    }
+                    let version: i64 = res.headers()["etag"]
+                        .to_str()
+                        .unwrap()
+                        .trim_matches('"')
+                        .parse()
+                        .unwrap();
+                    let Ok(body) = res.json::<serde_json::Value>().await else {
+                        break;
+                    };
+                    acked.lock().unwrap().push((
+                        version,
+                        body["profile"]["config_hash"].as_str().unwrap().to_string(),
+                    ));
+                }
+            })
+        })
+        .collect();
+    while acked.lock().unwrap().len() < 200 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut server = server;
+    server.child.kill().expect("SIGKILL");
+    server.child.wait().unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in workers {
+        let _ = w.await;
+    }
+    let acked = acked.lock().unwrap().clone();
+    let log = fleetledger::store::connect(&store.url()).await.unwrap();
+    let events = log.read_stream(&id, 1).await.unwrap();
+    for (version, hash) in &acked {
+        let event = events
+            .iter()
+            .find(|e| e.stream_version == *version)
+            .unwrap_or_else(|| panic!("acknowledged version {version} is lost"));
+        assert_eq!(event.data["config_hash"].as_str(), Some(hash.as_str()));
+    }
+    let verified = fleetledger::store::verify_log(log.as_ref(), |_| {})
+        .await
+        .unwrap();
+    assert!(verified.ok, "{verified:?}");
+    eprintln!(
+        "{} acknowledged writes survived SIGKILL ({} events in the stream)",
+        acked.len(),
+        events.len()
+    );
+}
+
+async fn sigterm_finishes_in_flight_requests(backend: Backend) {
+    let Some(store) = TestStore::new(backend).await else {
+        return;
+    };
+    let mut server = start_server(&store);
+    let key = std::fs::read_to_string(store.dir.path().join("admin.key"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let created: serde_json::Value = reqwest::Client::new()
+        .post(server.url("/api/v1/profiles"))
+        .bearer_auth(&key)
+        .json(&json!({"name": "P"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["profile"]["id"].as_str().unwrap().to_string();
+    let body = r#"{"config":{"during":"shutdown"}}"#;
+    let mut stream = std::net::TcpStream::connect(&server.addr).unwrap();
+    write!(
+        stream,
+        "PUT /api/v1/profiles/{id} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nX-Request-Id: inflight-77\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        body.len(),
+        &body[..10]
+    )
+    .unwrap();
+    stream.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status();
+    std::thread::sleep(Duration::from_millis(300));
+    stream.write_all(&body.as_bytes()[10..]).unwrap();
+    let mut response = String::new();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("\"during\":\"shutdown\""));
+    assert!(
+        server.child.wait().unwrap().success(),
+        "serve exits cleanly"
+    );
+    let logs = server.logs_after_exit();
+    assert!(
+        logs.contains("request_id=inflight-77"),
+        "log lines carry the request id: {logs}"
+    );
+}

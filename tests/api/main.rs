@@ -1,0 +1,12 @@
+//! Black-box tests: the real server on 127.0.0.1:0 against SQLite and PostgreSQL.
+//!
+//! Each scenario runs once per backend. PostgreSQL scenarios need
+//! `FLEETLEDGER_TEST_POSTGRES` (CI always sets it); without it they print that they were
+//! skipped, and with it set but unreachable they fail.
+
+mod helpers;
+
+mod cli;
+mod profiles;
+mod profiles_body;
+mod store;
