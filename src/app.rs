@@ -52,11 +52,14 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::api::profiles::router())
         .with_state(state)
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-            let request_id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
-            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %request_id)
-        })
-        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request<_>| {
+                    let request_id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+                    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %request_id)
+                })
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }
 
@@ -73,14 +76,19 @@ impl Application {
         let ledger = open_ledger(&settings.store).await?;
         if let Some(token) = tenancy::bootstrap(&ledger, Utc::now()).await? {
             let path = write_admin_key(&settings.store.data_dir, token.expose())?;
-            println!("Created organization `default` with an admin key (shown once, also written to {}):", path.display());
+            println!(
+                "Created organization `default` with an admin key (shown once, also written to {}):",
+                path.display()
+            );
             println!("{}", token.expose());
         }
         let (stop, stopped) = watch::channel(false);
-        tokio::spawn(ledger.models.clone().follow(
-            Duration::from_millis(settings.serve.follow_interval_ms),
-            stopped.clone(),
-        ));
+        tokio::spawn(
+            ledger
+                .models
+                .clone()
+                .follow(Duration::from_millis(settings.serve.follow_interval_ms), stopped.clone()),
+        );
         let usage = KeyUsage::new(ledger.store.clone());
         tokio::spawn(usage.clone().run(Duration::from_secs(5), stopped));
         let state = AppState {
@@ -100,17 +108,12 @@ impl Application {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.listener.local_addr().expect("a bound listener has an address")
     }
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish (up to the
     /// grace period) and flushes key usage.
-    pub async fn run_until_stopped(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<(), std::io::Error> {
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), std::io::Error> {
         let (signalled_tx, mut signalled) = watch::channel(false);
         let serve = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
             shutdown.await;
@@ -137,10 +140,7 @@ impl Application {
 }
 
 /// Writes the bootstrap admin key where only its owner can read it.
-fn write_admin_key(
-    data_dir: &std::path::Path,
-    token: &str,
-) -> Result<std::path::PathBuf, std::io::Error> {
+fn write_admin_key(data_dir: &std::path::Path, token: &str) -> Result<std::path::PathBuf, std::io::Error> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::create_dir_all(data_dir)?;

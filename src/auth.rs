@@ -95,9 +95,10 @@ impl Principal {
         };
         by_role
             && (self.scopes.is_empty()
-                || self.scopes.iter().any(|s| {
-                    s.resource_id == resource_id && s.permissions.iter().any(|p| p == permission)
-                }))
+                || self
+                    .scopes
+                    .iter()
+                    .any(|s| s.resource_id == resource_id && s.permissions.iter().any(|p| p == permission)))
     }
 
     /// Whether this principal may write at all (create resources, change anything).
@@ -150,18 +151,10 @@ pub struct Authenticator {
 
 impl Authenticator {
     pub fn new(models: Arc<ReadModels>, store: Arc<dyn EventStore>, usage: Arc<KeyUsage>) -> Self {
-        Authenticator {
-            models,
-            store,
-            usage,
-        }
+        Authenticator { models, store, usage }
     }
 
-    pub async fn authenticate(
-        &self,
-        token: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Principal, AuthFailure> {
+    pub async fn authenticate(&self, token: &str, now: DateTime<Utc>) -> Result<Principal, AuthFailure> {
         let hash = hash_token(token);
         let key = match self.cached_key(&hash) {
             Some(key) => key,
@@ -188,11 +181,7 @@ impl Authenticator {
 
     async fn load_key(&self, hash: &str) -> Option<Arc<Key>> {
         let row = self.store.load_model(lookup::KEY_HASH, hash).await.ok()??;
-        self.models
-            .refresh::<Key>(&row.doc)
-            .await
-            .ok()?
-            .map(|c| c.model)
+        self.models.refresh::<Key>(&row.doc).await.ok()?.map(|c| c.model)
     }
 }
 
@@ -216,28 +205,19 @@ impl KeyUsage {
 
     /// Writes what has been recorded since the last flush.
     pub async fn flush(&self) {
-        let batch: Vec<(String, DateTime<Utc>)> = self
-            .pending
-            .iter()
-            .map(|e| (e.key().to_string(), *e.value()))
-            .collect();
+        let batch: Vec<(String, DateTime<Utc>)> = self.pending.iter().map(|e| (e.key().to_string(), *e.value())).collect();
         if batch.is_empty() {
             return;
         }
         for (id, at) in &batch {
-            self.pending
-                .remove_if(&id.parse().unwrap_or_default(), |_, v| v == at);
+            self.pending.remove_if(&id.parse().unwrap_or_default(), |_, v| v == at);
         }
         if let Err(error) = self.store.record_key_usage(&batch).await {
             tracing::warn!(%error, "could not record key usage");
         }
     }
 
-    pub async fn run(
-        self: Arc<Self>,
-        every: Duration,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
-    ) {
+    pub async fn run(self: Arc<Self>, every: Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(every) => self.flush().await,

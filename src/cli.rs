@@ -116,10 +116,7 @@ pub enum KeysCommand {
 }
 
 fn cli_actor() -> Actor {
-    Actor::system(&format!(
-        "cli:{}",
-        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-    ))
+    Actor::system(&format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into())))
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -133,9 +130,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             app.run_until_stopped(shutdown_signal()).await?;
         }
         Command::Migrate => {
-            store::connect(&cli.store.url())
-                .await
-                .context("migrating the store")?;
+            store::connect(&cli.store.url()).await.context("migrating the store")?;
             eprintln!("store is up to date");
         }
         Command::Verify => return verify(&cli.store).await,
@@ -147,15 +142,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let Some(found) = tenancy::find_org(&ledger, &org).await? else {
                 bail!("no organization {org}")
             };
-            tenancy::create_workspace(
-                &ledger,
-                &found,
-                &slug,
-                name.as_deref().unwrap_or(""),
-                cli_actor(),
-                Utc::now(),
-            )
-            .await?;
+            tenancy::create_workspace(&ledger, &found, &slug, name.as_deref().unwrap_or(""), cli_actor(), Utc::now()).await?;
             eprintln!("created workspace {slug} in {org}");
         }
         Command::Keys { command } => keys(&cli.store, command).await?,
@@ -167,14 +154,11 @@ async fn verify(settings: &StoreSettings) -> anyhow::Result<ExitCode> {
     let store = store::connect(&settings.url()).await?;
     let total = store.head().await?;
     let bar = indicatif::ProgressBar::new(total as u64).with_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} verifying {pos}/{len} events [{bar:30}] {per_sec} eta {eta}",
-        )
-        .expect("a valid template")
-        .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template("{spinner} verifying {pos}/{len} events [{bar:30}] {per_sec} eta {eta}")
+            .expect("a valid template")
+            .progress_chars("=> "),
     );
-    let verification =
-        store::verify_log(store.as_ref(), |checked| bar.set_position(checked)).await?;
+    let verification = store::verify_log(store.as_ref(), |checked| bar.set_position(checked)).await?;
     bar.finish_and_clear();
     match verification.first_bad {
         None => {
@@ -184,12 +168,7 @@ async fn verify(settings: &StoreSettings) -> anyhow::Result<ExitCode> {
         Some(bad) => {
             println!(
                 "BROKEN: event {} (stream {} version {}, position {}): expected {}, found {}",
-                bad.event_id,
-                bad.stream,
-                bad.version,
-                bad.global_position,
-                bad.expected,
-                bad.actual
+                bad.event_id, bad.stream, bad.version, bad.global_position, bad.expected, bad.actual
             );
             Ok(ExitCode::FAILURE)
         }
@@ -200,36 +179,16 @@ async fn orgs(settings: &StoreSettings, command: OrgsCommand) -> anyhow::Result<
     let ledger = open_ledger(settings).await?;
     match command {
         OrgsCommand::Create { slug, name } => {
-            let org = tenancy::create_org(
-                &ledger,
-                &slug,
-                name.as_deref().unwrap_or(""),
-                cli_actor(),
-                Utc::now(),
-            )
-            .await?;
+            let org = tenancy::create_org(&ledger, &slug, name.as_deref().unwrap_or(""), cli_actor(), Utc::now()).await?;
             eprintln!("created organization {} ({})", org.slug, org.id);
         }
         OrgsCommand::List => {
-            let mut orgs: Vec<_> = ledger
-                .models
-                .orgs
-                .all()
-                .into_iter()
-                .map(|c| c.model)
-                .collect();
+            let mut orgs: Vec<_> = ledger.models.orgs.all().into_iter().map(|c| c.model).collect();
             orgs.sort_by(|a, b| a.slug.cmp(&b.slug));
             println!("{:<24} {:<36} {:<24} WORKSPACES", "SLUG", "ID", "NAME");
             for org in orgs {
-                let workspaces: Vec<&str> =
-                    org.workspaces.iter().map(|w| w.slug.as_str()).collect();
-                println!(
-                    "{:<24} {:<36} {:<24} {}",
-                    org.slug,
-                    org.id,
-                    org.name,
-                    workspaces.join(",")
-                );
+                let workspaces: Vec<&str> = org.workspaces.iter().map(|w| w.slug.as_str()).collect();
+                println!("{:<24} {:<36} {:<24} {}", org.slug, org.id, org.name, workspaces.join(","));
             }
         }
     }
@@ -257,10 +216,7 @@ async fn keys(settings: &StoreSettings, command: KeysCommand) -> anyhow::Result<
                 principal_id: None,
             };
             let (token, key) = tenancy::issue_key(&ledger, new, cli_actor(), Utc::now()).await?;
-            eprintln!(
-                "issued {} key {} in {} (shown once)",
-                key.role, key.id, found.slug
-            );
+            eprintln!("issued {} key {} in {} (shown once)", key.role, key.id, found.slug);
             println!("{}", token.expose());
         }
         KeysCommand::List { org } => {
@@ -295,10 +251,7 @@ async fn keys(settings: &StoreSettings, command: KeysCommand) -> anyhow::Result<
                     (None, Some(t)) => format!("expires {}", fmt(&t)),
                     (None, None) => "active".into(),
                 };
-                let used = usage
-                    .get(&k.id.to_string())
-                    .map(fmt)
-                    .unwrap_or_else(|| "never".into());
+                let used = usage.get(&k.id.to_string()).map(fmt).unwrap_or_else(|| "never".into());
                 println!(
                     "{:<36} {:<14} {:<7} {:<16} {:<20} {:<20} {}",
                     k.id,

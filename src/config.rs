@@ -7,12 +7,7 @@ use std::path::PathBuf;
 #[derive(clap::Args, Clone, Debug)]
 pub struct StoreSettings {
     /// Directory for the embedded SQLite database (fleetledger.db) and admin.key.
-    #[arg(
-        long,
-        env = "FLEETLEDGER_DATA_DIR",
-        default_value = "./data",
-        global = true
-    )]
+    #[arg(long, env = "FLEETLEDGER_DATA_DIR", default_value = "./data", global = true)]
     pub data_dir: PathBuf,
 
     /// PostgreSQL URL (postgres://…). When unset, the embedded SQLite store is used.
@@ -25,10 +20,7 @@ impl StoreSettings {
     pub fn url(&self) -> String {
         match &self.database_url {
             Some(url) if !url.is_empty() => url.clone(),
-            _ => format!(
-                "sqlite://{}",
-                self.data_dir.join("fleetledger.db").display()
-            ),
+            _ => format!("sqlite://{}", self.data_dir.join("fleetledger.db").display()),
         }
     }
 }

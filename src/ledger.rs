@@ -9,10 +9,7 @@ use fleetledger_projections::ReadModel;
 use uuid::Uuid;
 
 use crate::store::cache::{CacheOf, ReadModels};
-use crate::store::{
-    AppendRequest, Appended, EventStore, ExpectedVersion, IdempotencyRecord, ReadModelWrite,
-    StoreError,
-};
+use crate::store::{AppendRequest, Appended, EventStore, ExpectedVersion, IdempotencyRecord, ReadModelWrite, StoreError};
 
 /// Events decided for one stream, with the state they lead to.
 pub struct Decision<M: ReadModel> {
@@ -25,12 +22,7 @@ pub struct Decision<M: ReadModel> {
 
 impl<M: ReadModel> Decision<M> {
     /// Folds `events` onto `before` to get the state they lead to.
-    pub fn new(
-        stream_id: impl Into<String>,
-        expected: i64,
-        before: Option<M>,
-        events: Vec<M::Event>,
-    ) -> Self {
+    pub fn new(stream_id: impl Into<String>, expected: i64, before: Option<M>, events: Vec<M::Event>) -> Self {
         let after = events.iter().fold(before, |state, e| M::evolve(state, e));
         Decision {
             stream_id: stream_id.into(),
@@ -73,8 +65,7 @@ impl Ledger {
                 id: decision.stream_id.clone(),
                 org_id: org_id.clone(),
                 version,
-                doc: serde_json::to_string(model)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                doc: serde_json::to_string(model).map_err(|e| StoreError::Corrupt(e.to_string()))?,
             });
             for (kind, key) in model.lookup_keys() {
                 read_models.push(ReadModelWrite {
@@ -90,11 +81,7 @@ impl Ledger {
             stream_type: M::KIND.to_string(),
             stream_id: decision.stream_id.clone(),
             expected: ExpectedVersion::Exact(decision.expected),
-            events: decision
-                .events
-                .iter()
-                .map(|e| e.to_new_event(Uuid::now_v7()))
-                .collect(),
+            events: decision.events.iter().map(|e| e.to_new_event(Uuid::now_v7())).collect(),
             metadata,
             read_models,
             idempotency,

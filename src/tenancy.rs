@@ -39,20 +39,10 @@ pub async fn find_org(ledger: &Ledger, slug: &str) -> Result<Option<Org>, StoreE
         return Ok(Some(org));
     }
     let id = domain::org::org_id_for_slug(slug).to_string();
-    Ok(ledger
-        .models
-        .refresh::<Org>(&id)
-        .await?
-        .map(|c| (*c.model).clone()))
+    Ok(ledger.models.refresh::<Org>(&id).await?.map(|c| (*c.model).clone()))
 }
 
-pub async fn create_org(
-    ledger: &Ledger,
-    slug: &str,
-    name: &str,
-    actor: Actor,
-    now: DateTime<Utc>,
-) -> Result<Org, TenancyError> {
+pub async fn create_org(ledger: &Ledger, slug: &str, name: &str, actor: Actor, now: DateTime<Utc>) -> Result<Org, TenancyError> {
     let id = domain::org::org_id_for_slug(slug);
     let existing = ledger.models.refresh::<Org>(&id.to_string()).await?;
     let version = existing.as_ref().map(|c| c.version).unwrap_or(0);
@@ -68,9 +58,7 @@ pub async fn create_org(
     let org = decision.after.clone().expect("a created org exists");
     match ledger.commit(decision, metadata(id, actor), None).await {
         Ok(_) => Ok(org),
-        Err(StoreError::Conflict { .. }) => {
-            Err(DomainError::AlreadyExists(format!("organization {slug} already exists")).into())
-        }
+        Err(StoreError::Conflict { .. }) => Err(DomainError::AlreadyExists(format!("organization {slug} already exists")).into()),
         Err(e) => Err(e.into()),
     }
 }
@@ -90,17 +78,9 @@ pub async fn create_workspace(
             .await?
             .ok_or(DomainError::NotFound)?;
         let events = domain::org::create_workspace(Some(&current.model), slug, name, now)?;
-        let decision = Decision::new(
-            org.id.to_string(),
-            current.version,
-            Some((*current.model).clone()),
-            events,
-        );
+        let decision = Decision::new(org.id.to_string(), current.version, Some((*current.model).clone()), events);
         let after = decision.after.clone().expect("the org exists");
-        match ledger
-            .commit(decision, metadata(org.id, actor.clone()), None)
-            .await
-        {
+        match ledger.commit(decision, metadata(org.id, actor.clone()), None).await {
             Ok(_) => return Ok(after),
             Err(StoreError::Conflict { .. }) => continue,
             Err(e) => return Err(e.into()),
@@ -125,12 +105,7 @@ pub struct NewKey {
 }
 
 /// Issues a key; the token is returned once and only its hash is stored.
-pub async fn issue_key(
-    ledger: &Ledger,
-    new: NewKey,
-    actor: Actor,
-    now: DateTime<Utc>,
-) -> Result<(ApiKey, Key), TenancyError> {
+pub async fn issue_key(ledger: &Ledger, new: NewKey, actor: Actor, now: DateTime<Utc>) -> Result<(ApiKey, Key), TenancyError> {
     let token = ApiKey::generate();
     let key_id = Uuid::now_v7();
     let events = domain::key::issue_key(
@@ -138,9 +113,7 @@ pub async fn issue_key(
         domain::key::IssueKey {
             key_id,
             org_id: new.org_id,
-            principal_id: new
-                .principal_id
-                .unwrap_or_else(|| format!("service:{key_id}")),
+            principal_id: new.principal_id.unwrap_or_else(|| format!("service:{key_id}")),
             name: new.name,
             role: new.role,
             scopes: new.scopes,
@@ -152,18 +125,11 @@ pub async fn issue_key(
     )?;
     let decision = Decision::new(key_id.to_string(), 0, None, events);
     let key = decision.after.clone().expect("an issued key exists");
-    ledger
-        .commit(decision, metadata(new.org_id, actor), None)
-        .await?;
+    ledger.commit(decision, metadata(new.org_id, actor), None).await?;
     Ok((token, key))
 }
 
-pub async fn revoke_key(
-    ledger: &Ledger,
-    key_id: Uuid,
-    actor: Actor,
-    now: DateTime<Utc>,
-) -> Result<Key, TenancyError> {
+pub async fn revoke_key(ledger: &Ledger, key_id: Uuid, actor: Actor, now: DateTime<Utc>) -> Result<Key, TenancyError> {
     let current = ledger
         .models
         .refresh::<Key>(&key_id.to_string())
@@ -173,25 +139,15 @@ pub async fn revoke_key(
     if events.is_empty() {
         return Ok((*current.model).clone());
     }
-    let decision = Decision::new(
-        key_id.to_string(),
-        current.version,
-        Some((*current.model).clone()),
-        events,
-    );
+    let decision = Decision::new(key_id.to_string(), current.version, Some((*current.model).clone()), events);
     let key = decision.after.clone().expect("a revoked key exists");
-    ledger
-        .commit(decision, metadata(current.model.org_id, actor), None)
-        .await?;
+    ledger.commit(decision, metadata(current.model.org_id, actor), None).await?;
     Ok(key)
 }
 
 /// On an empty store: org `default` with workspace `default` and an admin key, whose
 /// token is returned to be shown once. Does nothing when any event exists.
-pub async fn bootstrap(
-    ledger: &Ledger,
-    now: DateTime<Utc>,
-) -> Result<Option<ApiKey>, TenancyError> {
+pub async fn bootstrap(ledger: &Ledger, now: DateTime<Utc>) -> Result<Option<ApiKey>, TenancyError> {
     if ledger.store.head().await? > 0 {
         return Ok(None);
     }

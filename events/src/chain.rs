@@ -25,8 +25,7 @@ pub fn compute_hash(e: &EventEnvelope) -> String {
         "prev_hash": e.prev_hash,
         "recorded_at": micros::format(&e.recorded_at),
     });
-    let canonical =
-        serde_json_canonicalizer::to_vec(&body).expect("a serde_json::Value always canonicalizes");
+    let canonical = serde_json_canonicalizer::to_vec(&body).expect("a serde_json::Value always canonicalizes");
     let mut hasher = Sha256::new();
     hasher.update(e.prev_hash.as_bytes());
     hasher.update(&canonical);
@@ -54,10 +53,7 @@ pub struct StreamVerifier {
 impl StreamVerifier {
     pub fn check(&mut self, e: &EventEnvelope) -> Result<(), ChainBreak> {
         let stream = format!("{}/{}", e.stream_type, e.stream_id);
-        let expected_prev = self
-            .last_hash
-            .clone()
-            .unwrap_or_else(|| GENESIS.to_string());
+        let expected_prev = self.last_hash.clone().unwrap_or_else(|| GENESIS.to_string());
         let breaks = |expected: String, actual: String| ChainBreak {
             stream: stream.clone(),
             version: e.stream_version,

@@ -70,15 +70,9 @@ pub struct EventEnvelope {
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
     #[error("unknown event type {event_type} (schema version {schema_version})")]
-    UnknownType {
-        event_type: String,
-        schema_version: i32,
-    },
+    UnknownType { event_type: String, schema_version: i32 },
     #[error("event {event_type} has malformed data: {source}")]
-    Malformed {
-        event_type: String,
-        source: serde_json::Error,
-    },
+    Malformed { event_type: String, source: serde_json::Error },
 }
 
 /// An aggregate's event type: a stable stored name, a schema version, and the upcasting
@@ -89,11 +83,7 @@ pub trait DomainEvent: Sized {
         1
     }
     fn data(&self) -> serde_json::Value;
-    fn decode(
-        event_type: &str,
-        schema_version: i32,
-        data: &serde_json::Value,
-    ) -> Result<Self, DecodeError>;
+    fn decode(event_type: &str, schema_version: i32, data: &serde_json::Value) -> Result<Self, DecodeError>;
 
     fn to_new_event(&self, event_id: Uuid) -> NewEvent {
         NewEvent {
@@ -105,19 +95,12 @@ pub trait DomainEvent: Sized {
     }
 
     fn from_envelope(envelope: &EventEnvelope) -> Result<Self, DecodeError> {
-        Self::decode(
-            &envelope.event_type,
-            envelope.schema_version,
-            &envelope.data,
-        )
+        Self::decode(&envelope.event_type, envelope.schema_version, &envelope.data)
     }
 }
 
 /// Reads `data` as `T`, naming the event type when it does not fit.
-pub fn decode_data<T: serde::de::DeserializeOwned>(
-    event_type: &str,
-    data: &serde_json::Value,
-) -> Result<T, DecodeError> {
+pub fn decode_data<T: serde::de::DeserializeOwned>(event_type: &str, data: &serde_json::Value) -> Result<T, DecodeError> {
     T::deserialize(data).map_err(|source| DecodeError::Malformed {
         event_type: event_type.to_string(),
         source,

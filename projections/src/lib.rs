@@ -22,9 +22,7 @@ pub trait ReadModel: Sized + Clone + Serialize + DeserializeOwned {
     fn evolve(state: Option<Self>, event: &Self::Event) -> Option<Self>;
 
     /// Folds a stream's envelopes, in version order, into the model.
-    fn fold<'a>(
-        envelopes: impl IntoIterator<Item = &'a EventEnvelope>,
-    ) -> Result<Option<Self>, DecodeError> {
+    fn fold<'a>(envelopes: impl IntoIterator<Item = &'a EventEnvelope>) -> Result<Option<Self>, DecodeError> {
         let mut state = None;
         for envelope in envelopes {
             state = Self::evolve(state, &Self::Event::from_envelope(envelope)?);

@@ -86,20 +86,8 @@ pub fn revisions(envelopes: &[EventEnvelope]) -> Result<Vec<ProfileRevision>, De
     let mut out: Vec<ProfileRevision> = Vec::new();
     for envelope in envelopes {
         let (hash, schema, config, raw_nix, at) = match ProfileEvent::from_envelope(envelope)? {
-            ProfileEvent::Created(e) => (
-                e.config_hash,
-                e.config_schema_version,
-                e.config,
-                e.raw_nix,
-                e.created_at,
-            ),
-            ProfileEvent::ConfigReplaced(e) => (
-                e.config_hash,
-                e.config_schema_version,
-                e.config,
-                e.raw_nix,
-                e.replaced_at,
-            ),
+            ProfileEvent::Created(e) => (e.config_hash, e.config_schema_version, e.config, e.raw_nix, e.created_at),
+            ProfileEvent::ConfigReplaced(e) => (e.config_hash, e.config_schema_version, e.config, e.raw_nix, e.replaced_at),
             ProfileEvent::Deleted(_) => continue,
         };
         if out.last().is_some_and(|last| last.config_hash == hash) {
@@ -156,13 +144,7 @@ mod tests {
 
     #[test]
     fn revisions_count_only_hash_changes_and_going_back_is_new() {
-        let events = [
-            created(),
-            replaced("h1"),
-            replaced("h2"),
-            replaced("h2"),
-            replaced("h1"),
-        ];
+        let events = [created(), replaced("h1"), replaced("h2"), replaced("h2"), replaced("h1")];
         let state = events.iter().fold(None, Profile::evolve).unwrap();
         assert_eq!(state.latest_revision, 3);
         assert_eq!(state.config_hash, "h1");

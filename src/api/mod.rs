@@ -48,9 +48,7 @@ impl IfMatch {
             return IfMatch::Any;
         }
         let tag = value.strip_prefix("W/").unwrap_or(value).trim_matches('"');
-        tag.parse()
-            .map(IfMatch::Version)
-            .unwrap_or(IfMatch::Unknown)
+        tag.parse().map(IfMatch::Version).unwrap_or(IfMatch::Unknown)
     }
 
     pub fn matches(&self, version: i64) -> bool {
@@ -63,10 +61,7 @@ impl IfMatch {
 }
 
 fn header(headers: &HeaderMap, name: impl axum::http::header::AsHeaderName) -> Option<String> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
@@ -76,10 +71,8 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
         Ok(RequestMeta {
             request_id: header(&parts.headers, REQUEST_ID),
             user_agent: header(&parts.headers, axum::http::header::USER_AGENT),
-            idempotency_key: header(&parts.headers, IDEMPOTENCY_KEY)
-                .filter(|k| !k.trim().is_empty()),
-            if_match: header(&parts.headers, axum::http::header::IF_MATCH)
-                .map(|v| IfMatch::parse(&v)),
+            idempotency_key: header(&parts.headers, IDEMPOTENCY_KEY).filter(|k| !k.trim().is_empty()),
+            if_match: header(&parts.headers, axum::http::header::IF_MATCH).map(|v| IfMatch::parse(&v)),
             method: parts.method.to_string(),
             path: parts.uri.path().to_string(),
         })
@@ -112,12 +105,7 @@ impl RequestMeta {
     }
 
     /// The record that makes a retry with the same key replay `response`.
-    pub fn idempotency_record(
-        &self,
-        principal: &Principal,
-        body: &[u8],
-        response: &BufferedResponse,
-    ) -> Option<IdempotencyRecord> {
+    pub fn idempotency_record(&self, principal: &Principal, body: &[u8], response: &BufferedResponse) -> Option<IdempotencyRecord> {
         let key = self.idempotency_key.clone()?;
         Some(IdempotencyRecord {
             org_id: principal.org_id.to_string(),
@@ -143,9 +131,7 @@ impl IntoResponse for BufferedResponse {
         let mut response = Response::new(Body::from(self.body));
         *response.status_mut() = self.status;
         for (name, value) in self.headers {
-            if let (Ok(name), Ok(value)) =
-                (HeaderName::try_from(name), HeaderValue::try_from(value))
-            {
+            if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
                 response.headers_mut().insert(name, value);
             }
         }
@@ -165,21 +151,11 @@ pub enum Replay {
     Mismatch,
 }
 
-pub async fn replay(
-    state: &AppState,
-    principal: &Principal,
-    meta: &RequestMeta,
-    body: &[u8],
-) -> Result<Option<Replay>, StoreError> {
+pub async fn replay(state: &AppState, principal: &Principal, meta: &RequestMeta, body: &[u8]) -> Result<Option<Replay>, StoreError> {
     let Some(key) = &meta.idempotency_key else {
         return Ok(None);
     };
-    let Some(record) = state
-        .ledger
-        .store
-        .idempotent_response(&principal.org_id.to_string(), key)
-        .await?
-    else {
+    let Some(record) = state.ledger.store.idempotent_response(&principal.org_id.to_string(), key).await? else {
         return Ok(None);
     };
     if record.request_hash != meta.request_hash(body) {

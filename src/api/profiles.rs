@@ -22,8 +22,7 @@ use super::{etag, read_body, replay, BufferedResponse, Replay, RequestMeta};
 use crate::app::AppState;
 use crate::auth::{bearer_token, AuthFailure, Principal};
 use crate::domain::profile::{
-    self as rules, ChangeConfig, Config, ConvenienceFields, CreateProfile, KernelConfig,
-    KernelPatch, SourceOverride,
+    self as rules, ChangeConfig, Config, ConvenienceFields, CreateProfile, KernelConfig, KernelPatch, SourceOverride,
 };
 use crate::domain::{fleet as fleet_rules, DomainError};
 use crate::ledger::Decision;
@@ -40,16 +39,10 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/profiles", get(list_profiles).post(create_profile))
         .route(
             "/api/v1/profiles/{id}",
-            get(get_profile)
-                .put(replace_profile)
-                .patch(patch_profile)
-                .delete(delete_profile),
+            get(get_profile).put(replace_profile).patch(patch_profile).delete(delete_profile),
         )
         .route("/api/v1/profiles/{id}/revisions", get(list_revisions))
-        .route(
-            "/api/v1/profiles/{id}/revisions/{revision}",
-            get(get_revision),
-        )
+        .route("/api/v1/profiles/{id}/revisions/{revision}", get(get_revision))
 }
 
 /// Fleeti's error envelope.
@@ -92,24 +85,18 @@ impl From<StoreError> for FleetiError {
 
 impl IntoResponse for FleetiError {
     fn into_response(self) -> Response {
-        let mut response =
-            go_response(self.status, &json!({ "error": self.message }), vec![]).into_response();
+        let mut response = go_response(self.status, &json!({ "error": self.message }), vec![]).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
         }
         response
     }
 }
 
 /// A body as Go's `json.NewEncoder(w).Encode` writes it.
-fn go_response(
-    status: StatusCode,
-    value: &Value,
-    mut headers: Vec<(String, String)>,
-) -> BufferedResponse {
+fn go_response(status: StatusCode, value: &Value, mut headers: Vec<(String, String)>) -> BufferedResponse {
     let mut body = go_json::to_string(value);
     body.push('\n');
     headers.insert(0, ("content-type".into(), "application/json".into()));
@@ -127,10 +114,7 @@ impl FromRequestParts<AppState> for FleetiPrincipal {
     type Rejection = FleetiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, FleetiError> {
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
+        let header = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         let unauthorized = |m: &str| FleetiError::new(StatusCode::UNAUTHORIZED, m);
         let token = bearer_token(header).map_err(|f| match f {
             AuthFailure::Missing => unauthorized("API key required"),
@@ -167,13 +151,7 @@ fn assigned_fleets(state: &AppState, profile: &Profile) -> Vec<Fleet> {
     let mut fleets: Vec<Fleet> = profile
         .fleet_ids
         .iter()
-        .filter_map(|id| {
-            state
-                .ledger
-                .models
-                .fleets
-                .get(&fleet_rules::fleet_stream_id(profile.org_id, id))
-        })
+        .filter_map(|id| state.ledger.models.fleets.get(&fleet_rules::fleet_stream_id(profile.org_id, id)))
         .map(|c| (*c.model).clone())
         .collect();
     fleets.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
@@ -197,31 +175,17 @@ fn profile_detail(state: &AppState, p: &Profile) -> Value {
     if let Some(first) = fleets.first() {
         d.insert("fleet_id".into(), first.id.clone().into());
     }
-    d.insert(
-        "fleet_ids".into(),
-        fleets
-            .iter()
-            .map(|f| f.id.clone())
-            .collect::<Vec<_>>()
-            .into(),
-    );
+    d.insert("fleet_ids".into(), fleets.iter().map(|f| f.id.clone()).collect::<Vec<_>>().into());
     insert_nonempty(
         &mut d,
         "fleet_name",
-        &fleets
-            .iter()
-            .map(|f| f.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", "),
+        &fleets.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", "),
     );
     d.insert("name".into(), p.name.clone().into());
     insert_nonempty(&mut d, "description", &p.description);
     d.insert("latest_revision".into(), p.latest_revision.into());
     insert_nonempty(&mut d, "config_hash", &p.config_hash);
-    d.insert(
-        "config_schema_version".into(),
-        p.config_schema_version.into(),
-    );
+    d.insert("config_schema_version".into(), p.config_schema_version.into());
     d.insert("created_at".into(), fleeti_time(&p.created_at).into());
     d.insert("config".into(), go_json::canonicalize(&p.config));
     d.insert("packages".into(), packages.into());
@@ -241,10 +205,7 @@ fn kernel_detail(kernel: &KernelConfig) -> Value {
     insert_nonempty(&mut over, "url", &so.url);
     insert_nonempty(&mut over, "ref", &so.git_ref);
     insert_nonempty(&mut over, "rev", &so.rev);
-    over.insert(
-        "patches".into(),
-        serde_json::to_value(&so.patches).unwrap_or_else(|_| json!([])),
-    );
+    over.insert("patches".into(), serde_json::to_value(&so.patches).unwrap_or_else(|_| json!([])));
     let mut k = Map::new();
     insert_nonempty(&mut k, "attr", &kernel.attr);
     k.insert("source_override".into(), Value::Object(over));
@@ -265,11 +226,7 @@ fn profile_summary(state: &AppState, p: &Profile) -> Value {
     insert_nonempty(
         &mut d,
         "fleet_name",
-        &fleets
-            .iter()
-            .map(|f| f.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", "),
+        &fleets.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", "),
     );
     d.insert("name".into(), p.name.clone().into());
     insert_nonempty(&mut d, "description", &p.description);
@@ -280,17 +237,8 @@ fn profile_summary(state: &AppState, p: &Profile) -> Value {
 }
 
 /// A profile the caller may see, with its stream version; anything else is 404.
-fn visible_profile(
-    state: &AppState,
-    principal: &Principal,
-    id: &str,
-) -> Result<(i64, Profile), FleetiError> {
-    let cached = state
-        .ledger
-        .models
-        .profiles
-        .get(id.trim())
-        .ok_or_else(FleetiError::not_found)?;
+fn visible_profile(state: &AppState, principal: &Principal, id: &str) -> Result<(i64, Profile), FleetiError> {
+    let cached = state.ledger.models.profiles.get(id.trim()).ok_or_else(FleetiError::not_found)?;
     let p = &cached.model;
     if p.org_id != principal.org_id || p.deleted_at.is_some() || !principal.may(id.trim(), "read") {
         return Err(FleetiError::not_found());
@@ -308,24 +256,18 @@ fn decode_object(body: &[u8]) -> Result<(Map<String, Value>, bool), FleetiError>
         return Err(FleetiError::bad_request("Request body is required"));
     }
     let not_object = || FleetiError::bad_request("Request body must be a JSON object");
-    let mut values =
-        serde_json::Deserializer::from_slice(body).into_iter::<Box<serde_json::value::RawValue>>();
-    let first = values
-        .next()
-        .ok_or_else(not_object)?
-        .map_err(|_| not_object())?;
+    let mut values = serde_json::Deserializer::from_slice(body).into_iter::<Box<serde_json::value::RawValue>>();
+    let first = values.next().ok_or_else(not_object)?.map_err(|_| not_object())?;
     let trailing = values.next().is_some();
     let text = first.get();
     if !(text.starts_with('{') || text == "null") {
         return Err(not_object());
     }
-    let map: Option<Map<String, Value>> = serde_json::from_str(text)
-        .map_err(|_| FleetiError::bad_request("Request body contains invalid fields or values"))?;
+    let map: Option<Map<String, Value>> =
+        serde_json::from_str(text).map_err(|_| FleetiError::bad_request("Request body contains invalid fields or values"))?;
     let map = map.unwrap_or_default();
     if map.is_empty() {
-        return Err(FleetiError::bad_request(
-            "Request body must include at least one field",
-        ));
+        return Err(FleetiError::bad_request("Request body must include at least one field"));
     }
     Ok((map, trailing))
 }
@@ -381,19 +323,12 @@ fn string_list(v: &Value) -> Result<Option<Vec<String>>, FleetiError> {
 }
 
 /// Decodes a typed sub-object, rejecting unknown fields like Go's `DisallowUnknownFields`.
-fn typed_object<'v>(
-    v: &'v Value,
-    known: &[&str],
-) -> Result<Option<Vec<(String, &'v Value)>>, FleetiError> {
+fn typed_object<'v>(v: &'v Value, known: &[&str]) -> Result<Option<Vec<(String, &'v Value)>>, FleetiError> {
     match v {
         Value::Null => Ok(None),
         Value::Object(map) => map
             .iter()
-            .map(|(k, v)| {
-                field_for(k, known)
-                    .map(|f| (f.to_string(), v))
-                    .ok_or_else(invalid_fields)
-            })
+            .map(|(k, v)| field_for(k, known).map(|f| (f.to_string(), v)).ok_or_else(invalid_fields))
             .collect::<Result<_, _>>()
             .map(Some),
         _ => Err(invalid_fields()),
@@ -409,9 +344,7 @@ fn kernel_input(v: &Value) -> Result<Option<KernelConfig>, FleetiError> {
         match name.as_str() {
             "attr" => kernel.attr = opt_string(value)?.unwrap_or_default(),
             _ => {
-                let Some(so_fields) =
-                    typed_object(value, &["enabled", "url", "ref", "rev", "patches"])?
-                else {
+                let Some(so_fields) = typed_object(value, &["enabled", "url", "ref", "rev", "patches"])? else {
                     continue;
                 };
                 let mut so = SourceOverride::default();
@@ -440,9 +373,7 @@ fn patches_input(v: &Value) -> Result<Vec<KernelPatch>, FleetiError> {
     let mut patches = Vec::with_capacity(items.len());
     for item in items {
         let mut patch = KernelPatch::default();
-        for (name, value) in
-            typed_object(item, &["name", "sha256", "content_base64"])?.unwrap_or_default()
-        {
+        for (name, value) in typed_object(item, &["name", "sha256", "content_base64"])?.unwrap_or_default() {
             let text = opt_string(value)?.unwrap_or_default();
             match name.as_str() {
                 "name" => patch.name = text,
@@ -509,17 +440,13 @@ fn decode_body(body: &[u8], known: &[&str]) -> Result<ProfileBody, FleetiError> 
             }
             "packages" => out.convenience.packages = string_list(value)?,
             "kernel" => out.convenience.kernel = kernel_input(value)?,
-            "openclaw_microvm_enabled" => {
-                out.convenience.openclaw_microvm_enabled = opt_bool(value)?
-            }
+            "openclaw_microvm_enabled" => out.convenience.openclaw_microvm_enabled = opt_bool(value)?,
             "raw_nix" => out.raw_nix = opt_string(value)?,
             _ => out.config_schema_version = opt_int(value)?,
         }
     }
     if trailing {
-        return Err(FleetiError::bad_request(
-            "Request body must contain a single JSON object",
-        ));
+        return Err(FleetiError::bad_request("Request body must contain a single JSON object"));
     }
     Ok(out)
 }
@@ -540,12 +467,7 @@ async fn body_bytes(body: Body) -> Result<Option<bytes::Bytes>, FleetiError> {
 }
 
 /// Replays an earlier answer for the same idempotency key, if there is one.
-async fn replayed(
-    state: &AppState,
-    principal: &Principal,
-    meta: &RequestMeta,
-    body: &[u8],
-) -> Result<Option<Response>, FleetiError> {
+async fn replayed(state: &AppState, principal: &Principal, meta: &RequestMeta, body: &[u8]) -> Result<Option<Response>, FleetiError> {
     match replay(state, principal, meta, body).await? {
         Some(Replay::Same(response)) => Ok(Some(response.into_response())),
         Some(Replay::Mismatch) => Err(FleetiError::new(
@@ -560,10 +482,7 @@ async fn replayed(
 
 #[utoipa::path(get, path = "/api/v1/fleets", tag = "profiles", security(("bearer" = [])),
     responses((status = 200, description = "`{\"fleets\": [{id, name, created_at}]}` ordered by name")))]
-async fn list_fleets(
-    State(state): State<AppState>,
-    FleetiPrincipal(principal): FleetiPrincipal,
-) -> Response {
+async fn list_fleets(State(state): State<AppState>, FleetiPrincipal(principal): FleetiPrincipal) -> Response {
     let mut fleets = org_fleets(&state, principal.org_id);
     fleets.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
     let items: Vec<Value> = fleets.iter().map(fleet_json).collect();
@@ -602,9 +521,7 @@ async fn create_fleet(
         }
     }
     if trailing {
-        return Err(FleetiError::bad_request(
-            "Request body must contain a single JSON object",
-        ));
+        return Err(FleetiError::bad_request("Request body must contain a single JSON object"));
     }
     let stream_id = fleet_rules::fleet_stream_id(principal.org_id, fleet_id.trim());
     let existing = state.ledger.models.fleets.get(&stream_id);
@@ -620,27 +537,14 @@ async fn create_fleet(
     .map_err(domain_error)?;
     let decision = Decision::new(stream_id, 0, None, events);
     let fleet = decision.after.clone().expect("a created fleet exists");
-    let response = go_response(
-        StatusCode::CREATED,
-        &json!({ "fleet": fleet_json(&fleet) }),
-        vec![etag(1)],
-    );
+    let response = go_response(StatusCode::CREATED, &json!({ "fleet": fleet_json(&fleet) }), vec![etag(1)]);
     let record = meta.idempotency_record(&principal, &body, &response);
-    match state
-        .ledger
-        .commit(decision, meta.metadata(&principal), record)
-        .await
-    {
+    match state.ledger.commit(decision, meta.metadata(&principal), record).await {
         Ok(_) => Ok(response.into_response()),
-        Err(StoreError::Conflict { .. }) => Err(FleetiError::new(
-            StatusCode::CONFLICT,
-            "Fleet already exists",
-        )),
+        Err(StoreError::Conflict { .. }) => Err(FleetiError::new(StatusCode::CONFLICT, "Fleet already exists")),
         Err(StoreError::IdempotencyKeyTaken) => replayed(&state, &principal, &meta, &body)
             .await?
-            .ok_or_else(|| {
-                FleetiError::internal("Failed to create fleet", "idempotency record vanished")
-            }),
+            .ok_or_else(|| FleetiError::internal("Failed to create fleet", "idempotency record vanished")),
         Err(e) => Err(FleetiError::internal("Failed to create fleet", e)),
     }
 }
@@ -648,10 +552,7 @@ async fn create_fleet(
 #[utoipa::path(get, path = "/api/v1/profiles", tag = "profiles", security(("bearer" = [])),
     responses((status = 200, description = "`{\"profiles\": [...]}` ordered created_at DESC, name ASC"),
               (status = 401, description = "Missing or invalid API key")))]
-async fn list_profiles(
-    State(state): State<AppState>,
-    FleetiPrincipal(principal): FleetiPrincipal,
-) -> Response {
+async fn list_profiles(State(state): State<AppState>, FleetiPrincipal(principal): FleetiPrincipal) -> Response {
     let mut profiles: Vec<Profile> = state
         .ledger
         .models
@@ -659,21 +560,10 @@ async fn list_profiles(
         .all()
         .into_iter()
         .map(|c| (*c.model).clone())
-        .filter(|p| {
-            p.org_id == principal.org_id
-                && p.deleted_at.is_none()
-                && principal.may(&p.id.to_string(), "read")
-        })
+        .filter(|p| p.org_id == principal.org_id && p.deleted_at.is_none() && principal.may(&p.id.to_string(), "read"))
         .collect();
-    profiles.sort_by(|a, b| {
-        b.created_at
-            .cmp(&a.created_at)
-            .then_with(|| a.name.cmp(&b.name))
-    });
-    let items: Vec<Value> = profiles
-        .iter()
-        .map(|p| profile_summary(&state, p))
-        .collect();
+    profiles.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| a.name.cmp(&b.name)));
+    let items: Vec<Value> = profiles.iter().map(|p| profile_summary(&state, p)).collect();
     go_response(StatusCode::OK, &json!({ "profiles": items }), vec![]).into_response()
 }
 
@@ -704,14 +594,7 @@ async fn create_profile(
     body: Body,
 ) -> Result<Response, FleetiError> {
     let body = body_bytes(body).await?;
-    if let Some(response) = replayed(
-        &state,
-        &principal,
-        &meta,
-        body.as_deref().unwrap_or_default(),
-    )
-    .await?
-    {
+    if let Some(response) = replayed(&state, &principal, &meta, body.as_deref().unwrap_or_default()).await? {
         return Ok(response);
     }
     if !principal.may_write() {
@@ -762,17 +645,11 @@ async fn create_profile(
         vec![etag(1)],
     );
     let record = meta.idempotency_record(&principal, &body, &response);
-    match state
-        .ledger
-        .commit(decision, meta.metadata(&principal), record)
-        .await
-    {
+    match state.ledger.commit(decision, meta.metadata(&principal), record).await {
         Ok(_) => Ok(response.into_response()),
         Err(StoreError::IdempotencyKeyTaken) => replayed(&state, &principal, &meta, &body)
             .await?
-            .ok_or_else(|| {
-                FleetiError::internal("Failed to create profile", "idempotency record vanished")
-            }),
+            .ok_or_else(|| FleetiError::internal("Failed to create profile", "idempotency record vanished")),
         Err(e) => Err(FleetiError::internal("Failed to create profile", e)),
     }
 }
@@ -818,14 +695,7 @@ async fn change_profile(
 ) -> Result<Response, FleetiError> {
     let id = id.trim().to_string();
     let body = body_bytes(body).await?;
-    if let Some(response) = replayed(
-        &state,
-        &principal,
-        &meta,
-        body.as_deref().unwrap_or_default(),
-    )
-    .await?
-    {
+    if let Some(response) = replayed(&state, &principal, &meta, body.as_deref().unwrap_or_default()).await? {
         return Ok(response);
     }
     let (version, _) = visible_profile(&state, &principal, &id)?;
@@ -863,20 +733,11 @@ async fn change_profile(
             .refresh::<Profile>(&id)
             .await?
             .ok_or_else(FleetiError::not_found)?;
-        if meta
-            .if_match
-            .as_ref()
-            .is_some_and(|m| !m.matches(current.version))
-        {
+        if meta.if_match.as_ref().is_some_and(|m| !m.matches(current.version)) {
             return Err(FleetiError::precondition_failed());
         }
         let before = (*current.model).clone();
-        let events = rules::change_config(
-            Some(&before),
-            command.clone(),
-            &state.settings.available_kernels,
-        )
-        .map_err(domain_error)?;
+        let events = rules::change_config(Some(&before), command.clone(), &state.settings.available_kernels).map_err(domain_error)?;
         let decision = Decision::new(id.clone(), current.version, Some(before.clone()), events);
         let after = decision.after.clone().expect("a changed profile exists");
         let created_new_revision = after.latest_revision != before.latest_revision;
@@ -886,33 +747,19 @@ async fn change_profile(
             vec![etag(decision.version())],
         );
         let record = meta.idempotency_record(&principal, &body, &response);
-        match state
-            .ledger
-            .commit(decision, meta.metadata(&principal), record)
-            .await
-        {
+        match state.ledger.commit(decision, meta.metadata(&principal), record).await {
             Ok(_) => return Ok(response.into_response()),
-            Err(StoreError::Conflict { .. }) if meta.if_match.is_some() => {
-                return Err(FleetiError::precondition_failed())
-            }
+            Err(StoreError::Conflict { .. }) if meta.if_match.is_some() => return Err(FleetiError::precondition_failed()),
             Err(StoreError::Conflict { .. }) => continue,
             Err(StoreError::IdempotencyKeyTaken) => {
                 return replayed(&state, &principal, &meta, &body)
                     .await?
-                    .ok_or_else(|| {
-                        FleetiError::internal(
-                            "Failed to update profile",
-                            "idempotency record vanished",
-                        )
-                    })
+                    .ok_or_else(|| FleetiError::internal("Failed to update profile", "idempotency record vanished"))
             }
             Err(e) => return Err(e.into()),
         }
     }
-    Err(FleetiError::internal(
-        "Failed to update profile",
-        "too many concurrent writers",
-    ))
+    Err(FleetiError::internal("Failed to update profile", "too many concurrent writers"))
 }
 
 #[utoipa::path(delete, path = "/api/v1/profiles/{id}", tag = "profiles", security(("bearer" = [])),
@@ -943,48 +790,26 @@ async fn delete_profile(
         body: bytes::Bytes::new(),
     };
     let record = meta.idempotency_record(&principal, b"", &response);
-    match state
-        .ledger
-        .commit(decision, meta.metadata(&principal), record)
-        .await
-    {
+    match state.ledger.commit(decision, meta.metadata(&principal), record).await {
         Ok(_) => Ok(response.into_response()),
-        Err(StoreError::Conflict { .. }) if meta.if_match.is_some() => {
-            Err(FleetiError::precondition_failed())
-        }
+        Err(StoreError::Conflict { .. }) if meta.if_match.is_some() => Err(FleetiError::precondition_failed()),
         // A concurrent change or delete: deleting again decides against the new state.
-        Err(StoreError::Conflict { .. }) => {
-            Box::pin(delete_profile(
-                State(state),
-                FleetiPrincipal(principal),
-                meta,
-                Path(id),
-            ))
-            .await
-        }
+        Err(StoreError::Conflict { .. }) => Box::pin(delete_profile(State(state), FleetiPrincipal(principal), meta, Path(id))).await,
         Err(e) => Err(e.into()),
     }
 }
 
-async fn profile_revisions(
-    state: &AppState,
-    principal: &Principal,
-    id: &str,
-) -> Result<Vec<profile_model::ProfileRevision>, FleetiError> {
+async fn profile_revisions(state: &AppState, principal: &Principal, id: &str) -> Result<Vec<profile_model::ProfileRevision>, FleetiError> {
     visible_profile(state, principal, id)?;
     let events = state.ledger.store.read_stream(id.trim(), 1).await?;
-    profile_model::revisions(&events)
-        .map_err(|e| FleetiError::internal("Failed to load profile revisions", e))
+    profile_model::revisions(&events).map_err(|e| FleetiError::internal("Failed to load profile revisions", e))
 }
 
 fn revision_json(r: &profile_model::ProfileRevision, full: bool) -> Value {
     let mut d = Map::new();
     d.insert("revision".into(), r.revision.into());
     d.insert("config_hash".into(), r.config_hash.clone().into());
-    d.insert(
-        "config_schema_version".into(),
-        r.config_schema_version.into(),
-    );
+    d.insert("config_schema_version".into(), r.config_schema_version.into());
     d.insert("created_at".into(), fleeti_time(&r.created_at).into());
     d.insert("actor".into(), r.actor.clone().into());
     if full {
@@ -1003,11 +828,7 @@ async fn list_revisions(
     Path(id): Path<String>,
 ) -> Result<Response, FleetiError> {
     let revisions = profile_revisions(&state, &principal, &id).await?;
-    let items: Vec<Value> = revisions
-        .iter()
-        .rev()
-        .map(|r| revision_json(r, false))
-        .collect();
+    let items: Vec<Value> = revisions.iter().rev().map(|r| revision_json(r, false)).collect();
     Ok(go_response(StatusCode::OK, &json!({ "revisions": items }), vec![]).into_response())
 }
 
@@ -1028,12 +849,7 @@ async fn get_revision(
         .iter()
         .find(|r| r.revision == wanted)
         .ok_or_else(|| FleetiError::new(StatusCode::NOT_FOUND, "Revision not found"))?;
-    Ok(go_response(
-        StatusCode::OK,
-        &json!({ "revision": revision_json(found, true) }),
-        vec![],
-    )
-    .into_response())
+    Ok(go_response(StatusCode::OK, &json!({ "revision": revision_json(found, true) }), vec![]).into_response())
 }
 
 #[derive(utoipa::OpenApi)]

@@ -21,10 +21,7 @@ pub struct CreateFleet {
     pub now: DateTime<Utc>,
 }
 
-pub fn create_fleet(
-    state: Option<&Fleet>,
-    cmd: CreateFleet,
-) -> Result<Vec<FleetEvent>, DomainError> {
+pub fn create_fleet(state: Option<&Fleet>, cmd: CreateFleet) -> Result<Vec<FleetEvent>, DomainError> {
     let fleet_id = cmd.fleet_id.trim();
     let name = cmd.name.trim();
     if fleet_id.is_empty() {

@@ -28,17 +28,10 @@ pub fn issue_key(state: Option<&Key>, cmd: IssueKey) -> Result<Vec<KeyEvent>, Do
         return Err(DomainError::AlreadyExists("key already exists".into()));
     }
     if !ROLES.contains(&cmd.role.as_str()) {
-        return Err(DomainError::invalid(format!(
-            "role must be one of {}",
-            ROLES.join(", ")
-        )));
+        return Err(DomainError::invalid(format!("role must be one of {}", ROLES.join(", "))));
     }
     for scope in &cmd.scopes {
-        if let Some(bad) = scope
-            .permissions
-            .iter()
-            .find(|p| !PERMISSIONS.contains(&p.as_str()))
-        {
+        if let Some(bad) = scope.permissions.iter().find(|p| !PERMISSIONS.contains(&p.as_str())) {
             return Err(DomainError::invalid(format!(
                 "unknown permission {bad}; use {}",
                 PERMISSIONS.join(", ")

@@ -38,10 +38,7 @@ pub(crate) mod testing {
     }
 
     impl<S> Given<S> {
-        pub fn when<E>(
-            self,
-            decide: impl FnOnce(Option<&S>) -> Result<Vec<E>, DomainError>,
-        ) -> Then<E> {
+        pub fn when<E>(self, decide: impl FnOnce(Option<&S>) -> Result<Vec<E>, DomainError>) -> Then<E> {
             Then(decide(self.0.as_ref()))
         }
     }

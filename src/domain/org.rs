@@ -19,9 +19,7 @@ pub fn org_id_for_slug(slug: &str) -> Uuid {
 pub fn validate_slug(what: &str, slug: &str) -> Result<(), DomainError> {
     let ok = !slug.is_empty()
         && slug.len() <= 63
-        && slug
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && slug.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !slug.starts_with('-');
     if ok {
         Ok(())
@@ -41,10 +39,7 @@ pub struct CreateOrg {
 pub fn create_org(state: Option<&Org>, cmd: CreateOrg) -> Result<Vec<OrgEvent>, DomainError> {
     validate_slug("organization", &cmd.slug)?;
     if state.is_some() {
-        return Err(DomainError::AlreadyExists(format!(
-            "organization {} already exists",
-            cmd.slug
-        )));
+        return Err(DomainError::AlreadyExists(format!("organization {} already exists", cmd.slug)));
     }
     let name = if cmd.name.trim().is_empty() {
         cmd.slug.clone()
@@ -59,12 +54,7 @@ pub fn create_org(state: Option<&Org>, cmd: CreateOrg) -> Result<Vec<OrgEvent>, 
     })])
 }
 
-pub fn create_workspace(
-    state: Option<&Org>,
-    slug: &str,
-    name: &str,
-    now: DateTime<Utc>,
-) -> Result<Vec<OrgEvent>, DomainError> {
+pub fn create_workspace(state: Option<&Org>, slug: &str, name: &str, now: DateTime<Utc>) -> Result<Vec<OrgEvent>, DomainError> {
     validate_slug("workspace", slug)?;
     let org = state.ok_or(DomainError::NotFound)?;
     if org.workspaces.iter().any(|w| w.slug == slug) {
@@ -73,11 +63,7 @@ pub fn create_workspace(
             org.slug
         )));
     }
-    let name = if name.trim().is_empty() {
-        slug
-    } else {
-        name.trim()
-    };
+    let name = if name.trim().is_empty() { slug } else { name.trim() };
     Ok(vec![OrgEvent::WorkspaceCreated(WorkspaceCreated {
         slug: slug.to_string(),
         name: name.to_string(),
@@ -93,9 +79,20 @@ mod tests {
     #[test]
     fn an_org_slug_can_be_taken_once() {
         let now = Utc::now();
-        given(None).when(|s| create_org(s, CreateOrg { slug: "acme".into(), name: String::new(), now })).then(|events| {
-            assert!(matches!(&events[0], OrgEvent::Created(e) if e.name == "acme" && e.org_id == org_id_for_slug("acme")));
-        });
+        given(None)
+            .when(|s| {
+                create_org(
+                    s,
+                    CreateOrg {
+                        slug: "acme".into(),
+                        name: String::new(),
+                        now,
+                    },
+                )
+            })
+            .then(|events| {
+                assert!(matches!(&events[0], OrgEvent::Created(e) if e.name == "acme" && e.org_id == org_id_for_slug("acme")));
+            });
         let existing = Org {
             id: org_id_for_slug("acme"),
             slug: "acme".into(),
@@ -114,11 +111,20 @@ mod tests {
                     },
                 )
             })
-            .then_err(DomainError::AlreadyExists(
-                "organization acme already exists".into(),
-            ));
+            .then_err(DomainError::AlreadyExists("organization acme already exists".into()));
         given::<Org>(None)
-            .when(|s| create_org(s, CreateOrg { slug: "Bad Slug".into(), name: String::new(), now }))
-            .then_err(DomainError::invalid("organization slug must be 1-63 lowercase letters, digits or dashes, not starting with a dash"));
+            .when(|s| {
+                create_org(
+                    s,
+                    CreateOrg {
+                        slug: "Bad Slug".into(),
+                        name: String::new(),
+                        now,
+                    },
+                )
+            })
+            .then_err(DomainError::invalid(
+                "organization slug must be 1-63 lowercase letters, digits or dashes, not starting with a dash",
+            ));
     }
 }

@@ -6,9 +6,7 @@ use base64::engine::{general_purpose::GeneralPurpose, DecodePaddingMode, General
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use fleetledger_events::go_json;
-use fleetledger_events::profile::{
-    ConfigChangeMode, ProfileConfigReplaced, ProfileCreated, ProfileDeleted, ProfileEvent,
-};
+use fleetledger_events::profile::{ConfigChangeMode, ProfileConfigReplaced, ProfileCreated, ProfileDeleted, ProfileEvent};
 use fleetledger_projections::profile::Profile;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -135,11 +133,7 @@ fn optional_list<'a>(values: &'a Config, key: &str) -> Result<&'a [Value], Domai
 fn optional_string_list(values: &Config, key: &str) -> Result<Vec<String>, DomainError> {
     optional_list(values, key)?
         .iter()
-        .map(|v| {
-            v.as_str()
-                .map(|s| s.trim().to_string())
-                .ok_or_else(|| invalid(INVALID_JSON))
-        })
+        .map(|v| v.as_str().map(|s| s.trim().to_string()).ok_or_else(|| invalid(INVALID_JSON)))
         .collect()
 }
 
@@ -159,11 +153,7 @@ pub fn normalize_packages(packages: &[String]) -> Vec<String> {
 pub fn packages_from_config(config: &Config) -> Result<Vec<String>, DomainError> {
     let raw: Vec<String> = optional_list(config, "packages")?
         .iter()
-        .map(|v| {
-            v.as_str()
-                .map(str::to_string)
-                .ok_or_else(|| invalid(INVALID_JSON))
-        })
+        .map(|v| v.as_str().map(str::to_string).ok_or_else(|| invalid(INVALID_JSON)))
         .collect::<Result<_, _>>()?;
     Ok(normalize_packages(&raw))
 }
@@ -226,10 +216,7 @@ pub fn set_kernel(config: &mut Config, kernel: KernelConfig) {
             over.insert("ref".into(), Value::String(so.git_ref.clone()));
         }
         if !so.patches.is_empty() {
-            over.insert(
-                "patches".into(),
-                serde_json::to_value(&so.patches).unwrap_or(Value::Null),
-            );
+            over.insert("patches".into(), serde_json::to_value(&so.patches).unwrap_or(Value::Null));
         }
         section.insert("source_override".into(), Value::Object(over));
     }
@@ -254,8 +241,7 @@ fn kernel_attr_ok(attr: &str) -> bool {
     };
     let rest = rest.strip_suffix("_hardened").unwrap_or(rest);
     let mut parts = rest.split('_');
-    let digits =
-        |s: Option<&str>| s.is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()));
+    let digits = |s: Option<&str>| s.is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()));
     digits(parts.next()) && digits(parts.next()) && parts.next().is_none()
 }
 
@@ -267,24 +253,18 @@ pub fn validate_kernel(kernel: &KernelConfig, available: &[String]) -> Result<()
             return Err(invalid("selected kernel is invalid"));
         }
         if !available.is_empty() && !available.iter().any(|a| a == &kernel.attr) {
-            return Err(invalid(
-                "selected kernel is not available in pinned nixpkgs",
-            ));
+            return Err(invalid("selected kernel is not available in pinned nixpkgs"));
         }
     }
     let so = &kernel.source_override;
     if !so.enabled {
         if !so.patches.is_empty() {
-            return Err(invalid(
-                "kernel patches require source override to be enabled",
-            ));
+            return Err(invalid("kernel patches require source override to be enabled"));
         }
         return Ok(());
     }
     if kernel.attr.is_empty() {
-        return Err(invalid(
-            "kernel source override requires selecting a kernel version",
-        ));
+        return Err(invalid("kernel source override requires selecting a kernel version"));
     }
     if so.url.is_empty() {
         return Err(invalid("kernel source override URL is required"));
@@ -296,9 +276,7 @@ pub fn validate_kernel(kernel: &KernelConfig, available: &[String]) -> Result<()
         .ok()
         .filter(|u| u.host_str().is_some_and(|h| !h.is_empty()));
     let Some(parsed) = parsed else {
-        return Err(invalid(
-            "kernel source override URL must be a valid absolute URL",
-        ));
+        return Err(invalid("kernel source override URL must be a valid absolute URL"));
     };
     if parsed.scheme() != "http" && parsed.scheme() != "https" {
         return Err(invalid("kernel source override URL must use http or https"));
@@ -311,23 +289,12 @@ pub fn validate_kernel(kernel: &KernelConfig, available: &[String]) -> Result<()
         if !patch_name_ok(&patch.name) {
             return Err(invalid("kernel patch filename is invalid"));
         }
-        if patch.sha256.len() != 64
-            || !patch
-                .sha256
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
+        if patch.sha256.len() != 64 || !patch.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             return Err(invalid("kernel patch checksum is invalid"));
         }
         // Go's decoder skips line breaks inside base64.
-        let compact: String = patch
-            .content_base64
-            .chars()
-            .filter(|c| *c != '\n' && *c != '\r')
-            .collect();
-        let content = STD_BASE64
-            .decode(compact)
-            .map_err(|_| invalid("kernel patch payload is invalid"))?;
+        let compact: String = patch.content_base64.chars().filter(|c| *c != '\n' && *c != '\r').collect();
+        let content = STD_BASE64.decode(compact).map_err(|_| invalid("kernel patch payload is invalid"))?;
         if content.is_empty() {
             return Err(invalid("kernel patch payload cannot be empty"));
         }
@@ -421,11 +388,7 @@ pub fn validate_security(config: &Config) -> Result<(), DomainError> {
         chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
             && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '+' | '-'))
     };
-    if modules
-        .iter()
-        .filter(|m| !m.is_empty())
-        .any(|m| !module_ok(m))
-    {
+    if modules.iter().filter(|m| !m.is_empty()).any(|m| !module_ok(m)) {
         return Err(invalid(
             "blacklisted kernel module names may contain only letters, numbers, dots, dashes, underscores, and plus signs",
         ));
@@ -434,18 +397,9 @@ pub fn validate_security(config: &Config) -> Result<(), DomainError> {
         let checks = [
             (length < 1, "password minimum length must be at least 1"),
             (digits < 0, "password minimum digits cannot be negative"),
-            (
-                upper < 0,
-                "password minimum uppercase characters cannot be negative",
-            ),
-            (
-                lower < 0,
-                "password minimum lowercase characters cannot be negative",
-            ),
-            (
-                other < 0,
-                "password minimum special characters cannot be negative",
-            ),
+            (upper < 0, "password minimum uppercase characters cannot be negative"),
+            (lower < 0, "password minimum lowercase characters cannot be negative"),
+            (other < 0, "password minimum special characters cannot be negative"),
             (retry < 1, "password retry count must be at least 1"),
         ];
         if let Some((_, message)) = checks.iter().find(|(bad, _)| *bad) {
@@ -460,19 +414,14 @@ pub fn validate_security(config: &Config) -> Result<(), DomainError> {
             return Err(invalid("password expiry warning days cannot be negative"));
         }
         if warn_days > max_days {
-            return Err(invalid(
-                "password expiry warning days cannot exceed maximum days",
-            ));
+            return Err(invalid("password expiry warning days cannot exceed maximum days"));
         }
     }
     if let Some(unknown) = categories
         .iter()
         .find(|c| !c.is_empty() && !WEBSITE_CATEGORIES.contains(&c.as_str()))
     {
-        return Err(invalid(format!(
-            "website blocking category {} is not supported",
-            go_quote(unknown)
-        )));
+        return Err(invalid(format!("website blocking category {} is not supported", go_quote(unknown))));
     }
     Ok(())
 }
@@ -488,11 +437,7 @@ pub fn validate_config(config: &Config) -> Result<(), DomainError> {
 /// `hex(sha256("<schema>\n<canonical config>\n<trimmed raw_nix>\n[]"))`; fleetledger
 /// profiles have no foreign imports, whose canonical form is then `[]`.
 pub fn config_hash(schema_version: i64, config: &Value, raw_nix: &str) -> String {
-    let material = format!(
-        "{schema_version}\n{}\n{}\n[]",
-        go_json::canonical_string(config),
-        raw_nix.trim()
-    );
+    let material = format!("{schema_version}\n{}\n{}\n[]", go_json::canonical_string(config), raw_nix.trim());
     hex::encode(Sha256::digest(material.as_bytes()))
 }
 
@@ -557,14 +502,8 @@ pub struct ChangeConfig {
     pub now: DateTime<Utc>,
 }
 
-pub fn change_config(
-    state: Option<&Profile>,
-    cmd: ChangeConfig,
-    available_kernels: &[String],
-) -> Result<Vec<ProfileEvent>, DomainError> {
-    let profile = state
-        .filter(|p| p.deleted_at.is_none())
-        .ok_or(DomainError::NotFound)?;
+pub fn change_config(state: Option<&Profile>, cmd: ChangeConfig, available_kernels: &[String]) -> Result<Vec<ProfileEvent>, DomainError> {
+    let profile = state.filter(|p| p.deleted_at.is_none()).ok_or(DomainError::NotFound)?;
     let mut config = match (cmd.mode, &cmd.config) {
         (ConfigChangeMode::Patch, None) => profile.config.as_object().cloned().unwrap_or_default(),
         (ConfigChangeMode::Patch, Some(Some(patch))) => {
@@ -583,12 +522,7 @@ pub fn change_config(
         validate_config(&config)?;
     }
     validate_kernel(&kernel_from_config(&config)?, available_kernels)?;
-    let raw_nix = cmd
-        .raw_nix
-        .as_deref()
-        .unwrap_or(&profile.raw_nix)
-        .trim()
-        .to_string();
+    let raw_nix = cmd.raw_nix.as_deref().unwrap_or(&profile.raw_nix).trim().to_string();
     let schema = schema_version(cmd.config_schema_version, profile.config_schema_version)?;
     let config = go_json::canonicalize(&Value::Object(config));
     Ok(vec![ProfileEvent::ConfigReplaced(ProfileConfigReplaced {
@@ -618,11 +552,7 @@ pub struct CreateProfile {
     pub now: DateTime<Utc>,
 }
 
-pub fn create_profile(
-    state: Option<&Profile>,
-    cmd: CreateProfile,
-    available_kernels: &[String],
-) -> Result<Vec<ProfileEvent>, DomainError> {
+pub fn create_profile(state: Option<&Profile>, cmd: CreateProfile, available_kernels: &[String]) -> Result<Vec<ProfileEvent>, DomainError> {
     if state.is_some() {
         return Err(DomainError::AlreadyExists("Profile already exists".into()));
     }
@@ -651,16 +581,9 @@ pub fn create_profile(
     })])
 }
 
-pub fn delete_profile(
-    state: Option<&Profile>,
-    now: DateTime<Utc>,
-) -> Result<Vec<ProfileEvent>, DomainError> {
-    state
-        .filter(|p| p.deleted_at.is_none())
-        .ok_or(DomainError::NotFound)?;
-    Ok(vec![ProfileEvent::Deleted(ProfileDeleted {
-        deleted_at: now,
-    })])
+pub fn delete_profile(state: Option<&Profile>, now: DateTime<Utc>) -> Result<Vec<ProfileEvent>, DomainError> {
+    state.filter(|p| p.deleted_at.is_none()).ok_or(DomainError::NotFound)?;
+    Ok(vec![ProfileEvent::Deleted(ProfileDeleted { deleted_at: now })])
 }
 
 #[cfg(test)]
@@ -671,10 +594,7 @@ mod tests {
     use serde_json::json;
 
     fn kernels() -> Vec<String> {
-        DEFAULT_AVAILABLE_KERNELS
-            .split(',')
-            .map(str::to_string)
-            .collect()
+        DEFAULT_AVAILABLE_KERNELS.split(',').map(str::to_string).collect()
     }
 
     fn profile() -> Profile {
@@ -735,10 +655,7 @@ mod tests {
                 let ProfileEvent::ConfigReplaced(e) = &events[0] else {
                     panic!("expected a replacement")
                 };
-                assert_eq!(
-                    e.config_hash,
-                    "75e6463685961f8862ec3daa5a21bcb9e5b34c14679459a4c873aaf105d4cfcc"
-                );
+                assert_eq!(e.config_hash, "75e6463685961f8862ec3daa5a21bcb9e5b34c14679459a4c873aaf105d4cfcc");
                 assert_eq!(e.config_schema_version, 2);
             });
     }
@@ -753,9 +670,7 @@ mod tests {
         body["config"]["kernel"]["attr"] = json!("linux_9_99");
         given(Some(profile()))
             .when(|p| change_config(p, put(body.clone()), &kernels()))
-            .then_err(invalid(
-                "selected kernel is not available in pinned nixpkgs",
-            ));
+            .then_err(invalid("selected kernel is not available in pinned nixpkgs"));
         body["config"]["kernel"]["attr"] = json!("linux_6_19");
         body["config"]["kernel"]["source_override"]["url"] = json!("ftp://example.com/x");
         given(Some(profile()))
@@ -772,8 +687,7 @@ mod tests {
         given(Some(profile()))
             .when(|p| change_config(p, put(body.clone()), &kernels()))
             .then_err(invalid("kernel patch checksum mismatch"));
-        body["config"]["kernel"]["source_override"]["patches"][0]["sha256"] =
-            json!(hex::encode(Sha256::digest(b"diff --git a b\n")));
+        body["config"]["kernel"]["source_override"]["patches"][0]["sha256"] = json!(hex::encode(Sha256::digest(b"diff --git a b\n")));
         given(Some(profile()))
             .when(|p| change_config(p, put(body.clone()), &kernels()))
             .then(|e| assert_eq!(e.len(), 1));
@@ -809,38 +723,28 @@ mod tests {
         given(Some(profile()))
             .when(|p| change_config(p, put(bad_packages), &kernels()))
             .then_err(invalid(INVALID_JSON));
-        let bad_port =
-            json!({"config": {"security": {"firewall": {"allowed_tcp_ports": [22, 70000]}}}});
+        let bad_port = json!({"config": {"security": {"firewall": {"allowed_tcp_ports": [22, 70000]}}}});
         given(Some(profile()))
             .when(|p| change_config(p, put(bad_port), &kernels()))
             .then_err(invalid("firewall TCP ports must be between 1 and 65535"));
-        let bad_category =
-            json!({"config": {"security": {"website_blocking": {"block_categories": ["news"]}}}});
+        let bad_category = json!({"config": {"security": {"website_blocking": {"block_categories": ["news"]}}}});
         given(Some(profile()))
             .when(|p| change_config(p, put(bad_category), &kernels()))
-            .then_err(invalid(
-                "website blocking category \"news\" is not supported",
-            ));
+            .then_err(invalid("website blocking category \"news\" is not supported"));
     }
 
     #[test]
     fn convenience_fields_rewrite_the_config() {
-        let mut cmd = put(
-            json!({"config": {"kernel": {"attr": "linux_6_19"}, "openclaw_microvm_enabled": true}}),
-        );
+        let mut cmd = put(json!({"config": {"kernel": {"attr": "linux_6_19"}, "openclaw_microvm_enabled": true}}));
         cmd.convenience = ConvenienceFields {
             packages: Some(vec![" vim ".into(), "".into(), "curl".into(), "vim".into()]),
             kernel: Some(KernelConfig::default()),
             openclaw_microvm_enabled: Some(false),
         };
-        given(Some(profile()))
-            .when(|p| change_config(p, cmd, &kernels()))
-            .then(|events| {
-                let ProfileEvent::ConfigReplaced(e) = &events[0] else {
-                    panic!()
-                };
-                assert_eq!(e.config, json!({"packages": ["vim", "curl"]}));
-            });
+        given(Some(profile())).when(|p| change_config(p, cmd, &kernels())).then(|events| {
+            let ProfileEvent::ConfigReplaced(e) = &events[0] else { panic!() };
+            assert_eq!(e.config, json!({"packages": ["vim", "curl"]}));
+        });
     }
 
     #[test]
@@ -851,13 +755,9 @@ mod tests {
             .when(|p| change_config(p, cmd.clone(), &kernels()))
             .then_err(invalid("Config schema version must be a positive number"));
         cmd.config_schema_version = Some(0);
-        given(Some(profile()))
-            .when(|p| change_config(p, cmd, &kernels()))
-            .then(|events| {
-                let ProfileEvent::ConfigReplaced(e) = &events[0] else {
-                    panic!()
-                };
-                assert_eq!(e.config_schema_version, 1);
-            });
+        given(Some(profile())).when(|p| change_config(p, cmd, &kernels())).then(|events| {
+            let ProfileEvent::ConfigReplaced(e) = &events[0] else { panic!() };
+            assert_eq!(e.config_schema_version, 1);
+        });
     }
 }

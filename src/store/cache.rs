@@ -37,9 +37,7 @@ pub struct ModelCache<M> {
 
 impl<M: ReadModel> Default for ModelCache<M> {
     fn default() -> Self {
-        ModelCache {
-            by_id: DashMap::new(),
-        }
+        ModelCache { by_id: DashMap::new() }
     }
 }
 
@@ -115,8 +113,7 @@ impl ReadModels {
 
     async fn load_kind<M: ReadModel>(&self, cache: &ModelCache<M>) -> Result<(), StoreError> {
         for row in self.store.list_models(M::KIND).await? {
-            let model: M = serde_json::from_str(&row.doc)
-                .map_err(|e| StoreError::Corrupt(format!("{} {}: {e}", row.kind, row.id)))?;
+            let model: M = serde_json::from_str(&row.doc).map_err(|e| StoreError::Corrupt(format!("{} {}: {e}", row.kind, row.id)))?;
             self.remember(cache, &row.id, row.version, model);
         }
         Ok(())
@@ -133,9 +130,7 @@ impl ReadModels {
 
     /// The id a lookup key (an org slug, a key hash) points to.
     pub fn lookup(&self, kind: &'static str, key: &str) -> Option<String> {
-        self.lookups
-            .get(&(kind, key.to_string()))
-            .map(|id| id.clone())
+        self.lookups.get(&(kind, key.to_string())).map(|id| id.clone())
     }
 
     /// Records a model this process has just committed.
@@ -153,8 +148,7 @@ impl ReadModels {
         Self: CacheOf<M>,
     {
         if let Some(row) = self.store.load_model(M::KIND, id).await? {
-            let model: M = serde_json::from_str(&row.doc)
-                .map_err(|e| StoreError::Corrupt(format!("{} {}: {e}", row.kind, row.id)))?;
+            let model: M = serde_json::from_str(&row.doc).map_err(|e| StoreError::Corrupt(format!("{} {}: {e}", row.kind, row.id)))?;
             self.remember(self.cache(), id, row.version, model);
         }
         Ok(self.cache().get(id))
@@ -190,19 +184,14 @@ impl ReadModels {
         }
     }
 
-    async fn apply_to<M: ReadModel>(
-        &self,
-        cache: &ModelCache<M>,
-        envelope: &EventEnvelope,
-    ) -> Result<(), StoreError> {
+    async fn apply_to<M: ReadModel>(&self, cache: &ModelCache<M>, envelope: &EventEnvelope) -> Result<(), StoreError> {
         let id = envelope.stream_id.as_str();
         let cached = cache.version_of(id);
         if cached >= envelope.stream_version {
             return Ok(());
         }
         if cached == envelope.stream_version - 1 {
-            let event = M::Event::from_envelope(envelope)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let event = M::Event::from_envelope(envelope).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let before = cache.get(id).map(|c| (*c.model).clone());
             if let Some(model) = M::evolve(before, &event) {
                 self.remember(cache, id, envelope.stream_version, model);
@@ -210,8 +199,7 @@ impl ReadModels {
             return Ok(());
         }
         if let Some(row) = self.store.load_model(M::KIND, id).await? {
-            let model: M =
-                serde_json::from_str(&row.doc).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let model: M = serde_json::from_str(&row.doc).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             self.remember(cache, id, row.version, model);
         }
         Ok(())
@@ -219,11 +207,7 @@ impl ReadModels {
 
     /// Follows the log until `shutdown` fires: woken by this process's commits, and
     /// polling for other processes' commits.
-    pub async fn follow(
-        self: Arc<Self>,
-        poll: Duration,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
-    ) {
+    pub async fn follow(self: Arc<Self>, poll: Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let mut commits = self.store.commits();
         loop {
             if let Err(error) = self.catch_up().await {

@@ -92,11 +92,7 @@ pub struct StoredModel {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("stream {stream_id} is at version {actual}, not {expected}")]
-    Conflict {
-        stream_id: String,
-        expected: i64,
-        actual: i64,
-    },
+    Conflict { stream_id: String, expected: i64, actual: i64 },
     #[error("the idempotency key is already in use")]
     IdempotencyKeyTaken,
     #[error("the store's writer has stopped")]
@@ -123,18 +119,9 @@ pub trait EventStore: Send + Sync + 'static {
     /// record; answers only after the commit.
     async fn append(&self, request: AppendRequest) -> Result<Appended, StoreError>;
     /// A stream's events from `from_version` (1-based), in version order.
-    async fn read_stream(
-        &self,
-        stream_id: &str,
-        from_version: i64,
-    ) -> Result<Vec<EventEnvelope>, StoreError>;
+    async fn read_stream(&self, stream_id: &str, from_version: i64) -> Result<Vec<EventEnvelope>, StoreError>;
     /// Up to `limit` events after `after`, in global order, optionally of one stream type.
-    async fn read_all(
-        &self,
-        after: i64,
-        limit: i64,
-        stream_type: Option<&str>,
-    ) -> Result<Vec<EventEnvelope>, StoreError>;
+    async fn read_all(&self, after: i64, limit: i64, stream_type: Option<&str>) -> Result<Vec<EventEnvelope>, StoreError>;
     /// A stream's current version, 0 when it has no events.
     async fn stream_version(&self, stream_id: &str) -> Result<i64, StoreError>;
     /// The last committed global position.
@@ -142,11 +129,7 @@ pub trait EventStore: Send + Sync + 'static {
     async fn load_model(&self, kind: &str, id: &str) -> Result<Option<StoredModel>, StoreError>;
     async fn list_models(&self, kind: &str) -> Result<Vec<StoredModel>, StoreError>;
     /// The stored response for an idempotency key, if it is younger than the TTL.
-    async fn idempotent_response(
-        &self,
-        org_id: &str,
-        key: &str,
-    ) -> Result<Option<IdempotencyRecord>, StoreError>;
+    async fn idempotent_response(&self, org_id: &str, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
     async fn record_key_usage(&self, usage: &[(String, DateTime<Utc>)]) -> Result<(), StoreError>;
     async fn key_usage(&self) -> Result<HashMap<String, DateTime<Utc>>, StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
@@ -166,10 +149,7 @@ pub async fn connect(url: &str) -> Result<Arc<dyn EventStore>, StoreError> {
 
 /// Verifies every stream's chain and that positions are contiguous, reading the log in
 /// pages. Stops at the first break.
-pub async fn verify_log(
-    store: &dyn EventStore,
-    mut progress: impl FnMut(u64),
-) -> Result<Verification, StoreError> {
+pub async fn verify_log(store: &dyn EventStore, mut progress: impl FnMut(u64)) -> Result<Verification, StoreError> {
     let mut streams: HashMap<String, StreamVerifier> = HashMap::new();
     let mut after = 0;
     let mut checked = 0;
@@ -213,10 +193,7 @@ pub async fn verify_log(
 }
 
 /// Verifies one stream's chain.
-pub async fn verify_stream(
-    store: &dyn EventStore,
-    stream_id: &str,
-) -> Result<Verification, StoreError> {
+pub async fn verify_stream(store: &dyn EventStore, stream_id: &str) -> Result<Verification, StoreError> {
     let events = store.read_stream(stream_id, 1).await?;
     let mut verifier = StreamVerifier::default();
     for (i, e) in events.iter().enumerate() {
@@ -288,10 +265,7 @@ struct WriterHandle {
 impl WriterHandle {
     async fn append(&self, request: AppendRequest) -> Result<Appended, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send((request, reply))
-            .await
-            .map_err(|_| StoreError::WriterStopped)?;
+        self.jobs.send((request, reply)).await.map_err(|_| StoreError::WriterStopped)?;
         answer.await.map_err(|_| StoreError::WriterStopped)?
     }
 }

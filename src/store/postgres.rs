@@ -31,9 +31,7 @@ impl PgStore {
             .connect(url)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        let head: i64 = sqlx::query_scalar("SELECT position FROM log_head")
-            .fetch_one(&pool)
-            .await?;
+        let head: i64 = sqlx::query_scalar("SELECT position FROM log_head").fetch_one(&pool).await?;
         let (commit_tx, commits) = watch::channel(head);
         let (jobs, job_rx) = mpsc::channel(4096);
         tokio::spawn(run_writer(pool.clone(), job_rx, commit_tx));
@@ -63,9 +61,7 @@ async fn run_writer(pool: PgPool, mut jobs: mpsc::Receiver<Job>, commits: watch:
             Err(error) => {
                 tracing::error!(%error, appends = requests.len(), "append batch failed to commit");
                 for reply in replies {
-                    let _ = reply.send(Err(StoreError::Corrupt(format!(
-                        "the append did not commit: {error}"
-                    ))));
+                    let _ = reply.send(Err(StoreError::Corrupt(format!("the append did not commit: {error}"))));
                 }
             }
         }
@@ -83,10 +79,7 @@ impl From<sqlx::Error> for Failure {
     }
 }
 
-async fn commit_batch(
-    pool: &PgPool,
-    requests: &[AppendRequest],
-) -> Result<(Vec<Result<Appended, StoreError>>, i64), sqlx::Error> {
+async fn commit_batch(pool: &PgPool, requests: &[AppendRequest]) -> Result<(Vec<Result<Appended, StoreError>>, i64), sqlx::Error> {
     let mut tx = pool.begin().await?;
     let start: i64 = sqlx::query_scalar("SELECT position FROM log_head WHERE id FOR UPDATE")
         .fetch_one(&mut *tx)
@@ -102,9 +95,7 @@ async fn commit_batch(
         match append_one(&mut tx, request, head, now).await {
             Ok(appended) => {
                 if savepoints {
-                    sqlx::query("RELEASE SAVEPOINT append")
-                        .execute(&mut *tx)
-                        .await?;
+                    sqlx::query("RELEASE SAVEPOINT append").execute(&mut *tx).await?;
                 }
                 head += appended.events.len() as i64;
                 results.push(Ok(appended));
@@ -113,9 +104,7 @@ async fn commit_batch(
                 if !savepoints {
                     return Ok((vec![Err(error)], start));
                 }
-                sqlx::query("ROLLBACK TO SAVEPOINT append")
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query("ROLLBACK TO SAVEPOINT append").execute(&mut *tx).await?;
                 results.push(Err(error));
             }
             Err(Failure::Fatal(error)) => return Err(error),
@@ -225,9 +214,7 @@ fn classify(error: sqlx::Error, request: &AppendRequest, events: &[EventEnvelope
                 });
             }
             Some("events_event_id_key") => {
-                return Failure::Rejected(StoreError::Corrupt(
-                    "an event with this event_id is already stored".into(),
-                ))
+                return Failure::Rejected(StoreError::Corrupt("an event with this event_id is already stored".into()))
             }
             _ => {}
         }
@@ -270,8 +257,7 @@ impl From<EventRow> for EventEnvelope {
     }
 }
 
-const EVENT_COLUMNS: &str =
-    "global_position, event_id, stream_type, stream_id, stream_version, event_type, \
+const EVENT_COLUMNS: &str = "global_position, event_id, stream_type, stream_id, stream_version, event_type, \
     schema_version, data, metadata, prev_hash, hash, recorded_at";
 
 #[derive(sqlx::FromRow)]
@@ -301,11 +287,7 @@ impl EventStore for PgStore {
         self.writer.append(request).await
     }
 
-    async fn read_stream(
-        &self,
-        stream_id: &str,
-        from_version: i64,
-    ) -> Result<Vec<EventEnvelope>, StoreError> {
+    async fn read_stream(&self, stream_id: &str, from_version: i64) -> Result<Vec<EventEnvelope>, StoreError> {
         let rows: Vec<EventRow> = sqlx::query_as(&format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND stream_version >= $2 ORDER BY stream_version"
         ))
@@ -316,12 +298,7 @@ impl EventStore for PgStore {
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
-    async fn read_all(
-        &self,
-        after: i64,
-        limit: i64,
-        stream_type: Option<&str>,
-    ) -> Result<Vec<EventEnvelope>, StoreError> {
+    async fn read_all(&self, after: i64, limit: i64, stream_type: Option<&str>) -> Result<Vec<EventEnvelope>, StoreError> {
         let rows: Vec<EventRow> = sqlx::query_as(&format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE global_position > $1 AND ($3::text IS NULL OR stream_type = $3) \
              ORDER BY global_position LIMIT $2"
@@ -335,46 +312,35 @@ impl EventStore for PgStore {
     }
 
     async fn stream_version(&self, stream_id: &str) -> Result<i64, StoreError> {
-        let v: Option<i64> =
-            sqlx::query_scalar("SELECT max(stream_version) FROM events WHERE stream_id = $1")
-                .bind(stream_id)
-                .fetch_one(&self.pool)
-                .await?;
+        let v: Option<i64> = sqlx::query_scalar("SELECT max(stream_version) FROM events WHERE stream_id = $1")
+            .bind(stream_id)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(v.unwrap_or(0))
     }
 
     async fn head(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT position FROM log_head")
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(sqlx::query_scalar("SELECT position FROM log_head").fetch_one(&self.pool).await?)
     }
 
     async fn load_model(&self, kind: &str, id: &str) -> Result<Option<StoredModel>, StoreError> {
-        let row: Option<ModelRow> = sqlx::query_as(
-            "SELECT kind, id, org_id, version, doc FROM read_models WHERE kind = $1 AND id = $2",
-        )
-        .bind(kind)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row: Option<ModelRow> = sqlx::query_as("SELECT kind, id, org_id, version, doc FROM read_models WHERE kind = $1 AND id = $2")
+            .bind(kind)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.map(Into::into))
     }
 
     async fn list_models(&self, kind: &str) -> Result<Vec<StoredModel>, StoreError> {
-        let rows: Vec<ModelRow> = sqlx::query_as(
-            "SELECT kind, id, org_id, version, doc FROM read_models WHERE kind = $1",
-        )
-        .bind(kind)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<ModelRow> = sqlx::query_as("SELECT kind, id, org_id, version, doc FROM read_models WHERE kind = $1")
+            .bind(kind)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
-    async fn idempotent_response(
-        &self,
-        org_id: &str,
-        key: &str,
-    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+    async fn idempotent_response(&self, org_id: &str, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         let row: Option<(String, i32, String, Vec<u8>)> = sqlx::query_as(
             "SELECT request_hash, status, headers, body FROM idempotency_keys \
              WHERE org_id = $1 AND idem_key = $2 AND created_at >= $3",
@@ -384,16 +350,14 @@ impl EventStore for PgStore {
         .bind(Utc::now() - IDEMPOTENCY_TTL)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(
-            row.map(|(request_hash, status, headers, body)| IdempotencyRecord {
-                org_id: org_id.to_string(),
-                key: key.to_string(),
-                request_hash,
-                status: status as u16,
-                headers: headers_from_json(&headers),
-                body,
-            }),
-        )
+        Ok(row.map(|(request_hash, status, headers, body)| IdempotencyRecord {
+            org_id: org_id.to_string(),
+            key: key.to_string(),
+            request_hash,
+            status: status as u16,
+            headers: headers_from_json(&headers),
+            body,
+        }))
     }
 
     async fn record_key_usage(&self, usage: &[(String, DateTime<Utc>)]) -> Result<(), StoreError> {
@@ -411,10 +375,9 @@ impl EventStore for PgStore {
     }
 
     async fn key_usage(&self) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
-        let rows: Vec<(String, DateTime<Utc>)> =
-            sqlx::query_as("SELECT key_id, last_used_at FROM key_usage")
-                .fetch_all(&self.pool)
-                .await?;
+        let rows: Vec<(String, DateTime<Utc>)> = sqlx::query_as("SELECT key_id, last_used_at FROM key_usage")
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows.into_iter().collect())
     }
 

@@ -9,9 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use fleetledger_events::envelope::micros;
 use fleetledger_events::EventEnvelope;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Sqlite, Transaction};
 use tokio::sync::{mpsc, watch};
 
@@ -30,8 +28,7 @@ impl SqliteStore {
         let path = path.split('?').next().unwrap_or(path);
         if let Some(parent) = std::path::Path::new(path).parent() {
             if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| StoreError::Corrupt(format!("cannot create {parent:?}: {e}")))?;
+                std::fs::create_dir_all(parent).map_err(|e| StoreError::Corrupt(format!("cannot create {parent:?}: {e}")))?;
             }
         }
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
@@ -40,14 +37,9 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await?;
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        let head: i64 = sqlx::query_scalar("SELECT position FROM log_head")
-            .fetch_one(&pool)
-            .await?;
+        let head: i64 = sqlx::query_scalar("SELECT position FROM log_head").fetch_one(&pool).await?;
         let (commit_tx, commits) = watch::channel(head);
         let (jobs, job_rx) = mpsc::channel(4096);
         tokio::spawn(run_writer(pool.clone(), job_rx, commit_tx));
@@ -76,9 +68,7 @@ async fn run_writer(pool: SqlitePool, mut jobs: mpsc::Receiver<Job>, commits: wa
             Err(error) => {
                 tracing::error!(%error, appends = requests.len(), "append batch failed to commit");
                 for reply in replies {
-                    let _ = reply.send(Err(StoreError::Corrupt(format!(
-                        "the append did not commit: {error}"
-                    ))));
+                    let _ = reply.send(Err(StoreError::Corrupt(format!("the append did not commit: {error}"))));
                 }
             }
         }
@@ -96,10 +86,7 @@ impl From<sqlx::Error> for Failure {
     }
 }
 
-async fn commit_batch(
-    pool: &SqlitePool,
-    requests: &[AppendRequest],
-) -> Result<(Vec<Result<Appended, StoreError>>, i64), sqlx::Error> {
+async fn commit_batch(pool: &SqlitePool, requests: &[AppendRequest]) -> Result<(Vec<Result<Appended, StoreError>>, i64), sqlx::Error> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let start: i64 = sqlx::query_scalar("SELECT position FROM log_head WHERE id = 1")
         .fetch_one(&mut *tx)
@@ -115,9 +102,7 @@ async fn commit_batch(
         match append_one(&mut tx, request, head, now).await {
             Ok(appended) => {
                 if savepoints {
-                    sqlx::query("RELEASE SAVEPOINT append")
-                        .execute(&mut *tx)
-                        .await?;
+                    sqlx::query("RELEASE SAVEPOINT append").execute(&mut *tx).await?;
                 }
                 head += appended.events.len() as i64;
                 results.push(Ok(appended));
@@ -126,12 +111,8 @@ async fn commit_batch(
                 if !savepoints {
                     return Ok((vec![Err(error)], start));
                 }
-                sqlx::query("ROLLBACK TO SAVEPOINT append")
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query("RELEASE SAVEPOINT append")
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query("ROLLBACK TO SAVEPOINT append").execute(&mut *tx).await?;
+                sqlx::query("RELEASE SAVEPOINT append").execute(&mut *tx).await?;
                 results.push(Err(error));
             }
             Err(Failure::Fatal(error)) => return Err(error),
@@ -237,9 +218,7 @@ fn classify(error: sqlx::Error, request: &AppendRequest, events: &[EventEnvelope
             });
         }
         if message.contains("events.event_id") {
-            return Failure::Rejected(StoreError::Corrupt(
-                "an event with this event_id is already stored".into(),
-            ));
+            return Failure::Rejected(StoreError::Corrupt("an event with this event_id is already stored".into()));
         }
     }
     Failure::Fatal(error)
@@ -265,9 +244,7 @@ impl TryFrom<EventRow> for EventEnvelope {
     type Error = StoreError;
 
     fn try_from(r: EventRow) -> Result<Self, StoreError> {
-        let corrupt = |what: &str, e: &dyn std::fmt::Display| {
-            StoreError::Corrupt(format!("event {}: {what}: {e}", r.global_position))
-        };
+        let corrupt = |what: &str, e: &dyn std::fmt::Display| StoreError::Corrupt(format!("event {}: {what}: {e}", r.global_position));
         Ok(EventEnvelope {
             global_position: r.global_position,
             event_id: r.event_id.parse().map_err(|e| corrupt("event_id", &e))?,
@@ -287,8 +264,7 @@ impl TryFrom<EventRow> for EventEnvelope {
     }
 }
 
-const EVENT_COLUMNS: &str =
-    "global_position, event_id, stream_type, stream_id, stream_version, event_type, \
+const EVENT_COLUMNS: &str = "global_position, event_id, stream_type, stream_id, stream_version, event_type, \
     schema_version, data, metadata, prev_hash, hash, recorded_at";
 
 fn envelopes(rows: Vec<EventRow>) -> Result<Vec<EventEnvelope>, StoreError> {
@@ -322,11 +298,7 @@ impl EventStore for SqliteStore {
         self.writer.append(request).await
     }
 
-    async fn read_stream(
-        &self,
-        stream_id: &str,
-        from_version: i64,
-    ) -> Result<Vec<EventEnvelope>, StoreError> {
+    async fn read_stream(&self, stream_id: &str, from_version: i64) -> Result<Vec<EventEnvelope>, StoreError> {
         let rows: Vec<EventRow> = sqlx::query_as(&format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ?1 AND stream_version >= ?2 ORDER BY stream_version"
         ))
@@ -337,12 +309,7 @@ impl EventStore for SqliteStore {
         envelopes(rows)
     }
 
-    async fn read_all(
-        &self,
-        after: i64,
-        limit: i64,
-        stream_type: Option<&str>,
-    ) -> Result<Vec<EventEnvelope>, StoreError> {
+    async fn read_all(&self, after: i64, limit: i64, stream_type: Option<&str>) -> Result<Vec<EventEnvelope>, StoreError> {
         let rows: Vec<EventRow> = sqlx::query_as(&format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE global_position > ?1 AND (?3 IS NULL OR stream_type = ?3) \
              ORDER BY global_position LIMIT ?2"
@@ -356,48 +323,37 @@ impl EventStore for SqliteStore {
     }
 
     async fn stream_version(&self, stream_id: &str) -> Result<i64, StoreError> {
-        let v: Option<i64> =
-            sqlx::query_scalar("SELECT max(stream_version) FROM events WHERE stream_id = ?1")
-                .bind(stream_id)
-                .fetch_one(&self.pool)
-                .await?;
+        let v: Option<i64> = sqlx::query_scalar("SELECT max(stream_version) FROM events WHERE stream_id = ?1")
+            .bind(stream_id)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(v.unwrap_or(0))
     }
 
     async fn head(&self) -> Result<i64, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT position FROM log_head WHERE id = 1")
-                .fetch_one(&self.pool)
-                .await?,
-        )
+        Ok(sqlx::query_scalar("SELECT position FROM log_head WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     async fn load_model(&self, kind: &str, id: &str) -> Result<Option<StoredModel>, StoreError> {
-        let row: Option<ModelRow> = sqlx::query_as(
-            "SELECT kind, id, org_id, version, doc FROM read_models WHERE kind = ?1 AND id = ?2",
-        )
-        .bind(kind)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row: Option<ModelRow> = sqlx::query_as("SELECT kind, id, org_id, version, doc FROM read_models WHERE kind = ?1 AND id = ?2")
+            .bind(kind)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.map(Into::into))
     }
 
     async fn list_models(&self, kind: &str) -> Result<Vec<StoredModel>, StoreError> {
-        let rows: Vec<ModelRow> = sqlx::query_as(
-            "SELECT kind, id, org_id, version, doc FROM read_models WHERE kind = ?1",
-        )
-        .bind(kind)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<ModelRow> = sqlx::query_as("SELECT kind, id, org_id, version, doc FROM read_models WHERE kind = ?1")
+            .bind(kind)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
-    async fn idempotent_response(
-        &self,
-        org_id: &str,
-        key: &str,
-    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+    async fn idempotent_response(&self, org_id: &str, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         let row: Option<(String, i32, String, Vec<u8>)> = sqlx::query_as(
             "SELECT request_hash, status, headers, body FROM idempotency_keys \
              WHERE org_id = ?1 AND idem_key = ?2 AND created_at >= ?3",
@@ -407,16 +363,14 @@ impl EventStore for SqliteStore {
         .bind(micros::format(&(Utc::now() - IDEMPOTENCY_TTL)))
         .fetch_optional(&self.pool)
         .await?;
-        Ok(
-            row.map(|(request_hash, status, headers, body)| IdempotencyRecord {
-                org_id: org_id.to_string(),
-                key: key.to_string(),
-                request_hash,
-                status: status as u16,
-                headers: headers_from_json(&headers),
-                body,
-            }),
-        )
+        Ok(row.map(|(request_hash, status, headers, body)| IdempotencyRecord {
+            org_id: org_id.to_string(),
+            key: key.to_string(),
+            request_hash,
+            status: status as u16,
+            headers: headers_from_json(&headers),
+            body,
+        }))
     }
 
     async fn record_key_usage(&self, usage: &[(String, DateTime<Utc>)]) -> Result<(), StoreError> {
@@ -434,17 +388,12 @@ impl EventStore for SqliteStore {
     }
 
     async fn key_usage(&self) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
-        let rows: Vec<(String, String)> =
-            sqlx::query_as("SELECT key_id, last_used_at FROM key_usage")
-                .fetch_all(&self.pool)
-                .await?;
+        let rows: Vec<(String, String)> = sqlx::query_as("SELECT key_id, last_used_at FROM key_usage")
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows
             .into_iter()
-            .filter_map(|(id, at)| {
-                DateTime::parse_from_rfc3339(&at)
-                    .ok()
-                    .map(|t| (id, t.with_timezone(&Utc)))
-            })
+            .filter_map(|(id, at)| DateTime::parse_from_rfc3339(&at).ok().map(|t| (id, t.with_timezone(&Utc))))
             .collect())
     }
 

@@ -58,9 +58,7 @@ fn start_server(store: &TestStore) -> Server {
             sink.lock().unwrap().push_str(&(line + "\n"));
         }
     });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("serve reports its address");
+    let addr = rx.recv_timeout(Duration::from_secs(60)).expect("serve reports its address");
     // The bootstrap lines are printed before `listening on`.
     std::thread::sleep(Duration::from_millis(50));
     let stdout = printed.lock().unwrap().clone();
@@ -87,9 +85,7 @@ impl Server {
     }
 
     fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
         self.child.wait().expect("serve exits")
     }
 }
@@ -107,21 +103,11 @@ async fn first_start_bootstraps_and_prints_the_admin_key_once(backend: Backend) 
     };
     let mut server = start_server(&store);
     let key_file = store.dir.path().join("admin.key");
-    let key = std::fs::read_to_string(&key_file)
-        .unwrap()
-        .trim()
-        .to_string();
+    let key = std::fs::read_to_string(&key_file).unwrap().trim().to_string();
     assert!(key.starts_with("flk_"));
-    assert!(
-        server.stdout.contains(&key),
-        "the key is printed: {}",
-        server.stdout
-    );
+    assert!(server.stdout.contains(&key), "the key is printed: {}", server.stdout);
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(
-        std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
     let res = reqwest::Client::new()
         .get(server.url("/api/v1/profiles"))
         .bearer_auth(&key)
@@ -131,10 +117,7 @@ async fn first_start_bootstraps_and_prints_the_admin_key_once(backend: Backend) 
     assert_eq!(res.status(), 200);
     assert!(server.terminate().success());
     let orgs = String::from_utf8(store.cli(&["orgs", "list"]).stdout).unwrap();
-    assert!(
-        orgs.contains("default") && orgs.lines().count() == 2,
-        "{orgs}"
-    );
+    assert!(orgs.contains("default") && orgs.lines().count() == 2, "{orgs}");
     // A second start prints no key.
     let mut again = start_server(&store);
     assert!(!again.stdout.contains("flk_"), "{}", again.stdout);
@@ -147,12 +130,7 @@ async fn keys_from_the_cli_work_beside_a_running_server(backend: Backend) {
         return;
     };
     let key = app.store.create_key("default", "member");
-    assert_eq!(
-        Answer::of(app.request(Method::GET, "/api/v1/profiles", &key))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(Answer::of(app.request(Method::GET, "/api/v1/profiles", &key)).await.status, 200);
     let list = String::from_utf8(app.store.cli(&["keys", "list"]).stdout).unwrap();
     assert!(!list.contains(&key), "tokens are never listed");
     let key_id = list
@@ -175,23 +153,13 @@ async fn keys_from_the_cli_work_beside_a_running_server(backend: Backend) {
     }
     let revoked = String::from_utf8(app.store.cli(&["keys", "list"]).stdout).unwrap();
     assert!(revoked.contains("revoked"));
-    assert!(
-        !app.store
-            .cli(&["orgs", "create", "default"])
-            .status
-            .success(),
-        "slugs are unique"
-    );
+    assert!(!app.store.cli(&["orgs", "create", "default"]).status.success(), "slugs are unique");
     assert!(!app
         .store
         .cli(&["keys", "create", "--org", "default", "--role", "root"])
         .status
         .success());
-    assert!(app
-        .store
-        .cli(&["workspaces", "create", "default", "team-a"])
-        .status
-        .success());
+    assert!(app.store.cli(&["workspaces", "create", "default", "team-a"]).status.success());
     assert!(String::from_utf8(app.store.cli(&["orgs", "list"]).stdout)
         .unwrap()
         .contains("default,team-a"));
@@ -204,9 +172,7 @@ async fn keys_from_the_cli_work_beside_a_running_server(backend: Backend) {
         .into_iter()
         .map(|e| e.event_type)
         .collect();
-    assert!(
-        types.contains(&"key.issued".to_string()) && types.contains(&"key.revoked".to_string())
-    );
+    assert!(types.contains(&"key.issued".to_string()) && types.contains(&"key.revoked".to_string()));
 }
 
 async fn killing_the_server_mid_write_loses_no_acknowledged_write(backend: Backend) {
@@ -257,19 +223,14 @@ async fn killing_the_server_mid_write_loses_no_acknowledged_write(backend: Backe
                     if res.status() != 200 {
                         break;
                     }
-                    let version: i64 = res.headers()["etag"]
-                        .to_str()
-                        .unwrap()
-                        .trim_matches('"')
-                        .parse()
-                        .unwrap();
+                    let version: i64 = res.headers()["etag"].to_str().unwrap().trim_matches('"').parse().unwrap();
                     let Ok(body) = res.json::<serde_json::Value>().await else {
                         break;
                     };
-                    acked.lock().unwrap().push((
-                        version,
-                        body["profile"]["config_hash"].as_str().unwrap().to_string(),
-                    ));
+                    acked
+                        .lock()
+                        .unwrap()
+                        .push((version, body["profile"]["config_hash"].as_str().unwrap().to_string()));
                 }
             })
         })
@@ -294,9 +255,7 @@ async fn killing_the_server_mid_write_loses_no_acknowledged_write(backend: Backe
             .unwrap_or_else(|| panic!("acknowledged version {version} is lost"));
         assert_eq!(event.data["config_hash"].as_str(), Some(hash.as_str()));
     }
-    let verified = fleetledger::store::verify_log(log.as_ref(), |_| {})
-        .await
-        .unwrap();
+    let verified = fleetledger::store::verify_log(log.as_ref(), |_| {}).await.unwrap();
     assert!(verified.ok, "{verified:?}");
     eprintln!(
         "{} acknowledged writes survived SIGKILL ({} events in the stream)",
@@ -336,25 +295,15 @@ async fn sigterm_finishes_in_flight_requests(backend: Backend) {
     .unwrap();
     stream.flush().unwrap();
     std::thread::sleep(Duration::from_millis(200));
-    let _ = Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status();
+    let _ = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status();
     std::thread::sleep(Duration::from_millis(300));
     stream.write_all(&body.as_bytes()[10..]).unwrap();
     let mut response = String::new();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     stream.read_to_string(&mut response).unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("\"during\":\"shutdown\""));
-    assert!(
-        server.child.wait().unwrap().success(),
-        "serve exits cleanly"
-    );
+    assert!(server.child.wait().unwrap().success(), "serve exits cleanly");
     let logs = server.logs_after_exit();
-    assert!(
-        logs.contains("request_id=inflight-77"),
-        "log lines carry the request id: {logs}"
-    );
+    assert!(logs.contains("request_id=inflight-77"), "log lines carry the request id: {logs}");
 }

@@ -58,9 +58,7 @@ impl TestDb {
         let name = format!("fleetledger_t_{}", uuid::Uuid::new_v4().simple());
         let mut conn = sqlx::PgConnection::connect(&admin_url)
             .await
-            .unwrap_or_else(|e| {
-                panic!("FLEETLEDGER_TEST_POSTGRES is set but PostgreSQL is unreachable: {e}")
-            });
+            .unwrap_or_else(|e| panic!("FLEETLEDGER_TEST_POSTGRES is set but PostgreSQL is unreachable: {e}"));
         sqlx::query(&format!("CREATE DATABASE {name}"))
             .execute(&mut conn)
             .await
@@ -79,10 +77,7 @@ impl Drop for TestDb {
     fn drop(&mut self) {
         let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             rt.block_on(async {
                 if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {
                     let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
@@ -141,30 +136,16 @@ impl TestStore {
 
     /// `keys create` for an org, returning the token printed on stdout.
     pub fn create_key(&self, org: &str, role: &str) -> String {
-        let out = self.cli(&[
-            "keys", "create", "--org", org, "--role", role, "--name", role,
-        ]);
-        assert!(
-            out.status.success(),
-            "keys create failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = self.cli(&["keys", "create", "--org", org, "--role", role, "--name", role]);
+        assert!(out.status.success(), "keys create failed: {}", String::from_utf8_lossy(&out.stderr));
         let stdout = String::from_utf8(out.stdout).expect("utf-8");
-        assert_eq!(
-            stdout.lines().count(),
-            1,
-            "stdout holds only the key: {stdout:?}"
-        );
+        assert_eq!(stdout.lines().count(), 1, "stdout holds only the key: {stdout:?}");
         stdout.trim().to_string()
     }
 
     pub fn create_org(&self, slug: &str) {
         let out = self.cli(&["orgs", "create", slug]);
-        assert!(
-            out.status.success(),
-            "orgs create failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "orgs create failed: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
 
@@ -255,12 +236,7 @@ impl TestApp {
 
     /// Creates a profile and returns its id.
     pub async fn create_profile(&self, body: Value) -> String {
-        let res = self
-            .admin(Method::POST, "/api/v1/profiles")
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let res = self.admin(Method::POST, "/api/v1/profiles").json(&body).send().await.unwrap();
         assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
         let body: Value = res.json().await.unwrap();
         body["profile"]["id"].as_str().unwrap().to_string()
@@ -280,11 +256,7 @@ impl Answer {
         let status = res.status().as_u16();
         let headers = res.headers().clone();
         let text = res.text().await.expect("a body");
-        Answer {
-            status,
-            headers,
-            text,
-        }
+        Answer { status, headers, text }
     }
 
     pub fn json(&self) -> Value {

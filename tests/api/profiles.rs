@@ -39,11 +39,7 @@ fn spec_put() -> Value {
 }
 
 async fn put(app: &TestApp, id: &str, body: &Value) -> Answer {
-    Answer::of(
-        app.admin(Method::PUT, &format!("/api/v1/profiles/{id}"))
-            .json(body),
-    )
-    .await
+    Answer::of(app.admin(Method::PUT, &format!("/api/v1/profiles/{id}")).json(body)).await
 }
 
 async fn authentication_matches_fleeti(backend: Backend) {
@@ -120,9 +116,7 @@ async fn spec_example_gives_the_test_vector_and_revisions_follow_hashes(backend:
 }
 
 fn go_hash(schema: i64, canonical: &str, raw_nix: &str) -> String {
-    hex::encode(Sha256::digest(
-        format!("{schema}\n{canonical}\n{raw_nix}\n[]").as_bytes(),
-    ))
+    hex::encode(Sha256::digest(format!("{schema}\n{canonical}\n{raw_nix}\n[]").as_bytes()))
 }
 
 async fn responses_are_byte_exact_go_json(backend: Backend) {
@@ -131,24 +125,13 @@ async fn responses_are_byte_exact_go_json(backend: Backend) {
     };
     app.create_fleet("fleet-b", "Beta").await;
     app.create_fleet("fleet-a", "Alpha").await;
-    let id = app
-        .create_profile(json!({"name": "P", "fleet_ids": ["fleet-b", "fleet-a"]}))
-        .await;
-    let created = Answer::of(app.admin(Method::GET, &format!("/api/v1/profiles/{id}")))
-        .await
-        .json();
-    let created_at = created["profile"]["created_at"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = app.create_profile(json!({"name": "P", "fleet_ids": ["fleet-b", "fleet-a"]})).await;
+    let created = Answer::of(app.admin(Method::GET, &format!("/api/v1/profiles/{id}"))).await.json();
+    let created_at = created["profile"]["created_at"].as_str().unwrap().to_string();
     assert_eq!(created_at.len(), 19, "YYYY-MM-DD HH:MM:SS");
 
     let body = r#"{"config":{"b":1.0,"a":"<x> & y","big":1e21,"small":0.0000001,"packages":[" vim","vim","curl"]},"raw_nix":"  x  "}"#;
-    let a = Answer::of(
-        app.admin(Method::PUT, &format!("/api/v1/profiles/{id}"))
-            .body(body),
-    )
-    .await;
+    let a = Answer::of(app.admin(Method::PUT, &format!("/api/v1/profiles/{id}")).body(body)).await;
     let canonical = r#"{"a":"\u003cx\u003e \u0026 y","b":1,"big":1e+21,"packages":[" vim","vim","curl"],"small":1e-7}"#;
     let hash = go_hash(1, canonical, "x");
     let expected = format!(
@@ -185,10 +168,7 @@ async fn convenience_fields_rewrite_the_config(backend: Backend) {
     )
     .await;
     assert_eq!(a.status, 200, "{}", a.text);
-    assert_eq!(
-        a.json()["profile"]["config"],
-        json!({"keep": 1, "packages": ["vim", "curl"]})
-    );
+    assert_eq!(a.json()["profile"]["config"], json!({"keep": 1, "packages": ["vim", "curl"]}));
 
     let b = put(
         &app,
@@ -220,14 +200,10 @@ async fn validation_messages_are_fleetis(backend: Backend) {
     let patch = "diff --git a/x b/x\n";
     let content = base64_std(patch.as_bytes());
     let sha = hex::encode(Sha256::digest(patch.as_bytes()));
-    let with_override =
-        |so: Value| json!({"config": {"kernel": {"attr": "linux_6_19", "source_override": so}}});
+    let with_override = |so: Value| json!({"config": {"kernel": {"attr": "linux_6_19", "source_override": so}}});
     let valid_so = |patches: Value| json!({"enabled": true, "url": "https://x.org/l.git", "rev": "r", "patches": patches});
     let cases: Vec<(Value, &str)> = vec![
-        (
-            json!({"config": {"kernel": {"attr": "linux_6"}}}),
-            "selected kernel is invalid",
-        ),
+        (json!({"config": {"kernel": {"attr": "linux_6"}}}), "selected kernel is invalid"),
         (
             json!({"config": {"kernel": {"attr": "linux_9_99"}}}),
             "selected kernel is not available in pinned nixpkgs",
@@ -260,27 +236,19 @@ async fn validation_messages_are_fleetis(backend: Backend) {
             "kernel patch count exceeds limit",
         ),
         (
-            with_override(valid_so(
-                json!([{"name": "a/b", "sha256": sha, "content_base64": content}]),
-            )),
+            with_override(valid_so(json!([{"name": "a/b", "sha256": sha, "content_base64": content}]))),
             "kernel patch filename is invalid",
         ),
         (
-            with_override(valid_so(
-                json!([{"name": "..", "sha256": sha, "content_base64": content}]),
-            )),
+            with_override(valid_so(json!([{"name": "..", "sha256": sha, "content_base64": content}]))),
             "kernel patch filename is invalid",
         ),
         (
-            with_override(valid_so(
-                json!([{"name": "p", "sha256": "XYZ", "content_base64": content}]),
-            )),
+            with_override(valid_so(json!([{"name": "p", "sha256": "XYZ", "content_base64": content}]))),
             "kernel patch checksum is invalid",
         ),
         (
-            with_override(valid_so(
-                json!([{"name": "p", "sha256": sha, "content_base64": "not base64!"}]),
-            )),
+            with_override(valid_so(json!([{"name": "p", "sha256": sha, "content_base64": "not base64!"}]))),
             "kernel patch payload is invalid",
         ),
         (
@@ -289,14 +257,8 @@ async fn validation_messages_are_fleetis(backend: Backend) {
             )),
             "kernel patch checksum mismatch",
         ),
-        (
-            json!({"config": {"packages": "vim"}}),
-            "Profile config must be valid JSON",
-        ),
-        (
-            json!({"config": {"kernel": "linux_6_19"}}),
-            "Profile config must be valid JSON",
-        ),
+        (json!({"config": {"packages": "vim"}}), "Profile config must be valid JSON"),
+        (json!({"config": {"kernel": "linux_6_19"}}), "Profile config must be valid JSON"),
         (
             json!({"config": {"openclaw_microvm_enabled": "yes"}}),
             "Profile config must be valid JSON",
@@ -356,43 +318,23 @@ async fn patch_merges_top_level_config_keys(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
     };
-    let id = app
-        .create_profile(json!({"name": "P", "config": {"a": 1, "b": {"x": 1}}}))
-        .await;
+    let id = app.create_profile(json!({"name": "P", "config": {"a": 1, "b": {"x": 1}}})).await;
     let path = format!("/api/v1/profiles/{id}");
-    let merged = Answer::of(
-        app.admin(Method::PATCH, &path)
-            .json(&json!({"config": {"b": {"y": 2}, "c": 3}})),
-    )
-    .await
-    .json();
+    let merged = Answer::of(app.admin(Method::PATCH, &path).json(&json!({"config": {"b": {"y": 2}, "c": 3}})))
+        .await
+        .json();
+    assert_eq!(merged["profile"]["config"], json!({"a": 1, "b": {"y": 2}, "c": 3}));
+    let raw = Answer::of(app.admin(Method::PATCH, &path).json(&json!({"raw_nix": "  { }  "})))
+        .await
+        .json();
     assert_eq!(
-        merged["profile"]["config"],
-        json!({"a": 1, "b": {"y": 2}, "c": 3})
-    );
-    let raw = Answer::of(
-        app.admin(Method::PATCH, &path)
-            .json(&json!({"raw_nix": "  { }  "})),
-    )
-    .await
-    .json();
-    assert_eq!(
-        (
-            raw["profile"]["raw_nix"].clone(),
-            raw["created_new_revision"].clone()
-        ),
+        (raw["profile"]["raw_nix"].clone(), raw["created_new_revision"].clone()),
         (json!("{ }"), json!(true))
     );
-    assert_eq!(
-        raw["profile"]["config"],
-        json!({"a": 1, "b": {"y": 2}, "c": 3})
-    );
-    let pkgs = Answer::of(
-        app.admin(Method::PATCH, &path)
-            .json(&json!({"packages": ["git"]})),
-    )
-    .await
-    .json();
+    assert_eq!(raw["profile"]["config"], json!({"a": 1, "b": {"y": 2}, "c": 3}));
+    let pkgs = Answer::of(app.admin(Method::PATCH, &path).json(&json!({"packages": ["git"]})))
+        .await
+        .json();
     assert_eq!(pkgs["profile"]["config"]["packages"], json!(["git"]));
     Answer::of(app.admin(Method::PATCH, &path).body("{}"))
         .await
@@ -417,39 +359,25 @@ async fn other_orgs_and_viewers_are_kept_out(backend: Backend) {
     Answer::of(app.request(Method::PUT, &path, &outsider).body(""))
         .await
         .assert_error(404, "Profile not found");
-    Answer::of(
-        app.admin(Method::PUT, "/api/v1/profiles/nope")
-            .body("not json"),
-    )
-    .await
-    .assert_error(404, "Profile not found");
+    Answer::of(app.admin(Method::PUT, "/api/v1/profiles/nope").body("not json"))
+        .await
+        .assert_error(404, "Profile not found");
     let list = Answer::of(app.request(Method::GET, "/api/v1/profiles", &outsider)).await;
     assert_eq!(list.text, "{\"profiles\":[]}\n");
 
     let viewer = app.store.create_key("default", "viewer");
-    assert_eq!(
-        Answer::of(app.request(Method::GET, &path, &viewer))
-            .await
-            .status,
-        200
-    );
-    Answer::of(
-        app.request(Method::PUT, &path, &viewer)
-            .json(&json!({"config": {}})),
-    )
-    .await
-    .assert_error(403, "Access restricted");
+    assert_eq!(Answer::of(app.request(Method::GET, &path, &viewer)).await.status, 200);
+    Answer::of(app.request(Method::PUT, &path, &viewer).json(&json!({"config": {}})))
+        .await
+        .assert_error(403, "Access restricted");
     Answer::of(app.request(Method::PUT, &path, &viewer).body(""))
         .await
         .assert_error(403, "Access restricted");
     let member = app.store.create_key("default", "member");
     assert_eq!(
-        Answer::of(
-            app.request(Method::PUT, &path, &member)
-                .json(&json!({"config": {}}))
-        )
-        .await
-        .status,
+        Answer::of(app.request(Method::PUT, &path, &member).json(&json!({"config": {}})))
+            .await
+            .status,
         200
     );
 }
@@ -460,16 +388,10 @@ async fn list_is_newest_first_with_fleets(backend: Backend) {
     };
     app.create_fleet("f1", "Zeta").await;
     app.create_fleet("f2", "Alpha").await;
-    let first = app
-        .create_profile(json!({"name": "first", "fleet_ids": ["f1", "f2"]}))
-        .await;
+    let first = app.create_profile(json!({"name": "first", "fleet_ids": ["f1", "f2"]})).await;
     let second = app.create_profile(json!({"name": "second"})).await;
-    let third = app
-        .create_profile(json!({"name": "third", "description": "d"}))
-        .await;
-    let list = Answer::of(app.admin(Method::GET, "/api/v1/profiles"))
-        .await
-        .json();
+    let third = app.create_profile(json!({"name": "third", "description": "d"})).await;
+    let list = Answer::of(app.admin(Method::GET, "/api/v1/profiles")).await.json();
     let ids: Vec<&str> = list["profiles"]
         .as_array()
         .unwrap()
@@ -486,10 +408,7 @@ async fn list_is_newest_first_with_fleets(backend: Backend) {
         .await
         .json();
     assert_eq!(
-        (
-            detail["profile"]["fleet_ids"].clone(),
-            detail["profile"]["fleet_id"].clone()
-        ),
+        (detail["profile"]["fleet_ids"].clone(), detail["profile"]["fleet_id"].clone()),
         (json!(["f2", "f1"]), json!("f2"))
     );
     let missing_fleet = Answer::of(
@@ -504,12 +423,9 @@ async fn list_is_newest_first_with_fleets(backend: Backend) {
     )
     .await
     .assert_error(409, "Fleet already exists");
-    Answer::of(
-        app.admin(Method::POST, "/api/v1/profiles")
-            .json(&json!({"description": "x"})),
-    )
-    .await
-    .assert_error(400, "Name is required");
+    Answer::of(app.admin(Method::POST, "/api/v1/profiles").json(&json!({"description": "x"})))
+        .await
+        .assert_error(400, "Name is required");
 }
 
 async fn delete_hides_the_profile_and_keeps_history(backend: Backend) {
@@ -524,34 +440,17 @@ async fn delete_hides_the_profile_and_keeps_history(backend: Backend) {
     Answer::of(app.admin(Method::GET, &path))
         .await
         .assert_error(404, "Profile not found");
-    put(&app, &id, &json!({"config": {}}))
-        .await
-        .assert_error(404, "Profile not found");
+    put(&app, &id, &json!({"config": {}})).await.assert_error(404, "Profile not found");
     Answer::of(app.admin(Method::DELETE, &path))
         .await
         .assert_error(404, "Profile not found");
     assert_eq!(
-        Answer::of(app.admin(Method::GET, "/api/v1/profiles"))
-            .await
-            .text,
+        Answer::of(app.admin(Method::GET, "/api/v1/profiles")).await.text,
         "{\"profiles\":[]}\n"
     );
     let store = fleetledger::store::connect(&app.store.url()).await.unwrap();
-    let history: Vec<String> = store
-        .read_stream(&id, 1)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.event_type)
-        .collect();
-    assert_eq!(
-        history,
-        [
-            "profile.created",
-            "profile.config_replaced",
-            "profile.deleted"
-        ]
-    );
+    let history: Vec<String> = store.read_stream(&id, 1).await.unwrap().into_iter().map(|e| e.event_type).collect();
+    assert_eq!(history, ["profile.created", "profile.config_replaced", "profile.deleted"]);
 }
 
 async fn revisions_are_listed_and_readable(backend: Backend) {
@@ -559,52 +458,24 @@ async fn revisions_are_listed_and_readable(backend: Backend) {
         return;
     };
     let id = app.create_profile(json!({"name": "P"})).await;
-    for config in [
-        json!({"a": 1}),
-        json!({"a": 1}),
-        json!({"a": 2}),
-        json!({"a": 1}),
-    ] {
-        assert_eq!(
-            put(&app, &id, &json!({"config": config, "raw_nix": "n"}))
-                .await
-                .status,
-            200
-        );
+    for config in [json!({"a": 1}), json!({"a": 1}), json!({"a": 2}), json!({"a": 1})] {
+        assert_eq!(put(&app, &id, &json!({"config": config, "raw_nix": "n"})).await.status, 200);
     }
     let list = Answer::of(app.admin(Method::GET, &format!("/api/v1/profiles/{id}/revisions")))
         .await
         .json();
     let revisions = list["revisions"].as_array().unwrap();
-    let numbers: Vec<i64> = revisions
-        .iter()
-        .map(|r| r["revision"].as_i64().unwrap())
-        .collect();
+    let numbers: Vec<i64> = revisions.iter().map(|r| r["revision"].as_i64().unwrap()).collect();
     assert_eq!(numbers, [4, 3, 2, 1]);
     assert_eq!(revisions[0]["config_hash"], revisions[2]["config_hash"]);
-    assert!(revisions[0]["actor"]
-        .as_str()
-        .unwrap()
-        .starts_with("service:"));
+    assert!(revisions[0]["actor"].as_str().unwrap().starts_with("service:"));
     let keys: Vec<&String> = revisions[0].as_object().unwrap().keys().collect();
-    assert_eq!(
-        keys,
-        [
-            "revision",
-            "config_hash",
-            "config_schema_version",
-            "created_at",
-            "actor"
-        ]
-    );
+    assert_eq!(keys, ["revision", "config_hash", "config_schema_version", "created_at", "actor"]);
     let second = Answer::of(app.admin(Method::GET, &format!("/api/v1/profiles/{id}/revisions/3")))
         .await
         .json();
     assert_eq!(
-        (
-            second["revision"]["config"].clone(),
-            second["revision"]["raw_nix"].clone()
-        ),
+        (second["revision"]["config"].clone(), second["revision"]["raw_nix"].clone()),
         (json!({"a": 2}), json!("n"))
     );
     Answer::of(app.admin(Method::GET, &format!("/api/v1/profiles/{id}/revisions/9")))
@@ -618,12 +489,7 @@ async fn etag_and_if_match(backend: Backend) {
     };
     let id = app.create_profile(json!({"name": "P"})).await;
     let path = format!("/api/v1/profiles/{id}");
-    assert_eq!(
-        Answer::of(app.admin(Method::GET, &path))
-            .await
-            .header("etag"),
-        Some("\"1\"")
-    );
+    assert_eq!(Answer::of(app.admin(Method::GET, &path)).await.header("etag"), Some("\"1\""));
     let written = put(&app, &id, &json!({"config": {"a": 1}})).await;
     assert_eq!(written.header("etag"), Some("\"2\""));
     let stale = Answer::of(
@@ -640,12 +506,7 @@ async fn etag_and_if_match(backend: Backend) {
     )
     .await;
     assert_eq!((fresh.status, fresh.header("etag")), (200, Some("\"3\"")));
-    assert_eq!(
-        Answer::of(app.admin(Method::GET, &path))
-            .await
-            .header("etag"),
-        Some("\"3\"")
-    );
+    assert_eq!(Answer::of(app.admin(Method::GET, &path)).await.header("etag"), Some("\"3\""));
 }
 
 async fn idempotency_key_replays_and_appends_nothing(backend: Backend) {
@@ -654,13 +515,7 @@ async fn idempotency_key_replays_and_appends_nothing(backend: Backend) {
     };
     let id = app.create_profile(json!({"name": "P"})).await;
     let path = format!("/api/v1/profiles/{id}");
-    let send = |body: Value| {
-        Answer::of(
-            app.admin(Method::PUT, &path)
-                .header("idempotency-key", "k-1")
-                .json(&body),
-        )
-    };
+    let send = |body: Value| Answer::of(app.admin(Method::PUT, &path).header("idempotency-key", "k-1").json(&body));
     let first = send(json!({"config": {"a": 1}})).await;
     assert_eq!(first.status, 200);
     let again = send(json!({"config": {"a": 1}})).await;
@@ -670,10 +525,9 @@ async fn idempotency_key_replays_and_appends_nothing(backend: Backend) {
     );
     let store = fleetledger::store::connect(&app.store.url()).await.unwrap();
     assert_eq!(store.stream_version(&id).await.unwrap(), 2);
-    send(json!({"config": {"a": 2}})).await.assert_error(
-        422,
-        "Idempotency-Key was already used with a different request",
-    );
+    send(json!({"config": {"a": 2}}))
+        .await
+        .assert_error(422, "Idempotency-Key was already used with a different request");
     // Concurrent retries of one request still append once.
     let path2 = path.clone();
     let tasks: Vec<_> = (0..8)
@@ -703,15 +557,9 @@ async fn health_openapi_and_docs(backend: Backend) {
     assert_eq!(health.status, 200);
     assert_eq!(
         health.json()["store"],
-        if backend == Backend::Sqlite {
-            "sqlite"
-        } else {
-            "postgres"
-        }
+        if backend == Backend::Sqlite { "sqlite" } else { "postgres" }
     );
-    let spec = Answer::of(app.client.get(app.url("/openapi.json")))
-        .await
-        .json();
+    let spec = Answer::of(app.client.get(app.url("/openapi.json"))).await.json();
     for (path, method) in [
         ("/api/v1/fleets", "get"),
         ("/api/v1/fleets", "post"),
@@ -725,23 +573,12 @@ async fn health_openapi_and_docs(backend: Backend) {
         ("/api/v1/profiles/{id}/revisions/{revision}", "get"),
         ("/healthz", "get"),
     ] {
-        assert!(
-            spec["paths"][path][method].is_object(),
-            "openapi.json lacks {method} {path}"
-        );
+        assert!(spec["paths"][path][method].is_object(), "openapi.json lacks {method} {path}");
     }
     let docs = Answer::of(app.client.get(app.url("/docs/"))).await;
     assert_eq!(docs.status, 200);
     assert!(docs.text.contains("swagger"), "the docs page is Swagger UI");
-    assert!(
-        !docs.text.contains("https://"),
-        "the docs page loads nothing from a CDN"
-    );
-    let request_id = Answer::of(
-        app.client
-            .get(app.url("/healthz"))
-            .header("x-request-id", "req-42"),
-    )
-    .await;
+    assert!(!docs.text.contains("https://"), "the docs page loads nothing from a CDN");
+    let request_id = Answer::of(app.client.get(app.url("/healthz")).header("x-request-id", "req-42")).await;
     assert_eq!(request_id.header("x-request-id"), Some("req-42"));
 }

@@ -6,10 +6,7 @@ use serde_json::json;
 use crate::both_backends;
 use crate::helpers::*;
 
-both_backends!(
-    body_errors_use_fleetis_messages,
-    bodies_over_one_mebibyte_are_refused
-);
+both_backends!(body_errors_use_fleetis_messages, bodies_over_one_mebibyte_are_refused);
 
 async fn body_errors_use_fleetis_messages(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
@@ -25,48 +22,23 @@ async fn body_errors_use_fleetis_messages(backend: Backend) {
         ("   ", "Request body must be a JSON object"),
         ("{}", "Request body must include at least one field"),
         ("null", "Request body must include at least one field"),
-        (
-            r#"{"unknown":1}"#,
-            "Request body contains invalid fields or values",
-        ),
-        (
-            r#"{"config":"x"}"#,
-            "Request body contains invalid fields or values",
-        ),
-        (
-            r#"{"config":{},"packages":[1]}"#,
-            "Request body contains invalid fields or values",
-        ),
+        (r#"{"unknown":1}"#, "Request body contains invalid fields or values"),
+        (r#"{"config":"x"}"#, "Request body contains invalid fields or values"),
+        (r#"{"config":{},"packages":[1]}"#, "Request body contains invalid fields or values"),
         (
             r#"{"config":{},"kernel":{"extra":1}}"#,
             "Request body contains invalid fields or values",
         ),
-        (
-            r#"{"config":{},"raw_nix":5}"#,
-            "Request body contains invalid fields or values",
-        ),
-        (
-            r#"{"config":{"n":1e400}}"#,
-            "Request body contains invalid fields or values",
-        ),
-        (
-            r#"{"config":{}} {"config":{}}"#,
-            "Request body must contain a single JSON object",
-        ),
-        (
-            r#"{"config":{}} trailing"#,
-            "Request body must contain a single JSON object",
-        ),
+        (r#"{"config":{},"raw_nix":5}"#, "Request body contains invalid fields or values"),
+        (r#"{"config":{"n":1e400}}"#, "Request body contains invalid fields or values"),
+        (r#"{"config":{}} {"config":{}}"#, "Request body must contain a single JSON object"),
+        (r#"{"config":{}} trailing"#, "Request body must contain a single JSON object"),
         (r#"{"raw_nix":"x"}"#, "Config is required"),
         (r#"{"config":null}"#, "Config must be a JSON object"),
     ];
     for (body, message) in cases {
         let a = Answer::of(app.admin(Method::PUT, &path).body(body.to_string())).await;
-        assert_eq!(
-            a.text,
-            format!("{{\"error\":\"{message}\"}}\n"),
-            "body {body:?}"
-        );
+        assert_eq!(a.text, format!("{{\"error\":\"{message}\"}}\n"), "body {body:?}");
         assert_eq!(a.status, 400);
     }
     // Go matches field names case-insensitively; PUT still wants the exact `config` key.
@@ -75,12 +47,7 @@ async fn body_errors_use_fleetis_messages(backend: Backend) {
     let ok = Answer::of(app.admin(Method::PATCH, &path).body(r#"{"RAW_NIX":"x"}"#)).await;
     assert_eq!(ok.status, 200, "{}", ok.text);
     // Nothing bad was recorded: the profile is at version 2 (create + the PATCH).
-    assert_eq!(
-        Answer::of(app.admin(Method::GET, &path))
-            .await
-            .header("etag"),
-        Some("\"2\"")
-    );
+    assert_eq!(Answer::of(app.admin(Method::GET, &path)).await.header("etag"), Some("\"2\""));
 }
 
 async fn bodies_over_one_mebibyte_are_refused(backend: Backend) {
@@ -97,12 +64,7 @@ async fn bodies_over_one_mebibyte_are_refused(backend: Backend) {
     // Exactly at the limit is read.
     let at_limit = format!(r#"{{"config":{{"f":"{}"}}}}"#, "x".repeat(1024 * 1024 - 19));
     assert_eq!(at_limit.len(), 1024 * 1024);
-    assert_eq!(
-        Answer::of(app.admin(Method::PUT, &path).body(at_limit))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(Answer::of(app.admin(Method::PUT, &path).body(at_limit)).await.status, 200);
     let huge = "y".repeat(8 * 1024 * 1024);
     Answer::of(app.admin(Method::PUT, &path).body(huge))
         .await

@@ -42,9 +42,7 @@ fn request(stream: &str, expected: i64, n: usize) -> AppendRequest {
 
 async fn open(backend: Backend) -> Option<(TestStore, Arc<dyn EventStore>)> {
     let test_store = TestStore::new(backend).await?;
-    let store = store::connect(&test_store.url())
-        .await
-        .expect("the store opens");
+    let store = store::connect(&test_store.url()).await.expect("the store opens");
     Some((test_store, store))
 }
 
@@ -64,9 +62,7 @@ async fn fifty_concurrent_appends_at_one_version_one_wins(backend: Backend) {
         match t.await.unwrap() {
             Ok(_) => won += 1,
             Err(StoreError::Conflict {
-                expected: 1,
-                actual: 2,
-                ..
+                expected: 1, actual: 2, ..
             }) => conflicts += 1,
             Err(e) => panic!("unexpected {e}"),
         }
@@ -89,18 +85,10 @@ async fn a_tailing_reader_sees_every_event_once_in_order(backend: Backend) {
             let mut after = 0;
             let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
             while seen.len() < WRITERS * EACH as usize {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "reader saw {} events",
-                    seen.len()
-                );
+                assert!(tokio::time::Instant::now() < deadline, "reader saw {} events", seen.len());
                 let page = store.read_all(after, 100, None).await.unwrap();
                 for e in &page {
-                    assert_eq!(
-                        e.global_position,
-                        after + 1,
-                        "positions are contiguous and in order"
-                    );
+                    assert_eq!(e.global_position, after + 1, "positions are contiguous and in order");
                     after = e.global_position;
                     seen.push(e.event_id);
                 }
@@ -117,10 +105,7 @@ async fn a_tailing_reader_sees_every_event_once_in_order(backend: Backend) {
             tokio::spawn(async move {
                 let mut ids = Vec::new();
                 for v in 0..EACH {
-                    let appended = store
-                        .append(request(&format!("writer-{w}"), v, 1))
-                        .await
-                        .unwrap();
+                    let appended = store.append(request(&format!("writer-{w}"), v, 1)).await.unwrap();
                     ids.push(appended.events[0].event_id);
                 }
                 ids
@@ -154,10 +139,7 @@ async fn the_chain_verifies_and_names_a_tampered_event(backend: Backend) {
     match backend {
         Backend::Sqlite => {
             let pool = sqlx::SqlitePool::connect(&test_store.url()).await.unwrap();
-            sqlx::query("DROP TRIGGER events_no_update")
-                .execute(&pool)
-                .await
-                .unwrap();
+            sqlx::query("DROP TRIGGER events_no_update").execute(&pool).await.unwrap();
             sqlx::query("UPDATE events SET data = replace(data, 'alpha-1', 'alpha-X') WHERE global_position = ?")
                 .bind(target.global_position)
                 .execute(&pool)
@@ -189,10 +171,7 @@ async fn the_chain_verifies_and_names_a_tampered_event(backend: Backend) {
     let cli = test_store.cli(&["verify"]);
     assert!(!cli.status.success(), "verify exits non-zero");
     let out = String::from_utf8_lossy(&cli.stdout);
-    assert!(
-        out.contains(&target.event_id.to_string()) && out.contains("test/b"),
-        "{out}"
-    );
+    assert!(out.contains(&target.event_id.to_string()) && out.contains("test/b"), "{out}");
 }
 
 async fn events_cannot_be_updated_or_deleted(backend: Backend) {
@@ -204,27 +183,15 @@ async fn events_cannot_be_updated_or_deleted(backend: Backend) {
         Backend::Sqlite => {
             let pool = sqlx::SqlitePool::connect(&test_store.url()).await.unwrap();
             (
-                sqlx::query("UPDATE events SET hash = 'x'")
-                    .execute(&pool)
-                    .await
-                    .is_err(),
-                sqlx::query("DELETE FROM events")
-                    .execute(&pool)
-                    .await
-                    .is_err(),
+                sqlx::query("UPDATE events SET hash = 'x'").execute(&pool).await.is_err(),
+                sqlx::query("DELETE FROM events").execute(&pool).await.is_err(),
             )
         }
         Backend::Postgres => {
             let pool = sqlx::PgPool::connect(&test_store.url()).await.unwrap();
             (
-                sqlx::query("UPDATE events SET hash = 'x'")
-                    .execute(&pool)
-                    .await
-                    .is_err(),
-                sqlx::query("DELETE FROM events")
-                    .execute(&pool)
-                    .await
-                    .is_err(),
+                sqlx::query("UPDATE events SET hash = 'x'").execute(&pool).await.is_err(),
+                sqlx::query("DELETE FROM events").execute(&pool).await.is_err(),
             )
         }
     };
