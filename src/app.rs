@@ -14,11 +14,15 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use crate::auth::{Authenticator, KeyUsage};
-use crate::config::{ServeSettings, Settings, StoreSettings};
+use crate::bus::nats::{JetStream, NatsSettings};
+use crate::bus::relay::{self, RelaySettings};
+use crate::bus::BusError;
+use crate::config::{BusSettings, ServeSettings, Settings, StoreSettings};
 use crate::ledger::Ledger;
 use crate::store::cache::ReadModels;
 use crate::store::{self, StoreError};
 use crate::tenancy::{self, TenancyError};
+use crate::workers::{self, Source, Worker};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -34,8 +38,40 @@ pub enum StartupError {
     Store(#[from] StoreError),
     #[error("bootstrap: {0}")]
     Bootstrap(#[from] TenancyError),
+    #[error("bus: {0}")]
+    Bus(#[from] BusError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Connects to JetStream when NATS is configured.
+pub async fn connect_bus(settings: &BusSettings) -> Result<Option<Arc<JetStream>>, BusError> {
+    let Some(url) = settings.nats_url.clone().filter(|u| !u.is_empty()) else {
+        return Ok(None);
+    };
+    let nats = NatsSettings {
+        url,
+        stream: settings.nats_stream.clone(),
+        subject_prefix: settings.nats_subject_prefix.clone(),
+    };
+    Ok(Some(Arc::new(JetStream::connect(nats).await?)))
+}
+
+/// Starts each worker on JetStream when there is one, else on the log.
+pub fn spawn_workers(
+    ledger: &Ledger,
+    bus: Option<Arc<JetStream>>,
+    poll: Duration,
+    workers: Vec<Arc<dyn Worker>>,
+    stop: &watch::Receiver<bool>,
+) {
+    for worker in workers {
+        let source = match &bus {
+            Some(nats) => Source::JetStream(nats.clone()),
+            None => Source::Log { poll },
+        };
+        tokio::spawn(workers::run(worker, ledger.store.clone(), source, stop.clone()));
+    }
 }
 
 /// Opens the store and loads the read models, as every command that touches state does.
@@ -50,7 +86,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(crate::api::system::router())
         .merge(crate::api::profiles::router())
+        .merge(crate::api::ledger::router())
         .with_state(state)
+        .layer(axum::middleware::from_fn(record_http))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(
             TraceLayer::new_for_http()
@@ -63,6 +101,27 @@ pub fn router(state: AppState) -> Router {
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }
 
+/// Which API a path belongs to, for metrics.
+fn surface_of(path: &str) -> &'static str {
+    if path.starts_with("/api/v1/profiles") || path.starts_with("/api/v1/fleets") {
+        "profiles"
+    } else if path.starts_with("/api/v1/ledger") {
+        "ledger"
+    } else {
+        "system"
+    }
+}
+
+async fn record_http(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let surface = surface_of(request.uri().path());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    metrics::counter!("fleetledger_http_requests_total", "surface" => surface, "status" => response.status().as_u16().to_string())
+        .increment(1);
+    metrics::histogram!("fleetledger_http_request_duration_seconds", "surface" => surface).record(started.elapsed().as_secs_f64());
+    response
+}
+
 pub struct Application {
     listener: TcpListener,
     router: Router,
@@ -73,6 +132,12 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        Self::build_with_workers(settings, workers::registry()).await
+    }
+
+    /// Builds the service with a given set of workers (tests bring their own).
+    pub async fn build_with_workers(settings: Settings, workers: Vec<Arc<dyn Worker>>) -> Result<Self, StartupError> {
+        crate::telemetry::prometheus();
         let ledger = open_ledger(&settings.store).await?;
         if let Some(token) = tenancy::bootstrap(&ledger, Utc::now()).await? {
             let path = write_admin_key(&settings.store.data_dir, token.expose())?;
@@ -90,7 +155,20 @@ impl Application {
                 .follow(Duration::from_millis(settings.serve.follow_interval_ms), stopped.clone()),
         );
         let usage = KeyUsage::new(ledger.store.clone());
-        tokio::spawn(usage.clone().run(Duration::from_secs(5), stopped));
+        tokio::spawn(usage.clone().run(Duration::from_secs(5), stopped.clone()));
+        let poll = Duration::from_millis(settings.serve.follow_interval_ms);
+        let bus = connect_bus(&settings.serve.bus).await?;
+        if let Some(nats) = &bus {
+            let relay_settings = RelaySettings {
+                batch: 1000,
+                poll,
+                crash_after_publish: settings.serve.relay_crash_after_publish,
+            };
+            tokio::spawn(relay::run(ledger.store.clone(), nats.clone(), relay_settings, stopped.clone()));
+        }
+        if !settings.serve.no_workers {
+            spawn_workers(&ledger, bus, poll, workers, &stopped);
+        }
         let state = AppState {
             auth: Authenticator::new(ledger.models.clone(), ledger.store.clone(), usage.clone()),
             ledger,

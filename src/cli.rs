@@ -38,6 +38,26 @@ pub enum Command {
         #[command(flatten)]
         settings: ServeSettings,
     },
+    /// Run the workers only (no HTTP): on JetStream when NATS_URL is set, else on the log.
+    Worker {
+        #[command(flatten)]
+        bus: crate::config::BusSettings,
+        /// How often (ms) to poll the log for new events when not on JetStream.
+        #[arg(long, env = "FLEETLEDGER_FOLLOW_INTERVAL_MS", default_value_t = 250)]
+        follow_interval_ms: u64,
+    },
+    /// Print the change feed, human-readable.
+    Tail {
+        /// Keep printing new events as they are committed.
+        #[arg(long, short)]
+        follow: bool,
+        /// Only this stream type (profile, key, org, …).
+        #[arg(long = "type", short = 't')]
+        stream_type: Option<String>,
+        /// Start after this global position (default: the beginning).
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+    },
     /// Create or upgrade the database schema, then exit.
     Migrate,
     /// Verify every stream's hash chain and the log's positions; exits 1 naming the first bad event.
@@ -129,6 +149,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await?;
             app.run_until_stopped(shutdown_signal()).await?;
         }
+        Command::Worker { bus, follow_interval_ms } => {
+            let ledger = open_ledger(&cli.store).await?;
+            let workers = crate::workers::registry();
+            let names: Vec<String> = workers.iter().map(|w| w.name().to_string()).collect();
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let bus = crate::app::connect_bus(&bus).await?;
+            crate::app::spawn_workers(
+                &ledger,
+                bus,
+                std::time::Duration::from_millis(follow_interval_ms),
+                workers,
+                &stopped,
+            );
+            tracing::info!(workers = ?names, "running workers");
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        }
+        Command::Tail {
+            follow,
+            stream_type,
+            after,
+        } => tail(&cli.store, follow, stream_type, after).await?,
         Command::Migrate => {
             store::connect(&cli.store.url()).await.context("migrating the store")?;
             eprintln!("store is up to date");
@@ -270,4 +312,51 @@ async fn keys(settings: &StoreSettings, command: KeysCommand) -> anyhow::Result<
         }
     }
     Ok(())
+}
+
+async fn tail(settings: &StoreSettings, follow: bool, stream_type: Option<String>, after: i64) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    let store = store::connect(&settings.url()).await?;
+    let filter = crate::bus::feed::Filter {
+        stream_type,
+        ..Default::default()
+    };
+    let print = |e: &fleetledger_events::EventEnvelope| {
+        println!(
+            "{:>8}  {}  {:<28} {}/{} v{}  by {}",
+            e.global_position,
+            e.recorded_at.format("%Y-%m-%d %H:%M:%S%.3f"),
+            e.event_type,
+            e.stream_type,
+            e.stream_id,
+            e.stream_version,
+            e.metadata.actor.principal_id
+        );
+    };
+    if follow {
+        let mut events = Box::pin(crate::bus::feed::follow(
+            store,
+            after,
+            filter,
+            std::time::Duration::from_millis(250),
+        ));
+        loop {
+            tokio::select! {
+                next = events.next() => match next {
+                    Some(event) => print(&event?),
+                    None => return Ok(()),
+                },
+                _ = shutdown_signal() => return Ok(()),
+            }
+        }
+    }
+    let mut cursor = after;
+    loop {
+        let (page, scanned) = crate::bus::feed::page(store.as_ref(), cursor, 1000, &filter).await?;
+        page.iter().for_each(print);
+        if page.len() < 1000 {
+            return Ok(());
+        }
+        cursor = scanned;
+    }
 }

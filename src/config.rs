@@ -25,9 +25,37 @@ impl StoreSettings {
     }
 }
 
+/// Where change events go besides the log.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct BusSettings {
+    /// NATS server (nats://…). When set, a relay publishes every event to JetStream and
+    /// workers consume from it; when unset, everything runs in-process.
+    #[arg(long, env = "NATS_URL")]
+    pub nats_url: Option<String>,
+
+    /// JetStream stream the relay publishes to.
+    #[arg(long, env = "FLEETLEDGER_NATS_STREAM", default_value = crate::bus::DEFAULT_STREAM)]
+    pub nats_stream: String,
+
+    /// Subject prefix: subjects are `<prefix>.<org_id>.<stream_type>.<stream_id>.<event_type>`.
+    #[arg(long, env = "FLEETLEDGER_NATS_SUBJECT_PREFIX", default_value = crate::bus::DEFAULT_SUBJECT_PREFIX)]
+    pub nats_subject_prefix: String,
+}
+
 /// Settings of the HTTP service.
 #[derive(clap::Args, Clone, Debug)]
 pub struct ServeSettings {
+    #[command(flatten)]
+    pub bus: BusSettings,
+
+    /// Serve the API and relay only; run workers in `fleetledger worker` processes.
+    #[arg(long, env = "FLEETLEDGER_NO_WORKERS")]
+    pub no_workers: bool,
+
+    /// Test hook: abort after the relay publishes past this position, before its checkpoint.
+    #[arg(long, env = "FLEETLEDGER_RELAY_CRASH_AFTER_PUBLISH", hide = true)]
+    pub relay_crash_after_publish: Option<i64>,
+
     /// Address to listen on; port 0 picks a free port (the log line `listening on` says which).
     #[arg(long, env = "FLEETLEDGER_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,

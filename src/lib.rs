@@ -8,12 +8,14 @@
 //! - [`ledger`]: commits decisions with their read models.
 //! - [`store`]: the event store trait, PostgreSQL and SQLite backends, read-model cache.
 //! - [`auth`], [`tenancy`]: keys, principals, orgs and workspaces.
+//! - [`bus`]: CloudEvents, the log feed, JetStream and the relay; [`workers`]: the worker runtime.
 //!
 //! Events live in the `fleetledger-events` crate, read models in `fleetledger-projections`.
 
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod bus;
 pub mod cli;
 pub mod config;
 pub mod domain;
@@ -21,3 +23,4 @@ pub mod ledger;
 pub mod store;
 pub mod telemetry;
 pub mod tenancy;
+pub mod workers;

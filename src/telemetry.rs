@@ -17,3 +17,18 @@ pub fn init() {
         let _ = builder.try_init();
     }
 }
+
+/// The process-wide Prometheus recorder, installed on first use.
+pub fn prometheus() -> &'static metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> = std::sync::OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])
+            .expect("valid buckets")
+            .build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may already be installed (several apps in one test process).
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}

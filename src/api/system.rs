@@ -41,6 +41,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(prometheus_metrics))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi()))
 }
 
@@ -67,4 +68,10 @@ async fn healthz(State(state): State<AppState>) -> Response {
                 .into_response()
         }
     }
+}
+
+/// Prometheus text exposition of the process's metrics.
+async fn prometheus_metrics() -> Response {
+    let body = crate::telemetry::prometheus().render();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

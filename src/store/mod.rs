@@ -97,6 +97,9 @@ pub enum StoreError {
     IdempotencyKeyTaken,
     #[error("the store's writer has stopped")]
     WriterStopped,
+    /// An event with this `event_id` is already in the log: a redelivered outcome.
+    #[error("an event with this event_id is already stored")]
+    DuplicateEvent,
     #[error("stored data cannot be read: {0}")]
     Corrupt(String),
     #[error(transparent)]
@@ -133,7 +136,17 @@ pub trait EventStore: Send + Sync + 'static {
     async fn record_key_usage(&self, usage: &[(String, DateTime<Utc>)]) -> Result<(), StoreError>;
     async fn key_usage(&self) -> Result<HashMap<String, DateTime<Utc>>, StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
-    /// Wakes whenever this process commits; carries the new head position.
+    /// Whether an event with this id is in the log.
+    async fn event_exists(&self, event_id: uuid::Uuid) -> Result<bool, StoreError>;
+    /// A consumer's last handled position (0 when it has none).
+    async fn checkpoint(&self, name: &str) -> Result<i64, StoreError>;
+    /// Moves a consumer's checkpoint forward (never back).
+    async fn save_checkpoint(&self, name: &str, position: i64) -> Result<(), StoreError>;
+    /// Tries to become the one holder of `name` across every process sharing this store.
+    /// The lease lasts while the returned value is alive and `LeaderLease::alive` is true.
+    async fn try_lead(&self, name: &str) -> Result<Option<LeaderLease>, StoreError>;
+    /// Wakes whenever a commit is known: this process's, or (PostgreSQL) any process's via
+    /// LISTEN/NOTIFY. Carries the newest head position seen.
     fn commits(&self) -> watch::Receiver<i64>;
     fn backend(&self) -> &'static str;
 }
@@ -252,6 +265,23 @@ fn place_events(
         out.push(envelope);
     }
     Ok(out)
+}
+
+/// Leadership of a named role (the relay). Dropping it gives the role up.
+pub struct LeaderLease {
+    holder: Box<dyn LeaseHolder>,
+}
+
+impl LeaderLease {
+    /// Whether the lease still holds (its connection is up).
+    pub async fn alive(&mut self) -> bool {
+        self.holder.alive().await
+    }
+}
+
+#[async_trait]
+trait LeaseHolder: Send {
+    async fn alive(&mut self) -> bool;
 }
 
 type Job = (AppendRequest, oneshot::Sender<Result<Appended, StoreError>>);

@@ -1,6 +1,7 @@
 //! PostgreSQL backend of the event store.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -33,8 +34,10 @@ impl PgStore {
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         let head: i64 = sqlx::query_scalar("SELECT position FROM log_head").fetch_one(&pool).await?;
         let (commit_tx, commits) = watch::channel(head);
+        let commit_tx = Arc::new(commit_tx);
         let (jobs, job_rx) = mpsc::channel(4096);
-        tokio::spawn(run_writer(pool.clone(), job_rx, commit_tx));
+        tokio::spawn(run_writer(pool.clone(), job_rx, commit_tx.clone()));
+        tokio::spawn(listen_for_commits(pool.clone(), commit_tx));
         Ok(PgStore {
             pool,
             writer: WriterHandle { jobs },
@@ -48,12 +51,52 @@ impl PgStore {
     }
 }
 
-async fn run_writer(pool: PgPool, mut jobs: mpsc::Receiver<Job>, commits: watch::Sender<i64>) {
+/// Learns of other processes' commits from `NOTIFY fleetledger_events`, reconnecting
+/// when the connection drops; pollers cover the gaps.
+async fn listen_for_commits(pool: PgPool, commits: Arc<watch::Sender<i64>>) {
+    loop {
+        let listener = async {
+            let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+            listener.listen("fleetledger_events").await?;
+            loop {
+                let note = listener.recv().await?;
+                if let Ok(head) = note.payload().parse::<i64>() {
+                    commits.send_if_modified(|h| {
+                        let newer = head > *h;
+                        if newer {
+                            *h = head;
+                        }
+                        newer
+                    });
+                }
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), sqlx::Error>(())
+        };
+        if let Err(error) = listener.await {
+            tracing::debug!(%error, "commit listener reconnecting");
+        }
+        if commits.is_closed() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn run_writer(pool: PgPool, mut jobs: mpsc::Receiver<Job>, commits: Arc<watch::Sender<i64>>) {
     while let Some(batch) = next_batch(&mut jobs).await {
         let (requests, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
         match commit_batch(&pool, &requests).await {
             Ok((results, head)) => {
-                commits.send_if_modified(|h| std::mem::replace(h, head) != head);
+                let appended: usize = results.iter().filter_map(|r| r.as_ref().ok()).map(|a| a.events.len()).sum();
+                metrics::counter!("fleetledger_appends_total").increment(appended as u64);
+                commits.send_if_modified(|h| {
+                    let newer = head > *h;
+                    if newer {
+                        *h = head;
+                    }
+                    newer
+                });
                 for (reply, result) in replies.into_iter().zip(results) {
                     let _ = reply.send(result);
                 }
@@ -213,13 +256,20 @@ fn classify(error: sqlx::Error, request: &AppendRequest, events: &[EventEnvelope
                     actual: expected + 1,
                 });
             }
-            Some("events_event_id_key") => {
-                return Failure::Rejected(StoreError::Corrupt("an event with this event_id is already stored".into()))
-            }
+            Some("events_event_id_key") => return Failure::Rejected(StoreError::DuplicateEvent),
             _ => {}
         }
     }
     Failure::Fatal(error)
+}
+
+struct PgLease(sqlx::PgConnection);
+
+#[async_trait]
+impl LeaseHolder for PgLease {
+    async fn alive(&mut self) -> bool {
+        sqlx::query("SELECT 1").execute(&mut self.0).await.is_ok()
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -384,6 +434,45 @@ impl EventStore for PgStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn event_exists(&self, event_id: Uuid) -> Result<bool, StoreError> {
+        Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM events WHERE event_id = $1)")
+            .bind(event_id)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn checkpoint(&self, name: &str) -> Result<i64, StoreError> {
+        let v: Option<i64> = sqlx::query_scalar("SELECT position FROM checkpoints WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(v.unwrap_or(0))
+    }
+
+    async fn save_checkpoint(&self, name: &str, position: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO checkpoints (name, position, updated_at) VALUES ($1, $2, now()) ON CONFLICT (name) \
+             DO UPDATE SET position = greatest(checkpoints.position, excluded.position), updated_at = excluded.updated_at",
+        )
+        .bind(name)
+        .bind(position)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn try_lead(&self, name: &str) -> Result<Option<LeaderLease>, StoreError> {
+        // The advisory lock lives as long as this connection, which leaves the pool for good.
+        let mut conn = self.pool.acquire().await?.detach();
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
+            .bind(name)
+            .fetch_one(&mut conn)
+            .await?;
+        Ok(got.then(|| LeaderLease {
+            holder: Box::new(PgLease(conn)),
+        }))
     }
 
     fn commits(&self) -> watch::Receiver<i64> {

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,6 +20,8 @@ pub struct SqliteStore {
     pool: SqlitePool,
     writer: WriterHandle,
     commits: watch::Receiver<i64>,
+    /// Leadership within this process; the embedded store has one serving process.
+    leaders: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl SqliteStore {
@@ -47,6 +50,7 @@ impl SqliteStore {
             pool,
             writer: WriterHandle { jobs },
             commits,
+            leaders: Default::default(),
         })
     }
 
@@ -60,6 +64,8 @@ async fn run_writer(pool: SqlitePool, mut jobs: mpsc::Receiver<Job>, commits: wa
         let (requests, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
         match commit_batch(&pool, &requests).await {
             Ok((results, head)) => {
+                let appended: usize = results.iter().filter_map(|r| r.as_ref().ok()).map(|a| a.events.len()).sum();
+                metrics::counter!("fleetledger_appends_total").increment(appended as u64);
                 commits.send_if_modified(|h| std::mem::replace(h, head) != head);
                 for (reply, result) in replies.into_iter().zip(results) {
                     let _ = reply.send(result);
@@ -218,10 +224,19 @@ fn classify(error: sqlx::Error, request: &AppendRequest, events: &[EventEnvelope
             });
         }
         if message.contains("events.event_id") {
-            return Failure::Rejected(StoreError::Corrupt("an event with this event_id is already stored".into()));
+            return Failure::Rejected(StoreError::DuplicateEvent);
         }
     }
     Failure::Fatal(error)
+}
+
+struct LocalLease(#[allow(dead_code)] tokio::sync::OwnedMutexGuard<()>);
+
+#[async_trait]
+impl LeaseHolder for LocalLease {
+    async fn alive(&mut self) -> bool {
+        true
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -400,6 +415,47 @@ impl EventStore for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn event_exists(&self, event_id: uuid::Uuid) -> Result<bool, StoreError> {
+        Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM events WHERE event_id = ?1)")
+            .bind(event_id.to_string())
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn checkpoint(&self, name: &str) -> Result<i64, StoreError> {
+        let v: Option<i64> = sqlx::query_scalar("SELECT position FROM checkpoints WHERE name = ?1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(v.unwrap_or(0))
+    }
+
+    async fn save_checkpoint(&self, name: &str, position: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO checkpoints (name, position, updated_at) VALUES (?1, ?2, ?3) ON CONFLICT (name) \
+             DO UPDATE SET position = max(checkpoints.position, excluded.position), updated_at = excluded.updated_at",
+        )
+        .bind(name)
+        .bind(position)
+        .bind(micros::format(&Utc::now()))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn try_lead(&self, name: &str) -> Result<Option<LeaderLease>, StoreError> {
+        let lock = self
+            .leaders
+            .lock()
+            .expect("leader map")
+            .entry(name.to_string())
+            .or_default()
+            .clone();
+        Ok(lock.try_lock_owned().ok().map(|guard| LeaderLease {
+            holder: Box::new(LocalLease(guard)),
+        }))
     }
 
     fn commits(&self) -> watch::Receiver<i64> {

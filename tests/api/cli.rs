@@ -18,16 +18,22 @@ both_backends!(
 );
 
 /// A `fleetledger serve` process and the address it reports.
-struct Server {
-    child: Child,
-    addr: String,
+pub struct Server {
+    pub child: Child,
+    pub addr: String,
     stdout: String,
     logs: std::sync::Arc<std::sync::Mutex<String>>,
     log_reader: Option<std::thread::JoinHandle<()>>,
 }
 
-fn start_server(store: &TestStore) -> Server {
+pub fn start_server(store: &TestStore) -> Server {
+    start_server_with(store, &[])
+}
+
+/// `serve` with extra environment variables.
+pub fn start_server_with(store: &TestStore, env: &[(&str, &str)]) -> Server {
     let mut cmd = Command::new(binary());
+    cmd.envs(env.iter().copied());
     cmd.args(["serve", "--listen", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(store.dir.path())
@@ -72,19 +78,23 @@ fn start_server(store: &TestStore) -> Server {
 }
 
 impl Server {
-    fn url(&self, path: &str) -> String {
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
 
     /// Everything the process logged, once it has exited.
-    fn logs_after_exit(&mut self) -> String {
+    pub fn logs_after_exit(&mut self) -> String {
         if let Some(reader) = self.log_reader.take() {
             let _ = reader.join();
         }
         self.logs.lock().unwrap().clone()
     }
 
-    fn terminate(&mut self) -> std::process::ExitStatus {
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
         self.child.wait().expect("serve exits")
     }

@@ -160,6 +160,9 @@ pub struct TestApp {
 
 pub fn serve_settings() -> ServeSettings {
     ServeSettings {
+        bus: Default::default(),
+        no_workers: false,
+        relay_crash_after_publish: None,
         listen: "127.0.0.1:0".parse().expect("addr"),
         available_kernels: fleetledger::domain::profile::DEFAULT_AVAILABLE_KERNELS
             .split(',')
@@ -177,35 +180,16 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
 }
 
 pub async fn spawn_on(store: TestStore) -> TestApp {
-    let app = Application::build(Settings {
-        store: store.settings(),
-        serve: serve_settings(),
-    })
-    .await
-    .expect("the app starts");
-    let addr = app.local_addr();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        app.run_until_stopped(async {
-            let _ = stopped.await;
-        })
-        .await
-        .expect("the server runs");
-    });
-    let admin_key = std::fs::read_to_string(store.dir.path().join("admin.key"))
-        .expect("admin.key is written")
-        .trim()
-        .to_string();
-    TestApp {
-        addr,
-        admin_key,
-        client: reqwest::Client::new(),
-        store,
-        _stop: stop,
-    }
+    spawn_app_with(store, Default::default(), vec![]).await
 }
 
 impl TestApp {
+    /// Stops the server (without waiting for it) and hands back its store.
+    pub fn stop(self) -> TestStore {
+        drop(self._stop);
+        self.store
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
@@ -278,4 +262,242 @@ impl Answer {
 
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_fleetledger"))
+}
+
+/// The default org's id (the bootstrap org).
+pub fn default_org() -> String {
+    fleetledger::domain::org::org_id_for_slug("default").to_string()
+}
+
+/// An event appended straight to a store, as the default org.
+pub fn test_append(stream: &str, expected: i64, n: usize) -> fleetledger::store::AppendRequest {
+    test_append_for(&default_org(), stream, expected, n)
+}
+
+pub fn test_append_for(org: &str, stream: &str, expected: i64, n: usize) -> fleetledger::store::AppendRequest {
+    fleetledger::store::AppendRequest {
+        stream_type: "test".into(),
+        stream_id: stream.into(),
+        expected: fleetledger::store::ExpectedVersion::Exact(expected),
+        events: (0..n)
+            .map(|i| fleetledger_events::NewEvent {
+                event_id: uuid::Uuid::now_v7(),
+                event_type: "test.happened".into(),
+                schema_version: 1,
+                data: serde_json::json!({ "i": i }),
+            })
+            .collect(),
+        metadata: fleetledger_events::Metadata {
+            org_id: org.into(),
+            actor: fleetledger_events::Actor::system("test"),
+            ..Default::default()
+        },
+        read_models: vec![],
+        idempotency: None,
+    }
+}
+
+/// `writers` concurrent writers each appending `each` events to its own stream.
+pub async fn write_concurrently(store: std::sync::Arc<dyn fleetledger::store::EventStore>, writers: usize, each: i64) {
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let stream = format!("w{w}-{}", uuid::Uuid::new_v4().simple());
+                for v in 0..each {
+                    store.append(test_append(&stream, v, 1)).await.expect("append");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+/// One Server-Sent Event.
+#[derive(Debug, Clone)]
+pub struct Sse {
+    pub id: String,
+    pub event: String,
+    pub data: String,
+}
+
+/// Reads SSE events from a streaming response.
+pub struct SseReader {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl SseReader {
+    pub fn new(response: reqwest::Response) -> Self {
+        SseReader {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event (comments and keep-alives skipped), or `None` after `wait`.
+    pub async fn next(&mut self, wait: std::time::Duration) -> Option<Sse> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut e = Sse {
+                    id: String::new(),
+                    event: String::new(),
+                    data: String::new(),
+                };
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        e.id = v.trim().into();
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        e.event = v.trim().into();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        e.data.push_str(v.trim_start());
+                    }
+                }
+                if !e.id.is_empty() {
+                    return Some(e);
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.response.chunk()).await.ok()?.ok()??;
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+}
+
+/// A JetStream stream and subject prefix of the test's own, deleted afterwards.
+pub struct TestNats {
+    pub url: String,
+    pub stream: String,
+    pub prefix: String,
+}
+
+impl TestNats {
+    /// `None` when NATS tests are not configured; panics when configured and unreachable.
+    pub async fn new() -> Option<TestNats> {
+        let Ok(url) = std::env::var("FLEETLEDGER_TEST_NATS") else {
+            eprintln!("skipped: FLEETLEDGER_TEST_NATS is not set");
+            return None;
+        };
+        async_nats::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("FLEETLEDGER_TEST_NATS is set but NATS is unreachable: {e}"));
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        Some(TestNats {
+            url,
+            stream: format!("FLT_{id}"),
+            prefix: format!("flt_{id}"),
+        })
+    }
+
+    pub fn bus(&self) -> fleetledger::config::BusSettings {
+        fleetledger::config::BusSettings {
+            nats_url: Some(self.url.clone()),
+            nats_stream: self.stream.clone(),
+            nats_subject_prefix: self.prefix.clone(),
+        }
+    }
+
+    pub async fn context(&self) -> async_nats::jetstream::Context {
+        async_nats::jetstream::new(async_nats::connect(&self.url).await.expect("nats"))
+    }
+
+    /// Waits until the stream holds `n` messages (or fails after `wait`).
+    pub async fn wait_for_messages(&self, n: u64, wait: std::time::Duration) -> u64 {
+        let js = self.context().await;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let count = match js.get_stream(&self.stream).await {
+                Ok(mut s) => s.info().await.map(|i| i.state.messages).unwrap_or(0),
+                Err(_) => 0,
+            };
+            if count >= n || tokio::time::Instant::now() > deadline {
+                return count;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Every message in the stream, in stream order, as (sequence extension, event id).
+    pub async fn read_all(&self, n: usize) -> Vec<(i64, String)> {
+        use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+        use futures::StreamExt;
+        let js = self.context().await;
+        let stream = js.get_stream(&self.stream).await.expect("the stream exists");
+        let consumer = stream
+            .create_consumer(pull::Config {
+                deliver_policy: DeliverPolicy::All,
+                ack_policy: AckPolicy::None,
+                ..Default::default()
+            })
+            .await
+            .expect("consumer");
+        let mut messages = consumer.messages().await.expect("messages");
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let Ok(Some(Ok(message))) = tokio::time::timeout(std::time::Duration::from_secs(10), messages.next()).await else {
+                break;
+            };
+            let v: serde_json::Value = serde_json::from_slice(&message.payload).expect("a CloudEvent");
+            out.push((v["sequence"].as_i64().unwrap(), v["id"].as_str().unwrap().to_string()));
+        }
+        out
+    }
+}
+
+impl Drop for TestNats {
+    fn drop(&mut self) {
+        let (url, stream) = (self.url.clone(), self.stream.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async {
+                if let Ok(client) = async_nats::connect(&url).await {
+                    let _ = async_nats::jetstream::new(client).delete_stream(&stream).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Starts the real server with NATS and the given workers.
+pub async fn spawn_app_with(
+    store: TestStore,
+    bus: fleetledger::config::BusSettings,
+    workers: Vec<std::sync::Arc<dyn fleetledger::workers::Worker>>,
+) -> TestApp {
+    let mut serve = serve_settings();
+    serve.bus = bus;
+    let app = Application::build_with_workers(
+        Settings {
+            store: store.settings(),
+            serve,
+        },
+        workers,
+    )
+    .await
+    .expect("the app starts");
+    let addr = app.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = app
+            .run_until_stopped(async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    let admin_key = std::fs::read_to_string(store.dir.path().join("admin.key"))
+        .expect("admin.key")
+        .trim()
+        .to_string();
+    TestApp {
+        addr,
+        admin_key,
+        client: reqwest::Client::new(),
+        store,
+        _stop: stop,
+    }
 }

@@ -7,6 +7,8 @@
 mod helpers;
 
 mod cli;
+mod feed;
 mod profiles;
 mod profiles_body;
+mod relay;
 mod store;

@@ -1,0 +1,82 @@
+//! Following the log from a position: the in-process bus, and what SSE and `tail` read.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fleetledger_events::EventEnvelope;
+use futures::Stream;
+
+use crate::store::{EventStore, StoreError};
+
+/// Which events a follower wants.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    pub org_id: Option<String>,
+    pub stream_type: Option<String>,
+    pub stream_id: Option<String>,
+}
+
+impl Filter {
+    pub fn matches(&self, e: &EventEnvelope) -> bool {
+        self.org_id.as_ref().is_none_or(|o| &e.metadata.org_id == o)
+            && self.stream_type.as_ref().is_none_or(|t| &e.stream_type == t)
+            && self.stream_id.as_ref().is_none_or(|s| &e.stream_id == s)
+    }
+}
+
+/// A page of matching events after `after`, scanning at most `scan` positions; returns the
+/// events and the last position scanned.
+pub async fn page(store: &dyn EventStore, after: i64, limit: usize, filter: &Filter) -> Result<(Vec<EventEnvelope>, i64), StoreError> {
+    let mut out = Vec::new();
+    let mut cursor = after;
+    loop {
+        let batch = store.read_all(cursor, 1000, filter.stream_type.as_deref()).await?;
+        let Some(last) = batch.last().map(|e| e.global_position) else {
+            return Ok((out, cursor));
+        };
+        for e in batch {
+            cursor = e.global_position;
+            if filter.matches(&e) {
+                out.push(e);
+                if out.len() == limit {
+                    return Ok((out, cursor));
+                }
+            }
+        }
+        cursor = last;
+    }
+}
+
+/// Every matching event after `after`, in global order, forever: woken by commits and
+/// polling at `poll` for other processes' commits.
+pub fn follow(
+    store: Arc<dyn EventStore>,
+    after: i64,
+    filter: Filter,
+    poll: Duration,
+) -> impl Stream<Item = Result<EventEnvelope, StoreError>> {
+    let commits = store.commits();
+    futures::stream::unfold(
+        (store, after, filter, commits, std::collections::VecDeque::new()),
+        move |(store, mut after, filter, mut commits, mut buffered)| async move {
+            loop {
+                if let Some(e) = buffered.pop_front() {
+                    return Some((Ok(e), (store, after, filter, commits, buffered)));
+                }
+                match store.read_all(after, 500, filter.stream_type.as_deref()).await {
+                    Ok(batch) if !batch.is_empty() => {
+                        after = batch.last().map(|e| e.global_position).unwrap_or(after);
+                        buffered.extend(batch.into_iter().filter(|e| filter.matches(e)));
+                    }
+                    Ok(_) => {
+                        tokio::select! {
+                            _ = commits.changed() => {}
+                            _ = tokio::time::sleep(poll) => {}
+                        }
+                    }
+                    Err(e) => return Some((Err(e), (store, after, filter, commits, buffered))),
+                }
+            }
+        },
+    )
+}

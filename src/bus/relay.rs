@@ -1,0 +1,110 @@
+//! The relay: one leader across every process sharing the store tails the log from its
+//! checkpoint and publishes to JetStream in global order, advancing the checkpoint only
+//! after JetStream acknowledged. A crash between the two republishes, which JetStream's
+//! dedup window and consumers' idempotency make harmless.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::watch;
+
+use super::nats::JetStream;
+use crate::store::{EventStore, LeaderLease};
+
+/// The checkpoint and leadership name of the relay.
+pub const RELAY: &str = "relay";
+
+#[derive(Clone, Debug)]
+pub struct RelaySettings {
+    pub batch: i64,
+    pub poll: Duration,
+    /// Test hook: abort the process after publishing past this position, before the
+    /// checkpoint moves.
+    pub crash_after_publish: Option<i64>,
+}
+
+pub async fn run(store: Arc<dyn EventStore>, nats: Arc<JetStream>, settings: RelaySettings, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        match store.try_lead(RELAY).await {
+            Ok(Some(lease)) => {
+                tracing::info!("relay: leading");
+                if lead(&store, &nats, &settings, lease, &mut shutdown).await {
+                    return;
+                }
+                tracing::warn!("relay: lost leadership");
+            }
+            Ok(None) => {}
+            Err(error) => tracing::warn!(%error, "relay: cannot reach the store"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Publishes while the lease holds; `true` when asked to shut down.
+async fn lead(
+    store: &Arc<dyn EventStore>,
+    nats: &JetStream,
+    settings: &RelaySettings,
+    mut lease: LeaderLease,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    let mut commits = store.commits();
+    let mut checkpoint = match store.checkpoint(RELAY).await {
+        Ok(c) => c,
+        Err(_) => return false,
+    };
+    let mut backoff = Duration::from_millis(100);
+    let mut last_lease_check = tokio::time::Instant::now();
+    loop {
+        if last_lease_check.elapsed() > Duration::from_secs(1) {
+            if !lease.alive().await {
+                return false;
+            }
+            last_lease_check = tokio::time::Instant::now();
+        }
+        let events = match store.read_all(checkpoint, settings.batch, None).await {
+            Ok(events) => events,
+            Err(error) => {
+                tracing::warn!(%error, "relay: cannot read the log");
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+        };
+        let head = *commits.borrow();
+        metrics::gauge!("fleetledger_relay_lag_events").set((head.max(events.last().map_or(0, |e| e.global_position)) - checkpoint) as f64);
+        let Some(last) = events.last().map(|e| e.global_position) else {
+            metrics::gauge!("fleetledger_relay_lag_seconds").set(0.0);
+            tokio::select! {
+                _ = commits.changed() => {}
+                _ = tokio::time::sleep(settings.poll) => {}
+                _ = shutdown.changed() => return true,
+            }
+            continue;
+        };
+        let oldest = (Utc::now() - events[0].recorded_at).num_milliseconds().max(0) as f64 / 1000.0;
+        metrics::gauge!("fleetledger_relay_lag_seconds").set(oldest);
+        if let Err(error) = nats.publish(&events).await {
+            tracing::warn!(%error, behind = events.len(), "relay: publish failed; retrying");
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.changed() => return true,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+            continue;
+        }
+        backoff = Duration::from_millis(100);
+        if settings.crash_after_publish.is_some_and(|p| last >= p) {
+            tracing::error!(last, "relay: crash injected after publish, before checkpoint");
+            std::process::abort();
+        }
+        if let Err(error) = store.save_checkpoint(RELAY, last).await {
+            tracing::warn!(%error, "relay: cannot save the checkpoint");
+            continue;
+        }
+        checkpoint = last;
+    }
+}

@@ -1,0 +1,255 @@
+//! The worker runtime. A worker handles some stream types' events and records what it did
+//! as an outcome event; the runtime feeds it in global order from the log (embedded) or a
+//! durable JetStream pull consumer (shared by every replica, so work is split), and
+//! acknowledges only after the outcome is in the log.
+//!
+//! Handling is idempotent by event id: a worker's outcome for a trigger has a deterministic
+//! id (UUIDv5 of worker and trigger), so a redelivered trigger whose outcome exists is
+//! skipped, and a second append of the same outcome is refused by the log.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use fleetledger_events::{Actor, EventEnvelope, Metadata, NewEvent};
+use futures::StreamExt;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::bus::feed::{self, Filter};
+use crate::bus::nats::JetStream;
+use crate::bus::{envelope_of, BusError};
+use crate::store::{AppendRequest, EventStore, ExpectedVersion, StoreError};
+
+/// The workers this build runs in `serve` and `fleetledger worker`.
+pub fn registry() -> Vec<Arc<dyn Worker>> {
+    Vec::new()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("{0}")]
+    Failed(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[async_trait]
+pub trait Worker: Send + Sync + 'static {
+    /// Stable name: its checkpoint and durable consumer are named after it.
+    fn name(&self) -> &str;
+    /// The stream types whose events it handles.
+    fn stream_types(&self) -> Vec<&'static str>;
+    /// Handles one event; must end by recording an outcome through `ctx`.
+    async fn handle(&self, event: &EventEnvelope, ctx: &WorkerContext) -> Result<(), WorkerError>;
+}
+
+const OUTCOME_NAMESPACE: Uuid = Uuid::from_u128(0x776f_726b_6572_4000_8000_666c_6565_746c);
+
+/// What a worker may do besides its side effect: record the outcome.
+#[derive(Clone)]
+pub struct WorkerContext {
+    pub store: Arc<dyn EventStore>,
+    pub worker: String,
+}
+
+impl WorkerContext {
+    /// The id of this worker's outcome for `trigger`.
+    pub fn outcome_id(&self, trigger: &EventEnvelope) -> Uuid {
+        Uuid::new_v5(&OUTCOME_NAMESPACE, format!("{}/{}", self.worker, trigger.event_id).as_bytes())
+    }
+
+    /// Appends the outcome of handling `trigger` to a stream, caused by it. Returns
+    /// `false` when that outcome was already recorded.
+    pub async fn record_outcome(
+        &self,
+        trigger: &EventEnvelope,
+        stream_type: &str,
+        stream_id: &str,
+        event_type: &str,
+        data: serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        let metadata = Metadata {
+            org_id: trigger.metadata.org_id.clone(),
+            actor: Actor::system(&format!("worker:{}", self.worker)),
+            request_id: trigger.metadata.request_id.clone(),
+            correlation_id: trigger
+                .metadata
+                .correlation_id
+                .clone()
+                .or_else(|| Some(trigger.event_id.to_string())),
+            causation_id: Some(trigger.event_id.to_string()),
+            idempotency_key: None,
+            user_agent: None,
+        };
+        let event = NewEvent {
+            event_id: self.outcome_id(trigger),
+            event_type: event_type.to_string(),
+            schema_version: 1,
+            data,
+        };
+        let request = AppendRequest {
+            stream_type: stream_type.to_string(),
+            stream_id: stream_id.to_string(),
+            expected: ExpectedVersion::Any,
+            events: vec![event],
+            metadata,
+            read_models: vec![],
+            idempotency: None,
+        };
+        for _ in 0..10 {
+            match self.store.append(request.clone()).await {
+                Ok(_) => return Ok(true),
+                Err(StoreError::DuplicateEvent) => return Ok(false),
+                // Another process appended to the same stream at the same moment.
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Conflict {
+            stream_id: stream_id.to_string(),
+            expected: 0,
+            actual: 0,
+        })
+    }
+}
+
+/// Where a worker's events come from.
+#[derive(Clone)]
+pub enum Source {
+    /// Tail the log from the worker's checkpoint (embedded; the in-process bus).
+    Log { poll: Duration },
+    /// A durable JetStream pull consumer, backfilled from the log on gaps.
+    JetStream(Arc<JetStream>),
+}
+
+fn checkpoint_name(worker: &str) -> String {
+    format!("worker:{worker}")
+}
+
+/// Delivers one event: skipped when already handled, retried a few times on failure.
+async fn deliver(worker: &dyn Worker, ctx: &WorkerContext, event: &EventEnvelope) -> Result<(), StoreError> {
+    let name = worker.name().to_string();
+    if ctx.store.event_exists(ctx.outcome_id(event)).await? {
+        metrics::counter!("fleetledger_worker_events_total", "worker" => name, "outcome" => "skipped").increment(1);
+        return Ok(());
+    }
+    let mut backoff = Duration::from_millis(50);
+    for attempt in 1..=5 {
+        match worker.handle(event, ctx).await {
+            Ok(()) => {
+                metrics::counter!("fleetledger_worker_events_total", "worker" => name, "outcome" => "handled").increment(1);
+                return Ok(());
+            }
+            Err(error) => {
+                tracing::warn!(worker = %name, event_id = %event.event_id, attempt, %error, "worker failed to handle an event");
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
+        }
+    }
+    metrics::counter!("fleetledger_worker_events_total", "worker" => name, "outcome" => "failed").increment(1);
+    Ok(())
+}
+
+/// Runs a worker until `shutdown` fires.
+pub async fn run(worker: Arc<dyn Worker>, store: Arc<dyn EventStore>, source: Source, mut shutdown: watch::Receiver<bool>) {
+    let ctx = WorkerContext {
+        store: store.clone(),
+        worker: worker.name().to_string(),
+    };
+    let result = tokio::select! {
+        r = run_source(worker.as_ref(), &ctx, source) => r,
+        _ = shutdown.changed() => Ok(()),
+    };
+    if let Err(error) = result {
+        tracing::error!(worker = worker.name(), %error, "worker stopped");
+    }
+}
+
+async fn run_source(worker: &dyn Worker, ctx: &WorkerContext, source: Source) -> Result<(), BusError> {
+    let types = worker.stream_types();
+    let wanted = |e: &EventEnvelope| types.iter().any(|t| *t == e.stream_type);
+    let checkpoint = checkpoint_name(worker.name());
+    match source {
+        Source::Log { poll } => {
+            let after = ctx.store.checkpoint(&checkpoint).await?;
+            let mut events = Box::pin(feed::follow(ctx.store.clone(), after, Filter::default(), poll));
+            while let Some(event) = events.next().await {
+                let event = event?;
+                if wanted(&event) {
+                    deliver(worker, ctx, &event).await?;
+                }
+                ctx.store.save_checkpoint(&checkpoint, event.global_position).await?;
+            }
+            Ok(())
+        }
+        Source::JetStream(nats) => loop {
+            if let Err(error) = consume(worker, ctx, &nats, &checkpoint, &wanted).await {
+                tracing::warn!(worker = worker.name(), %error, "worker consumer reconnecting");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        },
+    }
+}
+
+async fn consume(
+    worker: &dyn Worker,
+    ctx: &WorkerContext,
+    nats: &JetStream,
+    checkpoint: &str,
+    wanted: &(dyn Fn(&EventEnvelope) -> bool + Sync),
+) -> Result<(), BusError> {
+    use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+    nats.ensure_stream().await?;
+    let stream = nats.context.get_stream(&nats.settings.stream).await.map_err(BusError::nats)?;
+    let durable = format!("worker-{}", worker.name());
+    let types = worker.stream_types();
+    let filter_subject = match types.as_slice() {
+        [only] => format!("{}.*.{only}.>", nats.settings.subject_prefix),
+        _ => String::new(),
+    };
+    let consumer = stream
+        .get_or_create_consumer(
+            &durable,
+            pull::Config {
+                durable_name: Some(durable.clone()),
+                filter_subject,
+                ack_policy: AckPolicy::Explicit,
+                deliver_policy: DeliverPolicy::All,
+                ack_wait: Duration::from_secs(30),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(BusError::nats)?;
+    let mut messages = consumer.messages().await.map_err(BusError::nats)?;
+    while let Some(message) = messages.next().await {
+        let message = message.map_err(BusError::nats)?;
+        let Some(event) = envelope_of(&message.payload) else {
+            let _ = message.ack().await;
+            continue;
+        };
+        // JetStream is not the record: fill any gap from the log before going on.
+        let done = ctx.store.checkpoint(checkpoint).await?;
+        if event.global_position > done + 1 {
+            let mut after = done;
+            while after < event.global_position - 1 {
+                let batch = ctx.store.read_all(after, 500, None).await?;
+                let Some(last) = batch.last().map(|e| e.global_position) else {
+                    break;
+                };
+                for missed in batch.iter().filter(|e| e.global_position < event.global_position && wanted(e)) {
+                    deliver(worker, ctx, missed).await?;
+                }
+                after = last;
+            }
+        }
+        if wanted(&event) {
+            deliver(worker, ctx, &event).await?;
+        }
+        ctx.store.save_checkpoint(checkpoint, event.global_position).await?;
+        message.ack().await.map_err(BusError::nats)?;
+    }
+    Ok(())
+}
