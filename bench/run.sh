@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs fleetledger's benchmarks against the local PostgreSQL and NATS and prints each
+# figure beside this machine's ceiling for the same work. Results go in BENCHMARKS.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PG="${FLEETLEDGER_BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432/postgres}"
+NATS="${FLEETLEDGER_BENCH_NATS:-nats://127.0.0.1:4222}"
+cargo build --release --example latency
+echo "== commit -> JetStream subscriber latency =="
+./target/release/examples/latency --pg "$PG" --nats "$NATS"
