@@ -18,7 +18,10 @@ use sqlx::Connection;
 
 fn arg(name: &str, default: &str) -> String {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned()).unwrap_or_else(|| default.to_string())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+        .unwrap_or_else(|| default.to_string())
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -43,13 +46,22 @@ fn report(label: &str, mut samples: Vec<f64>) {
 async fn subscriber(js: async_nats::jetstream::Context, stream: String, arrivals: Arc<Mutex<HashMap<String, Instant>>>) {
     let stream = js.get_stream(&stream).await.expect("stream");
     let consumer = stream
-        .create_consumer(pull::Config { deliver_policy: DeliverPolicy::New, ack_policy: AckPolicy::None, ..Default::default() })
+        .create_consumer(pull::Config {
+            deliver_policy: DeliverPolicy::New,
+            ack_policy: AckPolicy::None,
+            ..Default::default()
+        })
         .await
         .expect("consumer");
     let mut messages = consumer.messages().await.expect("messages");
     while let Some(Ok(m)) = messages.next().await {
         let now = Instant::now();
-        let id = m.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.to_string()).unwrap_or_default();
+        let id = m
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Nats-Msg-Id"))
+            .map(|v| v.to_string())
+            .unwrap_or_default();
         arrivals.lock().unwrap().insert(id, now);
     }
 }
@@ -66,14 +78,27 @@ async fn main() {
     url.set_path(&format!("/{db}"));
     let log = store::connect(url.as_str()).await.expect("store");
 
-    let settings = NatsSettings { url: nats_url.clone(), stream: format!("BENCH_{suffix}"), subject_prefix: format!("bench_{suffix}") };
+    let settings = NatsSettings {
+        url: nats_url.clone(),
+        stream: format!("BENCH_{suffix}"),
+        subject_prefix: format!("bench_{suffix}"),
+    };
     let nats = Arc::new(JetStream::connect(settings.clone()).await.unwrap());
     nats.ensure_stream().await.unwrap();
     let js = async_nats::jetstream::new(async_nats::connect(&nats_url).await.unwrap());
     let arrivals = Arc::new(Mutex::new(HashMap::new()));
     tokio::spawn(subscriber(js.clone(), settings.stream.clone(), arrivals.clone()));
     let (_stop, stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(relay::run(log.clone(), nats.clone(), RelaySettings { batch: 1000, poll: Duration::from_millis(200), crash_after_publish: None }, stopped));
+    tokio::spawn(relay::run(
+        log.clone(),
+        nats.clone(),
+        RelaySettings {
+            batch: 1000,
+            poll: Duration::from_millis(200),
+            crash_after_publish: None,
+        },
+        stopped,
+    ));
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     println!("commit → JetStream subscriber latency (PostgreSQL, relay, JetStream, pull consumer)");
@@ -91,8 +116,17 @@ async fn main() {
                     stream_type: "bench".into(),
                     stream_id: format!("bench-{rate}-{i}"),
                     expected: ExpectedVersion::Exact(0),
-                    events: vec![NewEvent { event_id, event_type: "bench.happened".into(), schema_version: 1, data: serde_json::json!({"pad": "x".repeat(900)}) }],
-                    metadata: Metadata { org_id: "bench".into(), actor: Actor::system("bench"), ..Default::default() },
+                    events: vec![NewEvent {
+                        event_id,
+                        event_type: "bench.happened".into(),
+                        schema_version: 1,
+                        data: serde_json::json!({"pad": "x".repeat(900)}),
+                    }],
+                    metadata: Metadata {
+                        org_id: "bench".into(),
+                        actor: Actor::system("bench"),
+                        ..Default::default()
+                    },
                     read_models: vec![],
                     idempotency: None,
                 };
@@ -109,7 +143,11 @@ async fn main() {
             .lock()
             .unwrap()
             .iter()
-            .filter_map(|(id, at)| arrivals.get(id).map(|got| got.saturating_duration_since(*at).as_secs_f64() * 1000.0))
+            .filter_map(|(id, at)| {
+                arrivals
+                    .get(id)
+                    .map(|got| got.saturating_duration_since(*at).as_secs_f64() * 1000.0)
+            })
             .collect();
         report(&format!("fleetledger at {rate} appends/s"), samples);
     }
@@ -124,17 +162,31 @@ async fn main() {
             let mut headers = async_nats::HeaderMap::new();
             headers.insert("Nats-Msg-Id", id.as_str());
             sent.lock().unwrap().insert(id, Instant::now());
-            let ack = js.publish_with_headers(format!("{}.raw", settings.subject_prefix), headers, "x".repeat(900).into()).await.unwrap();
-            tokio::spawn(ack.into_future());
+            let ack = js
+                .publish_with_headers(format!("{}.raw", settings.subject_prefix), headers, "x".repeat(900).into())
+                .await
+                .unwrap();
+            tokio::spawn(async move { ack.await });
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
         let arrivals = arrivals.lock().unwrap();
-        let samples: Vec<f64> =
-            sent.lock().unwrap().iter().filter_map(|(id, at)| arrivals.get(id).map(|got| got.saturating_duration_since(*at).as_secs_f64() * 1000.0)).collect();
+        let samples: Vec<f64> = sent
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|(id, at)| {
+                arrivals
+                    .get(id)
+                    .map(|got| got.saturating_duration_since(*at).as_secs_f64() * 1000.0)
+            })
+            .collect();
         report(&format!("raw JetStream at {rate} msgs/s"), samples);
     }
 
     let _ = js.delete_stream(&settings.stream).await;
     drop(log);
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).execute(&mut admin).await.unwrap();
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
 }

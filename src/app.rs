@@ -87,6 +87,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::api::system::router())
         .merge(crate::api::profiles::router())
         .merge(crate::api::ledger::router())
+        .merge(crate::api::audit::router())
         .with_state(state)
         .layer(axum::middleware::from_fn(record_http))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))

@@ -58,6 +58,42 @@ pub enum Command {
         #[arg(long, default_value_t = 0)]
         after: i64,
     },
+    /// Print a stream's state at a version or time (json), or the event sequence (table).
+    Replay {
+        /// The stream as TYPE/ID (e.g. profile/0191…); without it, the whole log.
+        #[arg(long)]
+        stream: Option<String>,
+        /// Stop at this stream version.
+        #[arg(long, conflicts_with = "as_of")]
+        to_version: Option<i64>,
+        /// Stop at this time (RFC 3339).
+        #[arg(long)]
+        as_of: Option<DateTime<Utc>>,
+        /// `json` prints the state (with --stream) or each event; `table` prints events.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Drop and rebuild read models from the log, with progress; safe while `serve` runs.
+    Rebuild {
+        /// Only this projection (org, key, fleet, profile).
+        #[arg(long)]
+        projection: Option<String>,
+    },
+    /// Write events as NDJSON to stdout.
+    Export {
+        /// One stream, as TYPE/ID.
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        stream: Option<String>,
+        /// The whole log.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Load an `export --all` file (or - for stdin) into an empty store, verify it and
+    /// build its read models.
+    Import {
+        /// NDJSON file, or - for stdin.
+        file: String,
+    },
     /// Create or upgrade the database schema, then exit.
     Migrate,
     /// Verify every stream's hash chain and the log's positions; exits 1 naming the first bad event.
@@ -77,6 +113,12 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Table,
 }
 
 #[derive(Subcommand, Debug)]
@@ -171,6 +213,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             stream_type,
             after,
         } => tail(&cli.store, follow, stream_type, after).await?,
+        Command::Replay {
+            stream,
+            to_version,
+            as_of,
+            format,
+        } => replay(&cli.store, stream, to_version, as_of, format).await?,
+        Command::Rebuild { projection } => {
+            let store = store::connect(&cli.store.url()).await?;
+            let bar = progress_bar("rebuilding");
+            let report = crate::audit::rebuild(store.as_ref(), projection.as_deref(), |done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            })
+            .await?;
+            bar.finish_and_clear();
+            eprintln!(
+                "rebuilt {} read models from {} events in {:.2}s ({:.0} events/s)",
+                report.models,
+                report.events,
+                report.seconds,
+                report.events as f64 / report.seconds.max(1e-9)
+            );
+        }
+        Command::Export { stream, all: _ } => export(&cli.store, stream).await?,
+        Command::Import { file } => import(&cli.store, &file).await?,
         Command::Migrate => {
             store::connect(&cli.store.url()).await.context("migrating the store")?;
             eprintln!("store is up to date");
@@ -192,14 +259,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A progress bar on stderr with rate and ETA (hidden when stderr is not a terminal).
+fn progress_bar(what: &str) -> indicatif::ProgressBar {
+    indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{spinner}} {what} {{pos}}/{{len}} events [{{bar:30}}] {{per_sec}} eta {{eta}}"
+        ))
+        .expect("a valid template")
+        .progress_chars("=> "),
+    )
+}
+
 async fn verify(settings: &StoreSettings) -> anyhow::Result<ExitCode> {
     let store = store::connect(&settings.url()).await?;
-    let total = store.head().await?;
-    let bar = indicatif::ProgressBar::new(total as u64).with_style(
-        indicatif::ProgressStyle::with_template("{spinner} verifying {pos}/{len} events [{bar:30}] {per_sec} eta {eta}")
-            .expect("a valid template")
-            .progress_chars("=> "),
-    );
+    let bar = progress_bar("verifying");
+    bar.set_length(store.head().await? as u64);
     let verification = store::verify_log(store.as_ref(), |checked| bar.set_position(checked)).await?;
     bar.finish_and_clear();
     match verification.first_bad {
@@ -359,4 +433,149 @@ async fn tail(settings: &StoreSettings, follow: bool, stream_type: Option<String
         }
         cursor = scanned;
     }
+}
+
+fn split_stream(stream: &str) -> anyhow::Result<(&str, &str)> {
+    stream
+        .split_once('/')
+        .filter(|(t, i)| !t.is_empty() && !i.is_empty())
+        .context("--stream is TYPE/ID, e.g. profile/0191…")
+}
+
+async fn replay(
+    settings: &StoreSettings,
+    stream: Option<String>,
+    to_version: Option<i64>,
+    as_of: Option<DateTime<Utc>>,
+    format: Format,
+) -> anyhow::Result<()> {
+    let store = store::connect(&settings.url()).await?;
+    let print_event = |e: &fleetledger_events::EventEnvelope| match format {
+        Format::Json => println!("{}", serde_json::to_string(e).unwrap_or_default()),
+        Format::Table => println!(
+            "{:>8}  {}  v{:<4} {:<28} {}  by {}",
+            e.global_position,
+            e.recorded_at.format("%Y-%m-%d %H:%M:%S%.3f"),
+            e.stream_version,
+            e.event_type,
+            crate::audit::summary(e),
+            e.metadata.actor.principal_id
+        ),
+    };
+    let Some(stream) = stream else {
+        let mut after = 0;
+        loop {
+            let page = store.read_all(after, 1000, None).await?;
+            let Some(last) = page.last().map(|e| e.global_position) else {
+                return Ok(());
+            };
+            for e in page.iter().filter(|e| as_of.is_none_or(|t| e.recorded_at <= t)) {
+                print_event(e);
+            }
+            after = last;
+        }
+    };
+    let (stream_type, id) = split_stream(&stream)?;
+    let events = store.read_stream(id, 1).await?;
+    if events.first().is_none_or(|e| e.stream_type != stream_type) {
+        bail!("no stream {stream}");
+    }
+    let version = match (to_version, as_of) {
+        (Some(v), _) => v,
+        (None, Some(t)) => crate::audit::version_at(&events, t),
+        (None, None) => events.len() as i64,
+    };
+    let upto: Vec<_> = events.into_iter().filter(|e| e.stream_version <= version).collect();
+    match format {
+        Format::Table => upto.iter().for_each(print_event),
+        Format::Json => {
+            let steps = crate::audit::timeline(stream_type, &upto).context("this stream type has no read model")??;
+            let last = steps.last().context("no events at or before that point")?;
+            let out = serde_json::json!({
+                "version": last.envelope.stream_version,
+                "recorded_at": fleetledger_events::envelope::micros::format(&last.envelope.recorded_at),
+                "state": last.state,
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+    }
+    Ok(())
+}
+
+async fn export(settings: &StoreSettings, stream: Option<String>) -> anyhow::Result<()> {
+    use std::io::Write;
+    let store = store::connect(&settings.url()).await?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    if let Some(stream) = stream {
+        let (_, id) = split_stream(&stream)?;
+        for e in store.read_stream(id, 1).await? {
+            writeln!(out, "{}", serde_json::to_string(&e)?)?;
+        }
+        return Ok(out.flush()?);
+    }
+    let bar = progress_bar("exporting");
+    bar.set_length(store.head().await? as u64);
+    let mut after = 0;
+    loop {
+        let page = store.read_all(after, 5000, None).await?;
+        let Some(last) = page.last().map(|e| e.global_position) else {
+            break;
+        };
+        for e in &page {
+            writeln!(out, "{}", serde_json::to_string(e)?)?;
+        }
+        after = last;
+        bar.set_position(last as u64);
+    }
+    bar.finish_and_clear();
+    Ok(out.flush()?)
+}
+
+async fn import(settings: &StoreSettings, file: &str) -> anyhow::Result<()> {
+    use std::io::BufRead;
+    let reader: Box<dyn BufRead> = if file == "-" {
+        Box::new(std::io::BufReader::new(std::io::stdin()))
+    } else {
+        Box::new(std::io::BufReader::new(
+            std::fs::File::open(file).with_context(|| format!("opening {file}"))?,
+        ))
+    };
+    let mut events = Vec::new();
+    let mut chains: std::collections::HashMap<String, fleetledger_events::chain::StreamVerifier> = Default::default();
+    for (n, line) in reader.lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let e: fleetledger_events::EventEnvelope =
+            serde_json::from_str(&line).with_context(|| format!("line {}: not an exported event", n + 1))?;
+        if let Err(bad) = chains.entry(e.stream_id.clone()).or_default().check(&e) {
+            bail!(
+                "line {}: the hash chain breaks at {} version {}: expected {}, found {}",
+                n + 1,
+                bad.stream,
+                bad.version,
+                bad.expected,
+                bad.actual
+            );
+        }
+        events.push(e);
+    }
+    let store = store::connect(&settings.url()).await?;
+    if store.head().await? != 0 {
+        bail!("the store is not empty; import needs an empty store");
+    }
+    // One transaction: a failed import leaves the store empty.
+    store.import_events(&events).await?;
+    let report = crate::audit::rebuild(store.as_ref(), None, |_, _| {}).await?;
+    let verified = store::verify_log(store.as_ref(), |_| {}).await?;
+    if !verified.ok {
+        bail!("the imported log does not verify: {:?}", verified.first_bad);
+    }
+    eprintln!(
+        "imported {} events, built {} read models; the log verifies",
+        events.len(),
+        report.models
+    );
+    Ok(())
 }

@@ -9,7 +9,7 @@ use fleetledger_projections::ReadModel;
 use uuid::Uuid;
 
 use crate::store::cache::{CacheOf, ReadModels};
-use crate::store::{AppendRequest, Appended, EventStore, ExpectedVersion, IdempotencyRecord, ReadModelWrite, StoreError};
+use crate::store::{AppendRequest, Appended, EventStore, ExpectedVersion, IdempotencyRecord, StoreError};
 
 /// Events decided for one stream, with the state they lead to.
 pub struct Decision<M: ReadModel> {
@@ -57,26 +57,10 @@ impl Ledger {
         ReadModels: CacheOf<M>,
     {
         let version = decision.version();
-        let mut read_models = Vec::new();
-        if let Some(model) = &decision.after {
-            let org_id = model.org_id();
-            read_models.push(ReadModelWrite {
-                kind: M::KIND.to_string(),
-                id: decision.stream_id.clone(),
-                org_id: org_id.clone(),
-                version,
-                doc: serde_json::to_string(model).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            });
-            for (kind, key) in model.lookup_keys() {
-                read_models.push(ReadModelWrite {
-                    kind: kind.to_string(),
-                    id: key,
-                    org_id: org_id.clone(),
-                    version,
-                    doc: decision.stream_id.clone(),
-                });
-            }
-        }
+        let read_models = match &decision.after {
+            Some(model) => crate::audit::model_rows(&decision.stream_id, version, model)?,
+            None => Vec::new(),
+        };
         let request = AppendRequest {
             stream_type: M::KIND.to_string(),
             stream_id: decision.stream_id.clone(),

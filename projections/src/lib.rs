@@ -33,6 +33,11 @@ pub trait ReadModel: Sized + Clone + Serialize + DeserializeOwned {
     /// The org this resource belongs to.
     fn org_id(&self) -> String;
 
+    /// The surface's own revision number, where it has one.
+    fn revision(&self) -> Option<i64> {
+        None
+    }
+
     /// Extra rows this model keeps for lookups by something other than its id, as
     /// `(kind, id)`. Their doc is the model's own id.
     fn lookup_keys(&self) -> Vec<(&'static str, String)> {

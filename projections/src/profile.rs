@@ -66,6 +66,10 @@ impl crate::ReadModel for Profile {
     fn org_id(&self) -> String {
         self.org_id.to_string()
     }
+
+    fn revision(&self) -> Option<i64> {
+        Some(self.latest_revision)
+    }
 }
 
 /// One config revision of a profile, as Fleeti lists them.

@@ -2,6 +2,7 @@
 //! holds only what every surface shares: request metadata, ETags, idempotent replay and
 //! bounded body reading.
 
+pub mod audit;
 pub mod ledger;
 pub mod profiles;
 pub mod system;

@@ -96,7 +96,7 @@ impl IntoResponse for FleetiError {
 }
 
 /// A body as Go's `json.NewEncoder(w).Encode` writes it.
-fn go_response(status: StatusCode, value: &Value, mut headers: Vec<(String, String)>) -> BufferedResponse {
+pub(crate) fn go_response(status: StatusCode, value: &Value, mut headers: Vec<(String, String)>) -> BufferedResponse {
     let mut body = go_json::to_string(value);
     body.push('\n');
     headers.insert(0, ("content-type".into(), "application/json".into()));
@@ -165,7 +165,7 @@ fn insert_nonempty(map: &mut Map<String, Value>, key: &str, value: &str) {
 }
 
 /// Fleeti's `apiProfileDetail`, field for field.
-fn profile_detail(state: &AppState, p: &Profile) -> Value {
+pub(crate) fn profile_detail(state: &AppState, p: &Profile) -> Value {
     let fleets = assigned_fleets(state, p);
     let config = p.config.as_object().cloned().unwrap_or_default();
     let kernel = rules::kernel_from_config(&config).unwrap_or_default();

@@ -95,6 +95,10 @@ pub enum StoreError {
     Conflict { stream_id: String, expected: i64, actual: i64 },
     #[error("the idempotency key is already in use")]
     IdempotencyKeyTaken,
+    #[error("the log is not empty; import needs an empty store")]
+    NotEmpty,
+    #[error("imported events must continue the log without gaps (expected position {expected}, got {actual})")]
+    ImportGap { expected: i64, actual: i64 },
     #[error("the store's writer has stopped")]
     WriterStopped,
     /// An event with this `event_id` is already in the log: a redelivered outcome.
@@ -136,6 +140,12 @@ pub trait EventStore: Send + Sync + 'static {
     async fn record_key_usage(&self, usage: &[(String, DateTime<Utc>)]) -> Result<(), StoreError>;
     async fn key_usage(&self) -> Result<HashMap<String, DateTime<Utc>>, StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Replaces every read model of `kinds` with `rows` in one transaction, provided the
+    /// log's head is still `through` (holding appends off meanwhile). `false` when the log
+    /// has moved on: fold the new events and try again.
+    async fn swap_read_models(&self, kinds: &[String], rows: &[ReadModelWrite], through: i64) -> Result<bool, StoreError>;
+    /// Writes events exactly as exported (positions, ids, hashes, times) into an empty log.
+    async fn import_events(&self, events: &[EventEnvelope]) -> Result<(), StoreError>;
     /// Whether an event with this id is in the log.
     async fn event_exists(&self, event_id: uuid::Uuid) -> Result<bool, StoreError>;
     /// A consumer's last handled position (0 when it has none).
@@ -202,6 +212,34 @@ pub async fn verify_log(store: &dyn EventStore, mut progress: impl FnMut(u64)) -
             checked += 1;
         }
         progress(checked);
+    }
+}
+
+/// Verifies the chains of the streams whose events satisfy `include` (an org's streams).
+pub async fn verify_where(store: &dyn EventStore, include: impl Fn(&EventEnvelope) -> bool) -> Result<Verification, StoreError> {
+    let mut streams: HashMap<String, StreamVerifier> = HashMap::new();
+    let mut after = 0;
+    let mut checked = 0;
+    loop {
+        let page = store.read_all(after, 1000, None).await?;
+        let Some(last) = page.last().map(|e| e.global_position) else {
+            return Ok(Verification {
+                ok: true,
+                checked,
+                first_bad: None,
+            });
+        };
+        for e in page.iter().filter(|e| include(e)) {
+            if let Err(first_bad) = streams.entry(e.stream_id.clone()).or_default().check(e) {
+                return Ok(Verification {
+                    ok: false,
+                    checked,
+                    first_bad: Some(first_bad),
+                });
+            }
+            checked += 1;
+        }
+        after = last;
     }
 }
 

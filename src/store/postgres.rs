@@ -436,6 +436,78 @@ impl EventStore for PgStore {
         Ok(())
     }
 
+    async fn swap_read_models(&self, kinds: &[String], rows: &[ReadModelWrite], through: i64) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let head: i64 = sqlx::query_scalar("SELECT position FROM log_head WHERE id FOR UPDATE")
+            .fetch_one(&mut *tx)
+            .await?;
+        if head != through {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM read_models WHERE kind = ANY($1)")
+            .bind(kinds)
+            .execute(&mut *tx)
+            .await?;
+        let now = Utc::now();
+        for chunk in rows.chunks(1000) {
+            let mut insert = QueryBuilder::<Postgres>::new("INSERT INTO read_models (kind, id, org_id, version, doc, updated_at) ");
+            insert.push_values(chunk, |mut row, m| {
+                row.push_bind(&m.kind)
+                    .push_bind(&m.id)
+                    .push_bind(&m.org_id)
+                    .push_bind(m.version)
+                    .push_bind(&m.doc)
+                    .push_bind(now);
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn import_events(&self, events: &[EventEnvelope]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut head: i64 = sqlx::query_scalar("SELECT position FROM log_head WHERE id FOR UPDATE")
+            .fetch_one(&mut *tx)
+            .await?;
+        for chunk in events.chunks(1000) {
+            for e in chunk {
+                if e.global_position != head + 1 {
+                    return Err(StoreError::ImportGap {
+                        expected: head + 1,
+                        actual: e.global_position,
+                    });
+                }
+                head = e.global_position;
+            }
+            let mut insert = QueryBuilder::<Postgres>::new(
+                "INSERT INTO events (global_position, event_id, stream_type, stream_id, stream_version, event_type, \
+                 schema_version, data, metadata, prev_hash, hash, recorded_at) ",
+            );
+            insert.push_values(chunk, |mut row, e| {
+                row.push_bind(e.global_position)
+                    .push_bind(e.event_id)
+                    .push_bind(&e.stream_type)
+                    .push_bind(&e.stream_id)
+                    .push_bind(e.stream_version)
+                    .push_bind(&e.event_type)
+                    .push_bind(e.schema_version)
+                    .push_bind(Json(&e.data))
+                    .push_bind(Json(&e.metadata))
+                    .push_bind(&e.prev_hash)
+                    .push_bind(&e.hash)
+                    .push_bind(e.recorded_at);
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+        sqlx::query("UPDATE log_head SET position = $1 WHERE id")
+            .bind(head)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn event_exists(&self, event_id: Uuid) -> Result<bool, StoreError> {
         Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM events WHERE event_id = $1)")
             .bind(event_id)

@@ -417,6 +417,80 @@ impl EventStore for SqliteStore {
         Ok(())
     }
 
+    async fn swap_read_models(&self, kinds: &[String], rows: &[ReadModelWrite], through: i64) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let head: i64 = sqlx::query_scalar("SELECT position FROM log_head WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?;
+        if head != through {
+            return Ok(false);
+        }
+        for kind in kinds {
+            sqlx::query("DELETE FROM read_models WHERE kind = ?1")
+                .bind(kind)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let now = micros::format(&Utc::now());
+        for chunk in rows.chunks(500) {
+            let mut insert = QueryBuilder::<Sqlite>::new("INSERT INTO read_models (kind, id, org_id, version, doc, updated_at) ");
+            insert.push_values(chunk, |mut row, m| {
+                row.push_bind(m.kind.clone())
+                    .push_bind(m.id.clone())
+                    .push_bind(m.org_id.clone())
+                    .push_bind(m.version)
+                    .push_bind(m.doc.clone())
+                    .push_bind(now.clone());
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn import_events(&self, events: &[EventEnvelope]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut head: i64 = sqlx::query_scalar("SELECT position FROM log_head WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?;
+        for chunk in events.chunks(500) {
+            for e in chunk {
+                if e.global_position != head + 1 {
+                    return Err(StoreError::ImportGap {
+                        expected: head + 1,
+                        actual: e.global_position,
+                    });
+                }
+                head = e.global_position;
+            }
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO events (global_position, event_id, stream_type, stream_id, stream_version, event_type, \
+                 schema_version, data, metadata, prev_hash, hash, recorded_at) ",
+            );
+            insert.push_values(chunk, |mut row, e| {
+                row.push_bind(e.global_position)
+                    .push_bind(e.event_id.to_string())
+                    .push_bind(e.stream_type.clone())
+                    .push_bind(e.stream_id.clone())
+                    .push_bind(e.stream_version)
+                    .push_bind(e.event_type.clone())
+                    .push_bind(e.schema_version)
+                    .push_bind(e.data.to_string())
+                    .push_bind(serde_json::to_string(&e.metadata).unwrap_or_default())
+                    .push_bind(e.prev_hash.clone())
+                    .push_bind(e.hash.clone())
+                    .push_bind(micros::format(&e.recorded_at));
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+        sqlx::query("UPDATE log_head SET position = ?1 WHERE id = 1")
+            .bind(head)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn event_exists(&self, event_id: uuid::Uuid) -> Result<bool, StoreError> {
         Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM events WHERE event_id = ?1)")
             .bind(event_id.to_string())

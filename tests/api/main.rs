@@ -6,6 +6,7 @@
 
 mod helpers;
 
+mod audit;
 mod cli;
 mod feed;
 mod profiles;

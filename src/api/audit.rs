@@ -1,0 +1,382 @@
+//! Audit and replay over HTTP, for every stream type: revisions, time travel, diffs,
+//! restore, verification and "who changed what". Under `/api/v1/ledger`, problem+json
+//! errors, org-scoped; any role may read, restore needs a member or admin.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use fleetledger_events::envelope::micros;
+use fleetledger_events::profile::ConfigChangeMode;
+use fleetledger_events::{stream_type, EventEnvelope};
+use fleetledger_projections::profile::Profile;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::ledger::{LedgerPrincipal, Problem};
+use super::RequestMeta;
+use crate::app::AppState;
+use crate::audit::{self, Step};
+use crate::auth::Principal;
+use crate::bus::feed::{self, Filter};
+use crate::domain::profile::{self as rules, ChangeConfig, ConvenienceFields};
+use crate::domain::DomainError;
+use crate::ledger::Decision;
+use crate::store::{self, StoreError};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/ledger/verify", get(verify_org))
+        .route("/api/v1/ledger/resources/{stream_type}", get(changes))
+        .route("/api/v1/ledger/resources/{stream_type}/{id}", get(state_at))
+        .route("/api/v1/ledger/resources/{stream_type}/{id}/revisions", get(revisions))
+        .route("/api/v1/ledger/resources/{stream_type}/{id}/diff", get(diff))
+        .route("/api/v1/ledger/resources/{stream_type}/{id}/restore", post(restore))
+        .route("/api/v1/ledger/resources/{stream_type}/{id}/verify", get(verify_stream))
+}
+
+fn bad_request(detail: impl Into<String>) -> Problem {
+    Problem::new(StatusCode::BAD_REQUEST, detail)
+}
+
+fn not_found(stream_type: &str, id: &str) -> Problem {
+    Problem::new(StatusCode::NOT_FOUND, format!("no resource {stream_type}/{id}"))
+}
+
+/// A stream of the caller's org, whole; 404 for anything else.
+async fn stream_of(state: &AppState, principal: &Principal, stream_type: &str, id: &str) -> Result<Vec<EventEnvelope>, Problem> {
+    let events = state.ledger.store.read_stream(id, 1).await?;
+    let org = principal.org_id.to_string();
+    match events.first() {
+        Some(first) if first.stream_type == stream_type && first.metadata.org_id == org && principal.may(id, "read") => Ok(events),
+        _ => Err(not_found(stream_type, id)),
+    }
+}
+
+fn steps(stream_type: &str, events: &[EventEnvelope]) -> Result<Vec<Step>, Problem> {
+    audit::timeline(stream_type, events)
+        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("{stream_type} streams have no read model")))?
+        .map_err(|e| Problem::from(StoreError::Corrupt(e.to_string())))
+}
+
+/// The resource as its own surface shows it.
+fn render(state: &AppState, stream_type: &str, model: &Value) -> Value {
+    match stream_type {
+        // Through Go's encoder, so numbers read exactly as a Fleeti client sees them.
+        stream_type::PROFILE => match serde_json::from_value::<Profile>(model.clone()) {
+            Ok(profile) => {
+                let detail = super::profiles::profile_detail(state, &profile);
+                serde_json::from_str(&fleetledger_events::go_json::to_string(&detail)).unwrap_or(detail)
+            }
+            Err(_) => model.clone(),
+        },
+        // Keys never show their hash.
+        stream_type::KEY => {
+            let mut m = model.clone();
+            if let Some(o) = m.as_object_mut() {
+                o.remove("key_hash");
+            }
+            m
+        }
+        _ => model.clone(),
+    }
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// One entry per event: `{version, revision, event_type, recorded_at, actor, request_id, summary, hash}`.
+async fn revisions(
+    State(state): State<AppState>,
+    LedgerPrincipal(principal): LedgerPrincipal,
+    Path((stream_type, id)): Path<(String, String)>,
+    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Problem> {
+    let Query(query) = query.map_err(|e| bad_request(e.body_text()))?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(bad_request("limit must be between 1 and 1000"));
+    }
+    let events = stream_of(&state, &principal, &stream_type, &id).await?;
+    let steps = steps(&stream_type, &events)?;
+    let after = query.after.unwrap_or(0);
+    let page: Vec<&Step> = steps
+        .iter()
+        .filter(|s| s.envelope.stream_version > after)
+        .take(limit as usize)
+        .collect();
+    let next_after = page.last().map(|s| s.envelope.stream_version).filter(|v| *v < events.len() as i64);
+    let items: Vec<Value> = page
+        .iter()
+        .map(|s| {
+            let e = &s.envelope;
+            json!({
+                "version": e.stream_version,
+                "revision": s.revision,
+                "event_type": e.event_type,
+                "recorded_at": micros::format(&e.recorded_at),
+                "actor": e.metadata.actor,
+                "request_id": e.metadata.request_id,
+                "summary": s.summary,
+                "hash": e.hash,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "revisions": items, "next_after": next_after })).into_response())
+}
+
+#[derive(Deserialize)]
+struct AtQuery {
+    version: Option<i64>,
+    as_of: Option<String>,
+}
+
+fn parse_time(value: &str) -> Result<DateTime<Utc>, Problem> {
+    DateTime::parse_from_rfc3339(value)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| bad_request(format!("{value:?} is not an RFC 3339 time")))
+}
+
+/// The resource folded from the log to a version or a time: `{version, recorded_at, state}`.
+async fn state_at(
+    State(state): State<AppState>,
+    LedgerPrincipal(principal): LedgerPrincipal,
+    Path((stream_type, id)): Path<(String, String)>,
+    query: Result<Query<AtQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Problem> {
+    let Query(query) = query.map_err(|e| bad_request(e.body_text()))?;
+    let events = stream_of(&state, &principal, &stream_type, &id).await?;
+    let current = events.len() as i64;
+    let version = match (query.version, query.as_of.as_deref()) {
+        (Some(_), Some(_)) => return Err(bad_request("give version or as_of, not both")),
+        (Some(v), None) => v,
+        (None, Some(t)) => audit::version_at(&events, parse_time(t)?),
+        (None, None) => current,
+    };
+    if version < 1 || version > current {
+        return Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            format!("{stream_type}/{id} has no version {version} (it is at {current})"),
+        ));
+    }
+    let steps = steps(&stream_type, &events[..version as usize])?;
+    let step = steps.last().expect("a version ≥ 1 has a step");
+    let rendered = step.state.as_ref().map(|m| render(&state, &stream_type, m)).unwrap_or(Value::Null);
+    let body = json!({ "version": version, "recorded_at": micros::format(&step.envelope.recorded_at), "state": rendered });
+    Ok(([(header::ETAG, format!("\"{version}\""))], Json(body)).into_response())
+}
+
+#[derive(Deserialize)]
+struct DiffQuery {
+    from: i64,
+    to: i64,
+}
+
+fn pointer_summary(patch: &json_patch::Patch) -> Vec<String> {
+    patch
+        .0
+        .iter()
+        .map(|op| match op {
+            json_patch::PatchOperation::Add(o) => format!("added {}", o.path),
+            json_patch::PatchOperation::Remove(o) => format!("removed {}", o.path),
+            json_patch::PatchOperation::Replace(o) => format!("changed {}", o.path),
+            json_patch::PatchOperation::Move(o) => format!("moved {} to {}", o.from, o.path),
+            json_patch::PatchOperation::Copy(o) => format!("copied {} to {}", o.from, o.path),
+            json_patch::PatchOperation::Test(o) => format!("tested {}", o.path),
+        })
+        .collect()
+}
+
+/// RFC 6902 patch from version `from` to version `to`, with a summary of changed paths.
+async fn diff(
+    State(state): State<AppState>,
+    LedgerPrincipal(principal): LedgerPrincipal,
+    Path((stream_type, id)): Path<(String, String)>,
+    query: Result<Query<DiffQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Problem> {
+    let Query(DiffQuery { from, to }) = query.map_err(|e| bad_request(e.body_text()))?;
+    let events = stream_of(&state, &principal, &stream_type, &id).await?;
+    let current = events.len() as i64;
+    for v in [from, to] {
+        if v < 1 || v > current {
+            return Err(Problem::new(
+                StatusCode::NOT_FOUND,
+                format!("{stream_type}/{id} has no version {v} (it is at {current})"),
+            ));
+        }
+    }
+    let steps = steps(&stream_type, &events)?;
+    let at = |v: i64| {
+        steps[(v - 1) as usize]
+            .state
+            .as_ref()
+            .map(|m| render(&state, &stream_type, m))
+            .unwrap_or(Value::Null)
+    };
+    let patch = json_patch::diff(&at(from), &at(to));
+    let summary = pointer_summary(&patch);
+    Ok(Json(json!({ "from": from, "to": to, "patch": patch, "summary": summary })).into_response())
+}
+
+#[derive(Deserialize)]
+struct RestoreBody {
+    version: i64,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// Appends a new revision whose configuration equals version N's, through the surface's
+/// own rules; answers like the surface's own write.
+async fn restore(
+    State(state): State<AppState>,
+    LedgerPrincipal(principal): LedgerPrincipal,
+    meta: RequestMeta,
+    Path((stream_type, id)): Path<(String, String)>,
+    body: Result<Json<RestoreBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, Problem> {
+    let Json(body) = body.map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()))?;
+    let events = stream_of(&state, &principal, &stream_type, &id).await?;
+    if !principal.may(&id, "configure") {
+        return Err(Problem::new(StatusCode::FORBIDDEN, "restoring needs a member or admin key"));
+    }
+    match stream_type.as_str() {
+        stream_type::PROFILE => restore_profile(&state, &principal, &meta, &id, &events, body).await,
+        other => Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{other} resources have no configuration to restore"),
+        )),
+    }
+}
+
+async fn restore_profile(
+    state: &AppState,
+    principal: &Principal,
+    meta: &RequestMeta,
+    id: &str,
+    events: &[EventEnvelope],
+    body: RestoreBody,
+) -> Result<Response, Problem> {
+    let target = audit::fold_to::<Profile>(events, body.version)
+        .map_err(|e| Problem::from(StoreError::Corrupt(e.to_string())))?
+        .filter(|p| body.version >= 1 && body.version <= events.len() as i64 && p.deleted_at.is_none())
+        .ok_or_else(|| {
+            Problem::new(
+                StatusCode::NOT_FOUND,
+                format!("profile/{id} has no configuration at version {}", body.version),
+            )
+        })?;
+    for _ in 0..8 {
+        let current = state
+            .ledger
+            .models
+            .refresh::<Profile>(id)
+            .await?
+            .ok_or_else(|| not_found("profile", id))?;
+        let before = (*current.model).clone();
+        let command = ChangeConfig {
+            mode: ConfigChangeMode::Restore,
+            fields: vec!["config".into(), "raw_nix".into(), "config_schema_version".into()],
+            config: Some(target.config.as_object().cloned()),
+            convenience: ConvenienceFields::default(),
+            raw_nix: Some(target.raw_nix.clone()),
+            config_schema_version: Some(target.config_schema_version),
+            restored_from_version: Some(body.version),
+            reason: body.reason.clone(),
+            now: Utc::now(),
+        };
+        let events = rules::change_config(Some(&before), command, &state.settings.available_kernels).map_err(|e| match e {
+            DomainError::NotFound => not_found("profile", id),
+            other => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, other.to_string()),
+        })?;
+        let decision = Decision::new(id.to_string(), current.version, Some(before.clone()), events);
+        let after = decision.after.clone().expect("a restored profile exists");
+        let response = super::profiles::go_response(
+            StatusCode::OK,
+            &json!({ "profile": super::profiles::profile_detail(state, &after), "created_new_revision": after.latest_revision != before.latest_revision }),
+            vec![super::etag(decision.version())],
+        );
+        match state.ledger.commit(decision, meta.metadata(principal), None).await {
+            Ok(_) => return Ok(response.into_response()),
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Problem::new(StatusCode::CONFLICT, "the profile kept changing; try again"))
+}
+
+/// Hash-chain verification of one stream.
+async fn verify_stream(
+    State(state): State<AppState>,
+    LedgerPrincipal(principal): LedgerPrincipal,
+    Path((stream_type, id)): Path<(String, String)>,
+) -> Result<Response, Problem> {
+    stream_of(&state, &principal, &stream_type, &id).await?;
+    Ok(Json(store::verify_stream(state.ledger.store.as_ref(), &id).await?).into_response())
+}
+
+/// Hash-chain verification of every stream of the caller's org.
+async fn verify_org(State(state): State<AppState>, LedgerPrincipal(principal): LedgerPrincipal) -> Result<Response, Problem> {
+    let org = principal.org_id.to_string();
+    let verification = store::verify_where(state.ledger.store.as_ref(), |e| e.metadata.org_id == org).await?;
+    Ok(Json(verification).into_response())
+}
+
+#[derive(Deserialize)]
+struct ChangesQuery {
+    changed_since: Option<String>,
+    actor: Option<String>,
+    limit: Option<i64>,
+}
+
+/// Who changed which resources of a type, when: newest last.
+async fn changes(
+    State(state): State<AppState>,
+    LedgerPrincipal(principal): LedgerPrincipal,
+    Path(stream_type): Path<String>,
+    query: Result<Query<ChangesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Problem> {
+    let Query(query) = query.map_err(|e| bad_request(e.body_text()))?;
+    let since = query.changed_since.as_deref().map(parse_time).transpose()?;
+    let limit = query.limit.unwrap_or(1000);
+    if !(1..=10_000).contains(&limit) {
+        return Err(bad_request("limit must be between 1 and 10000"));
+    }
+    let filter = Filter {
+        org_id: Some(principal.org_id.to_string()),
+        stream_type: Some(stream_type.clone()),
+        stream_id: None,
+    };
+    let mut after = 0;
+    let mut out = Vec::new();
+    loop {
+        let (page, scanned) = feed::page(state.ledger.store.as_ref(), after, 1000, &filter).await?;
+        for e in &page {
+            let recent = since.is_none_or(|t| e.recorded_at >= t);
+            let by = query
+                .actor
+                .as_ref()
+                .is_none_or(|a| &e.metadata.actor.principal_id == a || e.metadata.actor.key_id.as_ref() == Some(a));
+            if recent && by && principal.may(&e.stream_id, "read") && out.len() < limit as usize {
+                out.push(json!({
+                    "stream_type": e.stream_type,
+                    "stream_id": e.stream_id,
+                    "version": e.stream_version,
+                    "event_type": e.event_type,
+                    "recorded_at": micros::format(&e.recorded_at),
+                    "actor": e.metadata.actor,
+                    "summary": audit::summary(e),
+                }));
+            }
+        }
+        if page.len() < 1000 {
+            break;
+        }
+        after = scanned;
+    }
+    Ok(Json(json!({ "changes": out })).into_response())
+}

@@ -1,0 +1,249 @@
+//! Audit and replay, generic over stream types: a stream's timeline (the state after each
+//! event, its revision number and a one-line summary), folding to a version or a time,
+//! and rebuilding every read model from the log.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use fleetledger_events::{stream_type, DecodeError, DomainEvent, EventEnvelope};
+use fleetledger_projections::{fleet::Fleet, key::Key, org::Org, profile::Profile, ReadModel};
+use serde_json::Value;
+
+use crate::store::{EventStore, ReadModelWrite, StoreError};
+
+/// The read-model rows a model is stored as: itself, and its lookup rows. The inline
+/// projection and `rebuild` both write exactly these, so their bytes agree.
+pub fn model_rows<M: ReadModel>(id: &str, version: i64, model: &M) -> Result<Vec<ReadModelWrite>, StoreError> {
+    let org_id = model.org_id();
+    let mut rows = vec![ReadModelWrite {
+        kind: M::KIND.to_string(),
+        id: id.to_string(),
+        org_id: org_id.clone(),
+        version,
+        doc: serde_json::to_string(model).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+    }];
+    for (kind, key) in model.lookup_keys() {
+        rows.push(ReadModelWrite {
+            kind: kind.to_string(),
+            id: key,
+            org_id: org_id.clone(),
+            version,
+            doc: id.to_string(),
+        });
+    }
+    Ok(rows)
+}
+
+/// The projections `rebuild` knows, and the `read_models` kinds each owns.
+pub const PROJECTIONS: [(&str, &[&str]); 4] = [
+    (stream_type::ORG, &[stream_type::ORG, fleetledger_projections::lookup::ORG_SLUG]),
+    (stream_type::KEY, &[stream_type::KEY, fleetledger_projections::lookup::KEY_HASH]),
+    (stream_type::FLEET, &[stream_type::FLEET]),
+    (stream_type::PROFILE, &[stream_type::PROFILE]),
+];
+
+/// One stream's state after each event.
+pub struct Step {
+    pub envelope: EventEnvelope,
+    /// The resource after this event, as its read model (JSON).
+    pub state: Option<Value>,
+    pub revision: Option<i64>,
+    pub summary: String,
+}
+
+fn step_states<M: ReadModel>(events: &[EventEnvelope]) -> Result<Vec<Step>, DecodeError> {
+    let mut state: Option<M> = None;
+    let mut out = Vec::with_capacity(events.len());
+    for e in events {
+        state = M::evolve(state, &M::Event::from_envelope(e)?);
+        out.push(Step {
+            envelope: e.clone(),
+            state: state.as_ref().and_then(|s| serde_json::to_value(s).ok()),
+            revision: state.as_ref().and_then(ReadModel::revision),
+            summary: summary(e),
+        });
+    }
+    Ok(out)
+}
+
+/// The timeline of a stream of a known type; `None` for an unknown type.
+pub fn timeline(stream_type: &str, events: &[EventEnvelope]) -> Option<Result<Vec<Step>, DecodeError>> {
+    Some(match stream_type {
+        stream_type::ORG => step_states::<Org>(events),
+        stream_type::KEY => step_states::<Key>(events),
+        stream_type::FLEET => step_states::<Fleet>(events),
+        stream_type::PROFILE => step_states::<Profile>(events),
+        _ => return None,
+    })
+}
+
+/// The typed state of a stream folded through `version`.
+pub fn fold_to<M: ReadModel>(events: &[EventEnvelope], version: i64) -> Result<Option<M>, DecodeError> {
+    M::fold(events.iter().take_while(|e| e.stream_version <= version))
+}
+
+/// The last version recorded at or before `at`, 0 when none.
+pub fn version_at(events: &[EventEnvelope], at: DateTime<Utc>) -> i64 {
+    events
+        .iter()
+        .take_while(|e| e.recorded_at <= at)
+        .last()
+        .map(|e| e.stream_version)
+        .unwrap_or(0)
+}
+
+fn text(data: &Value, key: &str) -> String {
+    data.get(key).and_then(Value::as_str).unwrap_or_default().to_string()
+}
+
+/// A one-line, human description of an event.
+pub fn summary(e: &EventEnvelope) -> String {
+    let d = &e.data;
+    match e.event_type.as_str() {
+        "org.created" => format!("created organization {}", text(d, "slug")),
+        "org.workspace_created" => format!("created workspace {}", text(d, "slug")),
+        "key.issued" => format!("issued {} key {}", text(d, "role"), text(d, "name")),
+        "key.revoked" => "revoked the key".into(),
+        "fleet.created" => format!("created fleet {} ({})", text(d, "fleet_id"), text(d, "name")),
+        "profile.created" => format!(
+            "created profile {} (config {})",
+            text(d, "name"),
+            &text(d, "config_hash").get(..12).unwrap_or_default()
+        ),
+        "profile.config_replaced" => {
+            let fields: Vec<String> = d
+                .get("fields")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f.as_str().map(str::to_string))
+                .collect();
+            let mut s = match d.get("restored_from_version").and_then(Value::as_i64) {
+                Some(v) => format!("restored the config of version {v}"),
+                None => format!("{} of {}", text(d, "mode"), fields.join(", ")),
+            };
+            s.push_str(&format!(" (config {})", &text(d, "config_hash").get(..12).unwrap_or_default()));
+            if let Some(reason) = d.get("reason").and_then(Value::as_str) {
+                s.push_str(&format!(": {reason}"));
+            }
+            s
+        }
+        "profile.deleted" => "deleted the profile".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Every read model folded from the log in memory, for `rebuild`.
+#[derive(Default)]
+pub struct Rebuilder {
+    orgs: HashMap<String, (i64, Org)>,
+    keys: HashMap<String, (i64, Key)>,
+    fleets: HashMap<String, (i64, Fleet)>,
+    profiles: HashMap<String, (i64, Profile)>,
+    /// The last position folded in.
+    pub through: i64,
+}
+
+fn apply_to<M: ReadModel>(map: &mut HashMap<String, (i64, M)>, e: &EventEnvelope) -> Result<(), DecodeError> {
+    let event = M::Event::from_envelope(e)?;
+    let before = map.remove(&e.stream_id).map(|(_, m)| m);
+    if let Some(after) = M::evolve(before, &event) {
+        map.insert(e.stream_id.clone(), (e.stream_version, after));
+    }
+    Ok(())
+}
+
+fn rows_of<M: ReadModel>(map: &HashMap<String, (i64, M)>, out: &mut Vec<ReadModelWrite>) -> Result<(), StoreError> {
+    for (id, (version, model)) in map {
+        out.extend(model_rows(id, *version, model)?);
+    }
+    Ok(())
+}
+
+impl Rebuilder {
+    pub fn apply(&mut self, e: &EventEnvelope) -> Result<(), DecodeError> {
+        match e.stream_type.as_str() {
+            stream_type::ORG => apply_to(&mut self.orgs, e)?,
+            stream_type::KEY => apply_to(&mut self.keys, e)?,
+            stream_type::FLEET => apply_to(&mut self.fleets, e)?,
+            stream_type::PROFILE => apply_to(&mut self.profiles, e)?,
+            _ => {}
+        }
+        self.through = e.global_position;
+        Ok(())
+    }
+
+    /// The rows of the chosen projections.
+    pub fn rows(&self, projections: &[&str]) -> Result<Vec<ReadModelWrite>, StoreError> {
+        let mut out = Vec::new();
+        for p in projections {
+            match *p {
+                stream_type::ORG => rows_of(&self.orgs, &mut out)?,
+                stream_type::KEY => rows_of(&self.keys, &mut out)?,
+                stream_type::FLEET => rows_of(&self.fleets, &mut out)?,
+                stream_type::PROFILE => rows_of(&self.profiles, &mut out)?,
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[derive(Debug)]
+pub struct RebuildReport {
+    pub events: u64,
+    pub models: usize,
+    pub seconds: f64,
+}
+
+/// Rebuilds read models from the log and swaps them in atomically; safe while `serve`
+/// runs (events committed during the fold are folded in before the swap).
+pub async fn rebuild(
+    store: &dyn EventStore,
+    projection: Option<&str>,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<RebuildReport, StoreError> {
+    let chosen: Vec<&str> = match projection {
+        Some(p) => PROJECTIONS.iter().filter(|(name, _)| *name == p).map(|(name, _)| *name).collect(),
+        None => PROJECTIONS.iter().map(|(name, _)| *name).collect(),
+    };
+    if chosen.is_empty() {
+        let known: Vec<&str> = PROJECTIONS.iter().map(|(n, _)| *n).collect();
+        return Err(StoreError::Corrupt(format!(
+            "no projection {:?}; known: {}",
+            projection.unwrap_or_default(),
+            known.join(", ")
+        )));
+    }
+    let kinds: Vec<String> = PROJECTIONS
+        .iter()
+        .filter(|(name, _)| chosen.contains(name))
+        .flat_map(|(_, kinds)| kinds.iter().map(|k| k.to_string()))
+        .collect();
+    let started = Instant::now();
+    let mut rebuilder = Rebuilder::default();
+    let mut events = 0u64;
+    loop {
+        let head = store.head().await?;
+        while rebuilder.through < head {
+            let page = store.read_all(rebuilder.through, 5000, None).await?;
+            if page.is_empty() {
+                break;
+            }
+            for e in &page {
+                rebuilder.apply(e).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            }
+            events += page.len() as u64;
+            progress(rebuilder.through as u64, head as u64);
+        }
+        let rows = rebuilder.rows(&chosen)?;
+        if store.swap_read_models(&kinds, &rows, rebuilder.through).await? {
+            return Ok(RebuildReport {
+                events,
+                models: rows.len(),
+                seconds: started.elapsed().as_secs_f64(),
+            });
+        }
+    }
+}
