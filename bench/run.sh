@@ -8,3 +8,6 @@ NATS="${FLEETLEDGER_BENCH_NATS:-nats://127.0.0.1:4222}"
 cargo build --release --example latency
 echo "== commit -> JetStream subscriber latency =="
 ./target/release/examples/latency --pg "$PG" --nats "$NATS"
+cargo build --release --example replay
+echo "== rebuild throughput and time travel =="
+./target/release/examples/replay --pg "$PG" --events "${FLEETLEDGER_BENCH_EVENTS:-1000000}"

@@ -78,6 +78,21 @@ pub fn timeline(stream_type: &str, events: &[EventEnvelope]) -> Option<Result<Ve
     })
 }
 
+fn state_of<M: ReadModel>(events: &[EventEnvelope]) -> Result<Option<Value>, DecodeError> {
+    Ok(M::fold(events)?.and_then(|m| serde_json::to_value(m).ok()))
+}
+
+/// A stream's read model (JSON) after `events`; `None` for an unknown type.
+pub fn state_after(stream_type: &str, events: &[EventEnvelope]) -> Option<Result<Option<Value>, DecodeError>> {
+    Some(match stream_type {
+        stream_type::ORG => state_of::<Org>(events),
+        stream_type::KEY => state_of::<Key>(events),
+        stream_type::FLEET => state_of::<Fleet>(events),
+        stream_type::PROFILE => state_of::<Profile>(events),
+        _ => return None,
+    })
+}
+
 /// The typed state of a stream folded through `version`.
 pub fn fold_to<M: ReadModel>(events: &[EventEnvelope], version: i64) -> Result<Option<M>, DecodeError> {
     M::fold(events.iter().take_while(|e| e.stream_version <= version))

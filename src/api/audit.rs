@@ -55,9 +55,18 @@ async fn stream_of(state: &AppState, principal: &Principal, stream_type: &str, i
     }
 }
 
+fn no_read_model(stream_type: &str) -> Problem {
+    Problem::new(StatusCode::NOT_FOUND, format!("{stream_type} streams have no read model"))
+}
+
+/// The resource's read model after `events`.
+fn state_after(stream_type: &str, events: &[EventEnvelope]) -> Result<Option<Value>, Problem> {
+    audit::state_after(stream_type, events).ok_or_else(|| no_read_model(stream_type))?.map_err(|e| Problem::from(StoreError::Corrupt(e.to_string())))
+}
+
 fn steps(stream_type: &str, events: &[EventEnvelope]) -> Result<Vec<Step>, Problem> {
     audit::timeline(stream_type, events)
-        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("{stream_type} streams have no read model")))?
+        .ok_or_else(|| no_read_model(stream_type))?
         .map_err(|e| Problem::from(StoreError::Corrupt(e.to_string())))
 }
 
@@ -164,10 +173,10 @@ async fn state_at(
             format!("{stream_type}/{id} has no version {version} (it is at {current})"),
         ));
     }
-    let steps = steps(&stream_type, &events[..version as usize])?;
-    let step = steps.last().expect("a version ≥ 1 has a step");
-    let rendered = step.state.as_ref().map(|m| render(&state, &stream_type, m)).unwrap_or(Value::Null);
-    let body = json!({ "version": version, "recorded_at": micros::format(&step.envelope.recorded_at), "state": rendered });
+    let upto = &events[..version as usize];
+    let rendered = state_after(&stream_type, upto)?.map(|m| render(&state, &stream_type, &m)).unwrap_or(Value::Null);
+    let recorded_at = upto.last().map(|e| micros::format(&e.recorded_at));
+    let body = json!({ "version": version, "recorded_at": recorded_at, "state": rendered });
     Ok(([(header::ETAG, format!("\"{version}\""))], Json(body)).into_response())
 }
 
