@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use chrono::Utc;
 use fleetledger::audit;
-use fleetledger::store::{self, EventStore};
+use fleetledger::store;
 use fleetledger_events::chain::{compute_hash, GENESIS};
 use fleetledger_events::profile::{ConfigChangeMode, ProfileConfigReplaced, ProfileCreated, ProfileEvent};
 use fleetledger_events::{Actor, DomainEvent, EventEnvelope, Metadata};
@@ -19,14 +19,22 @@ use uuid::Uuid;
 
 fn arg(name: &str, default: &str) -> String {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned()).unwrap_or_else(|| default.to_string())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+        .unwrap_or_else(|| default.to_string())
 }
 
 /// A profile stream of `n` events (created, then config replacements), hash-chained.
 fn profile_stream(position: &mut i64, n: usize) -> (String, Vec<EventEnvelope>) {
     let id = Uuid::now_v7();
     let org = Uuid::nil();
-    let metadata = Metadata { org_id: org.to_string(), actor: Actor::system("bench"), request_id: Some("bench".into()), ..Default::default() };
+    let metadata = Metadata {
+        org_id: org.to_string(),
+        actor: Actor::system("bench"),
+        request_id: Some("bench".into()),
+        ..Default::default()
+    };
     let mut prev = GENESIS.to_string();
     let mut out = Vec::with_capacity(n);
     for v in 0..n {
@@ -102,12 +110,16 @@ async fn main() {
     while (position as usize) < total {
         let mut batch = Vec::with_capacity(100_000);
         while batch.len() < 100_000 && (position as usize) < total {
-            batch.extend(profile_stream(&mut position, 100.min(total - position as usize)).1);
+            let n = 100.min(total - position as usize);
+            batch.extend(profile_stream(&mut position, n).1);
         }
         log.import_events(&batch).await.unwrap();
     }
     eprintln!("seeded {position} events in {:.1}s", seeding.elapsed().as_secs_f64());
-    sqlx::query("VACUUM ANALYZE events").execute(&mut sqlx::PgConnection::connect(url.as_str()).await.unwrap()).await.unwrap();
+    sqlx::query("VACUUM ANALYZE events")
+        .execute(&mut sqlx::PgConnection::connect(url.as_str()).await.unwrap())
+        .await
+        .unwrap();
 
     // Ceiling: PostgreSQL streaming the same rows to this process, nothing decoded.
     let mut conn = sqlx::PgConnection::connect(url.as_str()).await.unwrap();
@@ -146,5 +158,8 @@ async fn main() {
     }
 
     drop(log);
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).execute(&mut admin).await.unwrap();
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
 }

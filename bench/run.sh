@@ -11,3 +11,6 @@ echo "== commit -> JetStream subscriber latency =="
 cargo build --release --example replay
 echo "== rebuild throughput and time travel =="
 ./target/release/examples/replay --pg "$PG" --events "${FLEETLEDGER_BENCH_EVENTS:-1000000}"
+cargo build --release --example http
+echo "== write and read paths over HTTP =="
+./target/release/examples/http --pg "$PG" --seconds "${FLEETLEDGER_BENCH_SECONDS:-10}"

@@ -61,7 +61,9 @@ fn no_read_model(stream_type: &str) -> Problem {
 
 /// The resource's read model after `events`.
 fn state_after(stream_type: &str, events: &[EventEnvelope]) -> Result<Option<Value>, Problem> {
-    audit::state_after(stream_type, events).ok_or_else(|| no_read_model(stream_type))?.map_err(|e| Problem::from(StoreError::Corrupt(e.to_string())))
+    audit::state_after(stream_type, events)
+        .ok_or_else(|| no_read_model(stream_type))?
+        .map_err(|e| Problem::from(StoreError::Corrupt(e.to_string())))
 }
 
 fn steps(stream_type: &str, events: &[EventEnvelope]) -> Result<Vec<Step>, Problem> {
@@ -174,7 +176,9 @@ async fn state_at(
         ));
     }
     let upto = &events[..version as usize];
-    let rendered = state_after(&stream_type, upto)?.map(|m| render(&state, &stream_type, &m)).unwrap_or(Value::Null);
+    let rendered = state_after(&stream_type, upto)?
+        .map(|m| render(&state, &stream_type, &m))
+        .unwrap_or(Value::Null);
     let recorded_at = upto.last().map(|e| micros::format(&e.recorded_at));
     let body = json!({ "version": version, "recorded_at": recorded_at, "state": rendered });
     Ok(([(header::ETAG, format!("\"{version}\""))], Json(body)).into_response())

@@ -338,6 +338,63 @@ impl WriterHandle {
     }
 }
 
+/// Why one append of a batch did not happen: refused (its savepoint is rolled back and the
+/// batch goes on) or a failure of the whole transaction.
+enum Failure {
+    Rejected(StoreError),
+    Fatal(sqlx::Error),
+}
+
+impl From<sqlx::Error> for Failure {
+    fn from(error: sqlx::Error) -> Self {
+        Failure::Fatal(error)
+    }
+}
+
+/// Each append's result, and the head after the batch.
+type BatchResult = Result<(Vec<Result<Appended, StoreError>>, i64), sqlx::Error>;
+
+/// The group-commit loop both backends run: takes whatever appends are queued, commits
+/// them with `commit` in one transaction, then answers every caller and announces the
+/// new head.
+async fn run_writer<F, Fut>(mut jobs: mpsc::Receiver<Job>, commits: Arc<watch::Sender<i64>>, commit: F)
+where
+    F: Fn(Vec<AppendRequest>) -> Fut,
+    Fut: std::future::Future<Output = BatchResult>,
+{
+    while let Some(batch) = next_batch(&mut jobs).await {
+        let (requests, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        let count = requests.len();
+        match commit(requests).await {
+            Ok((results, head)) => {
+                let appended: usize = results.iter().filter_map(|r| r.as_ref().ok()).map(|a| a.events.len()).sum();
+                metrics::counter!("fleetledger_appends_total").increment(appended as u64);
+                announce(&commits, head);
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(result);
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, appends = count, "append batch failed to commit");
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::Corrupt(format!("the append did not commit: {error}"))));
+                }
+            }
+        }
+    }
+}
+
+/// Moves the announced head forward (never back).
+fn announce(commits: &watch::Sender<i64>, head: i64) {
+    commits.send_if_modified(|h| {
+        let newer = head > *h;
+        if newer {
+            *h = head;
+        }
+        newer
+    });
+}
+
 /// Largest number of appends committed in one transaction.
 const MAX_BATCH: usize = 256;
 

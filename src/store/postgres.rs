@@ -36,7 +36,11 @@ impl PgStore {
         let (commit_tx, commits) = watch::channel(head);
         let commit_tx = Arc::new(commit_tx);
         let (jobs, job_rx) = mpsc::channel(4096);
-        tokio::spawn(run_writer(pool.clone(), job_rx, commit_tx.clone()));
+        let writer_pool = pool.clone();
+        tokio::spawn(run_writer(job_rx, commit_tx.clone(), move |batch| {
+            let pool = writer_pool.clone();
+            async move { commit_batch(&pool, &batch).await }
+        }));
         tokio::spawn(listen_for_commits(pool.clone(), commit_tx));
         Ok(PgStore {
             pool,
@@ -61,13 +65,7 @@ async fn listen_for_commits(pool: PgPool, commits: Arc<watch::Sender<i64>>) {
             loop {
                 let note = listener.recv().await?;
                 if let Ok(head) = note.payload().parse::<i64>() {
-                    commits.send_if_modified(|h| {
-                        let newer = head > *h;
-                        if newer {
-                            *h = head;
-                        }
-                        newer
-                    });
+                    announce(&commits, head);
                 }
             }
             #[allow(unreachable_code)]
@@ -83,46 +81,7 @@ async fn listen_for_commits(pool: PgPool, commits: Arc<watch::Sender<i64>>) {
     }
 }
 
-async fn run_writer(pool: PgPool, mut jobs: mpsc::Receiver<Job>, commits: Arc<watch::Sender<i64>>) {
-    while let Some(batch) = next_batch(&mut jobs).await {
-        let (requests, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-        match commit_batch(&pool, &requests).await {
-            Ok((results, head)) => {
-                let appended: usize = results.iter().filter_map(|r| r.as_ref().ok()).map(|a| a.events.len()).sum();
-                metrics::counter!("fleetledger_appends_total").increment(appended as u64);
-                commits.send_if_modified(|h| {
-                    let newer = head > *h;
-                    if newer {
-                        *h = head;
-                    }
-                    newer
-                });
-                for (reply, result) in replies.into_iter().zip(results) {
-                    let _ = reply.send(result);
-                }
-            }
-            Err(error) => {
-                tracing::error!(%error, appends = requests.len(), "append batch failed to commit");
-                for reply in replies {
-                    let _ = reply.send(Err(StoreError::Corrupt(format!("the append did not commit: {error}"))));
-                }
-            }
-        }
-    }
-}
-
-enum Failure {
-    Rejected(StoreError),
-    Fatal(sqlx::Error),
-}
-
-impl From<sqlx::Error> for Failure {
-    fn from(error: sqlx::Error) -> Self {
-        Failure::Fatal(error)
-    }
-}
-
-async fn commit_batch(pool: &PgPool, requests: &[AppendRequest]) -> Result<(Vec<Result<Appended, StoreError>>, i64), sqlx::Error> {
+async fn commit_batch(pool: &PgPool, requests: &[AppendRequest]) -> BatchResult {
     let mut tx = pool.begin().await?;
     let start: i64 = sqlx::query_scalar("SELECT position FROM log_head WHERE id FOR UPDATE")
         .fetch_one(&mut *tx)
@@ -167,6 +126,30 @@ async fn commit_batch(pool: &PgPool, requests: &[AppendRequest]) -> Result<(Vec<
     Ok((results, head))
 }
 
+/// One multi-row INSERT of placed events.
+async fn insert_events(tx: &mut Transaction<'static, Postgres>, events: &[EventEnvelope]) -> Result<(), sqlx::Error> {
+    let mut insert = QueryBuilder::<Postgres>::new(
+        "INSERT INTO events (global_position, event_id, stream_type, stream_id, stream_version, event_type, \
+         schema_version, data, metadata, prev_hash, hash, recorded_at) ",
+    );
+    insert.push_values(events, |mut row, e| {
+        row.push_bind(e.global_position)
+            .push_bind(e.event_id)
+            .push_bind(&e.stream_type)
+            .push_bind(&e.stream_id)
+            .push_bind(e.stream_version)
+            .push_bind(&e.event_type)
+            .push_bind(e.schema_version)
+            .push_bind(Json(&e.data))
+            .push_bind(Json(&e.metadata))
+            .push_bind(&e.prev_hash)
+            .push_bind(&e.hash)
+            .push_bind(e.recorded_at);
+    });
+    insert.build().execute(&mut **tx).await?;
+    Ok(())
+}
+
 async fn append_one(
     tx: &mut Transaction<'static, Postgres>,
     request: &AppendRequest,
@@ -180,27 +163,7 @@ async fn append_one(
             .await?;
     let events = place_events(request, head, tail, now).map_err(Failure::Rejected)?;
     if !events.is_empty() {
-        let mut insert = QueryBuilder::<Postgres>::new(
-            "INSERT INTO events (global_position, event_id, stream_type, stream_id, stream_version, event_type, \
-             schema_version, data, metadata, prev_hash, hash, recorded_at) ",
-        );
-        insert.push_values(&events, |mut row, e| {
-            row.push_bind(e.global_position)
-                .push_bind(e.event_id)
-                .push_bind(&e.stream_type)
-                .push_bind(&e.stream_id)
-                .push_bind(e.stream_version)
-                .push_bind(&e.event_type)
-                .push_bind(e.schema_version)
-                .push_bind(Json(&e.data))
-                .push_bind(Json(&e.metadata))
-                .push_bind(&e.prev_hash)
-                .push_bind(&e.hash)
-                .push_bind(e.recorded_at);
-        });
-        insert
-            .build()
-            .execute(&mut **tx)
+        insert_events(tx, &events)
             .await
             .map_err(|error| classify(error, request, &events))?;
     }
@@ -480,25 +443,7 @@ impl EventStore for PgStore {
                 }
                 head = e.global_position;
             }
-            let mut insert = QueryBuilder::<Postgres>::new(
-                "INSERT INTO events (global_position, event_id, stream_type, stream_id, stream_version, event_type, \
-                 schema_version, data, metadata, prev_hash, hash, recorded_at) ",
-            );
-            insert.push_values(chunk, |mut row, e| {
-                row.push_bind(e.global_position)
-                    .push_bind(e.event_id)
-                    .push_bind(&e.stream_type)
-                    .push_bind(&e.stream_id)
-                    .push_bind(e.stream_version)
-                    .push_bind(&e.event_type)
-                    .push_bind(e.schema_version)
-                    .push_bind(Json(&e.data))
-                    .push_bind(Json(&e.metadata))
-                    .push_bind(&e.prev_hash)
-                    .push_bind(&e.hash)
-                    .push_bind(e.recorded_at);
-            });
-            insert.build().execute(&mut *tx).await?;
+            insert_events(&mut tx, chunk).await?;
         }
         sqlx::query("UPDATE log_head SET position = $1 WHERE id")
             .bind(head)

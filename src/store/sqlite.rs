@@ -45,7 +45,11 @@ impl SqliteStore {
         let head: i64 = sqlx::query_scalar("SELECT position FROM log_head").fetch_one(&pool).await?;
         let (commit_tx, commits) = watch::channel(head);
         let (jobs, job_rx) = mpsc::channel(4096);
-        tokio::spawn(run_writer(pool.clone(), job_rx, commit_tx));
+        let writer_pool = pool.clone();
+        tokio::spawn(run_writer(job_rx, Arc::new(commit_tx), move |batch| {
+            let pool = writer_pool.clone();
+            async move { commit_batch(&pool, &batch).await }
+        }));
         Ok(SqliteStore {
             pool,
             writer: WriterHandle { jobs },
@@ -59,40 +63,7 @@ impl SqliteStore {
     }
 }
 
-async fn run_writer(pool: SqlitePool, mut jobs: mpsc::Receiver<Job>, commits: watch::Sender<i64>) {
-    while let Some(batch) = next_batch(&mut jobs).await {
-        let (requests, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-        match commit_batch(&pool, &requests).await {
-            Ok((results, head)) => {
-                let appended: usize = results.iter().filter_map(|r| r.as_ref().ok()).map(|a| a.events.len()).sum();
-                metrics::counter!("fleetledger_appends_total").increment(appended as u64);
-                commits.send_if_modified(|h| std::mem::replace(h, head) != head);
-                for (reply, result) in replies.into_iter().zip(results) {
-                    let _ = reply.send(result);
-                }
-            }
-            Err(error) => {
-                tracing::error!(%error, appends = requests.len(), "append batch failed to commit");
-                for reply in replies {
-                    let _ = reply.send(Err(StoreError::Corrupt(format!("the append did not commit: {error}"))));
-                }
-            }
-        }
-    }
-}
-
-enum Failure {
-    Rejected(StoreError),
-    Fatal(sqlx::Error),
-}
-
-impl From<sqlx::Error> for Failure {
-    fn from(error: sqlx::Error) -> Self {
-        Failure::Fatal(error)
-    }
-}
-
-async fn commit_batch(pool: &SqlitePool, requests: &[AppendRequest]) -> Result<(Vec<Result<Appended, StoreError>>, i64), sqlx::Error> {
+async fn commit_batch(pool: &SqlitePool, requests: &[AppendRequest]) -> BatchResult {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let start: i64 = sqlx::query_scalar("SELECT position FROM log_head WHERE id = 1")
         .fetch_one(&mut *tx)
@@ -134,6 +105,30 @@ async fn commit_batch(pool: &SqlitePool, requests: &[AppendRequest]) -> Result<(
     Ok((results, head))
 }
 
+/// One multi-row INSERT of placed events.
+async fn insert_events(tx: &mut Transaction<'static, Sqlite>, events: &[EventEnvelope]) -> Result<(), sqlx::Error> {
+    let mut insert = QueryBuilder::<Sqlite>::new(
+        "INSERT INTO events (global_position, event_id, stream_type, stream_id, stream_version, event_type, \
+         schema_version, data, metadata, prev_hash, hash, recorded_at) ",
+    );
+    insert.push_values(events, |mut row, e| {
+        row.push_bind(e.global_position)
+            .push_bind(e.event_id.to_string())
+            .push_bind(e.stream_type.clone())
+            .push_bind(e.stream_id.clone())
+            .push_bind(e.stream_version)
+            .push_bind(e.event_type.clone())
+            .push_bind(e.schema_version)
+            .push_bind(e.data.to_string())
+            .push_bind(serde_json::to_string(&e.metadata).unwrap_or_default())
+            .push_bind(e.prev_hash.clone())
+            .push_bind(e.hash.clone())
+            .push_bind(micros::format(&e.recorded_at));
+    });
+    insert.build().execute(&mut **tx).await?;
+    Ok(())
+}
+
 async fn append_one(
     tx: &mut Transaction<'static, Sqlite>,
     request: &AppendRequest,
@@ -147,27 +142,7 @@ async fn append_one(
             .await?;
     let events = place_events(request, head, tail, now).map_err(Failure::Rejected)?;
     if !events.is_empty() {
-        let mut insert = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO events (global_position, event_id, stream_type, stream_id, stream_version, event_type, \
-             schema_version, data, metadata, prev_hash, hash, recorded_at) ",
-        );
-        insert.push_values(&events, |mut row, e| {
-            row.push_bind(e.global_position)
-                .push_bind(e.event_id.to_string())
-                .push_bind(e.stream_type.clone())
-                .push_bind(e.stream_id.clone())
-                .push_bind(e.stream_version)
-                .push_bind(e.event_type.clone())
-                .push_bind(e.schema_version)
-                .push_bind(e.data.to_string())
-                .push_bind(serde_json::to_string(&e.metadata).unwrap_or_default())
-                .push_bind(e.prev_hash.clone())
-                .push_bind(e.hash.clone())
-                .push_bind(micros::format(&e.recorded_at));
-        });
-        insert
-            .build()
-            .execute(&mut **tx)
+        insert_events(tx, &events)
             .await
             .map_err(|error| classify(error, request, &events))?;
     }
@@ -463,25 +438,7 @@ impl EventStore for SqliteStore {
                 }
                 head = e.global_position;
             }
-            let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO events (global_position, event_id, stream_type, stream_id, stream_version, event_type, \
-                 schema_version, data, metadata, prev_hash, hash, recorded_at) ",
-            );
-            insert.push_values(chunk, |mut row, e| {
-                row.push_bind(e.global_position)
-                    .push_bind(e.event_id.to_string())
-                    .push_bind(e.stream_type.clone())
-                    .push_bind(e.stream_id.clone())
-                    .push_bind(e.stream_version)
-                    .push_bind(e.event_type.clone())
-                    .push_bind(e.schema_version)
-                    .push_bind(e.data.to_string())
-                    .push_bind(serde_json::to_string(&e.metadata).unwrap_or_default())
-                    .push_bind(e.prev_hash.clone())
-                    .push_bind(e.hash.clone())
-                    .push_bind(micros::format(&e.recorded_at));
-            });
-            insert.build().execute(&mut *tx).await?;
+            insert_events(&mut tx, chunk).await?;
         }
         sqlx::query("UPDATE log_head SET position = ?1 WHERE id = 1")
             .bind(head)
