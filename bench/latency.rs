@@ -128,6 +128,7 @@ async fn main() {
                         ..Default::default()
                     },
                     read_models: vec![],
+                    snapshots: vec![],
                     idempotency: None,
                 };
                 log.append(request).await.expect("append");

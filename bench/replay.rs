@@ -12,7 +12,6 @@ use fleetledger::store;
 use fleetledger_events::chain::{compute_hash, GENESIS};
 use fleetledger_events::profile::{ConfigChangeMode, ProfileConfigReplaced, ProfileCreated, ProfileEvent};
 use fleetledger_events::{Actor, DomainEvent, EventEnvelope, Metadata};
-use fleetledger_projections::profile::Profile;
 use futures::TryStreamExt;
 use sqlx::Connection;
 use uuid::Uuid;
@@ -144,9 +143,14 @@ async fn main() {
         let mut samples = Vec::new();
         for _ in 0..50 {
             let started = Instant::now();
-            let events = log.read_stream(&long_id, 1).await.unwrap();
-            let state = audit::fold_to::<Profile>(&events, version).unwrap().unwrap();
-            std::hint::black_box(serde_json::to_value(&state).unwrap());
+            // As the API does: the nearest snapshot, then the events after it.
+            let snapshot = log.snapshot_at(&long_id, version - 1).await.unwrap();
+            let from = snapshot.as_ref().map_or(1, |s| s.version + 1);
+            let events = log.read_stream_between(&long_id, from, version).await.unwrap();
+            let state = audit::state_after("profile", snapshot.as_ref().map(|s| s.doc.as_str()), &events)
+                .unwrap()
+                .unwrap();
+            std::hint::black_box(state);
             samples.push(started.elapsed().as_secs_f64() * 1000.0);
         }
         samples.sort_by(|a, b| a.partial_cmp(b).unwrap());

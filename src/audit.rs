@@ -10,7 +10,7 @@ use fleetledger_events::{stream_type, DecodeError, DomainEvent, EventEnvelope};
 use fleetledger_projections::{fleet::Fleet, key::Key, org::Org, profile::Profile, ReadModel};
 use serde_json::Value;
 
-use crate::store::{EventStore, ReadModelWrite, StoreError};
+use crate::store::{EventStore, ReadModelWrite, Snapshot, StoreError, SNAPSHOT_EVERY};
 
 /// The read-model rows a model is stored as: itself, and its lookup rows. The inline
 /// projection and `rebuild` both write exactly these, so their bytes agree.
@@ -52,8 +52,20 @@ pub struct Step {
     pub summary: String,
 }
 
-fn step_states<M: ReadModel>(events: &[EventEnvelope]) -> Result<Vec<Step>, DecodeError> {
-    let mut state: Option<M> = None;
+/// The state a fold starts from: a snapshot's doc, or nothing.
+fn start<M: ReadModel>(snapshot: Option<&str>) -> Result<Option<M>, DecodeError> {
+    snapshot
+        .map(|doc| {
+            serde_json::from_str(doc).map_err(|source| DecodeError::Malformed {
+                event_type: "snapshot".into(),
+                source,
+            })
+        })
+        .transpose()
+}
+
+fn step_states<M: ReadModel>(snapshot: Option<&str>, events: &[EventEnvelope]) -> Result<Vec<Step>, DecodeError> {
+    let mut state: Option<M> = start(snapshot)?;
     let mut out = Vec::with_capacity(events.len());
     for e in events {
         state = M::evolve(state, &M::Event::from_envelope(e)?);
@@ -67,28 +79,34 @@ fn step_states<M: ReadModel>(events: &[EventEnvelope]) -> Result<Vec<Step>, Deco
     Ok(out)
 }
 
-/// The timeline of a stream of a known type; `None` for an unknown type.
-pub fn timeline(stream_type: &str, events: &[EventEnvelope]) -> Option<Result<Vec<Step>, DecodeError>> {
+/// The timeline of a stream of a known type, from a snapshot (or the start) through
+/// `events`; `None` for an unknown type.
+pub fn timeline(stream_type: &str, snapshot: Option<&str>, events: &[EventEnvelope]) -> Option<Result<Vec<Step>, DecodeError>> {
     Some(match stream_type {
-        stream_type::ORG => step_states::<Org>(events),
-        stream_type::KEY => step_states::<Key>(events),
-        stream_type::FLEET => step_states::<Fleet>(events),
-        stream_type::PROFILE => step_states::<Profile>(events),
+        stream_type::ORG => step_states::<Org>(snapshot, events),
+        stream_type::KEY => step_states::<Key>(snapshot, events),
+        stream_type::FLEET => step_states::<Fleet>(snapshot, events),
+        stream_type::PROFILE => step_states::<Profile>(snapshot, events),
         _ => return None,
     })
 }
 
-fn state_of<M: ReadModel>(events: &[EventEnvelope]) -> Result<Option<Value>, DecodeError> {
-    Ok(M::fold(events)?.and_then(|m| serde_json::to_value(m).ok()))
+fn state_of<M: ReadModel>(snapshot: Option<&str>, events: &[EventEnvelope]) -> Result<Option<Value>, DecodeError> {
+    let mut state: Option<M> = start(snapshot)?;
+    for e in events {
+        state = M::evolve(state, &M::Event::from_envelope(e)?);
+    }
+    Ok(state.and_then(|m| serde_json::to_value(m).ok()))
 }
 
-/// A stream's read model (JSON) after `events`; `None` for an unknown type.
-pub fn state_after(stream_type: &str, events: &[EventEnvelope]) -> Option<Result<Option<Value>, DecodeError>> {
+/// A stream's read model (JSON) after `events`, starting from a snapshot (or nothing);
+/// `None` for an unknown type.
+pub fn state_after(stream_type: &str, snapshot: Option<&str>, events: &[EventEnvelope]) -> Option<Result<Option<Value>, DecodeError>> {
     Some(match stream_type {
-        stream_type::ORG => state_of::<Org>(events),
-        stream_type::KEY => state_of::<Key>(events),
-        stream_type::FLEET => state_of::<Fleet>(events),
-        stream_type::PROFILE => state_of::<Profile>(events),
+        stream_type::ORG => state_of::<Org>(snapshot, events),
+        stream_type::KEY => state_of::<Key>(snapshot, events),
+        stream_type::FLEET => state_of::<Fleet>(snapshot, events),
+        stream_type::PROFILE => state_of::<Profile>(snapshot, events),
         _ => return None,
     })
 }
@@ -156,14 +174,29 @@ pub struct Rebuilder {
     keys: HashMap<String, (i64, Key)>,
     fleets: HashMap<String, (i64, Fleet)>,
     profiles: HashMap<String, (i64, Profile)>,
+    snapshots: Vec<Snapshot>,
     /// The last position folded in.
     pub through: i64,
 }
 
-fn apply_to<M: ReadModel>(map: &mut HashMap<String, (i64, M)>, e: &EventEnvelope) -> Result<(), DecodeError> {
+fn apply_to<M: ReadModel>(
+    map: &mut HashMap<String, (i64, M)>,
+    snapshots: &mut Vec<Snapshot>,
+    e: &EventEnvelope,
+) -> Result<(), DecodeError> {
     let event = M::Event::from_envelope(e)?;
     let before = map.remove(&e.stream_id).map(|(_, m)| m);
     if let Some(after) = M::evolve(before, &event) {
+        if e.stream_version % SNAPSHOT_EVERY == 0 {
+            if let Ok(doc) = serde_json::to_string(&after) {
+                snapshots.push(Snapshot {
+                    stream_id: e.stream_id.clone(),
+                    version: e.stream_version,
+                    kind: M::KIND.to_string(),
+                    doc,
+                });
+            }
+        }
         map.insert(e.stream_id.clone(), (e.stream_version, after));
     }
     Ok(())
@@ -179,10 +212,10 @@ fn rows_of<M: ReadModel>(map: &HashMap<String, (i64, M)>, out: &mut Vec<ReadMode
 impl Rebuilder {
     pub fn apply(&mut self, e: &EventEnvelope) -> Result<(), DecodeError> {
         match e.stream_type.as_str() {
-            stream_type::ORG => apply_to(&mut self.orgs, e)?,
-            stream_type::KEY => apply_to(&mut self.keys, e)?,
-            stream_type::FLEET => apply_to(&mut self.fleets, e)?,
-            stream_type::PROFILE => apply_to(&mut self.profiles, e)?,
+            stream_type::ORG => apply_to(&mut self.orgs, &mut self.snapshots, e)?,
+            stream_type::KEY => apply_to(&mut self.keys, &mut self.snapshots, e)?,
+            stream_type::FLEET => apply_to(&mut self.fleets, &mut self.snapshots, e)?,
+            stream_type::PROFILE => apply_to(&mut self.profiles, &mut self.snapshots, e)?,
             _ => {}
         }
         self.through = e.global_position;
@@ -202,6 +235,15 @@ impl Rebuilder {
             }
         }
         Ok(out)
+    }
+
+    /// Snapshots taken at every multiple of `SNAPSHOT_EVERY` of the chosen projections.
+    pub fn snapshots(&self, projections: &[&str]) -> Vec<Snapshot> {
+        self.snapshots
+            .iter()
+            .filter(|s| projections.contains(&s.kind.as_str()))
+            .cloned()
+            .collect()
     }
 }
 
@@ -253,7 +295,10 @@ pub async fn rebuild(
             progress(rebuilder.through as u64, head as u64);
         }
         let rows = rebuilder.rows(&chosen)?;
-        if store.swap_read_models(&kinds, &rows, rebuilder.through).await? {
+        if store
+            .swap_read_models(&kinds, &rows, &rebuilder.snapshots(&chosen), rebuilder.through)
+            .await?
+        {
             return Ok(RebuildReport {
                 events,
                 models: rows.len(),

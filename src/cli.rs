@@ -489,7 +489,7 @@ async fn replay(
     match format {
         Format::Table => upto.iter().for_each(print_event),
         Format::Json => {
-            let steps = crate::audit::timeline(stream_type, &upto).context("this stream type has no read model")??;
+            let steps = crate::audit::timeline(stream_type, None, &upto).context("this stream type has no read model")??;
             let last = steps.last().context("no events at or before that point")?;
             let out = serde_json::json!({
                 "version": last.envelope.stream_version,

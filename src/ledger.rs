@@ -9,7 +9,7 @@ use fleetledger_projections::ReadModel;
 use uuid::Uuid;
 
 use crate::store::cache::{CacheOf, ReadModels};
-use crate::store::{AppendRequest, Appended, EventStore, ExpectedVersion, IdempotencyRecord, StoreError};
+use crate::store::{AppendRequest, Appended, EventStore, ExpectedVersion, IdempotencyRecord, Snapshot, StoreError, SNAPSHOT_EVERY};
 
 /// Events decided for one stream, with the state they lead to.
 pub struct Decision<M: ReadModel> {
@@ -61,6 +61,16 @@ impl Ledger {
             Some(model) => crate::audit::model_rows(&decision.stream_id, version, model)?,
             None => Vec::new(),
         };
+        // A snapshot whenever the stream crosses a multiple of SNAPSHOT_EVERY versions.
+        let snapshots = match &decision.after {
+            Some(model) if decision.expected / SNAPSHOT_EVERY < version / SNAPSHOT_EVERY => vec![Snapshot {
+                stream_id: decision.stream_id.clone(),
+                version,
+                kind: M::KIND.to_string(),
+                doc: serde_json::to_string(model).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            }],
+            _ => Vec::new(),
+        };
         let request = AppendRequest {
             stream_type: M::KIND.to_string(),
             stream_id: decision.stream_id.clone(),
@@ -68,6 +78,7 @@ impl Ledger {
             events: decision.events.iter().map(|e| e.to_new_event(Uuid::now_v7())).collect(),
             metadata,
             read_models,
+            snapshots,
             idempotency,
         };
         let appended = self.store.append(request).await?;

@@ -24,7 +24,7 @@ use crate::bus::feed::{self, Filter};
 use crate::domain::profile::{self as rules, ChangeConfig, ConvenienceFields};
 use crate::domain::DomainError;
 use crate::ledger::Decision;
-use crate::store::{self, StoreError};
+use crate::store::{self, Snapshot, StoreError};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -45,12 +45,14 @@ fn not_found(stream_type: &str, id: &str) -> Problem {
     Problem::new(StatusCode::NOT_FOUND, format!("no resource {stream_type}/{id}"))
 }
 
-/// A stream of the caller's org, whole; 404 for anything else.
-async fn stream_of(state: &AppState, principal: &Principal, stream_type: &str, id: &str) -> Result<Vec<EventEnvelope>, Problem> {
-    let events = state.ledger.store.read_stream(id, 1).await?;
+/// A stream of the caller's org; 404 for anything else. Returns its current version.
+async fn stream_of(state: &AppState, principal: &Principal, stream_type: &str, id: &str) -> Result<i64, Problem> {
+    let first = state.ledger.store.read_stream_between(id, 1, 1).await?;
     let org = principal.org_id.to_string();
-    match events.first() {
-        Some(first) if first.stream_type == stream_type && first.metadata.org_id == org && principal.may(id, "read") => Ok(events),
+    match first.first() {
+        Some(e) if e.stream_type == stream_type && e.metadata.org_id == org && principal.may(id, "read") => {
+            Ok(state.ledger.store.stream_version(id).await?)
+        }
         _ => Err(not_found(stream_type, id)),
     }
 }
@@ -59,17 +61,39 @@ fn no_read_model(stream_type: &str) -> Problem {
     Problem::new(StatusCode::NOT_FOUND, format!("{stream_type} streams have no read model"))
 }
 
-/// The resource's read model after `events`.
-fn state_after(stream_type: &str, events: &[EventEnvelope]) -> Result<Option<Value>, Problem> {
-    audit::state_after(stream_type, events)
-        .ok_or_else(|| no_read_model(stream_type))?
-        .map_err(|e| Problem::from(StoreError::Corrupt(e.to_string())))
+fn corrupt(e: impl std::fmt::Display) -> Problem {
+    Problem::from(StoreError::Corrupt(e.to_string()))
 }
 
-fn steps(stream_type: &str, events: &[EventEnvelope]) -> Result<Vec<Step>, Problem> {
-    audit::timeline(stream_type, events)
+/// The newest snapshot of this stream type at or below `version`, and the events after it
+/// through `last` (from version 1 when there is none).
+async fn from_snapshot(
+    state: &AppState,
+    stream_type: &str,
+    id: &str,
+    version: i64,
+    last: i64,
+) -> Result<(Option<Snapshot>, Vec<EventEnvelope>), Problem> {
+    let snapshot = state.ledger.store.snapshot_at(id, version).await?.filter(|s| s.kind == stream_type);
+    let from = snapshot.as_ref().map_or(1, |s| s.version + 1);
+    let events = state.ledger.store.read_stream_between(id, from, last).await?;
+    Ok((snapshot, events))
+}
+
+/// The read model at `version` and when that version was recorded.
+async fn model_at(state: &AppState, stream_type: &str, id: &str, version: i64) -> Result<(Option<Value>, Option<String>), Problem> {
+    let (snapshot, events) = from_snapshot(state, stream_type, id, version - 1, version).await?;
+    let model = audit::state_after(stream_type, snapshot.as_ref().map(|s| s.doc.as_str()), &events)
         .ok_or_else(|| no_read_model(stream_type))?
-        .map_err(|e| Problem::from(StoreError::Corrupt(e.to_string())))
+        .map_err(corrupt)?;
+    Ok((model, events.last().map(|e| micros::format(&e.recorded_at))))
+}
+
+fn no_version(stream_type: &str, id: &str, version: i64, current: i64) -> Problem {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        format!("{stream_type}/{id} has no version {version} (it is at {current})"),
+    )
 }
 
 /// The resource as its own surface shows it.
@@ -113,15 +137,15 @@ async fn revisions(
     if !(1..=1000).contains(&limit) {
         return Err(bad_request("limit must be between 1 and 1000"));
     }
-    let events = stream_of(&state, &principal, &stream_type, &id).await?;
-    let steps = steps(&stream_type, &events)?;
-    let after = query.after.unwrap_or(0);
-    let page: Vec<&Step> = steps
-        .iter()
-        .filter(|s| s.envelope.stream_version > after)
-        .take(limit as usize)
-        .collect();
-    let next_after = page.last().map(|s| s.envelope.stream_version).filter(|v| *v < events.len() as i64);
+    let current = stream_of(&state, &principal, &stream_type, &id).await?;
+    let after = query.after.unwrap_or(0).max(0);
+    let last = (after + limit).min(current);
+    let (snapshot, events) = from_snapshot(&state, &stream_type, &id, after, last).await?;
+    let steps = audit::timeline(&stream_type, snapshot.as_ref().map(|s| s.doc.as_str()), &events)
+        .ok_or_else(|| no_read_model(&stream_type))?
+        .map_err(corrupt)?;
+    let page: Vec<&Step> = steps.iter().filter(|s| s.envelope.stream_version > after).collect();
+    let next_after = page.last().map(|s| s.envelope.stream_version).filter(|v| *v < current);
     let items: Vec<Value> = page
         .iter()
         .map(|s| {
@@ -161,25 +185,18 @@ async fn state_at(
     query: Result<Query<AtQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
     let Query(query) = query.map_err(|e| bad_request(e.body_text()))?;
-    let events = stream_of(&state, &principal, &stream_type, &id).await?;
-    let current = events.len() as i64;
+    let current = stream_of(&state, &principal, &stream_type, &id).await?;
     let version = match (query.version, query.as_of.as_deref()) {
         (Some(_), Some(_)) => return Err(bad_request("give version or as_of, not both")),
         (Some(v), None) => v,
-        (None, Some(t)) => audit::version_at(&events, parse_time(t)?),
+        (None, Some(t)) => state.ledger.store.version_at(&id, parse_time(t)?).await?,
         (None, None) => current,
     };
     if version < 1 || version > current {
-        return Err(Problem::new(
-            StatusCode::NOT_FOUND,
-            format!("{stream_type}/{id} has no version {version} (it is at {current})"),
-        ));
+        return Err(no_version(&stream_type, &id, version, current));
     }
-    let upto = &events[..version as usize];
-    let rendered = state_after(&stream_type, upto)?
-        .map(|m| render(&state, &stream_type, &m))
-        .unwrap_or(Value::Null);
-    let recorded_at = upto.last().map(|e| micros::format(&e.recorded_at));
+    let (model, recorded_at) = model_at(&state, &stream_type, &id, version).await?;
+    let rendered = model.map(|m| render(&state, &stream_type, &m)).unwrap_or(Value::Null);
     let body = json!({ "version": version, "recorded_at": recorded_at, "state": rendered });
     Ok(([(header::ETAG, format!("\"{version}\""))], Json(body)).into_response())
 }
@@ -213,25 +230,16 @@ async fn diff(
     query: Result<Query<DiffQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
     let Query(DiffQuery { from, to }) = query.map_err(|e| bad_request(e.body_text()))?;
-    let events = stream_of(&state, &principal, &stream_type, &id).await?;
-    let current = events.len() as i64;
+    let current = stream_of(&state, &principal, &stream_type, &id).await?;
+    let mut states = Vec::with_capacity(2);
     for v in [from, to] {
         if v < 1 || v > current {
-            return Err(Problem::new(
-                StatusCode::NOT_FOUND,
-                format!("{stream_type}/{id} has no version {v} (it is at {current})"),
-            ));
+            return Err(no_version(&stream_type, &id, v, current));
         }
+        let (model, _) = model_at(&state, &stream_type, &id, v).await?;
+        states.push(model.map(|m| render(&state, &stream_type, &m)).unwrap_or(Value::Null));
     }
-    let steps = steps(&stream_type, &events)?;
-    let at = |v: i64| {
-        steps[(v - 1) as usize]
-            .state
-            .as_ref()
-            .map(|m| render(&state, &stream_type, m))
-            .unwrap_or(Value::Null)
-    };
-    let patch = json_patch::diff(&at(from), &at(to));
+    let patch = json_patch::diff(&states[0], &states[1]);
     let summary = pointer_summary(&patch);
     Ok(Json(json!({ "from": from, "to": to, "patch": patch, "summary": summary })).into_response())
 }
@@ -253,12 +261,12 @@ async fn restore(
     body: Result<Json<RestoreBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, Problem> {
     let Json(body) = body.map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()))?;
-    let events = stream_of(&state, &principal, &stream_type, &id).await?;
+    let current = stream_of(&state, &principal, &stream_type, &id).await?;
     if !principal.may(&id, "configure") {
         return Err(Problem::new(StatusCode::FORBIDDEN, "restoring needs a member or admin key"));
     }
     match stream_type.as_str() {
-        stream_type::PROFILE => restore_profile(&state, &principal, &meta, &id, &events, body).await,
+        stream_type::PROFILE => restore_profile(&state, &principal, &meta, &id, current, body).await,
         other => Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!("{other} resources have no configuration to restore"),
@@ -271,18 +279,23 @@ async fn restore_profile(
     principal: &Principal,
     meta: &RequestMeta,
     id: &str,
-    events: &[EventEnvelope],
+    current: i64,
     body: RestoreBody,
 ) -> Result<Response, Problem> {
-    let target = audit::fold_to::<Profile>(events, body.version)
-        .map_err(|e| Problem::from(StoreError::Corrupt(e.to_string())))?
-        .filter(|p| body.version >= 1 && body.version <= events.len() as i64 && p.deleted_at.is_none())
-        .ok_or_else(|| {
-            Problem::new(
-                StatusCode::NOT_FOUND,
-                format!("profile/{id} has no configuration at version {}", body.version),
-            )
-        })?;
+    let missing = || {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            format!("profile/{id} has no configuration at version {}", body.version),
+        )
+    };
+    if body.version < 1 || body.version > current {
+        return Err(missing());
+    }
+    let (model, _) = model_at(state, stream_type::PROFILE, id, body.version).await?;
+    let target = model
+        .and_then(|m| serde_json::from_value::<Profile>(m).ok())
+        .filter(|p| p.deleted_at.is_none())
+        .ok_or_else(missing)?;
     for _ in 0..8 {
         let current = state
             .ledger

@@ -44,6 +44,18 @@ pub struct ReadModelWrite {
     pub doc: String,
 }
 
+/// A stream's read model at a version, kept so folds can start near where they end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    pub stream_id: String,
+    pub version: i64,
+    pub kind: String,
+    pub doc: String,
+}
+
+/// Stream versions between snapshots.
+pub const SNAPSHOT_EVERY: i64 = 256;
+
 /// The response to replay for a later request with the same `Idempotency-Key`.
 #[derive(Clone, Debug)]
 pub struct IdempotencyRecord {
@@ -66,6 +78,7 @@ pub struct AppendRequest {
     pub events: Vec<NewEvent>,
     pub metadata: Metadata,
     pub read_models: Vec<ReadModelWrite>,
+    pub snapshots: Vec<Snapshot>,
     pub idempotency: Option<IdempotencyRecord>,
 }
 
@@ -127,6 +140,12 @@ pub trait EventStore: Send + Sync + 'static {
     async fn append(&self, request: AppendRequest) -> Result<Appended, StoreError>;
     /// A stream's events from `from_version` (1-based), in version order.
     async fn read_stream(&self, stream_id: &str, from_version: i64) -> Result<Vec<EventEnvelope>, StoreError>;
+    /// A stream's events from `from_version` through `to_version`, in version order.
+    async fn read_stream_between(&self, stream_id: &str, from_version: i64, to_version: i64) -> Result<Vec<EventEnvelope>, StoreError>;
+    /// The newest snapshot of a stream at or below `version`.
+    async fn snapshot_at(&self, stream_id: &str, version: i64) -> Result<Option<Snapshot>, StoreError>;
+    /// The stream's last version recorded at or before `at` (0 when none).
+    async fn version_at(&self, stream_id: &str, at: DateTime<Utc>) -> Result<i64, StoreError>;
     /// Up to `limit` events after `after`, in global order, optionally of one stream type.
     async fn read_all(&self, after: i64, limit: i64, stream_type: Option<&str>) -> Result<Vec<EventEnvelope>, StoreError>;
     /// A stream's current version, 0 when it has no events.
@@ -143,7 +162,13 @@ pub trait EventStore: Send + Sync + 'static {
     /// Replaces every read model of `kinds` with `rows` in one transaction, provided the
     /// log's head is still `through` (holding appends off meanwhile). `false` when the log
     /// has moved on: fold the new events and try again.
-    async fn swap_read_models(&self, kinds: &[String], rows: &[ReadModelWrite], through: i64) -> Result<bool, StoreError>;
+    async fn swap_read_models(
+        &self,
+        kinds: &[String],
+        rows: &[ReadModelWrite],
+        snapshots: &[Snapshot],
+        through: i64,
+    ) -> Result<bool, StoreError>;
     /// Writes events exactly as exported (positions, ids, hashes, times) into an empty log.
     async fn import_events(&self, events: &[EventEnvelope]) -> Result<(), StoreError>;
     /// Whether an event with this id is in the log.

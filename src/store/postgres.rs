@@ -182,6 +182,15 @@ async fn append_one(
         .execute(&mut **tx)
         .await?;
     }
+    for snapshot in &request.snapshots {
+        sqlx::query("INSERT INTO snapshots (stream_id, version, kind, doc) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
+            .bind(&snapshot.stream_id)
+            .bind(snapshot.version)
+            .bind(&snapshot.kind)
+            .bind(&snapshot.doc)
+            .execute(&mut **tx)
+            .await?;
+    }
     if let Some(record) = &request.idempotency {
         let stored = sqlx::query(
             "INSERT INTO idempotency_keys (org_id, idem_key, request_hash, status, headers, body, created_at) \
@@ -311,6 +320,43 @@ impl EventStore for PgStore {
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
+    async fn read_stream_between(&self, stream_id: &str, from_version: i64, to_version: i64) -> Result<Vec<EventEnvelope>, StoreError> {
+        let rows: Vec<EventRow> = sqlx::query_as(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND stream_version >= $2 AND stream_version <= $3 ORDER BY stream_version"
+        ))
+        .bind(stream_id)
+        .bind(from_version)
+        .bind(to_version)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn snapshot_at(&self, stream_id: &str, version: i64) -> Result<Option<Snapshot>, StoreError> {
+        let row: Option<(String, i64, String, String)> = sqlx::query_as(
+            "SELECT stream_id, version, kind, doc FROM snapshots WHERE stream_id = $1 AND version <= $2 ORDER BY version DESC LIMIT 1",
+        )
+        .bind(stream_id)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(stream_id, version, kind, doc)| Snapshot {
+            stream_id,
+            version,
+            kind,
+            doc,
+        }))
+    }
+
+    async fn version_at(&self, stream_id: &str, at: DateTime<Utc>) -> Result<i64, StoreError> {
+        let v: Option<i64> = sqlx::query_scalar("SELECT max(stream_version) FROM events WHERE stream_id = $1 AND recorded_at <= $2")
+            .bind(stream_id)
+            .bind(at)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(v.unwrap_or(0))
+    }
+
     async fn read_all(&self, after: i64, limit: i64, stream_type: Option<&str>) -> Result<Vec<EventEnvelope>, StoreError> {
         let rows: Vec<EventRow> = sqlx::query_as(&format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE global_position > $1 AND ($3::text IS NULL OR stream_type = $3) \
@@ -399,7 +445,13 @@ impl EventStore for PgStore {
         Ok(())
     }
 
-    async fn swap_read_models(&self, kinds: &[String], rows: &[ReadModelWrite], through: i64) -> Result<bool, StoreError> {
+    async fn swap_read_models(
+        &self,
+        kinds: &[String],
+        rows: &[ReadModelWrite],
+        snapshots: &[Snapshot],
+        through: i64,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         let head: i64 = sqlx::query_scalar("SELECT position FROM log_head WHERE id FOR UPDATE")
             .fetch_one(&mut *tx)
@@ -411,6 +463,20 @@ impl EventStore for PgStore {
             .bind(kinds)
             .execute(&mut *tx)
             .await?;
+        sqlx::query("DELETE FROM snapshots WHERE kind = ANY($1)")
+            .bind(kinds)
+            .execute(&mut *tx)
+            .await?;
+        for chunk in snapshots.chunks(1000) {
+            let mut insert = QueryBuilder::<Postgres>::new("INSERT INTO snapshots (stream_id, version, kind, doc) ");
+            insert.push_values(chunk, |mut row, s| {
+                row.push_bind(&s.stream_id)
+                    .push_bind(s.version)
+                    .push_bind(&s.kind)
+                    .push_bind(&s.doc);
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
         let now = Utc::now();
         for chunk in rows.chunks(1000) {
             let mut insert = QueryBuilder::<Postgres>::new("INSERT INTO read_models (kind, id, org_id, version, doc, updated_at) ");

@@ -162,6 +162,15 @@ async fn append_one(
         .execute(&mut **tx)
         .await?;
     }
+    for snapshot in &request.snapshots {
+        sqlx::query("INSERT INTO snapshots (stream_id, version, kind, doc) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING")
+            .bind(&snapshot.stream_id)
+            .bind(snapshot.version)
+            .bind(&snapshot.kind)
+            .bind(&snapshot.doc)
+            .execute(&mut **tx)
+            .await?;
+    }
     if let Some(record) = &request.idempotency {
         let stored = sqlx::query(
             "INSERT INTO idempotency_keys (org_id, idem_key, request_hash, status, headers, body, created_at) \
@@ -299,6 +308,43 @@ impl EventStore for SqliteStore {
         envelopes(rows)
     }
 
+    async fn read_stream_between(&self, stream_id: &str, from_version: i64, to_version: i64) -> Result<Vec<EventEnvelope>, StoreError> {
+        let rows: Vec<EventRow> = sqlx::query_as(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ?1 AND stream_version >= ?2 AND stream_version <= ?3 ORDER BY stream_version"
+        ))
+        .bind(stream_id)
+        .bind(from_version)
+        .bind(to_version)
+        .fetch_all(&self.pool)
+        .await?;
+        envelopes(rows)
+    }
+
+    async fn snapshot_at(&self, stream_id: &str, version: i64) -> Result<Option<Snapshot>, StoreError> {
+        let row: Option<(String, i64, String, String)> = sqlx::query_as(
+            "SELECT stream_id, version, kind, doc FROM snapshots WHERE stream_id = ?1 AND version <= ?2 ORDER BY version DESC LIMIT 1",
+        )
+        .bind(stream_id)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(stream_id, version, kind, doc)| Snapshot {
+            stream_id,
+            version,
+            kind,
+            doc,
+        }))
+    }
+
+    async fn version_at(&self, stream_id: &str, at: DateTime<Utc>) -> Result<i64, StoreError> {
+        let v: Option<i64> = sqlx::query_scalar("SELECT max(stream_version) FROM events WHERE stream_id = ?1 AND recorded_at <= ?2")
+            .bind(stream_id)
+            .bind(micros::format(&at))
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(v.unwrap_or(0))
+    }
+
     async fn read_all(&self, after: i64, limit: i64, stream_type: Option<&str>) -> Result<Vec<EventEnvelope>, StoreError> {
         let rows: Vec<EventRow> = sqlx::query_as(&format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE global_position > ?1 AND (?3 IS NULL OR stream_type = ?3) \
@@ -392,7 +438,13 @@ impl EventStore for SqliteStore {
         Ok(())
     }
 
-    async fn swap_read_models(&self, kinds: &[String], rows: &[ReadModelWrite], through: i64) -> Result<bool, StoreError> {
+    async fn swap_read_models(
+        &self,
+        kinds: &[String],
+        rows: &[ReadModelWrite],
+        snapshots: &[Snapshot],
+        through: i64,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let head: i64 = sqlx::query_scalar("SELECT position FROM log_head WHERE id = 1")
             .fetch_one(&mut *tx)
@@ -405,6 +457,20 @@ impl EventStore for SqliteStore {
                 .bind(kind)
                 .execute(&mut *tx)
                 .await?;
+            sqlx::query("DELETE FROM snapshots WHERE kind = ?1")
+                .bind(kind)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for chunk in snapshots.chunks(500) {
+            let mut insert = QueryBuilder::<Sqlite>::new("INSERT INTO snapshots (stream_id, version, kind, doc) ");
+            insert.push_values(chunk, |mut row, s| {
+                row.push_bind(s.stream_id.clone())
+                    .push_bind(s.version)
+                    .push_bind(s.kind.clone())
+                    .push_bind(s.doc.clone());
+            });
+            insert.build().execute(&mut *tx).await?;
         }
         let now = micros::format(&Utc::now());
         for chunk in rows.chunks(500) {

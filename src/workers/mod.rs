@@ -95,6 +95,7 @@ impl WorkerContext {
             events: vec![event],
             metadata,
             read_models: vec![],
+            snapshots: vec![],
             idempotency: None,
         };
         for _ in 0..10 {

@@ -16,7 +16,46 @@ both_backends!(
     tampering_is_found_by_the_verify_api,
     rebuild_is_byte_identical_and_safe_while_serving,
     export_then_import_round_trips,
+    long_streams_travel_through_snapshots,
 );
+
+async fn long_streams_travel_through_snapshots(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else { return };
+    let id = app.create_profile(json!({"name": "P"})).await;
+    let mut written = std::collections::HashMap::new();
+    for k in 0..600 {
+        let (version, body) = put(&app, &id, json!({"k": k})).await;
+        written.insert(version, body["profile"].clone());
+    }
+    let check = |label: &'static str| {
+        let (app, id, written) = (&app, &id, &written);
+        async move {
+            for v in [2, 255, 256, 257, 300, 511, 512, 513, 601] {
+                let j = at(app, id, &format!("version={v}")).await.json();
+                assert_eq!(j["state"], written[&v], "{label}: version {v}");
+            }
+            let page = Answer::of(app.admin(
+                Method::GET,
+                &format!("/api/v1/ledger/resources/profile/{id}/revisions?after=300&limit=5"),
+            ))
+            .await
+            .json();
+            let revs: Vec<i64> = page["revisions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["revision"].as_i64().unwrap())
+                .collect();
+            assert_eq!(revs, [301, 302, 303, 304, 305], "{label}: revisions continue across a snapshot");
+        }
+    };
+    check("inline snapshots").await;
+    let store = fleetledger::store::connect(&app.store.url()).await.unwrap();
+    assert_eq!(store.snapshot_at(&id, 600).await.unwrap().map(|s| s.version), Some(512));
+    assert!(app.store.cli(&["rebuild"]).status.success());
+    assert_eq!(store.snapshot_at(&id, 600).await.unwrap().map(|s| s.version), Some(512));
+    check("rebuilt snapshots").await;
+}
 
 async fn put(app: &TestApp, id: &str, config: Value) -> (i64, Value) {
     let a = Answer::of(

@@ -293,6 +293,7 @@ pub fn test_append_for(org: &str, stream: &str, expected: i64, n: usize) -> flee
             ..Default::default()
         },
         read_models: vec![],
+        snapshots: vec![],
         idempotency: None,
     }
 }

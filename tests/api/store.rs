@@ -36,6 +36,7 @@ fn request(stream: &str, expected: i64, n: usize) -> AppendRequest {
             ..Default::default()
         },
         read_models: vec![],
+        snapshots: vec![],
         idempotency: None,
     }
 }
