@@ -30,6 +30,8 @@ pub struct AppState {
     pub ledger: Ledger,
     pub auth: Authenticator,
     pub settings: Arc<ServeSettings>,
+    /// Serialized read responses by resource id, at the stream version they show.
+    pub rendered: Arc<dashmap::DashMap<uuid::Uuid, (i64, bytes::Bytes)>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -174,6 +176,7 @@ impl Application {
             auth: Authenticator::new(ledger.models.clone(), ledger.store.clone(), usage.clone()),
             ledger,
             settings: Arc::new(settings.serve.clone()),
+            rendered: Default::default(),
         };
         let listener = TcpListener::bind(settings.serve.listen).await?;
         tracing::info!("listening on http://{}", listener.local_addr()?);

@@ -3,6 +3,7 @@
 //! and rebuilding every read model from the log.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -10,7 +11,7 @@ use fleetledger_events::{stream_type, DecodeError, DomainEvent, EventEnvelope};
 use fleetledger_projections::{fleet::Fleet, key::Key, org::Org, profile::Profile, ReadModel};
 use serde_json::Value;
 
-use crate::store::{EventStore, ReadModelWrite, Snapshot, StoreError, SNAPSHOT_EVERY};
+use crate::store::{EventStore, FoldEvent, ReadModelWrite, Snapshot, StoreError, SNAPSHOT_EVERY};
 
 /// The read-model rows a model is stored as: itself, and its lookup rows. The inline
 /// projection and `rebuild` both write exactly these, so their bytes agree.
@@ -167,6 +168,9 @@ pub fn summary(e: &EventEnvelope) -> String {
     }
 }
 
+/// Events per page when rebuilding.
+const PAGE: i64 = 5000;
+
 /// Every read model folded from the log in memory, for `rebuild`.
 #[derive(Default)]
 pub struct Rebuilder {
@@ -179,12 +183,8 @@ pub struct Rebuilder {
     pub through: i64,
 }
 
-fn apply_to<M: ReadModel>(
-    map: &mut HashMap<String, (i64, M)>,
-    snapshots: &mut Vec<Snapshot>,
-    e: &EventEnvelope,
-) -> Result<(), DecodeError> {
-    let event = M::Event::from_envelope(e)?;
+fn apply_to<M: ReadModel>(map: &mut HashMap<String, (i64, M)>, snapshots: &mut Vec<Snapshot>, e: &FoldEvent) -> Result<(), DecodeError> {
+    let event = M::Event::decode(&e.event_type, e.schema_version, &e.data)?;
     let before = map.remove(&e.stream_id).map(|(_, m)| m);
     if let Some(after) = M::evolve(before, &event) {
         if e.stream_version % SNAPSHOT_EVERY == 0 {
@@ -210,7 +210,7 @@ fn rows_of<M: ReadModel>(map: &HashMap<String, (i64, M)>, out: &mut Vec<ReadMode
 }
 
 impl Rebuilder {
-    pub fn apply(&mut self, e: &EventEnvelope) -> Result<(), DecodeError> {
+    pub fn apply(&mut self, e: &FoldEvent) -> Result<(), DecodeError> {
         match e.stream_type.as_str() {
             stream_type::ORG => apply_to(&mut self.orgs, &mut self.snapshots, e)?,
             stream_type::KEY => apply_to(&mut self.keys, &mut self.snapshots, e)?,
@@ -257,7 +257,7 @@ pub struct RebuildReport {
 /// Rebuilds read models from the log and swaps them in atomically; safe while `serve`
 /// runs (events committed during the fold are folded in before the swap).
 pub async fn rebuild(
-    store: &dyn EventStore,
+    store: Arc<dyn EventStore>,
     projection: Option<&str>,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<RebuildReport, StoreError> {
@@ -281,18 +281,31 @@ pub async fn rebuild(
     let started = Instant::now();
     let mut rebuilder = Rebuilder::default();
     let mut events = 0u64;
+    let read_after = |after: i64| {
+        let store = store.clone();
+        tokio::spawn(async move { store.read_all_for_fold(after, PAGE).await })
+    };
     loop {
         let head = store.head().await?;
+        // The next page is read while this one is folded.
+        let mut next = Some(read_after(rebuilder.through));
         while rebuilder.through < head {
-            let page = store.read_all(rebuilder.through, 5000, None).await?;
-            if page.is_empty() {
+            let Some(reading) = next.take() else { break };
+            let page = reading.await.map_err(|e| StoreError::Corrupt(e.to_string()))??;
+            let Some(last) = page.last().map(|e| e.global_position) else {
                 break;
+            };
+            if last < head {
+                next = Some(read_after(last));
             }
             for e in &page {
                 rebuilder.apply(e).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             }
             events += page.len() as u64;
             progress(rebuilder.through as u64, head as u64);
+        }
+        if let Some(reading) = next {
+            reading.abort();
         }
         let rows = rebuilder.rows(&chosen)?;
         if store

@@ -222,7 +222,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rebuild { projection } => {
             let store = store::connect(&cli.store.url()).await?;
             let bar = progress_bar("rebuilding");
-            let report = crate::audit::rebuild(store.as_ref(), projection.as_deref(), |done, total| {
+            let report = crate::audit::rebuild(store.clone(), projection.as_deref(), |done, total| {
                 bar.set_length(total);
                 bar.set_position(done);
             })
@@ -567,7 +567,7 @@ async fn import(settings: &StoreSettings, file: &str) -> anyhow::Result<()> {
     }
     // One transaction: a failed import leaves the store empty.
     store.import_events(&events).await?;
-    let report = crate::audit::rebuild(store.as_ref(), None, |_, _| {}).await?;
+    let report = crate::audit::rebuild(store.clone(), None, |_, _| {}).await?;
     let verified = store::verify_log(store.as_ref(), |_| {}).await?;
     if !verified.ok {
         bail!("the imported log does not verify: {:?}", verified.first_bad);

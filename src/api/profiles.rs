@@ -576,11 +576,21 @@ async fn get_profile(
     Path(id): Path<String>,
 ) -> Result<Response, FleetiError> {
     let (version, profile) = visible_profile(&state, &principal, &id)?;
-    Ok(go_response(
-        StatusCode::OK,
-        &json!({ "profile": profile_detail(&state, &profile) }),
-        vec![etag(version)],
-    )
+    // Rendered once per stream version (fleets, the only other input, never change).
+    let body = match state.rendered.get(&profile.id).map(|hit| hit.clone()) {
+        Some((at, body)) if at == version => body,
+        _ => {
+            let body = go_response(StatusCode::OK, &json!({ "profile": profile_detail(&state, &profile) }), vec![]).body;
+            state.rendered.insert(profile.id, (version, body.clone()));
+            body
+        }
+    };
+    let headers = vec![("content-type".into(), "application/json".into()), etag(version)];
+    Ok(BufferedResponse {
+        status: StatusCode::OK,
+        headers,
+        body,
+    }
     .into_response())
 }
 
@@ -726,13 +736,22 @@ async fn change_profile(
         reason: None,
         now: Utc::now(),
     };
-    for _ in 0..WRITE_ATTEMPTS {
-        let current = state
-            .ledger
-            .models
-            .refresh::<Profile>(&id)
-            .await?
-            .ok_or_else(FleetiError::not_found)?;
+    for attempt in 0..WRITE_ATTEMPTS {
+        // The cache holds this process's writes; after a lost race, ask the store.
+        let cached = if attempt == 0 {
+            state.ledger.models.profiles.get(&id)
+        } else {
+            None
+        };
+        let current = match cached {
+            Some(c) => c,
+            None => state
+                .ledger
+                .models
+                .refresh::<Profile>(&id)
+                .await?
+                .ok_or_else(FleetiError::not_found)?,
+        };
         if meta.if_match.as_ref().is_some_and(|m| !m.matches(current.version)) {
             return Err(FleetiError::precondition_failed());
         }

@@ -44,6 +44,18 @@ pub struct ReadModelWrite {
     pub doc: String,
 }
 
+/// What folding an event into a read model needs, without its metadata and hashes.
+#[derive(Clone, Debug)]
+pub struct FoldEvent {
+    pub global_position: i64,
+    pub stream_type: String,
+    pub stream_id: String,
+    pub stream_version: i64,
+    pub event_type: String,
+    pub schema_version: i32,
+    pub data: serde_json::Value,
+}
+
 /// A stream's read model at a version, kept so folds can start near where they end.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Snapshot {
@@ -148,6 +160,8 @@ pub trait EventStore: Send + Sync + 'static {
     async fn version_at(&self, stream_id: &str, at: DateTime<Utc>) -> Result<i64, StoreError>;
     /// Up to `limit` events after `after`, in global order, optionally of one stream type.
     async fn read_all(&self, after: i64, limit: i64, stream_type: Option<&str>) -> Result<Vec<EventEnvelope>, StoreError>;
+    /// Like `read_all`, reading only what folding needs (for `rebuild`).
+    async fn read_all_for_fold(&self, after: i64, limit: i64) -> Result<Vec<FoldEvent>, StoreError>;
     /// A stream's current version, 0 when it has no events.
     async fn stream_version(&self, stream_id: &str) -> Result<i64, StoreError>;
     /// The last committed global position.

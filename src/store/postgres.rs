@@ -113,14 +113,14 @@ async fn commit_batch(pool: &PgPool, requests: &[AppendRequest]) -> BatchResult 
         }
     }
     if head != start {
-        sqlx::query("UPDATE log_head SET position = $1 WHERE id")
-            .bind(head)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("SELECT pg_notify('fleetledger_events', $1)")
-            .bind(head.to_string())
-            .execute(&mut *tx)
-            .await?;
+        // Moves the head and wakes listeners in one round trip.
+        sqlx::query(
+            "WITH moved AS (UPDATE log_head SET position = $1 WHERE id RETURNING position) \
+             SELECT pg_notify('fleetledger_events', position::text) FROM moved",
+        )
+        .bind(head)
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await?;
     Ok((results, head))
@@ -368,6 +368,31 @@ impl EventStore for PgStore {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn read_all_for_fold(&self, after: i64, limit: i64) -> Result<Vec<FoldEvent>, StoreError> {
+        let rows: Vec<(i64, String, String, i64, String, i32, Json<serde_json::Value>)> = sqlx::query_as(
+            "SELECT global_position, stream_type, stream_id, stream_version, event_type, schema_version, data FROM events \
+             WHERE global_position > $1 ORDER BY global_position LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(global_position, stream_type, stream_id, stream_version, event_type, schema_version, data)| FoldEvent {
+                    global_position,
+                    stream_type,
+                    stream_id,
+                    stream_version,
+                    event_type,
+                    schema_version,
+                    data: data.0,
+                },
+            )
+            .collect())
     }
 
     async fn stream_version(&self, stream_id: &str) -> Result<i64, StoreError> {

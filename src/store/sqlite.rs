@@ -358,6 +358,33 @@ impl EventStore for SqliteStore {
         envelopes(rows)
     }
 
+    async fn read_all_for_fold(&self, after: i64, limit: i64) -> Result<Vec<FoldEvent>, StoreError> {
+        let rows: Vec<(i64, String, String, i64, String, i32, String)> = sqlx::query_as(
+            "SELECT global_position, stream_type, stream_id, stream_version, event_type, schema_version, data FROM events \
+             WHERE global_position > ?1 ORDER BY global_position LIMIT ?2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(
+                |(global_position, stream_type, stream_id, stream_version, event_type, schema_version, data)| {
+                    Ok(FoldEvent {
+                        global_position,
+                        stream_type,
+                        stream_id,
+                        stream_version,
+                        event_type,
+                        schema_version,
+                        data: serde_json::from_str(&data)
+                            .map_err(|e| StoreError::Corrupt(format!("event {global_position}: data: {e}")))?,
+                    })
+                },
+            )
+            .collect()
+    }
+
     async fn stream_version(&self, stream_id: &str) -> Result<i64, StoreError> {
         let v: Option<i64> = sqlx::query_scalar("SELECT max(stream_version) FROM events WHERE stream_id = ?1")
             .bind(stream_id)
