@@ -15,7 +15,77 @@ both_backends!(
     keys_from_the_cli_work_beside_a_running_server,
     killing_the_server_mid_write_loses_no_acknowledged_write,
     sigterm_finishes_in_flight_requests,
+    key_use_is_recorded_in_batches,
+    the_worker_command_runs_until_sigterm,
+    replay_prints_states_and_events,
 );
+
+async fn key_use_is_recorded_in_batches(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else { return };
+    let key = app.store.create_key("default", "viewer");
+    let line = |list: &str| list.lines().find(|l| l.contains("viewer")).unwrap().to_string();
+    assert!(line(&String::from_utf8(app.store.cli(&["keys", "list"]).stdout).unwrap()).contains("never"));
+    for _ in 0..20 {
+        assert_eq!(Answer::of(app.request(Method::GET, "/api/v1/profiles", &key)).await.status, 200);
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let list = String::from_utf8(app.store.cli(&["keys", "list"]).stdout).unwrap();
+        if !line(&list).contains("never") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "last use is flushed within seconds: {list}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn the_worker_command_runs_until_sigterm(backend: Backend) {
+    let Some(store) = TestStore::new(backend).await else { return };
+    assert!(store.cli(&["migrate"]).status.success());
+    let mut cmd = Command::new(binary());
+    cmd.arg("--data-dir")
+        .arg(store.dir.path())
+        .arg("worker")
+        .env_remove("DATABASE_URL")
+        .env_remove("NATS_URL")
+        .stderr(Stdio::piped());
+    if let Some(db) = &store.db {
+        cmd.env("DATABASE_URL", &db.url);
+    }
+    let mut child = cmd.spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(child.try_wait().unwrap().is_none(), "the worker process keeps running");
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    assert!(child.wait().unwrap().success(), "and stops cleanly on SIGTERM");
+}
+
+async fn replay_prints_states_and_events(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else { return };
+    let id = app.create_profile(json!({"name": "P"})).await;
+    for n in 0..3 {
+        Answer::of(
+            app.admin(Method::PUT, &format!("/api/v1/profiles/{id}"))
+                .json(&json!({"config": {"n": n}})),
+        )
+        .await;
+    }
+    let stream = format!("profile/{id}");
+    let out = app
+        .store
+        .cli(&["replay", "--stream", &stream, "--to-version", "2", "--format", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let state: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (state["version"].as_i64(), state["state"]["config"].clone()),
+        (Some(2), json!({"n": 0.0}))
+    );
+    let table = String::from_utf8(app.store.cli(&["replay", "--stream", &stream]).stdout).unwrap();
+    assert_eq!(table.lines().count(), 4, "{table}");
+    let early = app
+        .store
+        .cli(&["replay", "--stream", &stream, "--as-of", "2000-01-01T00:00:00Z", "--format", "json"]);
+    assert!(!early.status.success(), "nothing existed then");
+}
 
 /// A `fleetledger serve` process and the address it reports.
 pub struct Server {
