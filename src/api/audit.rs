@@ -126,6 +126,8 @@ struct PageQuery {
 }
 
 /// One entry per event: `{version, revision, event_type, recorded_at, actor, request_id, summary, hash}`.
+#[utoipa::path(get, path = "/api/v1/ledger/resources/{stream_type}/{id}/revisions", tag = "audit", security(("bearer" = [])), params(("stream_type" = String, Path, description = "profile, fleet, key or org"), ("id" = String, Path, description = "Stream id")),
+    responses((status = 200, description = "`{revisions: [{version, revision, event_type, recorded_at, actor, request_id, summary, hash}], next_after}`")))]
 async fn revisions(
     State(state): State<AppState>,
     LedgerPrincipal(principal): LedgerPrincipal,
@@ -178,6 +180,8 @@ fn parse_time(value: &str) -> Result<DateTime<Utc>, Problem> {
 }
 
 /// The resource folded from the log to a version or a time: `{version, recorded_at, state}`.
+#[utoipa::path(get, path = "/api/v1/ledger/resources/{stream_type}/{id}", tag = "audit", security(("bearer" = [])), params(("stream_type" = String, Path, description = "profile, fleet, key or org"), ("id" = String, Path, description = "Stream id")),
+    responses((status = 200, description = "`{version, recorded_at, state}` at `?version=` or `?as_of=`, with ETag")))]
 async fn state_at(
     State(state): State<AppState>,
     LedgerPrincipal(principal): LedgerPrincipal,
@@ -223,6 +227,8 @@ fn pointer_summary(patch: &json_patch::Patch) -> Vec<String> {
 }
 
 /// RFC 6902 patch from version `from` to version `to`, with a summary of changed paths.
+#[utoipa::path(get, path = "/api/v1/ledger/resources/{stream_type}/{id}/diff", tag = "audit", security(("bearer" = [])), params(("stream_type" = String, Path, description = "profile, fleet, key or org"), ("id" = String, Path, description = "Stream id")),
+    responses((status = 200, description = "`{from, to, patch (RFC 6902), summary}` for `?from=A&to=B`")))]
 async fn diff(
     State(state): State<AppState>,
     LedgerPrincipal(principal): LedgerPrincipal,
@@ -253,6 +259,9 @@ struct RestoreBody {
 
 /// Appends a new revision whose configuration equals version N's, through the surface's
 /// own rules; answers like the surface's own write.
+#[utoipa::path(post, path = "/api/v1/ledger/resources/{stream_type}/{id}/restore", tag = "audit", security(("bearer" = [])), params(("stream_type" = String, Path, description = "profile, fleet, key or org"), ("id" = String, Path, description = "Stream id")),
+    request_body(content = Object, description = "`{version, reason?}`"),
+    responses((status = 200, description = "As the surface's own write")))]
 async fn restore(
     State(state): State<AppState>,
     LedgerPrincipal(principal): LedgerPrincipal,
@@ -336,6 +345,8 @@ async fn restore_profile(
 }
 
 /// Hash-chain verification of one stream.
+#[utoipa::path(get, path = "/api/v1/ledger/resources/{stream_type}/{id}/verify", tag = "audit", security(("bearer" = [])), params(("stream_type" = String, Path, description = "profile, fleet, key or org"), ("id" = String, Path, description = "Stream id")),
+    responses((status = 200, description = "`{ok, checked, first_bad}`")))]
 async fn verify_stream(
     State(state): State<AppState>,
     LedgerPrincipal(principal): LedgerPrincipal,
@@ -346,6 +357,8 @@ async fn verify_stream(
 }
 
 /// Hash-chain verification of every stream of the caller's org.
+#[utoipa::path(get, path = "/api/v1/ledger/verify", tag = "audit", security(("bearer" = [])),
+    responses((status = 200, description = "`{ok, checked, first_bad}` over the caller's org")))]
 async fn verify_org(State(state): State<AppState>, LedgerPrincipal(principal): LedgerPrincipal) -> Result<Response, Problem> {
     let org = principal.org_id.to_string();
     let verification = store::verify_where(state.ledger.store.as_ref(), |e| e.metadata.org_id == org).await?;
@@ -360,6 +373,10 @@ struct ChangesQuery {
 }
 
 /// Who changed which resources of a type, when: newest last.
+#[utoipa::path(get, path = "/api/v1/ledger/resources/{stream_type}", tag = "audit", security(("bearer" = [])),
+    params(("stream_type" = String, Path, description = "Stream type"), ("changed_since" = Option<String>, Query, description = "RFC 3339"),
+           ("actor" = Option<String>, Query, description = "Principal or key id")),
+    responses((status = 200, description = "`{changes: [{stream_type, stream_id, version, event_type, recorded_at, actor, summary}]}`")))]
 async fn changes(
     State(state): State<AppState>,
     LedgerPrincipal(principal): LedgerPrincipal,
@@ -406,3 +423,10 @@ async fn changes(
     }
     Ok(Json(json!({ "changes": out })).into_response())
 }
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(revisions, state_at, diff, restore, verify_stream, verify_org, changes),
+    tags((name = "audit", description = "History, time travel, diffs, restore and verification of any resource"))
+)]
+pub struct AuditApi;

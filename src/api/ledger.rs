@@ -116,6 +116,10 @@ fn filter_for(principal: &Principal, stream_type: Option<String>, stream_id: Opt
 }
 
 /// `{"events": [envelope…], "next_after": n|null}`, oldest first.
+#[utoipa::path(get, path = "/api/v1/ledger/events", tag = "ledger", security(("bearer" = [])),
+    params(("after" = Option<i64>, Query, description = "Global position to start after"), ("limit" = Option<i64>, Query, description = "1..1000, default 100"),
+           ("stream_type" = Option<String>, Query, description = "Only this stream type"), ("stream_id" = Option<String>, Query, description = "Only this stream")),
+    responses((status = 200, description = "`{\"events\": [envelope], \"next_after\": n|null}`"), (status = 400, description = "problem+json")))]
 async fn events(
     State(state): State<AppState>,
     LedgerPrincipal(principal): LedgerPrincipal,
@@ -139,6 +143,9 @@ async fn events(
 }
 
 /// A stream's events in version order.
+#[utoipa::path(get, path = "/api/v1/ledger/streams/{stream_type}/{stream_id}", tag = "ledger", security(("bearer" = [])),
+    params(("stream_type" = String, Path, description = "Stream type"), ("stream_id" = String, Path, description = "Stream id")),
+    responses((status = 200, description = "`{\"events\": [envelope]}` in version order"), (status = 404, description = "problem+json")))]
 async fn stream_events(
     State(state): State<AppState>,
     LedgerPrincipal(principal): LedgerPrincipal,
@@ -177,6 +184,10 @@ impl Drop for SseClient {
 
 /// Server-Sent Events: `id:` global position, `event:` event type, `data:` CloudEvent.
 /// Resumes after `Last-Event-ID` (or `?after=`); without either it starts live.
+#[utoipa::path(get, path = "/api/v1/ledger/stream", tag = "ledger", security(("bearer" = [])),
+    params(("after" = Option<i64>, Query, description = "Resume after this position (or send Last-Event-ID)"),
+           ("stream_type" = Option<String>, Query, description = "Only this stream type"), ("stream_id" = Option<String>, Query, description = "Only this stream")),
+    responses((status = 200, description = "text/event-stream: `id:` position, `event:` type, `data:` CloudEvent")))]
 async fn stream(
     State(state): State<AppState>,
     LedgerPrincipal(principal): LedgerPrincipal,
@@ -218,3 +229,7 @@ async fn stream(
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(events, stream, stream_events), tags((name = "ledger", description = "The change feed (problem+json errors)")))]
+pub struct LedgerApi;

@@ -35,6 +35,8 @@ impl utoipa::Modify for BearerAuth {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(super::profiles::ProfilesApi::openapi());
+    doc.merge(super::ledger::LedgerApi::openapi());
+    doc.merge(super::audit::AuditApi::openapi());
     doc
 }
 

@@ -572,6 +572,9 @@ async fn health_openapi_and_docs(backend: Backend) {
         ("/api/v1/profiles/{id}/revisions", "get"),
         ("/api/v1/profiles/{id}/revisions/{revision}", "get"),
         ("/healthz", "get"),
+        ("/api/v1/ledger/events", "get"),
+        ("/api/v1/ledger/stream", "get"),
+        ("/api/v1/ledger/resources/{stream_type}/{id}/restore", "post"),
     ] {
         assert!(spec["paths"][path][method].is_object(), "openapi.json lacks {method} {path}");
     }
