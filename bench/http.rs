@@ -53,6 +53,47 @@ where
     done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
 }
 
+/// The store's own append rate (no HTTP): one 1 KB event and one 1 KB read model each.
+async fn append_rate(log: &Arc<dyn fleetledger::store::EventStore>, clients: usize, seconds: u64) -> f64 {
+    use fleetledger::store::{AppendRequest, ExpectedVersion, ReadModelWrite};
+    let versions: Arc<Vec<AtomicU64>> = Arc::new((0..clients).map(|_| AtomicU64::new(0)).collect());
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let log = log.clone();
+    load(clients, seconds, move |c, _| {
+        let (log, versions, stream) = (log.clone(), versions.clone(), format!("append-{run}-{c}"));
+        async move {
+            let v = versions[c].fetch_add(1, Ordering::Relaxed) as i64;
+            let request = AppendRequest {
+                stream_type: "bench".into(),
+                stream_id: stream.clone(),
+                expected: ExpectedVersion::Exact(v),
+                events: vec![fleetledger_events::NewEvent {
+                    event_id: uuid::Uuid::now_v7(),
+                    event_type: "bench.happened".into(),
+                    schema_version: 1,
+                    data: serde_json::json!({"pad": "x".repeat(1000)}),
+                }],
+                metadata: fleetledger_events::Metadata {
+                    org_id: "bench".into(),
+                    actor: fleetledger_events::Actor::system("bench"),
+                    ..Default::default()
+                },
+                read_models: vec![ReadModelWrite {
+                    kind: "bench".into(),
+                    id: stream,
+                    org_id: "bench".into(),
+                    version: v + 1,
+                    doc: "y".repeat(1000),
+                }],
+                snapshots: vec![],
+                idempotency: None,
+            };
+            log.append(request).await.is_ok()
+        }
+    })
+    .await
+}
+
 fn pgbench(url: &str, clients: usize, seconds: u64) -> f64 {
     let script = std::env::temp_dir().join("fleetledger_pgbench.sql");
     std::fs::write(
@@ -134,6 +175,7 @@ async fn main() {
     let key = std::fs::read_to_string(data.path().join("admin.key")).unwrap().trim().to_string();
     tokio::spawn(app.run_until_stopped(std::future::pending()));
     let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
+    let log = fleetledger::store::connect(&with_db(&db)).await.unwrap();
 
     let mut ids = Vec::new();
     for n in 0..32 {
@@ -168,10 +210,12 @@ async fn main() {
             }
         })
         .await;
+        let store_only = append_rate(&log, clients, seconds).await;
         let ceiling = pgbench(&with_db(&scratch), clients, seconds);
         println!(
-            "  {clients:>2} clients: fleetledger {ours:>8.0} req/s   pgbench {ceiling:>8.0} tx/s   ratio {:.2}",
-            ours / ceiling
+            "  {clients:>2} clients: HTTP {ours:>6.0} req/s   store alone {store_only:>6.0} appends/s   pgbench {ceiling:>6.0} tx/s   ratios {:.2} / {:.2}",
+            ours / ceiling,
+            store_only / ceiling
         );
     }
 

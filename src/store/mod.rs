@@ -440,6 +440,11 @@ const MAX_BATCH: usize = 256;
 /// Takes the next batch: waits for one job, then takes whatever else is already queued.
 async fn next_batch(jobs: &mut mpsc::Receiver<Job>) -> Option<Vec<Job>> {
     let first = jobs.recv().await?;
+    // Concurrent appends arrive microseconds apart; letting them queue before taking the
+    // batch is what makes one commit serve many.
+    for _ in 0..4 {
+        tokio::task::yield_now().await;
+    }
     let mut batch = vec![first];
     while batch.len() < MAX_BATCH {
         match jobs.try_recv() {

@@ -82,6 +82,113 @@ async fn listen_for_commits(pool: PgPool, commits: Arc<watch::Sender<i64>>) {
 }
 
 async fn commit_batch(pool: &PgPool, requests: &[AppendRequest]) -> BatchResult {
+    // Several appends without idempotency records take the set-based path; anything it
+    // does not expect (a duplicate event id, say) rolls it back and the batch is appended
+    // one by one instead.
+    if requests.len() > 1 && requests.iter().all(|r| r.idempotency.is_none()) {
+        match commit_batch_set(pool, requests).await {
+            Ok(done) => return Ok(done),
+            Err(error) => tracing::debug!(%error, "set-based batch failed; appending one by one"),
+        }
+    }
+    commit_batch_each(pool, requests).await
+}
+
+/// A batch in a fixed number of statements: every tail in one query, every event in one
+/// multi-row insert, every read model in one upsert. Expected versions are checked
+/// against the tails under the head lock, so no statement is expected to fail.
+async fn commit_batch_set(pool: &PgPool, requests: &[AppendRequest]) -> BatchResult {
+    let mut tx = pool.begin().await?;
+    let start: i64 = sqlx::query_scalar("SELECT position FROM log_head WHERE id FOR UPDATE")
+        .fetch_one(&mut *tx)
+        .await?;
+    let mut ids: Vec<&str> = requests.iter().map(|r| r.stream_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let rows: Vec<(String, i64, String)> = sqlx::query_as(
+        "SELECT DISTINCT ON (stream_id) stream_id, stream_version, hash FROM events \
+         WHERE stream_id = ANY($1) ORDER BY stream_id, stream_version DESC",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut tails: HashMap<String, (i64, String)> = rows.into_iter().map(|(id, v, h)| (id, (v, h))).collect();
+    let now = Utc::now();
+    let mut head = start;
+    let mut placed = Vec::new();
+    let mut models: HashMap<(String, String), &ReadModelWrite> = HashMap::new();
+    let mut snapshots = Vec::new();
+    let mut results = Vec::with_capacity(requests.len());
+    for request in requests {
+        match place_events(request, head, tails.get(&request.stream_id).cloned(), now) {
+            Ok(events) => {
+                if let Some(last) = events.last() {
+                    tails.insert(request.stream_id.clone(), (last.stream_version, last.hash.clone()));
+                    head = last.global_position;
+                }
+                placed.extend(events.iter().cloned());
+                for model in &request.read_models {
+                    // A later append in the batch supersedes an earlier one's row.
+                    models.insert((model.kind.clone(), model.id.clone()), model);
+                }
+                snapshots.extend(request.snapshots.iter());
+                results.push(Ok(Appended { events }));
+            }
+            Err(error) => results.push(Err(error)),
+        }
+    }
+    for chunk in placed.chunks(1000) {
+        insert_events(&mut tx, chunk).await?;
+    }
+    let models: Vec<&ReadModelWrite> = models.into_values().collect();
+    for chunk in models.chunks(1000) {
+        let mut upsert = QueryBuilder::<Postgres>::new("INSERT INTO read_models (kind, id, org_id, version, doc, updated_at) ");
+        upsert.push_values(chunk, |mut row, m| {
+            row.push_bind(&m.kind)
+                .push_bind(&m.id)
+                .push_bind(&m.org_id)
+                .push_bind(m.version)
+                .push_bind(&m.doc)
+                .push_bind(now);
+        });
+        upsert.push(
+            " ON CONFLICT (kind, id) DO UPDATE SET org_id = excluded.org_id, version = excluded.version, \
+             doc = excluded.doc, updated_at = excluded.updated_at",
+        );
+        upsert.build().execute(&mut *tx).await?;
+    }
+    for chunk in snapshots.chunks(1000) {
+        let mut insert = QueryBuilder::<Postgres>::new("INSERT INTO snapshots (stream_id, version, kind, doc) ");
+        insert.push_values(chunk, |mut row, s| {
+            row.push_bind(&s.stream_id)
+                .push_bind(s.version)
+                .push_bind(&s.kind)
+                .push_bind(&s.doc);
+        });
+        insert.push(" ON CONFLICT DO NOTHING");
+        insert.build().execute(&mut *tx).await?;
+    }
+    if head != start {
+        advance_head(&mut tx, head).await?;
+    }
+    tx.commit().await?;
+    Ok((results, head))
+}
+
+/// Moves the head and wakes listeners in one round trip.
+async fn advance_head(tx: &mut Transaction<'static, Postgres>, head: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "WITH moved AS (UPDATE log_head SET position = $1 WHERE id RETURNING position) \
+         SELECT pg_notify('fleetledger_events', position::text) FROM moved",
+    )
+    .bind(head)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Appends one by one, each under its own savepoint, so a refused append leaves the rest.
+async fn commit_batch_each(pool: &PgPool, requests: &[AppendRequest]) -> BatchResult {
     let mut tx = pool.begin().await?;
     let start: i64 = sqlx::query_scalar("SELECT position FROM log_head WHERE id FOR UPDATE")
         .fetch_one(&mut *tx)
@@ -113,14 +220,7 @@ async fn commit_batch(pool: &PgPool, requests: &[AppendRequest]) -> BatchResult 
         }
     }
     if head != start {
-        // Moves the head and wakes listeners in one round trip.
-        sqlx::query(
-            "WITH moved AS (UPDATE log_head SET position = $1 WHERE id RETURNING position) \
-             SELECT pg_notify('fleetledger_events', position::text) FROM moved",
-        )
-        .bind(head)
-        .execute(&mut *tx)
-        .await?;
+        advance_head(&mut tx, head).await?;
     }
     tx.commit().await?;
     Ok((results, head))
