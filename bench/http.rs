@@ -15,13 +15,9 @@ use fleetledger::app::Application;
 use fleetledger::config::{ServeSettings, Settings, StoreSettings};
 use sqlx::Connection;
 
-fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| default.to_string())
-}
+#[path = "common.rs"]
+mod common;
+use common::{arg, ScratchDb};
 
 /// Runs `clients` loops of `request(client, n)` for `seconds`; returns completed requests/s.
 async fn load<F, Fut>(clients: usize, seconds: u64, request: F) -> f64
@@ -133,18 +129,11 @@ fn pgbench(url: &str, clients: usize, seconds: u64) -> f64 {
 async fn main() {
     let pg = arg("--pg", "postgres://postgres@127.0.0.1:5432/postgres");
     let seconds: u64 = arg("--seconds", "10").parse().unwrap();
-    let suffix = uuid::Uuid::new_v4().simple().to_string();
-    let (db, scratch) = (format!("fleetledger_bench_{suffix}"), format!("fleetledger_pgbench_{suffix}"));
-    let mut admin = sqlx::PgConnection::connect(&pg).await.expect("PostgreSQL");
-    for name in [&db, &scratch] {
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
-    }
-    let with_db = |name: &str| {
-        let mut u = url::Url::parse(&pg).unwrap();
-        u.set_path(&format!("/{name}"));
-        u.to_string()
-    };
-    let mut scratch_conn = sqlx::PgConnection::connect(&with_db(&scratch)).await.unwrap();
+    let (db, scratch) = (
+        ScratchDb::create(&pg, "fleetledger_bench").await,
+        ScratchDb::create(&pg, "fleetledger_pgbench").await,
+    );
+    let mut scratch_conn = sqlx::PgConnection::connect(&scratch.url).await.unwrap();
     sqlx::query("CREATE TABLE bench_events (position BIGSERIAL PRIMARY KEY, stream_id BIGINT NOT NULL, data TEXT NOT NULL)")
         .execute(&mut scratch_conn)
         .await
@@ -158,7 +147,7 @@ async fn main() {
     let settings = Settings {
         store: StoreSettings {
             data_dir: data.path().to_path_buf(),
-            database_url: Some(with_db(&db)),
+            database_url: Some(db.url.clone()),
         },
         serve: ServeSettings {
             bus: Default::default(),
@@ -175,7 +164,7 @@ async fn main() {
     let key = std::fs::read_to_string(data.path().join("admin.key")).unwrap().trim().to_string();
     tokio::spawn(app.run_until_stopped(std::future::pending()));
     let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
-    let log = fleetledger::store::connect(&with_db(&db)).await.unwrap();
+    let log = fleetledger::store::connect(&db.url).await.unwrap();
 
     let mut ids = Vec::new();
     for n in 0..32 {
@@ -211,7 +200,7 @@ async fn main() {
         })
         .await;
         let store_only = append_rate(&log, clients, seconds).await;
-        let ceiling = pgbench(&with_db(&scratch), clients, seconds);
+        let ceiling = pgbench(&scratch.url, clients, seconds);
         println!(
             "  {clients:>2} clients: HTTP {ours:>6.0} req/s   store alone {store_only:>6.0} appends/s   pgbench {ceiling:>6.0} tx/s   ratios {:.2} / {:.2}",
             ours / ceiling,
@@ -254,9 +243,6 @@ async fn main() {
     }
 
     drop(scratch_conn);
-    for name in [&db, &scratch] {
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&mut admin)
-            .await;
-    }
+    db.drop().await;
+    scratch.drop().await;
 }

@@ -14,22 +14,10 @@ use fleetledger::bus::relay::{self, RelaySettings};
 use fleetledger::store::{self, AppendRequest, ExpectedVersion};
 use fleetledger_events::{Actor, Metadata, NewEvent};
 use futures::StreamExt;
-use sqlx::Connection;
 
-fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| default.to_string())
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
+#[path = "common.rs"]
+mod common;
+use common::{arg, percentile, ScratchDb};
 
 fn report(label: &str, mut samples: Vec<f64>) {
     samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -71,12 +59,8 @@ async fn main() {
     let pg = arg("--pg", "postgres://postgres@127.0.0.1:5432/postgres");
     let nats_url = arg("--nats", "nats://127.0.0.1:4222");
     let suffix = uuid::Uuid::new_v4().simple().to_string();
-    let db = format!("fleetledger_bench_{suffix}");
-    let mut admin = sqlx::PgConnection::connect(&pg).await.expect("PostgreSQL");
-    sqlx::query(&format!("CREATE DATABASE {db}")).execute(&mut admin).await.unwrap();
-    let mut url = url::Url::parse(&pg).unwrap();
-    url.set_path(&format!("/{db}"));
-    let log = store::connect(url.as_str()).await.expect("store");
+    let db = ScratchDb::create(&pg, "fleetledger_bench").await;
+    let log = store::connect(&db.url).await.expect("store");
 
     let settings = NatsSettings {
         url: nats_url.clone(),
@@ -186,8 +170,5 @@ async fn main() {
 
     let _ = js.delete_stream(&settings.stream).await;
     drop(log);
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    db.drop().await;
 }

@@ -13,16 +13,12 @@ use fleetledger_events::chain::{compute_hash, GENESIS};
 use fleetledger_events::profile::{ConfigChangeMode, ProfileConfigReplaced, ProfileCreated, ProfileEvent};
 use fleetledger_events::{Actor, DomainEvent, EventEnvelope, Metadata};
 use futures::TryStreamExt;
+
+#[path = "common.rs"]
+mod common;
+use common::{arg, percentile, ScratchDb};
 use sqlx::Connection;
 use uuid::Uuid;
-
-fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| default.to_string())
-}
 
 /// A profile stream of `n` events (created, then config replacements), hash-chained.
 fn profile_stream(position: &mut i64, n: usize) -> (String, Vec<EventEnvelope>) {
@@ -86,20 +82,13 @@ fn profile_stream(position: &mut i64, n: usize) -> (String, Vec<EventEnvelope>) 
     (id.to_string(), out)
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
 #[tokio::main]
 async fn main() {
     let pg = arg("--pg", "postgres://postgres@127.0.0.1:5432/postgres");
     let total: usize = arg("--events", "1000000").parse().unwrap();
-    let db = format!("fleetledger_bench_{}", Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&pg).await.expect("PostgreSQL");
-    sqlx::query(&format!("CREATE DATABASE {db}")).execute(&mut admin).await.unwrap();
-    let mut url = url::Url::parse(&pg).unwrap();
-    url.set_path(&format!("/{db}"));
-    let log = store::connect(url.as_str()).await.expect("store");
+    let db = ScratchDb::create(&pg, "fleetledger_bench").await;
+    let url = db.url.clone();
+    let log = store::connect(&url).await.expect("store");
 
     // Seed: one 10k-event stream for time travel, the rest in 100-event profile streams.
     let seeding = Instant::now();
@@ -116,12 +105,12 @@ async fn main() {
     }
     eprintln!("seeded {position} events in {:.1}s", seeding.elapsed().as_secs_f64());
     sqlx::query("VACUUM ANALYZE events")
-        .execute(&mut sqlx::PgConnection::connect(url.as_str()).await.unwrap())
+        .execute(&mut sqlx::PgConnection::connect(&url).await.unwrap())
         .await
         .unwrap();
 
     // Ceiling: PostgreSQL streaming the same rows to this process, nothing decoded.
-    let mut conn = sqlx::PgConnection::connect(url.as_str()).await.unwrap();
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
     let started = Instant::now();
     let mut rows =
         sqlx::query("SELECT global_position, stream_type, stream_id, stream_version, event_type, schema_version, data FROM events ORDER BY global_position")
@@ -167,8 +156,5 @@ async fn main() {
     }
 
     drop(log);
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    db.drop().await;
 }

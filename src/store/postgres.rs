@@ -141,9 +141,25 @@ async fn commit_batch_set(pool: &PgPool, requests: &[AppendRequest]) -> BatchRes
         insert_events(&mut tx, chunk).await?;
     }
     let models: Vec<&ReadModelWrite> = models.into_values().collect();
-    for chunk in models.chunks(1000) {
+    insert_read_models(&mut tx, &models, now).await?;
+    insert_snapshots(&mut tx, &snapshots).await?;
+    if head != start {
+        advance_head(&mut tx, head).await?;
+    }
+    tx.commit().await?;
+    Ok((results, head))
+}
+
+/// Multi-row upsert of read-model rows.
+async fn insert_read_models<R: std::borrow::Borrow<ReadModelWrite>>(
+    tx: &mut Transaction<'static, Postgres>,
+    rows: &[R],
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    for chunk in rows.chunks(1000) {
         let mut upsert = QueryBuilder::<Postgres>::new("INSERT INTO read_models (kind, id, org_id, version, doc, updated_at) ");
         upsert.push_values(chunk, |mut row, m| {
+            let m = m.borrow();
             row.push_bind(&m.kind)
                 .push_bind(&m.id)
                 .push_bind(&m.org_id)
@@ -155,24 +171,29 @@ async fn commit_batch_set(pool: &PgPool, requests: &[AppendRequest]) -> BatchRes
             " ON CONFLICT (kind, id) DO UPDATE SET org_id = excluded.org_id, version = excluded.version, \
              doc = excluded.doc, updated_at = excluded.updated_at",
         );
-        upsert.build().execute(&mut *tx).await?;
+        upsert.build().execute(&mut **tx).await?;
     }
+    Ok(())
+}
+
+/// Multi-row insert of snapshots (an existing one is kept).
+async fn insert_snapshots<S: std::borrow::Borrow<Snapshot>>(
+    tx: &mut Transaction<'static, Postgres>,
+    snapshots: &[S],
+) -> Result<(), sqlx::Error> {
     for chunk in snapshots.chunks(1000) {
         let mut insert = QueryBuilder::<Postgres>::new("INSERT INTO snapshots (stream_id, version, kind, doc) ");
         insert.push_values(chunk, |mut row, s| {
+            let s = s.borrow();
             row.push_bind(&s.stream_id)
                 .push_bind(s.version)
                 .push_bind(&s.kind)
                 .push_bind(&s.doc);
         });
         insert.push(" ON CONFLICT DO NOTHING");
-        insert.build().execute(&mut *tx).await?;
+        insert.build().execute(&mut **tx).await?;
     }
-    if head != start {
-        advance_head(&mut tx, head).await?;
-    }
-    tx.commit().await?;
-    Ok((results, head))
+    Ok(())
 }
 
 /// Moves the head and wakes listeners in one round trip.
@@ -592,29 +613,9 @@ impl EventStore for PgStore {
             .bind(kinds)
             .execute(&mut *tx)
             .await?;
-        for chunk in snapshots.chunks(1000) {
-            let mut insert = QueryBuilder::<Postgres>::new("INSERT INTO snapshots (stream_id, version, kind, doc) ");
-            insert.push_values(chunk, |mut row, s| {
-                row.push_bind(&s.stream_id)
-                    .push_bind(s.version)
-                    .push_bind(&s.kind)
-                    .push_bind(&s.doc);
-            });
-            insert.build().execute(&mut *tx).await?;
-        }
+        insert_snapshots(&mut tx, snapshots).await?;
         let now = Utc::now();
-        for chunk in rows.chunks(1000) {
-            let mut insert = QueryBuilder::<Postgres>::new("INSERT INTO read_models (kind, id, org_id, version, doc, updated_at) ");
-            insert.push_values(chunk, |mut row, m| {
-                row.push_bind(&m.kind)
-                    .push_bind(&m.id)
-                    .push_bind(&m.org_id)
-                    .push_bind(m.version)
-                    .push_bind(&m.doc)
-                    .push_bind(now);
-            });
-            insert.build().execute(&mut *tx).await?;
-        }
+        insert_read_models(&mut tx, rows, now).await?;
         tx.commit().await?;
         Ok(true)
     }
