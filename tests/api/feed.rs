@@ -15,6 +15,30 @@ both_backends!(
     metrics_and_tail_report_the_log,
 );
 
+mod sse_sends_keep_alive_comments {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::sse_sends_keep_alive_comments(crate::helpers::Backend::Sqlite).await
+    }
+}
+
+/// An idle stream still sends a comment every 15 s, so proxies keep it open.
+async fn sse_sends_keep_alive_comments(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else { return };
+    let mut response = app.admin(Method::GET, "/api/v1/ledger/stream").send().await.unwrap();
+    let started = std::time::Instant::now();
+    let mut seen = String::new();
+    while !seen.starts_with(':') && !seen.contains("\n:") {
+        let chunk = tokio::time::timeout(Duration::from_secs(20), response.chunk())
+            .await
+            .expect("a keep-alive within 20 s")
+            .unwrap()
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(started.elapsed() >= Duration::from_secs(14), "not before the interval");
+}
+
 async fn events_are_paged_per_org_with_full_envelopes(backend: Backend) {
     let Some(app) = spawn_app(backend).await else { return };
     let id = app.create_profile(json!({"name": "P"})).await;
