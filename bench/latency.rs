@@ -30,6 +30,20 @@ fn report(label: &str, mut samples: Vec<f64>) {
     );
 }
 
+/// Milliseconds from each send to its arrival, for the messages that arrived.
+fn latencies(sent: &Mutex<HashMap<String, Instant>>, arrivals: &Mutex<HashMap<String, Instant>>) -> Vec<f64> {
+    let arrivals = arrivals.lock().unwrap();
+    sent.lock()
+        .unwrap()
+        .iter()
+        .filter_map(|(id, at)| {
+            arrivals
+                .get(id)
+                .map(|got| got.saturating_duration_since(*at).as_secs_f64() * 1000.0)
+        })
+        .collect()
+}
+
 /// Receives from a JetStream stream and records arrival times by message id.
 async fn subscriber(js: async_nats::jetstream::Context, stream: String, arrivals: Arc<Mutex<HashMap<String, Instant>>>) {
     let stream = js.get_stream(&stream).await.expect("stream");
@@ -123,18 +137,7 @@ async fn main() {
             t.await.unwrap();
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let arrivals = arrivals.lock().unwrap();
-        let samples: Vec<f64> = committed
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|(id, at)| {
-                arrivals
-                    .get(id)
-                    .map(|got| got.saturating_duration_since(*at).as_secs_f64() * 1000.0)
-            })
-            .collect();
-        report(&format!("fleetledger at {rate} appends/s"), samples);
+        report(&format!("fleetledger at {rate} appends/s"), latencies(&committed, &arrivals));
     }
 
     println!("ceiling: JetStream publish → the same consumer, no fleetledger");
@@ -154,18 +157,7 @@ async fn main() {
             tokio::spawn(async move { ack.await });
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let arrivals = arrivals.lock().unwrap();
-        let samples: Vec<f64> = sent
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|(id, at)| {
-                arrivals
-                    .get(id)
-                    .map(|got| got.saturating_duration_since(*at).as_secs_f64() * 1000.0)
-            })
-            .collect();
-        report(&format!("raw JetStream at {rate} msgs/s"), samples);
+        report(&format!("raw JetStream at {rate} msgs/s"), latencies(&sent, &arrivals));
     }
 
     let _ = js.delete_stream(&settings.stream).await;
