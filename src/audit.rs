@@ -44,11 +44,9 @@ pub const PROJECTIONS: [(&str, &[&str]); 4] = [
     (stream_type::PROFILE, &[stream_type::PROFILE]),
 ];
 
-/// One stream's state after each event.
+/// One event of a stream with the revision and summary it leads to.
 pub struct Step {
     pub envelope: EventEnvelope,
-    /// The resource after this event, as its read model (JSON).
-    pub state: Option<Value>,
     pub revision: Option<i64>,
     pub summary: String,
 }
@@ -72,7 +70,6 @@ fn step_states<M: ReadModel>(snapshot: Option<&str>, events: &[EventEnvelope]) -
         state = M::evolve(state, &M::Event::from_envelope(e)?);
         out.push(Step {
             envelope: e.clone(),
-            state: state.as_ref().and_then(|s| serde_json::to_value(s).ok()),
             revision: state.as_ref().and_then(ReadModel::revision),
             summary: summary(e),
         });
@@ -110,11 +107,6 @@ pub fn state_after(stream_type: &str, snapshot: Option<&str>, events: &[EventEnv
         stream_type::PROFILE => state_of::<Profile>(snapshot, events),
         _ => return None,
     })
-}
-
-/// The typed state of a stream folded through `version`.
-pub fn fold_to<M: ReadModel>(events: &[EventEnvelope], version: i64) -> Result<Option<M>, DecodeError> {
-    M::fold(events.iter().take_while(|e| e.stream_version <= version))
 }
 
 /// The last version recorded at or before `at`, 0 when none.

@@ -489,12 +489,12 @@ async fn replay(
     match format {
         Format::Table => upto.iter().for_each(print_event),
         Format::Json => {
-            let steps = crate::audit::timeline(stream_type, None, &upto).context("this stream type has no read model")??;
-            let last = steps.last().context("no events at or before that point")?;
+            let last = upto.last().context("no events at or before that point")?;
+            let state = crate::audit::state_after(stream_type, None, &upto).context("this stream type has no read model")??;
             let out = serde_json::json!({
-                "version": last.envelope.stream_version,
-                "recorded_at": fleetledger_events::envelope::micros::format(&last.envelope.recorded_at),
-                "state": last.state,
+                "version": last.stream_version,
+                "recorded_at": fleetledger_events::envelope::micros::format(&last.recorded_at),
+                "state": state,
             });
             println!("{}", serde_json::to_string_pretty(&out)?);
         }

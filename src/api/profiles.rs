@@ -164,18 +164,16 @@ fn insert_nonempty(map: &mut Map<String, Value>, key: &str, value: &str) {
     }
 }
 
-/// Fleeti's `apiProfileDetail`, field for field.
-pub(crate) fn profile_detail(state: &AppState, p: &Profile) -> Value {
-    let fleets = assigned_fleets(state, p);
-    let config = p.config.as_object().cloned().unwrap_or_default();
-    let kernel = rules::kernel_from_config(&config).unwrap_or_default();
-    let packages = rules::packages_from_config(&config).unwrap_or_default();
+/// The fields Fleeti's list item and detail share, in their order, from `id` through
+/// `config_hash`. `fleet_ids` comes ordered as the caller wants it (the two differ);
+/// `fleet_name` joins the names in name order for both.
+fn shared_fields(p: &Profile, fleets: &[Fleet], fleet_ids: Vec<String>) -> Map<String, Value> {
     let mut d = Map::new();
     d.insert("id".into(), p.id.to_string().into());
-    if let Some(first) = fleets.first() {
-        d.insert("fleet_id".into(), first.id.clone().into());
+    if let Some(first) = fleet_ids.first() {
+        d.insert("fleet_id".into(), first.clone().into());
     }
-    d.insert("fleet_ids".into(), fleets.iter().map(|f| f.id.clone()).collect::<Vec<_>>().into());
+    d.insert("fleet_ids".into(), fleet_ids.into());
     insert_nonempty(
         &mut d,
         "fleet_name",
@@ -185,6 +183,16 @@ pub(crate) fn profile_detail(state: &AppState, p: &Profile) -> Value {
     insert_nonempty(&mut d, "description", &p.description);
     d.insert("latest_revision".into(), p.latest_revision.into());
     insert_nonempty(&mut d, "config_hash", &p.config_hash);
+    d
+}
+
+/// Fleeti's `apiProfileDetail`, field for field.
+pub(crate) fn profile_detail(state: &AppState, p: &Profile) -> Value {
+    let fleets = assigned_fleets(state, p);
+    let config = p.config.as_object().cloned().unwrap_or_default();
+    let kernel = rules::kernel_from_config(&config).unwrap_or_default();
+    let packages = rules::packages_from_config(&config).unwrap_or_default();
+    let mut d = shared_fields(p, &fleets, fleets.iter().map(|f| f.id.clone()).collect());
     d.insert("config_schema_version".into(), p.config_schema_version.into());
     d.insert("created_at".into(), fleeti_time(&p.created_at).into());
     d.insert("config".into(), go_json::canonicalize(&p.config));
@@ -217,21 +225,7 @@ fn profile_summary(state: &AppState, p: &Profile) -> Value {
     let fleets = assigned_fleets(state, p);
     let mut ids: Vec<String> = fleets.iter().map(|f| f.id.clone()).collect();
     ids.sort();
-    let mut d = Map::new();
-    d.insert("id".into(), p.id.to_string().into());
-    if let Some(first) = ids.first() {
-        d.insert("fleet_id".into(), first.clone().into());
-    }
-    d.insert("fleet_ids".into(), ids.into());
-    insert_nonempty(
-        &mut d,
-        "fleet_name",
-        &fleets.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", "),
-    );
-    d.insert("name".into(), p.name.clone().into());
-    insert_nonempty(&mut d, "description", &p.description);
-    d.insert("latest_revision".into(), p.latest_revision.into());
-    insert_nonempty(&mut d, "config_hash", &p.config_hash);
+    let mut d = shared_fields(p, &fleets, ids);
     d.insert("created_at".into(), fleeti_time(&p.created_at).into());
     Value::Object(d)
 }
