@@ -157,6 +157,11 @@ async fn main() {
             available_kernels: vec![],
             follow_interval_ms: 250,
             shutdown_grace_seconds: 1,
+            // High enough never to refuse a benchmark request; the limiter still runs.
+            rate_limit_per_sec: 1_000_000,
+            rate_limit_burst: 1_000_000,
+            max_sandbox_timeout_seconds: 86_400,
+            sandbox_provider: "docker".into(),
         },
     };
     let app = Application::build(settings).await.unwrap();

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
+use crate::api::rate_limit::{self, RateLimits};
 use crate::auth::{Authenticator, KeyUsage};
 use crate::bus::nats::{JetStream, NatsSettings};
 use crate::bus::relay::{self, RelaySettings};
@@ -22,6 +23,7 @@ use crate::ledger::Ledger;
 use crate::store::cache::ReadModels;
 use crate::store::{self, StoreError};
 use crate::tenancy::{self, TenancyError};
+use crate::workers::drivers::sandbox::{LocalSandboxDriver, SandboxDriver};
 use crate::workers::{self, Source, Worker};
 
 /// What every handler can reach.
@@ -32,6 +34,8 @@ pub struct AppState {
     pub settings: Arc<ServeSettings>,
     /// Serialized read responses by resource id, at the stream version they show.
     pub rendered: Arc<dashmap::DashMap<uuid::Uuid, (i64, bytes::Bytes)>>,
+    pub limits: Arc<RateLimits>,
+    pub sandboxes: Arc<dyn SandboxDriver>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +94,8 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::api::profiles::router())
         .merge(crate::api::ledger::router())
         .merge(crate::api::audit::router())
+        .merge(crate::api::runtimes::router())
+        .layer(axum::middleware::from_fn_with_state(state.limits.clone(), rate_limit::limit))
         .with_state(state)
         .layer(axum::middleware::from_fn(record_http))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
@@ -104,19 +110,8 @@ pub fn router(state: AppState) -> Router {
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }
 
-/// Which API a path belongs to, for metrics.
-fn surface_of(path: &str) -> &'static str {
-    if path.starts_with("/api/v1/profiles") || path.starts_with("/api/v1/fleets") {
-        "profiles"
-    } else if path.starts_with("/api/v1/ledger") {
-        "ledger"
-    } else {
-        "system"
-    }
-}
-
 async fn record_http(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
-    let surface = surface_of(request.uri().path());
+    let surface = crate::api::Surface::of(request.uri().path()).name();
     let started = std::time::Instant::now();
     let response = next.run(request).await;
     metrics::counter!("fleetledger_http_requests_total", "surface" => surface, "status" => response.status().as_u16().to_string())
@@ -172,11 +167,15 @@ impl Application {
         if !settings.serve.no_workers {
             spawn_workers(&ledger, bus, poll, workers, &stopped);
         }
+        let limits = RateLimits::new(settings.serve.rate_limit_per_sec, settings.serve.rate_limit_burst);
+        tokio::spawn(limits.clone().prune(Duration::from_secs(60), stopped.clone()));
         let state = AppState {
             auth: Authenticator::new(ledger.models.clone(), ledger.store.clone(), usage.clone()),
             ledger,
             settings: Arc::new(settings.serve.clone()),
             rendered: Default::default(),
+            limits,
+            sandboxes: Arc::new(LocalSandboxDriver::new(&settings.store.data_dir)),
         };
         let listener = TcpListener::bind(settings.serve.listen).await?;
         tracing::info!("listening on http://{}", listener.local_addr()?);

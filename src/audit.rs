@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use fleetledger_events::{stream_type, DecodeError, DomainEvent, EventEnvelope};
-use fleetledger_projections::{fleet::Fleet, key::Key, org::Org, profile::Profile, ReadModel};
+use fleetledger_projections::{fleet::Fleet, key::Key, org::Org, profile::Profile, runtime::Runtime, ReadModel};
 use serde_json::Value;
 
 use crate::store::{EventStore, FoldEvent, ReadModelWrite, Snapshot, StoreError, SNAPSHOT_EVERY};
@@ -37,11 +37,12 @@ pub fn model_rows<M: ReadModel>(id: &str, version: i64, model: &M) -> Result<Vec
 }
 
 /// The projections `rebuild` knows, and the `read_models` kinds each owns.
-pub const PROJECTIONS: [(&str, &[&str]); 4] = [
+pub const PROJECTIONS: [(&str, &[&str]); 5] = [
     (stream_type::ORG, &[stream_type::ORG, fleetledger_projections::lookup::ORG_SLUG]),
     (stream_type::KEY, &[stream_type::KEY, fleetledger_projections::lookup::KEY_HASH]),
     (stream_type::FLEET, &[stream_type::FLEET]),
     (stream_type::PROFILE, &[stream_type::PROFILE]),
+    (stream_type::RUNTIME, &[stream_type::RUNTIME]),
 ];
 
 /// One event of a stream with the revision and summary it leads to.
@@ -85,6 +86,7 @@ pub fn timeline(stream_type: &str, snapshot: Option<&str>, events: &[EventEnvelo
         stream_type::KEY => step_states::<Key>(snapshot, events),
         stream_type::FLEET => step_states::<Fleet>(snapshot, events),
         stream_type::PROFILE => step_states::<Profile>(snapshot, events),
+        stream_type::RUNTIME => step_states::<Runtime>(snapshot, events),
         _ => return None,
     })
 }
@@ -105,6 +107,7 @@ pub fn state_after(stream_type: &str, snapshot: Option<&str>, events: &[EventEnv
         stream_type::KEY => state_of::<Key>(snapshot, events),
         stream_type::FLEET => state_of::<Fleet>(snapshot, events),
         stream_type::PROFILE => state_of::<Profile>(snapshot, events),
+        stream_type::RUNTIME => state_of::<Runtime>(snapshot, events),
         _ => return None,
     })
 }
@@ -121,6 +124,19 @@ pub fn version_at(events: &[EventEnvelope], at: DateTime<Utc>) -> i64 {
 
 fn text(data: &Value, key: &str) -> String {
     data.get(key).and_then(Value::as_str).unwrap_or_default().to_string()
+}
+
+/// "what happened (config <digest>): reason", or the restore it was.
+fn config_change(d: &Value, what: String, digest_field: &str) -> String {
+    let mut s = match d.get("restored_from_version").and_then(Value::as_i64) {
+        Some(v) => format!("restored the config of version {v}"),
+        None => what,
+    };
+    s.push_str(&format!(" (config {})", &text(d, digest_field).get(..12).unwrap_or_default()));
+    if let Some(reason) = d.get("reason").and_then(Value::as_str) {
+        s.push_str(&format!(": {reason}"));
+    }
+    s
 }
 
 /// A one-line, human description of an event.
@@ -145,17 +161,20 @@ pub fn summary(e: &EventEnvelope) -> String {
                 .flatten()
                 .filter_map(|f| f.as_str().map(str::to_string))
                 .collect();
-            let mut s = match d.get("restored_from_version").and_then(Value::as_i64) {
-                Some(v) => format!("restored the config of version {v}"),
-                None => format!("{} of {}", text(d, "mode"), fields.join(", ")),
-            };
-            s.push_str(&format!(" (config {})", &text(d, "config_hash").get(..12).unwrap_or_default()));
-            if let Some(reason) = d.get("reason").and_then(Value::as_str) {
-                s.push_str(&format!(": {reason}"));
-            }
-            s
+            config_change(d, format!("{} of {}", text(d, "mode"), fields.join(", ")), "config_hash")
         }
         "profile.deleted" => "deleted the profile".into(),
+        "runtime.created" => format!(
+            "created runtime {} (config {})",
+            text(d, "key"),
+            &text(d, "config_digest").get(..12).unwrap_or_default()
+        ),
+        "runtime.config_replaced" => config_change(d, "replaced the config".into(), "config_digest"),
+        "runtime.started" => format!("started sandbox {}", text(d, "sandbox_id")),
+        "runtime.paused" => "paused the sandbox".into(),
+        "runtime.resumed" => "resumed the sandbox".into(),
+        "runtime.reset" => "reset the runtime (sandbox killed)".into(),
+        "runtime.kept_alive" => format!("kept the sandbox alive until {}", text(d, "expires_at")),
         other => other.to_string(),
     }
 }
@@ -170,6 +189,7 @@ pub struct Rebuilder {
     keys: HashMap<String, (i64, Key)>,
     fleets: HashMap<String, (i64, Fleet)>,
     profiles: HashMap<String, (i64, Profile)>,
+    runtimes: HashMap<String, (i64, Runtime)>,
     snapshots: Vec<Snapshot>,
     /// The last position folded in.
     pub through: i64,
@@ -208,6 +228,7 @@ impl Rebuilder {
             stream_type::KEY => apply_to(&mut self.keys, &mut self.snapshots, e)?,
             stream_type::FLEET => apply_to(&mut self.fleets, &mut self.snapshots, e)?,
             stream_type::PROFILE => apply_to(&mut self.profiles, &mut self.snapshots, e)?,
+            stream_type::RUNTIME => apply_to(&mut self.runtimes, &mut self.snapshots, e)?,
             _ => {}
         }
         self.through = e.global_position;
@@ -223,6 +244,7 @@ impl Rebuilder {
                 stream_type::KEY => rows_of(&self.keys, &mut out)?,
                 stream_type::FLEET => rows_of(&self.fleets, &mut out)?,
                 stream_type::PROFILE => rows_of(&self.profiles, &mut out)?,
+                stream_type::RUNTIME => rows_of(&self.runtimes, &mut out)?,
                 _ => {}
             }
         }

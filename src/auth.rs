@@ -140,6 +140,21 @@ pub fn bearer_token(header: Option<&str>) -> Result<&str, AuthFailure> {
     }
 }
 
+/// The token a request presents: `Authorization: Bearer <token>`, else `X-API-Key: <token>`.
+pub fn presented_token(headers: &axum::http::HeaderMap) -> Result<&str, AuthFailure> {
+    let bearer = bearer_token(headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()));
+    let api_key = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|k| !k.is_empty());
+    match (bearer, api_key) {
+        (Ok(token), _) => Ok(token),
+        (Err(_), Some(key)) => Ok(key),
+        (Err(failure), None) => Err(failure),
+    }
+}
+
 /// Resolves tokens to principals from the read-model cache, asking the store on a miss
 /// (a key issued by another process a moment ago).
 #[derive(Clone)]

@@ -69,6 +69,22 @@ pub struct ServeSettings {
     #[arg(long, env = "FLEETLEDGER_FOLLOW_INTERVAL_MS", default_value_t = 250)]
     pub follow_interval_ms: u64,
 
+    /// Requests per second each API key may make (token bucket refill rate), on every surface.
+    #[arg(long, env = "FLEETLEDGER_RATE_LIMIT_PER_SEC", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit_per_sec: u32,
+
+    /// Requests a key may make in a burst before the per-second rate applies.
+    #[arg(long, env = "FLEETLEDGER_RATE_LIMIT_BURST", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit_burst: u32,
+
+    /// The longest sandbox timeout a runtime config may ask for (seconds).
+    #[arg(long, env = "FLEETLEDGER_MAX_SANDBOX_TIMEOUT_SECONDS", default_value_t = 86_400, value_parser = clap::value_parser!(i64).range(60..))]
+    pub max_sandbox_timeout_seconds: i64,
+
+    /// The runtimes' sandbox provider; configs may name it or `auto`.
+    #[arg(long, env = "FLEETLEDGER_SANDBOX_PROVIDER", default_value = "docker", value_parser = ["docker", "e2b"])]
+    pub sandbox_provider: String,
+
     /// Seconds to let in-flight requests finish after SIGTERM/Ctrl-C.
     #[arg(long, env = "FLEETLEDGER_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,

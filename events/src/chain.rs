@@ -11,6 +11,16 @@ use crate::envelope::{micros, EventEnvelope};
 /// `prev_hash` of the first event of every stream.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/// RFC 8785 (JCS) bytes of a JSON value: sorted keys, ECMAScript numbers, minimal escapes.
+pub fn canonical_json(value: &serde_json::Value) -> Vec<u8> {
+    serde_json_canonicalizer::to_vec(value).expect("a serde_json::Value always canonicalizes")
+}
+
+/// Lowercase hex sha256 of a value's RFC 8785 form.
+pub fn canonical_digest(value: &serde_json::Value) -> String {
+    hex::encode(Sha256::digest(canonical_json(value)))
+}
+
 /// The hash an envelope must carry given its own content and `prev_hash`.
 pub fn compute_hash(e: &EventEnvelope) -> String {
     let body = serde_json::json!({
@@ -25,7 +35,7 @@ pub fn compute_hash(e: &EventEnvelope) -> String {
         "prev_hash": e.prev_hash,
         "recorded_at": micros::format(&e.recorded_at),
     });
-    let canonical = serde_json_canonicalizer::to_vec(&body).expect("a serde_json::Value always canonicalizes");
+    let canonical = canonical_json(&body);
     let mut hasher = Sha256::new();
     hasher.update(e.prev_hash.as_bytes());
     hasher.update(&canonical);

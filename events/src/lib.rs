@@ -5,7 +5,7 @@
 //! - [`envelope`]: `EventEnvelope`, `NewEvent`, `Metadata` — what the log stores.
 //! - [`chain`]: the per-stream sha256 hash chain.
 //! - [`go_json`]: byte-exact Go `encoding/json` output, the canonical form Fleeti hashes.
-//! - [`profile`], [`fleet`], [`org`], [`key`]: event types per aggregate.
+//! - [`profile`], [`fleet`], [`org`], [`key`], [`runtime`]: event types per aggregate.
 //!
 //! Nothing here does I/O.
 
@@ -16,6 +16,7 @@ pub mod go_json;
 pub mod key;
 pub mod org;
 pub mod profile;
+pub mod runtime;
 
 pub use envelope::{Actor, DecodeError, DomainEvent, EventEnvelope, Metadata, NewEvent};
 
@@ -25,4 +26,5 @@ pub mod stream_type {
     pub const KEY: &str = "key";
     pub const FLEET: &str = "fleet";
     pub const PROFILE: &str = "profile";
+    pub const RUNTIME: &str = "runtime";
 }

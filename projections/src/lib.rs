@@ -1,13 +1,14 @@
 //! Read models as pure folds over the log: `evolve(state, &event) -> state` for every
 //! stream type, revision counting and history views. No I/O, no async, no clock.
 //!
-//! Layout: [`org`], [`key`], [`fleet`], [`profile`] — one read model each; [`ReadModel`]
+//! Layout: [`org`], [`key`], [`fleet`], [`profile`], [`runtime`] — one read model each; [`ReadModel`]
 //! is the trait the store and `rebuild` use to fold any stream generically.
 
 pub mod fleet;
 pub mod key;
 pub mod org;
 pub mod profile;
+pub mod runtime;
 
 use fleetledger_events::{DecodeError, DomainEvent, EventEnvelope};
 use serde::{de::DeserializeOwned, Serialize};

@@ -12,6 +12,7 @@ use fleetledger_events::envelope::micros;
 use fleetledger_events::profile::ConfigChangeMode;
 use fleetledger_events::{stream_type, EventEnvelope};
 use fleetledger_projections::profile::Profile;
+use fleetledger_projections::runtime::Runtime;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -107,6 +108,10 @@ fn render(state: &AppState, stream_type: &str, model: &Value) -> Value {
             }
             Err(_) => model.clone(),
         },
+        stream_type::RUNTIME => match serde_json::from_value::<Runtime>(model.clone()) {
+            Ok(runtime) => super::runtimes::runtime_json(&runtime, None),
+            Err(_) => model.clone(),
+        },
         // Keys never show their hash.
         stream_type::KEY => {
             let mut m = model.clone();
@@ -126,7 +131,7 @@ struct PageQuery {
 }
 
 /// One entry per event: `{version, revision, event_type, recorded_at, actor, request_id, summary, hash}`.
-#[utoipa::path(get, path = "/api/v1/ledger/resources/{stream_type}/{id}/revisions", tag = "audit", security(("bearer" = [])), params(("stream_type" = String, Path, description = "profile, fleet, key or org"), ("id" = String, Path, description = "Stream id")),
+#[utoipa::path(get, path = "/api/v1/ledger/resources/{stream_type}/{id}/revisions", tag = "audit", security(("bearer" = [])), params(("stream_type" = String, Path, description = "profile, runtime, fleet, key or org"), ("id" = String, Path, description = "Stream id")),
     responses((status = 200, description = "`{revisions: [{version, revision, event_type, recorded_at, actor, request_id, summary, hash}], next_after}`")))]
 async fn revisions(
     State(state): State<AppState>,
@@ -180,7 +185,7 @@ fn parse_time(value: &str) -> Result<DateTime<Utc>, Problem> {
 }
 
 /// The resource folded from the log to a version or a time: `{version, recorded_at, state}`.
-#[utoipa::path(get, path = "/api/v1/ledger/resources/{stream_type}/{id}", tag = "audit", security(("bearer" = [])), params(("stream_type" = String, Path, description = "profile, fleet, key or org"), ("id" = String, Path, description = "Stream id")),
+#[utoipa::path(get, path = "/api/v1/ledger/resources/{stream_type}/{id}", tag = "audit", security(("bearer" = [])), params(("stream_type" = String, Path, description = "profile, runtime, fleet, key or org"), ("id" = String, Path, description = "Stream id")),
     responses((status = 200, description = "`{version, recorded_at, state}` at `?version=` or `?as_of=`, with ETag")))]
 async fn state_at(
     State(state): State<AppState>,
@@ -227,7 +232,7 @@ fn pointer_summary(patch: &json_patch::Patch) -> Vec<String> {
 }
 
 /// RFC 6902 patch from version `from` to version `to`, with a summary of changed paths.
-#[utoipa::path(get, path = "/api/v1/ledger/resources/{stream_type}/{id}/diff", tag = "audit", security(("bearer" = [])), params(("stream_type" = String, Path, description = "profile, fleet, key or org"), ("id" = String, Path, description = "Stream id")),
+#[utoipa::path(get, path = "/api/v1/ledger/resources/{stream_type}/{id}/diff", tag = "audit", security(("bearer" = [])), params(("stream_type" = String, Path, description = "profile, runtime, fleet, key or org"), ("id" = String, Path, description = "Stream id")),
     responses((status = 200, description = "`{from, to, patch (RFC 6902), summary}` for `?from=A&to=B`")))]
 async fn diff(
     State(state): State<AppState>,
@@ -259,7 +264,7 @@ struct RestoreBody {
 
 /// Appends a new revision whose configuration equals version N's, through the surface's
 /// own rules; answers like the surface's own write.
-#[utoipa::path(post, path = "/api/v1/ledger/resources/{stream_type}/{id}/restore", tag = "audit", security(("bearer" = [])), params(("stream_type" = String, Path, description = "profile, fleet, key or org"), ("id" = String, Path, description = "Stream id")),
+#[utoipa::path(post, path = "/api/v1/ledger/resources/{stream_type}/{id}/restore", tag = "audit", security(("bearer" = [])), params(("stream_type" = String, Path, description = "profile, runtime, fleet, key or org"), ("id" = String, Path, description = "Stream id")),
     request_body(content = Object, description = "`{version, reason?}`"),
     responses((status = 200, description = "As the surface's own write")))]
 async fn restore(
@@ -276,6 +281,7 @@ async fn restore(
     }
     match stream_type.as_str() {
         stream_type::PROFILE => restore_profile(&state, &principal, &meta, &id, current, body).await,
+        stream_type::RUNTIME => restore_runtime(&state, &principal, &meta, &id, current, body).await,
         other => Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!("{other} resources have no configuration to restore"),
@@ -344,8 +350,45 @@ async fn restore_profile(
     Err(Problem::new(StatusCode::CONFLICT, "the profile kept changing; try again"))
 }
 
+/// Puts back the config a runtime had at a version, through the PUT rules of today (a
+/// limit lowered since then refuses it), recording where it came from.
+async fn restore_runtime(
+    state: &AppState,
+    principal: &Principal,
+    meta: &RequestMeta,
+    id: &str,
+    current: i64,
+    body: RestoreBody,
+) -> Result<Response, Problem> {
+    if body.version < 1 || body.version > current {
+        return Err(no_version(stream_type::RUNTIME, id, body.version, current));
+    }
+    let (model, _) = model_at(state, stream_type::RUNTIME, id, body.version).await?;
+    let target = model
+        .and_then(|m| serde_json::from_value::<Runtime>(m).ok())
+        .ok_or_else(|| no_version(stream_type::RUNTIME, id, body.version, current))?;
+    let limits = super::runtimes::config_limits(state);
+    let config = crate::domain::runtime::config::normalize(&target.config, &[json!("config")], &limits).map_err(|errors| {
+        let problems: Vec<String> = errors.iter().map(|e| format!("{}: {}", json!(e.loc), e.msg)).collect();
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("version {}'s config is no longer valid: {}", body.version, problems.join("; ")),
+        )
+    })?;
+    let runtime = state
+        .ledger
+        .models
+        .refresh::<Runtime>(id)
+        .await?
+        .ok_or_else(|| not_found(stream_type::RUNTIME, id))?;
+    let after = super::runtimes::commit_config(state, principal, meta, &runtime.model, config, Some(body.version), body.reason)
+        .await
+        .map_err(|e| Problem::new(e.status(), e.detail()))?;
+    Ok(Json(super::runtimes::config_json(&after)).into_response())
+}
+
 /// Hash-chain verification of one stream.
-#[utoipa::path(get, path = "/api/v1/ledger/resources/{stream_type}/{id}/verify", tag = "audit", security(("bearer" = [])), params(("stream_type" = String, Path, description = "profile, fleet, key or org"), ("id" = String, Path, description = "Stream id")),
+#[utoipa::path(get, path = "/api/v1/ledger/resources/{stream_type}/{id}/verify", tag = "audit", security(("bearer" = [])), params(("stream_type" = String, Path, description = "profile, runtime, fleet, key or org"), ("id" = String, Path, description = "Stream id")),
     responses((status = 200, description = "`{ok, checked, first_bad}`")))]
 async fn verify_stream(
     State(state): State<AppState>,

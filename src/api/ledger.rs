@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::app::AppState;
-use crate::auth::{bearer_token, Principal};
+use crate::auth::{presented_token, Principal};
 use crate::bus::feed::{self, Filter};
 use crate::bus::CloudEvent;
 use crate::store::StoreError;
@@ -78,18 +78,7 @@ impl FromRequestParts<AppState> for LedgerPrincipal {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
-        let bearer = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        let api_key = parts
-            .headers
-            .get("x-api-key")
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|k| !k.is_empty());
-        let token = match (bearer_token(bearer), api_key) {
-            (Ok(token), _) => token,
-            (Err(_), Some(key)) => key,
-            (Err(_), None) => return Err(Problem::new(StatusCode::UNAUTHORIZED, "an API key is required")),
-        };
+        let token = presented_token(&parts.headers).map_err(|_| Problem::new(StatusCode::UNAUTHORIZED, "an API key is required"))?;
         let principal = state
             .auth
             .authenticate(token, Utc::now())

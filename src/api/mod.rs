@@ -5,6 +5,8 @@
 pub mod audit;
 pub mod ledger;
 pub mod profiles;
+pub mod rate_limit;
+pub mod runtimes;
 pub mod system;
 
 use axum::body::Body;
@@ -19,6 +21,49 @@ use sha2::{Digest, Sha256};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::store::{IdempotencyRecord, StoreError};
+
+/// Which API a path belongs to: for metrics, and for answering in its error envelope when
+/// a request is refused before it reaches a handler.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Surface {
+    Profiles,
+    Runtimes,
+    Ledger,
+    System,
+}
+
+impl Surface {
+    pub fn of(path: &str) -> Surface {
+        if path.starts_with("/api/v1/profiles") || path.starts_with("/api/v1/fleets") {
+            Surface::Profiles
+        } else if path.starts_with("/api/v1/org/") {
+            Surface::Runtimes
+        } else if path.starts_with("/api/v1/ledger") {
+            Surface::Ledger
+        } else {
+            Surface::System
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Surface::Profiles => "profiles",
+            Surface::Runtimes => "runtimes",
+            Surface::Ledger => "ledger",
+            Surface::System => "system",
+        }
+    }
+
+    /// An error in this surface's envelope; `kind` is the machine-readable type where the
+    /// envelope has one.
+    pub fn error(self, status: StatusCode, message: &str, kind: &'static str) -> Response {
+        match self {
+            Surface::Profiles => profiles::FleetiError::new(status, message).into_response(),
+            Surface::Runtimes => runtimes::DreadnodeError::new(status, message, kind).into_response(),
+            Surface::Ledger | Surface::System => ledger::Problem::new(status, message).into_response(),
+        }
+    }
+}
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");

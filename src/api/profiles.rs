@@ -53,7 +53,7 @@ pub struct FleetiError {
 }
 
 impl FleetiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
         FleetiError {
             status,
             message: message.into(),
@@ -449,7 +449,7 @@ fn domain_error(error: DomainError) -> FleetiError {
     match error {
         DomainError::Invalid(message) => FleetiError::bad_request(message),
         DomainError::NotFound => FleetiError::not_found(),
-        DomainError::AlreadyExists(message) => FleetiError::new(StatusCode::CONFLICT, message),
+        DomainError::AlreadyExists(message) | DomainError::Conflict(message) => FleetiError::new(StatusCode::CONFLICT, message),
     }
 }
 

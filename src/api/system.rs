@@ -29,6 +29,12 @@ impl utoipa::Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Header(
+                utoipa::openapi::security::ApiKeyValue::new("X-API-Key"),
+            )),
+        );
     }
 }
 
@@ -37,6 +43,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(super::profiles::ProfilesApi::openapi());
     doc.merge(super::ledger::LedgerApi::openapi());
     doc.merge(super::audit::AuditApi::openapi());
+    doc.merge(super::runtimes::RuntimesApi::openapi());
     doc
 }
 

@@ -6,6 +6,7 @@ pub mod fleet;
 pub mod key;
 pub mod org;
 pub mod profile;
+pub mod runtime;
 
 /// What the user got wrong. Surfaces map these to their own envelopes.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -16,6 +17,9 @@ pub enum DomainError {
     NotFound,
     #[error("{0}")]
     AlreadyExists(String),
+    /// The resource is not in a state that allows the command.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl DomainError {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use fleetledger_events::{stream_type, DomainEvent, EventEnvelope};
-use fleetledger_projections::{fleet::Fleet, key::Key, org::Org, profile::Profile, ReadModel};
+use fleetledger_projections::{fleet::Fleet, key::Key, org::Org, profile::Profile, runtime::Runtime, ReadModel};
 
 use super::{EventStore, StoreError};
 
@@ -86,6 +86,7 @@ pub struct ReadModels {
     pub keys: ModelCache<Key>,
     pub fleets: ModelCache<Fleet>,
     pub profiles: ModelCache<Profile>,
+    pub runtimes: ModelCache<Runtime>,
     lookups: DashMap<(&'static str, String), String>,
     followed: AtomicI64,
 }
@@ -101,6 +102,7 @@ impl ReadModels {
             keys: ModelCache::default(),
             fleets: ModelCache::default(),
             profiles: ModelCache::default(),
+            runtimes: ModelCache::default(),
             lookups: DashMap::new(),
             followed: AtomicI64::new(head),
         });
@@ -108,6 +110,7 @@ impl ReadModels {
         models.load_kind(&models.keys).await?;
         models.load_kind(&models.fleets).await?;
         models.load_kind(&models.profiles).await?;
+        models.load_kind(&models.runtimes).await?;
         Ok(models)
     }
 
@@ -180,6 +183,7 @@ impl ReadModels {
             stream_type::KEY => self.apply_to(&self.keys, envelope).await,
             stream_type::FLEET => self.apply_to(&self.fleets, envelope).await,
             stream_type::PROFILE => self.apply_to(&self.profiles, envelope).await,
+            stream_type::RUNTIME => self.apply_to(&self.runtimes, envelope).await,
             _ => Ok(()),
         }
     }
@@ -245,5 +249,10 @@ impl CacheOf<Fleet> for ReadModels {
 impl CacheOf<Profile> for ReadModels {
     fn cache(&self) -> &ModelCache<Profile> {
         &self.profiles
+    }
+}
+impl CacheOf<Runtime> for ReadModels {
+    fn cache(&self) -> &ModelCache<Runtime> {
+        &self.runtimes
     }
 }

@@ -7,6 +7,8 @@
 //! id (UUIDv5 of worker and trigger), so a redelivered trigger whose outcome exists is
 //! skipped, and a second append of the same outcome is refused by the log.
 
+pub mod drivers;
+
 use std::sync::Arc;
 use std::time::Duration;
 

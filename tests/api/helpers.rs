@@ -170,6 +170,10 @@ pub fn serve_settings() -> ServeSettings {
             .collect(),
         follow_interval_ms: 50,
         shutdown_grace_seconds: 5,
+        rate_limit_per_sec: 1000,
+        rate_limit_burst: 1000,
+        max_sandbox_timeout_seconds: 86_400,
+        sandbox_provider: "docker".into(),
     }
 }
 
@@ -472,6 +476,15 @@ pub async fn spawn_app_with(
 ) -> TestApp {
     let mut serve = serve_settings();
     serve.bus = bus;
+    spawn_configured(store, serve, workers).await
+}
+
+/// Starts the real server with the given settings.
+pub async fn spawn_configured(
+    store: TestStore,
+    serve: ServeSettings,
+    workers: Vec<std::sync::Arc<dyn fleetledger::workers::Worker>>,
+) -> TestApp {
     let app = Application::build_with_workers(
         Settings {
             store: store.settings(),

@@ -12,4 +12,5 @@ mod feed;
 mod profiles;
 mod profiles_body;
 mod relay;
+mod runtimes;
 mod store;

@@ -1,0 +1,75 @@
+//! Per-key rate limiting for every surface: a token bucket per presented key (refill
+//! `FLEETLEDGER_RATE_LIMIT_PER_SEC`, burst `FLEETLEDGER_RATE_LIMIT_BURST`). A refused
+//! request gets 429 with `Retry-After` in its surface's own error envelope. Requests
+//! without a key are not limited here; they are refused by authentication.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+use governor::clock::{Clock, DefaultClock};
+use governor::{Quota, RateLimiter};
+
+use super::Surface;
+use crate::auth::{hash_token, presented_token};
+
+type KeyedLimiter = RateLimiter<String, governor::state::keyed::DefaultKeyedStateStore<String>, DefaultClock>;
+
+pub struct RateLimits {
+    limiter: KeyedLimiter,
+}
+
+impl RateLimits {
+    pub fn new(per_second: u32, burst: u32) -> Arc<Self> {
+        let per_second = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+        Arc::new(RateLimits {
+            limiter: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
+        })
+    }
+
+    /// `Err(wait)` when the key has no token left.
+    fn check(&self, token: &str) -> Result<(), Duration> {
+        self.limiter
+            .check_key(&hash_token(token))
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+    }
+
+    /// Forgets keys whose buckets are full again, so unused keys cost no memory.
+    pub async fn prune(self: Arc<Self>, every: Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {
+                    self.limiter.retain_recent();
+                    self.limiter.shrink_to_fit();
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+pub async fn limit(State(limits): State<Arc<RateLimits>>, request: Request, next: Next) -> Response {
+    let refused = match presented_token(request.headers()) {
+        Ok(token) => limits.check(token).err(),
+        Err(_) => None,
+    };
+    let Some(wait) = refused else {
+        return next.run(request).await;
+    };
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let surface = Surface::of(request.uri().path());
+    let mut response = surface.error(
+        StatusCode::TOO_MANY_REQUESTS,
+        &format!("Rate limit exceeded; retry in {seconds} s"),
+        "rate_limited",
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+    response
+}

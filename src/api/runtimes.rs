@@ -1,0 +1,781 @@
+//! The sandbox runtimes surface, wire-compatible with Dreadnode's
+//! `/api/v1/org/{org}/ws/{workspace}/runtimes`: ensure-style creation, listing, the
+//! durable config (GET/PUT) and the sandbox lifecycle. Errors are Dreadnode's canonical
+//! envelope `{"code", "detail", "type", "errors"?}`; validation problems are listed all at
+//! once, pydantic-style.
+
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use fleetledger_events::envelope::micros;
+use fleetledger_events::runtime::RuntimeEvent;
+use fleetledger_projections::org::Org;
+use fleetledger_projections::runtime::Runtime;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use super::{read_body, RequestMeta};
+use crate::app::AppState;
+use crate::auth::{presented_token, Principal, Role};
+use crate::domain::runtime::config::{self, at, ConfigLimits, FieldError, Problems};
+use crate::domain::runtime::{self as rules, CreateRuntime, Ensured, MaterializedSandbox, StartAction};
+use crate::domain::DomainError;
+use crate::ledger::Decision;
+use crate::store::StoreError;
+use crate::tenancy;
+
+/// Request bodies over this size are refused with 413.
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Attempts at a write that lost a race to another writer of the same runtime.
+const WRITE_ATTEMPTS: usize = 8;
+const DEFAULT_PAGE: i64 = 50;
+const DEFAULT_EXTEND_SECONDS: i64 = 300;
+
+const BASE: &str = "/api/v1/org/{org}/ws/{workspace}/runtimes";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(BASE, get(list_runtimes).post(create_runtime))
+        .route(&format!("{BASE}/{{id}}"), get(get_runtime))
+        .route(&format!("{BASE}/{{id}}/config"), get(get_config).put(replace_config))
+        .route(&format!("{BASE}/{{id}}/start"), post(start_runtime))
+        .route(&format!("{BASE}/{{id}}/pause"), post(pause_runtime))
+        .route(&format!("{BASE}/{{id}}/resume"), post(resume_runtime))
+        .route(&format!("{BASE}/{{id}}/reset"), post(reset_runtime))
+        .route(&format!("{BASE}/{{id}}/keepalive"), post(keepalive_runtime))
+}
+
+/// Dreadnode's canonical error envelope.
+#[derive(Debug)]
+pub struct DreadnodeError {
+    status: StatusCode,
+    detail: String,
+    kind: &'static str,
+    errors: Option<Vec<FieldError>>,
+}
+
+impl DreadnodeError {
+    pub fn new(status: StatusCode, detail: impl Into<String>, kind: &'static str) -> Self {
+        DreadnodeError {
+            status,
+            detail: detail.into(),
+            kind,
+            errors: None,
+        }
+    }
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+    fn unauthorized() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "Authentication failed", "authentication_error")
+    }
+    fn not_found(what: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, format!("{what} not found"), "not_found")
+    }
+    fn forbidden(detail: &str) -> Self {
+        Self::new(StatusCode::FORBIDDEN, detail, "permission_denied")
+    }
+    fn validation(errors: Vec<FieldError>) -> Self {
+        DreadnodeError {
+            errors: Some(errors),
+            ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "Validation error", "validation_error")
+        }
+    }
+    fn internal(error: impl std::fmt::Display) -> Self {
+        tracing::error!(%error, "runtimes API failure");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error", "internal_error")
+    }
+}
+
+impl From<StoreError> for DreadnodeError {
+    fn from(error: StoreError) -> Self {
+        DreadnodeError::internal(error)
+    }
+}
+
+impl From<DomainError> for DreadnodeError {
+    fn from(error: DomainError) -> Self {
+        match error {
+            DomainError::NotFound => DreadnodeError::not_found("Runtime"),
+            DomainError::AlreadyExists(m) | DomainError::Conflict(m) => DreadnodeError::new(StatusCode::CONFLICT, m, "conflict"),
+            DomainError::Invalid(m) => DreadnodeError::new(StatusCode::UNPROCESSABLE_ENTITY, m, "validation_error"),
+        }
+    }
+}
+
+impl IntoResponse for DreadnodeError {
+    fn into_response(self) -> Response {
+        let mut body = Map::new();
+        body.insert("code".into(), self.status.as_u16().into());
+        body.insert("detail".into(), self.detail.into());
+        body.insert("type".into(), self.kind.into());
+        if let Some(errors) = self.errors {
+            body.insert("errors".into(), serde_json::to_value(errors).unwrap_or_default());
+        }
+        let mut response = (self.status, Json(Value::Object(body))).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// The caller, by `Authorization: Bearer` or `X-API-Key`.
+pub struct RuntimePrincipal(Principal);
+
+impl FromRequestParts<AppState> for RuntimePrincipal {
+    type Rejection = DreadnodeError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, DreadnodeError> {
+        let token = presented_token(&parts.headers).map_err(|_| DreadnodeError::unauthorized())?;
+        let principal = state
+            .auth
+            .authenticate(token, Utc::now())
+            .await
+            .map_err(|_| DreadnodeError::unauthorized())?;
+        Ok(RuntimePrincipal(principal))
+    }
+}
+
+/// The org and workspace of a path, if the caller belongs to that org; 404 otherwise.
+async fn workspace_of(state: &AppState, principal: &Principal, org: &str, workspace: &str) -> Result<Org, DreadnodeError> {
+    let org = tenancy::find_org(&state.ledger, org)
+        .await?
+        .filter(|o| o.id == principal.org_id)
+        .ok_or_else(|| DreadnodeError::not_found("Organization"))?;
+    if org.workspaces.iter().any(|w| w.slug == workspace) {
+        return Ok(org);
+    }
+    // Perhaps created by another process a moment ago.
+    match state.ledger.models.refresh::<Org>(&org.id.to_string()).await? {
+        Some(fresh) if fresh.model.workspaces.iter().any(|w| w.slug == workspace) => Ok((*fresh.model).clone()),
+        _ => Err(DreadnodeError::not_found("Workspace")),
+    }
+}
+
+/// A runtime of the workspace by id (any case) or key, with its stream version.
+async fn find_runtime(
+    state: &AppState,
+    principal: &Principal,
+    org: &Org,
+    workspace: &str,
+    id: &str,
+) -> Result<(i64, Runtime), DreadnodeError> {
+    let id = match Uuid::parse_str(id.trim()) {
+        Ok(uuid) => uuid,
+        Err(_) => rules::runtime_id_for_key(org.id, workspace, id.trim()),
+    }
+    .to_string();
+    let cached = match state.ledger.models.runtimes.get(&id) {
+        Some(c) => Some(c),
+        // Perhaps created by another replica a moment ago.
+        None => state.ledger.models.refresh::<Runtime>(&id).await?,
+    };
+    match cached {
+        Some(c) if c.model.org_id == org.id && c.model.workspace == workspace && principal.may(&id, "read") => {
+            Ok((c.version, (*c.model).clone()))
+        }
+        _ => Err(DreadnodeError::not_found("Runtime")),
+    }
+}
+
+/// Only the runtime's owner may change it or drive its sandbox.
+fn authorize_owner(principal: &Principal, runtime: &Runtime) -> Result<(), DreadnodeError> {
+    if principal.role == Role::Viewer {
+        return Err(DreadnodeError::forbidden("Viewers cannot modify runtimes"));
+    }
+    if principal.principal_id != runtime.owner || !principal.may(&runtime.id.to_string(), "configure") {
+        return Err(DreadnodeError::forbidden("Only the runtime's owner may modify it"));
+    }
+    Ok(())
+}
+
+pub fn config_limits(state: &AppState) -> ConfigLimits {
+    ConfigLimits {
+        max_timeout_seconds: state.settings.max_sandbox_timeout_seconds,
+        provider: state.settings.sandbox_provider.clone(),
+    }
+}
+
+// ---- bodies -------------------------------------------------------------------------------
+
+/// A JSON object body (an empty body reads as `{}`), or the envelope's 413/422.
+async fn json_body(body: Body) -> Result<Value, DreadnodeError> {
+    let bytes = read_body(body, MAX_BODY_BYTES)
+        .await
+        .map_err(DreadnodeError::internal)?
+        .ok_or_else(|| {
+            DreadnodeError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("Request body exceeds {MAX_BODY_BYTES} bytes"),
+                "payload_too_large",
+            )
+        })?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| {
+        let mut p = Problems::default();
+        p.add(&[json!("body"), json!(e.column())], "json_invalid", "JSON decode error");
+        DreadnodeError::validation(p.0)
+    })
+}
+
+fn body_loc() -> Vec<Value> {
+    vec![json!("body")]
+}
+
+// ---- rendering ----------------------------------------------------------------------------
+
+/// A runtime as this surface shows it; `viewer` decides `owned_by_me` (absent for audit).
+pub fn runtime_json(r: &Runtime, viewer: Option<&Principal>) -> Value {
+    let instance = r.sandbox.as_ref().map(|s| {
+        json!({
+            "id": s.id,
+            "provider": s.provider,
+            "provider_sandbox_id": s.id,
+            "sandbox_url": s.sandbox_url,
+            "status": r.status.as_str(),
+            "config_digest": s.config_digest,
+            "config_version": s.config_version.to_string(),
+            "started_at": micros::format(&s.started_at),
+            "expires_at": micros::format(&s.expires_at),
+        })
+    });
+    let mut out = json!({
+        "id": r.id,
+        "key": r.key,
+        "name": r.name,
+        "description": r.description,
+        "workspace": r.workspace,
+        "project_key": r.project,
+        "project_name": r.project,
+        "status": r.status.as_str(),
+        "owner_id": r.owner,
+        "config_digest": r.config_digest,
+        "config_version": r.config_version.to_string(),
+        "materialization_stale": r.materialization_stale(),
+        "instance": instance,
+        "expires_at": r.sandbox.as_ref().map(|s| micros::format(&s.expires_at)),
+        "created_at": micros::format(&r.created_at),
+        "updated_at": micros::format(&r.updated_at),
+    });
+    if let (Some(p), Some(o)) = (viewer, out.as_object_mut()) {
+        o.insert("owned_by_me".into(), (p.principal_id == r.owner).into());
+    }
+    out
+}
+
+/// The durable config state.
+pub fn config_json(r: &Runtime) -> Value {
+    json!({
+        "runtime_id": r.id,
+        "config": r.config,
+        "config_digest": r.config_digest,
+        "config_version": r.config_version.to_string(),
+        "materialization_stale": r.materialization_stale(),
+    })
+}
+
+// ---- writes -------------------------------------------------------------------------------
+
+/// Decides against the current runtime and commits, retrying on a lost race. A decision
+/// with no events commits nothing and answers the runtime as it is.
+async fn write(
+    state: &AppState,
+    principal: &Principal,
+    meta: &RequestMeta,
+    id: &str,
+    mut decide: impl FnMut(&Runtime) -> Result<Vec<RuntimeEvent>, DreadnodeError>,
+) -> Result<Runtime, DreadnodeError> {
+    for attempt in 0..WRITE_ATTEMPTS {
+        let cached = if attempt == 0 { state.ledger.models.runtimes.get(id) } else { None };
+        let current = match cached {
+            Some(c) => c,
+            None => state
+                .ledger
+                .models
+                .refresh::<Runtime>(id)
+                .await?
+                .ok_or_else(|| DreadnodeError::not_found("Runtime"))?,
+        };
+        let before = (*current.model).clone();
+        let events = decide(&before)?;
+        if events.is_empty() {
+            return Ok(before);
+        }
+        let decision = Decision::new(id.to_string(), current.version, Some(before), events);
+        let after = decision.after.clone().expect("a runtime stays a runtime");
+        match state.ledger.commit(decision, meta.metadata(principal), None).await {
+            Ok(_) => return Ok(after),
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(DreadnodeError::new(
+        StatusCode::CONFLICT,
+        "The runtime kept changing; try again",
+        "conflict",
+    ))
+}
+
+/// Replaces a runtime's config with an already normalized one; shared with restore.
+pub async fn commit_config(
+    state: &AppState,
+    principal: &Principal,
+    meta: &RequestMeta,
+    runtime: &Runtime,
+    config: Value,
+    restored_from_version: Option<i64>,
+    reason: Option<String>,
+) -> Result<Runtime, DreadnodeError> {
+    authorize_owner(principal, runtime)?;
+    let now = Utc::now();
+    write(state, principal, meta, &runtime.id.to_string(), |current| {
+        Ok(rules::replace_config(
+            Some(current),
+            config.clone(),
+            restored_from_version,
+            reason.clone(),
+            now,
+        )?)
+    })
+    .await
+}
+
+// ---- handlers -----------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct ListQuery {
+    state: Option<String>,
+    owner: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+    project_id: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/org/{org}/ws/{workspace}/runtimes", tag = "runtimes", security(("bearer" = []), ("api_key" = [])),
+    params(("org" = String, Path, description = "Organization slug"), ("workspace" = String, Path, description = "Workspace slug"),
+           ("state" = Option<String>, Query, description = "Comma-separated statuses: idle, running, paused"),
+           ("owner" = Option<String>, Query, description = "`me` for the caller's runtimes only"),
+           ("limit" = Option<i64>, Query, description = "1 to 100 (default 50)"), ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
+    responses((status = 200, description = "`{items: [runtime], next_cursor}`, newest first"), (status = 422, description = "Invalid query")))]
+async fn list_runtimes(
+    State(state): State<AppState>,
+    RuntimePrincipal(principal): RuntimePrincipal,
+    Path((org, workspace)): Path<(String, String)>,
+    Query(query): Query<ListQuery>,
+) -> Result<Response, DreadnodeError> {
+    let org = workspace_of(&state, &principal, &org, &workspace).await?;
+    let mut p = Problems::default();
+    let query_loc = [json!("query")];
+    let limit = match &query.limit {
+        Some(raw) => config::integer(&mut p, &at(&query_loc, "limit"), Some(&json!(raw)), Some(1), Some(100)),
+        None => Some(DEFAULT_PAGE),
+    };
+    let mut statuses = Vec::new();
+    for s in query
+        .state
+        .iter()
+        .flat_map(|s| s.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        if let Some(s) = config::literal(&mut p, &at(&query_loc, "state"), Some(&json!(s)), &["idle", "running", "paused"]) {
+            statuses.push(s);
+        }
+    }
+    let mine = config::literal(
+        &mut p,
+        &at(&query_loc, "owner"),
+        query.owner.as_ref().map(|o| json!(o)).as_ref(),
+        &["me"],
+    )
+    .is_some();
+    let cursor = match query.cursor.as_deref().filter(|c| !c.is_empty()) {
+        None => None,
+        Some(c) => match Uuid::parse_str(c) {
+            Ok(id) => Some(id),
+            Err(_) => {
+                p.value_error(&at(&query_loc, "cursor"), "cursor is not one this server issued");
+                None
+            }
+        },
+    };
+    if !p.0.is_empty() {
+        return Err(DreadnodeError::validation(p.0));
+    }
+    let limit = limit.unwrap_or(DEFAULT_PAGE) as usize;
+    let mut runtimes: Vec<Runtime> = state
+        .ledger
+        .models
+        .runtimes
+        .all()
+        .into_iter()
+        .map(|c| (*c.model).clone())
+        .filter(|r| r.org_id == org.id && r.workspace == workspace && principal.may(&r.id.to_string(), "read"))
+        .filter(|r| statuses.is_empty() || statuses.iter().any(|s| s == r.status.as_str()))
+        .filter(|r| !mine || r.owner == principal.principal_id)
+        .filter(|r| query.project_id.as_ref().is_none_or(|p| r.project.as_ref() == Some(p)))
+        .collect();
+    // Newest first: ids order by creation time; the cursor is the last id shown.
+    runtimes.sort_by_key(|r| std::cmp::Reverse((r.created_at, r.id)));
+    let start = match cursor {
+        Some(c) => runtimes.iter().position(|r| r.id == c).map_or(runtimes.len(), |i| i + 1),
+        None => 0,
+    };
+    let page: Vec<&Runtime> = runtimes.iter().skip(start).take(limit).collect();
+    let next_cursor = (start + page.len() < runtimes.len())
+        .then(|| page.last().map(|r| r.id.to_string()))
+        .flatten();
+    let items: Vec<Value> = page.iter().map(|r| runtime_json(r, Some(&principal))).collect();
+    Ok(Json(json!({ "items": items, "next_cursor": next_cursor })).into_response())
+}
+
+#[utoipa::path(post, path = "/api/v1/org/{org}/ws/{workspace}/runtimes", tag = "runtimes", security(("bearer" = []), ("api_key" = [])),
+    params(("org" = String, Path, description = "Organization slug"), ("workspace" = String, Path, description = "Workspace slug")),
+    request_body(content = Object, description = "`{key?, name?, description?, project?, config?}`"),
+    responses((status = 201, description = "Created"), (status = 200, description = "The runtime with this key already exists with an equal config"),
+              (status = 409, description = "The key exists with a different config"), (status = 422, description = "Validation error")))]
+async fn create_runtime(
+    State(state): State<AppState>,
+    RuntimePrincipal(principal): RuntimePrincipal,
+    meta: RequestMeta,
+    Path((org, workspace)): Path<(String, String)>,
+    body: Body,
+) -> Result<Response, DreadnodeError> {
+    let org = workspace_of(&state, &principal, &org, &workspace).await?;
+    let body = json_body(body).await?;
+    let mut p = Problems::default();
+    let loc = body_loc();
+    let known = ["key", "name", "description", "project", "config", "requested_runtime_limit_seconds"];
+    let fields = config::model(&mut p, &loc, &body, &known).unwrap_or_default();
+    let text = |p: &mut Problems, name: &str| config::string(p, &at(&loc, name), fields.get(name), true, 1);
+    let key = text(&mut p, "key");
+    let name = text(&mut p, "name");
+    let description = config::string(&mut p, &at(&loc, "description"), fields.get("description"), true, 0);
+    let project = text(&mut p, "project");
+    config::integer(
+        &mut p,
+        &at(&loc, "requested_runtime_limit_seconds"),
+        fields.get("requested_runtime_limit_seconds").filter(|v| !v.is_null()),
+        Some(config::MIN_TIMEOUT_SECONDS),
+        Some(state.settings.max_sandbox_timeout_seconds),
+    );
+    let limits = config_limits(&state);
+    let given = fields.get("config").filter(|v| !v.is_null());
+    let config = match given {
+        Some(c) => config::normalize(c, &at(&loc, "config"), &limits).unwrap_or_else(|errors| {
+            p.0.extend(errors);
+            Value::Null
+        }),
+        None => config::default_config(&limits),
+    };
+    if !p.0.is_empty() {
+        return Err(DreadnodeError::validation(p.0));
+    }
+    if !principal.may_write() {
+        return Err(DreadnodeError::forbidden("Viewers cannot create runtimes"));
+    }
+    let key = rules::runtime_key(key.as_deref(), project.as_deref(), Uuid::now_v7()).map_err(|e| {
+        let mut p = Problems::default();
+        p.add(&at(&loc, "key"), "value_error", format!("Value error, {e}"));
+        DreadnodeError::validation(p.0)
+    })?;
+    let id = rules::runtime_id_for_key(org.id, &workspace, &key);
+    for _ in 0..WRITE_ATTEMPTS {
+        let existing = state.ledger.models.refresh::<Runtime>(&id.to_string()).await?;
+        let command = CreateRuntime {
+            runtime_id: id,
+            org_id: org.id,
+            workspace: workspace.clone(),
+            key: Some(key.clone()),
+            name: name.clone(),
+            description: description.clone(),
+            project: project.clone(),
+            owner: principal.principal_id.clone(),
+            config: config.clone(),
+            config_given: given.is_some(),
+            now: Utc::now(),
+        };
+        let events = match rules::ensure_runtime(existing.as_ref().map(|c| c.model.as_ref()), command, key.clone())? {
+            Ensured::Existing => {
+                let runtime = existing.map(|c| (*c.model).clone()).expect("an existing runtime");
+                let mut body = runtime_json(&runtime, Some(&principal));
+                body["created"] = false.into();
+                return Ok((StatusCode::OK, Json(body)).into_response());
+            }
+            Ensured::Created(events) => events,
+        };
+        let decision = Decision::new(id.to_string(), 0, None, events);
+        let runtime = decision.after.clone().expect("a created runtime exists");
+        match state.ledger.commit(decision, meta.metadata(&principal), None).await {
+            Ok(_) => {
+                let mut body = runtime_json(&runtime, Some(&principal));
+                body["created"] = true.into();
+                return Ok((StatusCode::CREATED, Json(body)).into_response());
+            }
+            // Created by someone else meanwhile: decide again against it.
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(DreadnodeError::new(
+        StatusCode::CONFLICT,
+        "The runtime kept changing; try again",
+        "conflict",
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/org/{org}/ws/{workspace}/runtimes/{id}", tag = "runtimes", security(("bearer" = []), ("api_key" = [])),
+    params(("org" = String, Path, description = "Organization slug"), ("workspace" = String, Path, description = "Workspace slug"), ("id" = String, Path, description = "Runtime UUID (any case) or key")),
+    responses((status = 200, description = "The runtime"), (status = 404, description = "Not found")))]
+async fn get_runtime(
+    State(state): State<AppState>,
+    RuntimePrincipal(principal): RuntimePrincipal,
+    Path((org, workspace, id)): Path<(String, String, String)>,
+) -> Result<Response, DreadnodeError> {
+    let org = workspace_of(&state, &principal, &org, &workspace).await?;
+    let (_, runtime) = find_runtime(&state, &principal, &org, &workspace, &id).await?;
+    Ok(Json(runtime_json(&runtime, Some(&principal))).into_response())
+}
+
+#[utoipa::path(get, path = "/api/v1/org/{org}/ws/{workspace}/runtimes/{id}/config", tag = "runtimes", security(("bearer" = []), ("api_key" = [])),
+    params(("org" = String, Path, description = "Organization slug"), ("workspace" = String, Path, description = "Workspace slug"), ("id" = String, Path, description = "Runtime UUID (any case) or key")),
+    responses((status = 200, description = "`{runtime_id, config, config_digest, config_version, materialization_stale}`")))]
+async fn get_config(
+    State(state): State<AppState>,
+    RuntimePrincipal(principal): RuntimePrincipal,
+    Path((org, workspace, id)): Path<(String, String, String)>,
+) -> Result<Response, DreadnodeError> {
+    let org = workspace_of(&state, &principal, &org, &workspace).await?;
+    let (_, runtime) = find_runtime(&state, &principal, &org, &workspace, &id).await?;
+    Ok(Json(config_json(&runtime)).into_response())
+}
+
+#[utoipa::path(put, path = "/api/v1/org/{org}/ws/{workspace}/runtimes/{id}/config", tag = "runtimes", security(("bearer" = []), ("api_key" = [])),
+    params(("org" = String, Path, description = "Organization slug"), ("workspace" = String, Path, description = "Workspace slug"), ("id" = String, Path, description = "Runtime UUID (any case) or key")),
+    request_body(content = Object, description = "`{config}`: the whole durable config; omitted fields take their defaults"),
+    responses((status = 200, description = "`{runtime_id, config, config_digest, config_version, materialization_stale}`"),
+              (status = 401, description = "Authentication failed"), (status = 403, description = "Not the runtime's owner"),
+              (status = 404, description = "Not found"), (status = 413, description = "Body over 1 MiB"),
+              (status = 422, description = "Validation error, every problem listed"), (status = 429, description = "Rate limited")))]
+async fn replace_config(
+    State(state): State<AppState>,
+    RuntimePrincipal(principal): RuntimePrincipal,
+    meta: RequestMeta,
+    Path((org, workspace, id)): Path<(String, String, String)>,
+    body: Body,
+) -> Result<Response, DreadnodeError> {
+    let org = workspace_of(&state, &principal, &org, &workspace).await?;
+    let body = json_body(body).await?;
+    let mut p = Problems::default();
+    let loc = body_loc();
+    let fields = config::model(&mut p, &loc, &body, &["config"]).unwrap_or_default();
+    let config = match fields.get("config") {
+        None => {
+            p.add(&at(&loc, "config"), "missing", "Field required");
+            None
+        }
+        Some(c) => config::normalize(c, &at(&loc, "config"), &config_limits(&state))
+            .map_err(|errors| p.0.extend(errors))
+            .ok(),
+    };
+    let config = match config {
+        Some(c) if p.0.is_empty() => c,
+        _ => return Err(DreadnodeError::validation(p.0)),
+    };
+    let (_, runtime) = find_runtime(&state, &principal, &org, &workspace, &id).await?;
+    let after = commit_config(&state, &principal, &meta, &runtime, config, None, None).await?;
+    Ok(Json(config_json(&after)).into_response())
+}
+
+/// The runtime a lifecycle call drives, once the caller is known to own it.
+async fn owned_runtime(state: &AppState, principal: &Principal, org: &str, workspace: &str, id: &str) -> Result<Runtime, DreadnodeError> {
+    let org = workspace_of(state, principal, org, workspace).await?;
+    let (_, runtime) = find_runtime(state, principal, &org, workspace, id).await?;
+    authorize_owner(principal, &runtime)?;
+    Ok(runtime)
+}
+
+fn sandbox_unavailable(error: impl std::fmt::Display) -> DreadnodeError {
+    DreadnodeError::new(StatusCode::BAD_GATEWAY, format!("Sandbox unavailable: {error}"), "bad_gateway")
+}
+
+#[utoipa::path(post, path = "/api/v1/org/{org}/ws/{workspace}/runtimes/{id}/start", tag = "runtimes", security(("bearer" = []), ("api_key" = [])),
+    params(("org" = String, Path, description = "Organization slug"), ("workspace" = String, Path, description = "Workspace slug"), ("id" = String, Path, description = "Runtime UUID (any case) or key")),
+    responses((status = 200, description = "The runtime with its `instance`; a running sandbox is returned as it is"), (status = 502, description = "The sandbox could not be created")))]
+async fn start_runtime(
+    State(state): State<AppState>,
+    RuntimePrincipal(principal): RuntimePrincipal,
+    meta: RequestMeta,
+    Path((org, workspace, id)): Path<(String, String, String)>,
+    body: Body,
+) -> Result<Response, DreadnodeError> {
+    let runtime = owned_runtime(&state, &principal, &org, &workspace, &id).await?;
+    json_body(body).await?;
+    let id = runtime.id.to_string();
+    match rules::start_action(&runtime) {
+        StartAction::AlreadyRunning => return Ok(Json(runtime_json(&runtime, Some(&principal))).into_response()),
+        StartAction::Resume => return resume_runtime_inner(&state, &principal, &meta, runtime).await,
+        StartAction::Materialize => {}
+    }
+    // The start is recorded first; creating the sandbox is its outcome.
+    let sandbox_id = Uuid::now_v7().to_string();
+    let handle = state.sandboxes.describe(&sandbox_id);
+    let now = Utc::now();
+    let mut materialize = false;
+    let started = write(&state, &principal, &meta, &id, |current| {
+        materialize = rules::start_action(current) == StartAction::Materialize;
+        if !materialize {
+            return Ok(vec![]);
+        }
+        let sandbox = MaterializedSandbox {
+            sandbox_id: sandbox_id.clone(),
+            provider: handle.provider.clone(),
+            sandbox_url: handle.url.clone(),
+        };
+        Ok(rules::started(Some(current), sandbox, now)?)
+    })
+    .await?;
+    if !materialize {
+        return Ok(Json(runtime_json(&started, Some(&principal))).into_response());
+    }
+    if let Err(error) = state.sandboxes.create(&sandbox_id, &id, &started.config).await {
+        // Recorded as failed: the runtime goes back to idle and a retry starts afresh.
+        let now = Utc::now();
+        write(&state, &principal, &meta, &id, |current| Ok(rules::reset(Some(current), now)?)).await?;
+        return Err(sandbox_unavailable(error));
+    }
+    Ok(Json(runtime_json(&started, Some(&principal))).into_response())
+}
+
+#[utoipa::path(post, path = "/api/v1/org/{org}/ws/{workspace}/runtimes/{id}/pause", tag = "runtimes", security(("bearer" = []), ("api_key" = [])),
+    params(("org" = String, Path, description = "Organization slug"), ("workspace" = String, Path, description = "Workspace slug"), ("id" = String, Path, description = "Runtime UUID (any case) or key")),
+    responses((status = 200, description = "The paused runtime"), (status = 409, description = "No sandbox to pause")))]
+async fn pause_runtime(
+    State(state): State<AppState>,
+    RuntimePrincipal(principal): RuntimePrincipal,
+    meta: RequestMeta,
+    Path((org, workspace, id)): Path<(String, String, String)>,
+) -> Result<Response, DreadnodeError> {
+    let runtime = owned_runtime(&state, &principal, &org, &workspace, &id).await?;
+    rules::pause(Some(&runtime), Utc::now())?;
+    if let Some(sandbox) = &runtime.sandbox {
+        state.sandboxes.pause(&sandbox.id).await.map_err(sandbox_unavailable)?;
+    }
+    let now = Utc::now();
+    let after = write(&state, &principal, &meta, &runtime.id.to_string(), |current| {
+        Ok(rules::pause(Some(current), now)?)
+    })
+    .await?;
+    Ok(Json(runtime_json(&after, Some(&principal))).into_response())
+}
+
+#[utoipa::path(post, path = "/api/v1/org/{org}/ws/{workspace}/runtimes/{id}/resume", tag = "runtimes", security(("bearer" = []), ("api_key" = [])),
+    params(("org" = String, Path, description = "Organization slug"), ("workspace" = String, Path, description = "Workspace slug"), ("id" = String, Path, description = "Runtime UUID (any case) or key")),
+    responses((status = 200, description = "The running runtime"), (status = 409, description = "No sandbox to resume")))]
+async fn resume_runtime(
+    State(state): State<AppState>,
+    RuntimePrincipal(principal): RuntimePrincipal,
+    meta: RequestMeta,
+    Path((org, workspace, id)): Path<(String, String, String)>,
+) -> Result<Response, DreadnodeError> {
+    let runtime = owned_runtime(&state, &principal, &org, &workspace, &id).await?;
+    resume_runtime_inner(&state, &principal, &meta, runtime).await
+}
+
+async fn resume_runtime_inner(
+    state: &AppState,
+    principal: &Principal,
+    meta: &RequestMeta,
+    runtime: Runtime,
+) -> Result<Response, DreadnodeError> {
+    rules::resume(Some(&runtime), Utc::now())?;
+    if let Some(sandbox) = &runtime.sandbox {
+        state.sandboxes.resume(&sandbox.id).await.map_err(sandbox_unavailable)?;
+    }
+    let now = Utc::now();
+    let after = write(state, principal, meta, &runtime.id.to_string(), |current| {
+        Ok(rules::resume(Some(current), now)?)
+    })
+    .await?;
+    Ok(Json(runtime_json(&after, Some(principal))).into_response())
+}
+
+#[utoipa::path(post, path = "/api/v1/org/{org}/ws/{workspace}/runtimes/{id}/reset", tag = "runtimes", security(("bearer" = []), ("api_key" = [])),
+    params(("org" = String, Path, description = "Organization slug"), ("workspace" = String, Path, description = "Workspace slug"), ("id" = String, Path, description = "Runtime UUID (any case) or key")),
+    responses((status = 200, description = "The idle runtime; its sandbox is killed")))]
+async fn reset_runtime(
+    State(state): State<AppState>,
+    RuntimePrincipal(principal): RuntimePrincipal,
+    meta: RequestMeta,
+    Path((org, workspace, id)): Path<(String, String, String)>,
+) -> Result<Response, DreadnodeError> {
+    let runtime = owned_runtime(&state, &principal, &org, &workspace, &id).await?;
+    let now = Utc::now();
+    let mut killed = None;
+    let after = write(&state, &principal, &meta, &runtime.id.to_string(), |current| {
+        killed = current.sandbox.as_ref().map(|s| s.id.clone());
+        Ok(rules::reset(Some(current), now)?)
+    })
+    .await?;
+    if let Some(sandbox_id) = killed {
+        state.sandboxes.destroy(&sandbox_id).await.map_err(sandbox_unavailable)?;
+    }
+    Ok(Json(runtime_json(&after, Some(&principal))).into_response())
+}
+
+#[utoipa::path(post, path = "/api/v1/org/{org}/ws/{workspace}/runtimes/{id}/keepalive", tag = "runtimes", security(("bearer" = []), ("api_key" = [])),
+    params(("org" = String, Path, description = "Organization slug"), ("workspace" = String, Path, description = "Workspace slug"), ("id" = String, Path, description = "Runtime UUID (any case) or key")),
+    request_body(content = Object, description = "`{extend_seconds?}` (default 300)"),
+    responses((status = 200, description = "The runtime with its new `expires_at`"), (status = 409, description = "No sandbox to keep alive")))]
+async fn keepalive_runtime(
+    State(state): State<AppState>,
+    RuntimePrincipal(principal): RuntimePrincipal,
+    meta: RequestMeta,
+    Path((org, workspace, id)): Path<(String, String, String)>,
+    body: Body,
+) -> Result<Response, DreadnodeError> {
+    let body = json_body(body).await?;
+    let max = state.settings.max_sandbox_timeout_seconds;
+    let mut p = Problems::default();
+    let loc = body_loc();
+    let fields = config::model(&mut p, &loc, &body, &["extend_seconds"]).unwrap_or_default();
+    let extend = config::integer(
+        &mut p,
+        &at(&loc, "extend_seconds"),
+        fields.get("extend_seconds"),
+        Some(1),
+        Some(max),
+    );
+    if !p.0.is_empty() {
+        return Err(DreadnodeError::validation(p.0));
+    }
+    let runtime = owned_runtime(&state, &principal, &org, &workspace, &id).await?;
+    let now = Utc::now();
+    let extend = extend.unwrap_or(DEFAULT_EXTEND_SECONDS);
+    let after = write(&state, &principal, &meta, &runtime.id.to_string(), |current| {
+        Ok(rules::keepalive(Some(current), extend, max, now)?)
+    })
+    .await?;
+    Ok(Json(runtime_json(&after, Some(&principal))).into_response())
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(list_runtimes, create_runtime, get_runtime, get_config, replace_config, start_runtime, pause_runtime, resume_runtime, reset_runtime, keepalive_runtime),
+    tags((name = "runtimes", description = "Sandbox runtimes (Dreadnode-compatible)"))
+)]
+pub struct RuntimesApi;

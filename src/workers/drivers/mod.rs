@@ -1,0 +1,4 @@
+//! Side-effect drivers behind small traits: a local implementation that works anywhere,
+//! with room for real-world ones (e2b, Docker) beside it.
+
+pub mod sandbox;
