@@ -13,4 +13,5 @@ mod profiles;
 mod profiles_body;
 mod relay;
 mod runtimes;
+mod sdk;
 mod store;
