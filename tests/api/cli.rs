@@ -103,7 +103,10 @@ pub fn start_server(store: &TestStore) -> Server {
 /// `serve` with extra environment variables.
 pub fn start_server_with(store: &TestStore, env: &[(&str, &str)]) -> Server {
     let mut cmd = Command::new(binary());
-    cmd.envs(env.iter().copied());
+    // Scenarios here write as fast as they can; the per-key limit has its own test.
+    cmd.env("FLEETLEDGER_RATE_LIMIT_PER_SEC", "1000000")
+        .env("FLEETLEDGER_RATE_LIMIT_BURST", "1000000")
+        .envs(env.iter().copied());
     cmd.args(["serve", "--listen", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(store.dir.path())

@@ -611,6 +611,11 @@ async fn runtime_history_through_the_audit_api(backend: Backend) {
     assert_eq!(last["revision"], 3);
     let verified = call(&app, Method::GET, &format!("{audit}/verify"), &key, None).await.json();
     assert_eq!(verified["ok"], true);
+    // Rebuilding the runtime projection from the log, while serving, changes nothing.
+    let out = app.store.cli(&["rebuild", "--projection", "runtime"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rebuilt = call(&app, Method::GET, &path(&id, "/config"), &key, None).await.json();
+    assert_eq!(rebuilt, config);
 }
 
 both_backends!(
