@@ -628,7 +628,7 @@ async fn start_runtime(
     let id = runtime.id.to_string();
     match rules::start_action(&runtime) {
         StartAction::AlreadyRunning => return Ok(Json(runtime_json(&runtime, Some(&principal))).into_response()),
-        StartAction::Resume => return resume_runtime_inner(&state, &principal, &meta, runtime).await,
+        StartAction::Resume => return switch(&state, &principal, &meta, runtime, Switch::Resume).await,
         StartAction::Materialize => {}
     }
     // The start is recorded first; creating the sandbox is its outcome.
@@ -671,16 +671,7 @@ async fn pause_runtime(
     Path((org, workspace, id)): Path<(String, String, String)>,
 ) -> Result<Response, DreadnodeError> {
     let runtime = owned_runtime(&state, &principal, &org, &workspace, &id).await?;
-    rules::pause(Some(&runtime), Utc::now())?;
-    if let Some(sandbox) = &runtime.sandbox {
-        state.sandboxes.pause(&sandbox.id).await.map_err(sandbox_unavailable)?;
-    }
-    let now = Utc::now();
-    let after = write(&state, &principal, &meta, &runtime.id.to_string(), |current| {
-        Ok(rules::pause(Some(current), now)?)
-    })
-    .await?;
-    Ok(Json(runtime_json(&after, Some(&principal))).into_response())
+    switch(&state, &principal, &meta, runtime, Switch::Pause).await
 }
 
 #[utoipa::path(post, path = "/api/v1/org/{org}/ws/{workspace}/runtimes/{id}/resume", tag = "runtimes", security(("bearer" = []), ("api_key" = [])),
@@ -693,24 +684,38 @@ async fn resume_runtime(
     Path((org, workspace, id)): Path<(String, String, String)>,
 ) -> Result<Response, DreadnodeError> {
     let runtime = owned_runtime(&state, &principal, &org, &workspace, &id).await?;
-    resume_runtime_inner(&state, &principal, &meta, runtime).await
+    switch(&state, &principal, &meta, runtime, Switch::Resume).await
 }
 
-async fn resume_runtime_inner(
+#[derive(Clone, Copy)]
+enum Switch {
+    Pause,
+    Resume,
+}
+
+/// Pauses or resumes the sandbox, then records it; both are idempotent, so a retry after
+/// a lost race or a crash in between is safe.
+async fn switch(
     state: &AppState,
     principal: &Principal,
     meta: &RequestMeta,
     runtime: Runtime,
+    to: Switch,
 ) -> Result<Response, DreadnodeError> {
-    rules::resume(Some(&runtime), Utc::now())?;
+    let decide = |r: &Runtime, now| match to {
+        Switch::Pause => rules::pause(Some(r), now),
+        Switch::Resume => rules::resume(Some(r), now),
+    };
+    decide(&runtime, Utc::now())?;
     if let Some(sandbox) = &runtime.sandbox {
-        state.sandboxes.resume(&sandbox.id).await.map_err(sandbox_unavailable)?;
+        match to {
+            Switch::Pause => state.sandboxes.pause(&sandbox.id).await,
+            Switch::Resume => state.sandboxes.resume(&sandbox.id).await,
+        }
+        .map_err(sandbox_unavailable)?;
     }
     let now = Utc::now();
-    let after = write(state, principal, meta, &runtime.id.to_string(), |current| {
-        Ok(rules::resume(Some(current), now)?)
-    })
-    .await?;
+    let after = write(state, principal, meta, &runtime.id.to_string(), |current| Ok(decide(current, now)?)).await?;
     Ok(Json(runtime_json(&after, Some(principal))).into_response())
 }
 
