@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use fleetledger_events::{stream_type, DecodeError, DomainEvent, EventEnvelope};
+use fleetledger_projections::mission_control::{Board, Gateway, McAgent};
 use fleetledger_projections::{fleet::Fleet, key::Key, org::Org, profile::Profile, runtime::Runtime, ReadModel};
 use serde_json::Value;
 
@@ -37,12 +38,15 @@ pub fn model_rows<M: ReadModel>(id: &str, version: i64, model: &M) -> Result<Vec
 }
 
 /// The projections `rebuild` knows, and the `read_models` kinds each owns.
-pub const PROJECTIONS: [(&str, &[&str]); 5] = [
+pub const PROJECTIONS: [(&str, &[&str]); 8] = [
     (stream_type::ORG, &[stream_type::ORG, fleetledger_projections::lookup::ORG_SLUG]),
     (stream_type::KEY, &[stream_type::KEY, fleetledger_projections::lookup::KEY_HASH]),
     (stream_type::FLEET, &[stream_type::FLEET]),
     (stream_type::PROFILE, &[stream_type::PROFILE]),
     (stream_type::RUNTIME, &[stream_type::RUNTIME]),
+    (stream_type::GATEWAY, &[stream_type::GATEWAY]),
+    (stream_type::BOARD, &[stream_type::BOARD]),
+    (stream_type::MC_AGENT, &[stream_type::MC_AGENT]),
 ];
 
 /// One event of a stream with the revision and summary it leads to.
@@ -87,6 +91,9 @@ pub fn timeline(stream_type: &str, snapshot: Option<&str>, events: &[EventEnvelo
         stream_type::FLEET => step_states::<Fleet>(snapshot, events),
         stream_type::PROFILE => step_states::<Profile>(snapshot, events),
         stream_type::RUNTIME => step_states::<Runtime>(snapshot, events),
+        stream_type::GATEWAY => step_states::<Gateway>(snapshot, events),
+        stream_type::BOARD => step_states::<Board>(snapshot, events),
+        stream_type::MC_AGENT => step_states::<McAgent>(snapshot, events),
         _ => return None,
     })
 }
@@ -108,6 +115,9 @@ pub fn state_after(stream_type: &str, snapshot: Option<&str>, events: &[EventEnv
         stream_type::FLEET => state_of::<Fleet>(snapshot, events),
         stream_type::PROFILE => state_of::<Profile>(snapshot, events),
         stream_type::RUNTIME => state_of::<Runtime>(snapshot, events),
+        stream_type::GATEWAY => state_of::<Gateway>(snapshot, events),
+        stream_type::BOARD => state_of::<Board>(snapshot, events),
+        stream_type::MC_AGENT => state_of::<McAgent>(snapshot, events),
         _ => return None,
     })
 }
@@ -174,6 +184,30 @@ pub fn summary(e: &EventEnvelope) -> String {
         "runtime.paused" => "paused the sandbox".into(),
         "runtime.resumed" => "resumed the sandbox".into(),
         "runtime.reset" => "reset the runtime (sandbox killed)".into(),
+        "gateway.created" => format!("created gateway {}", text(d, "name")),
+        "board.created" => format!("created board {}", text(d, "name")),
+        "mc_agent.created" => format!("created agent {}", text(d, "name")),
+        "gateway.updated" | "board.updated" | "mc_agent.updated" => {
+            let fields: Vec<&String> = d
+                .get("changes")
+                .and_then(Value::as_object)
+                .map(|c| c.keys().collect())
+                .unwrap_or_default();
+            let mut s = format!("changed {}", fields.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(", "));
+            if d.get("reprovision").and_then(Value::as_bool) == Some(true) {
+                s.push_str(" (reprovision)");
+            }
+            s
+        }
+        "gateway.deleted" | "board.deleted" | "mc_agent.deleted" => "deleted".into(),
+        "mc_agent.heartbeat" => "heartbeat".into(),
+        "mc_agent.provisioned" => format!(
+            "provisioned {} files via {}",
+            d.get("files").and_then(Value::as_array).map_or(0, Vec::len),
+            text(d, "gateway")
+        ),
+        "mc_agent.provision_failed" => format!("provisioning failed: {}", text(d, "error")),
+        "mc_agent.provision_skipped" => format!("provisioning skipped: {}", text(d, "reason")),
         "runtime.kept_alive" => format!("kept the sandbox alive until {}", text(d, "expires_at")),
         other => other.to_string(),
     }
@@ -190,6 +224,9 @@ pub struct Rebuilder {
     fleets: HashMap<String, (i64, Fleet)>,
     profiles: HashMap<String, (i64, Profile)>,
     runtimes: HashMap<String, (i64, Runtime)>,
+    gateways: HashMap<String, (i64, Gateway)>,
+    boards: HashMap<String, (i64, Board)>,
+    agents: HashMap<String, (i64, McAgent)>,
     snapshots: Vec<Snapshot>,
     /// The last position folded in.
     pub through: i64,
@@ -229,6 +266,9 @@ impl Rebuilder {
             stream_type::FLEET => apply_to(&mut self.fleets, &mut self.snapshots, e)?,
             stream_type::PROFILE => apply_to(&mut self.profiles, &mut self.snapshots, e)?,
             stream_type::RUNTIME => apply_to(&mut self.runtimes, &mut self.snapshots, e)?,
+            stream_type::GATEWAY => apply_to(&mut self.gateways, &mut self.snapshots, e)?,
+            stream_type::BOARD => apply_to(&mut self.boards, &mut self.snapshots, e)?,
+            stream_type::MC_AGENT => apply_to(&mut self.agents, &mut self.snapshots, e)?,
             _ => {}
         }
         self.through = e.global_position;
@@ -245,6 +285,9 @@ impl Rebuilder {
                 stream_type::FLEET => rows_of(&self.fleets, &mut out)?,
                 stream_type::PROFILE => rows_of(&self.profiles, &mut out)?,
                 stream_type::RUNTIME => rows_of(&self.runtimes, &mut out)?,
+                stream_type::GATEWAY => rows_of(&self.gateways, &mut out)?,
+                stream_type::BOARD => rows_of(&self.boards, &mut out)?,
+                stream_type::MC_AGENT => rows_of(&self.agents, &mut out)?,
                 _ => {}
             }
         }

@@ -5,7 +5,8 @@
 //! - [`envelope`]: `EventEnvelope`, `NewEvent`, `Metadata` — what the log stores.
 //! - [`chain`]: the per-stream sha256 hash chain.
 //! - [`go_json`]: byte-exact Go `encoding/json` output, the canonical form Fleeti hashes.
-//! - [`profile`], [`fleet`], [`org`], [`key`], [`runtime`]: event types per aggregate.
+//! - [`profile`], [`fleet`], [`org`], [`key`], [`runtime`], [`mission_control`]: event
+//!   types per aggregate.
 //!
 //! Nothing here does I/O.
 
@@ -14,6 +15,7 @@ pub mod envelope;
 pub mod fleet;
 pub mod go_json;
 pub mod key;
+pub mod mission_control;
 pub mod org;
 pub mod profile;
 pub mod runtime;
@@ -27,4 +29,7 @@ pub mod stream_type {
     pub const FLEET: &str = "fleet";
     pub const PROFILE: &str = "profile";
     pub const RUNTIME: &str = "runtime";
+    pub const GATEWAY: &str = "gateway";
+    pub const BOARD: &str = "board";
+    pub const MC_AGENT: &str = "mc_agent";
 }

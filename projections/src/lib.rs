@@ -6,6 +6,7 @@
 
 pub mod fleet;
 pub mod key;
+pub mod mission_control;
 pub mod org;
 pub mod profile;
 pub mod runtime;

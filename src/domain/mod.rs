@@ -4,9 +4,11 @@
 
 pub mod fleet;
 pub mod key;
+pub mod mission_control;
 pub mod org;
 pub mod profile;
 pub mod runtime;
+pub mod validation;
 
 /// What the user got wrong. Surfaces map these to their own envelopes.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use fleetledger_events::{stream_type, DomainEvent, EventEnvelope};
+use fleetledger_projections::mission_control::{Board, Gateway, McAgent};
 use fleetledger_projections::{fleet::Fleet, key::Key, org::Org, profile::Profile, runtime::Runtime, ReadModel};
 
 use super::{EventStore, StoreError};
@@ -87,6 +88,9 @@ pub struct ReadModels {
     pub fleets: ModelCache<Fleet>,
     pub profiles: ModelCache<Profile>,
     pub runtimes: ModelCache<Runtime>,
+    pub gateways: ModelCache<Gateway>,
+    pub boards: ModelCache<Board>,
+    pub agents: ModelCache<McAgent>,
     lookups: DashMap<(&'static str, String), String>,
     followed: AtomicI64,
 }
@@ -103,6 +107,9 @@ impl ReadModels {
             fleets: ModelCache::default(),
             profiles: ModelCache::default(),
             runtimes: ModelCache::default(),
+            gateways: ModelCache::default(),
+            boards: ModelCache::default(),
+            agents: ModelCache::default(),
             lookups: DashMap::new(),
             followed: AtomicI64::new(head),
         });
@@ -111,6 +118,9 @@ impl ReadModels {
         models.load_kind(&models.fleets).await?;
         models.load_kind(&models.profiles).await?;
         models.load_kind(&models.runtimes).await?;
+        models.load_kind(&models.gateways).await?;
+        models.load_kind(&models.boards).await?;
+        models.load_kind(&models.agents).await?;
         Ok(models)
     }
 
@@ -184,6 +194,9 @@ impl ReadModels {
             stream_type::FLEET => self.apply_to(&self.fleets, envelope).await,
             stream_type::PROFILE => self.apply_to(&self.profiles, envelope).await,
             stream_type::RUNTIME => self.apply_to(&self.runtimes, envelope).await,
+            stream_type::GATEWAY => self.apply_to(&self.gateways, envelope).await,
+            stream_type::BOARD => self.apply_to(&self.boards, envelope).await,
+            stream_type::MC_AGENT => self.apply_to(&self.agents, envelope).await,
             _ => Ok(()),
         }
     }
@@ -254,5 +267,20 @@ impl CacheOf<Profile> for ReadModels {
 impl CacheOf<Runtime> for ReadModels {
     fn cache(&self) -> &ModelCache<Runtime> {
         &self.runtimes
+    }
+}
+impl CacheOf<Gateway> for ReadModels {
+    fn cache(&self) -> &ModelCache<Gateway> {
+        &self.gateways
+    }
+}
+impl CacheOf<Board> for ReadModels {
+    fn cache(&self) -> &ModelCache<Board> {
+        &self.boards
+    }
+}
+impl CacheOf<McAgent> for ReadModels {
+    fn cache(&self) -> &ModelCache<McAgent> {
+        &self.agents
     }
 }

@@ -1,0 +1,298 @@
+//! Mission Control read models: gateways, boards and agents.
+//!
+//! Updates carry exactly the fields they changed, applied over the model by name. An
+//! agent's `revision` counts its accepted changes (creation is 1); `provision_state`
+//! follows the reprovisioner's outcome events.
+
+use chrono::{DateTime, Utc};
+use fleetledger_events::mission_control::{AgentEvent, BoardEvent, GatewayEvent};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+/// `model` with `changes` written over its fields of the same names.
+fn with_changes<M: Serialize + DeserializeOwned + Clone>(model: M, changes: &Map<String, Value>) -> M {
+    let Ok(Value::Object(mut fields)) = serde_json::to_value(&model) else {
+        return model;
+    };
+    for (name, value) in changes {
+        if fields.contains_key(name) {
+            fields.insert(name.clone(), value.clone());
+        }
+    }
+    serde_json::from_value(Value::Object(fields)).unwrap_or(model)
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Gateway {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub name: String,
+    pub url: String,
+    pub token: Option<String>,
+    pub workspace_root: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+impl crate::ReadModel for Gateway {
+    type Event = GatewayEvent;
+    const KIND: &'static str = fleetledger_events::stream_type::GATEWAY;
+
+    fn evolve(state: Option<Self>, event: &GatewayEvent) -> Option<Self> {
+        match (state, event) {
+            (_, GatewayEvent::Created(e)) => Some(Gateway {
+                id: e.gateway_id,
+                org_id: e.org_id,
+                name: e.name.clone(),
+                url: e.url.clone(),
+                token: e.token.clone(),
+                workspace_root: e.workspace_root.clone(),
+                created_at: e.created_at,
+                updated_at: e.created_at,
+                deleted_at: None,
+            }),
+            (Some(g), GatewayEvent::Updated(e)) => Some(Gateway {
+                updated_at: e.at,
+                ..with_changes(g, &e.changes)
+            }),
+            (Some(g), GatewayEvent::Deleted(e)) => Some(Gateway {
+                deleted_at: Some(e.at),
+                ..g
+            }),
+            (None, _) => None,
+        }
+    }
+
+    fn org_id(&self) -> String {
+        self.org_id.to_string()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Board {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub name: String,
+    pub slug: String,
+    pub description: Option<String>,
+    pub gateway_id: Option<Uuid>,
+    pub objective: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+impl crate::ReadModel for Board {
+    type Event = BoardEvent;
+    const KIND: &'static str = fleetledger_events::stream_type::BOARD;
+
+    fn evolve(state: Option<Self>, event: &BoardEvent) -> Option<Self> {
+        match (state, event) {
+            (_, BoardEvent::Created(e)) => Some(Board {
+                id: e.board_id,
+                org_id: e.org_id,
+                name: e.name.clone(),
+                slug: e.slug.clone(),
+                description: e.description.clone(),
+                gateway_id: e.gateway_id,
+                objective: e.objective.clone(),
+                created_at: e.created_at,
+                updated_at: e.created_at,
+                deleted_at: None,
+            }),
+            (Some(b), BoardEvent::Updated(e)) => Some(Board {
+                updated_at: e.at,
+                ..with_changes(b, &e.changes)
+            }),
+            (Some(b), BoardEvent::Deleted(e)) => Some(Board {
+                deleted_at: Some(e.at),
+                ..b
+            }),
+            (None, _) => None,
+        }
+    }
+
+    fn org_id(&self) -> String {
+        self.org_id.to_string()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProvisionState {
+    Pending,
+    Provisioned,
+    Failed,
+    Skipped,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct McAgent {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub gateway_id: Uuid,
+    pub board_id: Option<Uuid>,
+    pub name: String,
+    pub status: String,
+    pub is_gateway_main: bool,
+    pub heartbeat_config: Value,
+    pub identity_profile: Option<Value>,
+    pub identity_template: Option<String>,
+    pub soul_template: Option<String>,
+    pub last_seen_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+    pub revision: i64,
+    pub provision_state: ProvisionState,
+    pub last_provision_error: Option<String>,
+}
+
+impl McAgent {
+    /// The OpenClaw session key: per agent on a board, per gateway for its main agent.
+    pub fn session_key(&self) -> String {
+        format!("agent:{}:main", self.gateway_agent_id())
+    }
+
+    /// The agent's id on its gateway (the session key's middle segment).
+    pub fn gateway_agent_id(&self) -> String {
+        if self.is_gateway_main {
+            format!("mc-gateway-{}", self.gateway_id)
+        } else {
+            format!("mc-{}", self.id)
+        }
+    }
+
+    /// `<workspace_root>/workspace-<gateway_agent_id>`.
+    pub fn workspace_path(&self, workspace_root: &str) -> String {
+        format!("{}/workspace-{}", workspace_root.trim_end_matches('/'), self.gateway_agent_id())
+    }
+}
+
+impl crate::ReadModel for McAgent {
+    type Event = AgentEvent;
+    const KIND: &'static str = fleetledger_events::stream_type::MC_AGENT;
+
+    fn evolve(state: Option<Self>, event: &AgentEvent) -> Option<Self> {
+        match (state, event) {
+            (_, AgentEvent::Created(e)) => Some(McAgent {
+                id: e.agent_id,
+                org_id: e.org_id,
+                gateway_id: e.gateway_id,
+                board_id: e.board_id,
+                name: e.name.clone(),
+                status: e.status.clone(),
+                is_gateway_main: e.board_id.is_none(),
+                heartbeat_config: e.heartbeat_config.clone(),
+                identity_profile: e.identity_profile.clone(),
+                identity_template: e.identity_template.clone(),
+                soul_template: e.soul_template.clone(),
+                last_seen_at: None,
+                created_at: e.created_at,
+                updated_at: e.created_at,
+                deleted_at: None,
+                revision: 1,
+                provision_state: ProvisionState::Pending,
+                last_provision_error: None,
+            }),
+            (Some(a), AgentEvent::Updated(e)) => {
+                let mut a = with_changes(a, &e.changes);
+                a.revision += 1;
+                a.updated_at = e.updated_at;
+                if e.reprovision {
+                    a.provision_state = ProvisionState::Pending;
+                }
+                Some(a)
+            }
+            (Some(mut a), AgentEvent::Heartbeat(e)) => {
+                a.last_seen_at = Some(e.seen_at);
+                if let Some(status) = &e.status {
+                    a.status = status.clone();
+                }
+                Some(a)
+            }
+            (Some(mut a), AgentEvent::Deleted(e)) => {
+                a.deleted_at = Some(e.at);
+                Some(a)
+            }
+            (Some(mut a), AgentEvent::Provisioned(_)) => {
+                a.provision_state = ProvisionState::Provisioned;
+                a.last_provision_error = None;
+                Some(a)
+            }
+            (Some(mut a), AgentEvent::ProvisionFailed(e)) => {
+                a.provision_state = ProvisionState::Failed;
+                a.last_provision_error = Some(e.error.clone());
+                Some(a)
+            }
+            (Some(mut a), AgentEvent::ProvisionSkipped(_)) => {
+                a.provision_state = ProvisionState::Skipped;
+                a.last_provision_error = None;
+                Some(a)
+            }
+            (None, _) => None,
+        }
+    }
+
+    fn org_id(&self) -> String {
+        self.org_id.to_string()
+    }
+
+    fn revision(&self) -> Option<i64> {
+        Some(self.revision)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ReadModel;
+    use fleetledger_events::mission_control::{AgentCreated, AgentProvisionFailed, AgentUpdated};
+    use serde_json::json;
+
+    #[test]
+    fn updates_apply_exactly_their_fields_and_outcomes_set_the_provision_state() {
+        let created = AgentEvent::Created(AgentCreated {
+            agent_id: Uuid::nil(),
+            org_id: Uuid::nil(),
+            gateway_id: Uuid::max(),
+            board_id: Some(Uuid::nil()),
+            name: "a".into(),
+            status: "active".into(),
+            heartbeat_config: json!({}),
+            identity_profile: None,
+            identity_template: None,
+            soul_template: None,
+            created_at: Utc::now(),
+        });
+        let mut changes = Map::new();
+        changes.insert("soul_template".into(), json!("be kind"));
+        changes.insert("board_id".into(), Value::Null);
+        changes.insert("is_gateway_main".into(), json!(true));
+        let updated = AgentEvent::Updated(AgentUpdated {
+            changes,
+            reprovision: true,
+            force: false,
+            updated_at: Utc::now(),
+        });
+        let failed = AgentEvent::ProvisionFailed(AgentProvisionFailed {
+            error: "boom".into(),
+            at: Utc::now(),
+        });
+        let agent = [created, updated, failed].iter().fold(None, McAgent::evolve).unwrap();
+        assert_eq!(agent.soul_template.as_deref(), Some("be kind"));
+        assert_eq!((agent.board_id, agent.is_gateway_main, agent.revision), (None, true, 2));
+        assert_eq!(agent.session_key(), format!("agent:mc-gateway-{}:main", Uuid::max()));
+        assert_eq!(
+            (agent.provision_state, agent.last_provision_error.as_deref()),
+            (ProvisionState::Failed, Some("boom"))
+        );
+        assert_eq!(
+            agent.workspace_path("/srv/ws/"),
+            format!("/srv/ws/workspace-mc-gateway-{}", Uuid::max())
+        );
+    }
+}

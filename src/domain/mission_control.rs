@@ -1,0 +1,499 @@
+//! Mission Control: gateways, boards and agents, with the Update Agent rules (board moves,
+//! gateway-main conversion, what makes a change reprovision the workspace).
+
+use chrono::{DateTime, Utc};
+use fleetledger_events::mission_control::{
+    AgentCreated, AgentEvent, AgentHeartbeat, AgentUpdated, BoardCreated, BoardEvent, Changed, Deleted, GatewayCreated, GatewayEvent,
+};
+use fleetledger_projections::mission_control::{Board, Gateway, McAgent};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use super::DomainError;
+
+pub const STATUSES: [&str; 3] = ["active", "paused", "retired"];
+
+/// The heartbeat policy an agent has when none is set (or it is cleared).
+pub fn default_heartbeat() -> Value {
+    json!({"every": "10m", "target": "last", "includeReasoning": false})
+}
+
+/// Fields that, when changed, rewrite the agent's workspace.
+const REPROVISION_FIELDS: [&str; 5] = ["identity_template", "soul_template", "board_id", "gateway_id", "is_gateway_main"];
+
+/// The changes from `before` to `after`, field by field, by their JSON form.
+fn changes<T: Serialize>(before: &T, after: &T) -> Map<String, Value> {
+    let (Ok(Value::Object(old)), Ok(Value::Object(new))) = (serde_json::to_value(before), serde_json::to_value(after)) else {
+        return Map::new();
+    };
+    new.into_iter().filter(|(k, v)| old.get(k) != Some(v)).collect()
+}
+
+// ---- gateways -----------------------------------------------------------------------------
+
+/// The settable fields of a gateway.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct GatewayFields {
+    pub name: String,
+    pub url: String,
+    pub token: Option<String>,
+    pub workspace_root: String,
+}
+
+fn check_gateway(f: &GatewayFields) -> Result<(), DomainError> {
+    if f.name.trim().is_empty() {
+        return Err(DomainError::invalid("name must not be empty"));
+    }
+    let url = f.url.trim();
+    if !(url.is_empty() || url == "local" || url.starts_with("ws://") || url.starts_with("wss://")) {
+        return Err(DomainError::invalid(
+            "url must be empty, `local`, or a ws:// or wss:// OpenClaw gateway URL",
+        ));
+    }
+    if f.workspace_root.trim().is_empty() {
+        return Err(DomainError::invalid("workspace_root must not be empty"));
+    }
+    Ok(())
+}
+
+impl From<&Gateway> for GatewayFields {
+    fn from(g: &Gateway) -> Self {
+        GatewayFields {
+            name: g.name.clone(),
+            url: g.url.clone(),
+            token: g.token.clone(),
+            workspace_root: g.workspace_root.clone(),
+        }
+    }
+}
+
+pub fn create_gateway(id: Uuid, org_id: Uuid, f: GatewayFields, now: DateTime<Utc>) -> Result<Vec<GatewayEvent>, DomainError> {
+    check_gateway(&f)?;
+    Ok(vec![GatewayEvent::Created(GatewayCreated {
+        gateway_id: id,
+        org_id,
+        name: f.name.trim().to_string(),
+        url: f.url.trim().to_string(),
+        token: f.token,
+        workspace_root: f.workspace_root.trim().to_string(),
+        created_at: now,
+    })])
+}
+
+pub fn update_gateway(state: &Gateway, after: GatewayFields, now: DateTime<Utc>) -> Result<Vec<GatewayEvent>, DomainError> {
+    check_gateway(&after)?;
+    let changed = changes(&GatewayFields::from(state), &after);
+    Ok(if changed.is_empty() {
+        vec![]
+    } else {
+        vec![GatewayEvent::Updated(Changed { changes: changed, at: now })]
+    })
+}
+
+// ---- boards -------------------------------------------------------------------------------
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct BoardFields {
+    pub name: String,
+    pub slug: String,
+    pub description: Option<String>,
+    pub gateway_id: Option<Uuid>,
+    pub objective: Option<String>,
+}
+
+impl From<&Board> for BoardFields {
+    fn from(b: &Board) -> Self {
+        BoardFields {
+            name: b.name.clone(),
+            slug: b.slug.clone(),
+            description: b.description.clone(),
+            gateway_id: b.gateway_id,
+            objective: b.objective.clone(),
+        }
+    }
+}
+
+/// Lowercase words joined by dashes.
+pub fn slugify(name: &str) -> String {
+    let mut slug = String::new();
+    for c in name.trim().chars() {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c.to_ascii_lowercase());
+        } else if !slug.ends_with('-') && !slug.is_empty() {
+            slug.push('-');
+        }
+    }
+    slug.trim_end_matches('-').to_string()
+}
+
+fn check_board(f: &BoardFields) -> Result<(), DomainError> {
+    if f.name.trim().is_empty() {
+        return Err(DomainError::invalid("name must not be empty"));
+    }
+    if f.slug.is_empty() {
+        return Err(DomainError::invalid("slug must not be empty"));
+    }
+    Ok(())
+}
+
+pub fn create_board(id: Uuid, org_id: Uuid, mut f: BoardFields, now: DateTime<Utc>) -> Result<Vec<BoardEvent>, DomainError> {
+    if f.slug.trim().is_empty() {
+        f.slug = slugify(&f.name);
+    }
+    check_board(&f)?;
+    Ok(vec![BoardEvent::Created(BoardCreated {
+        board_id: id,
+        org_id,
+        name: f.name.trim().to_string(),
+        slug: f.slug.trim().to_string(),
+        description: f.description,
+        gateway_id: f.gateway_id,
+        objective: f.objective,
+        created_at: now,
+    })])
+}
+
+pub fn update_board(state: &Board, after: BoardFields, now: DateTime<Utc>) -> Result<Vec<BoardEvent>, DomainError> {
+    check_board(&after)?;
+    let changed = changes(&BoardFields::from(state), &after);
+    Ok(if changed.is_empty() {
+        vec![]
+    } else {
+        vec![BoardEvent::Updated(Changed { changes: changed, at: now })]
+    })
+}
+
+/// Deleting is recorded once; deleting again changes nothing.
+pub fn deleted_at(already: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<Deleted> {
+    already.is_none().then_some(Deleted { at: now })
+}
+
+// ---- agents -------------------------------------------------------------------------------
+
+/// A board as agent placement sees it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BoardRef {
+    pub id: Uuid,
+    pub gateway_id: Option<Uuid>,
+}
+
+impl From<&Board> for BoardRef {
+    fn from(b: &Board) -> Self {
+        BoardRef {
+            id: b.id,
+            gateway_id: b.gateway_id,
+        }
+    }
+}
+
+pub struct CreateAgent {
+    pub agent_id: Uuid,
+    pub org_id: Uuid,
+    pub name: String,
+    /// The board to join; `None` makes the gateway's main agent.
+    pub board: Option<BoardRef>,
+    pub gateway_id: Option<Uuid>,
+    pub heartbeat_config: Option<Value>,
+    pub identity_profile: Option<Value>,
+    pub identity_template: Option<String>,
+    pub soul_template: Option<String>,
+    pub now: DateTime<Utc>,
+}
+
+fn board_gateway(board: &BoardRef) -> Result<Uuid, DomainError> {
+    board.gateway_id.ok_or_else(|| DomainError::invalid("Board gateway_id is required"))
+}
+
+pub fn create_agent(cmd: CreateAgent) -> Result<Vec<AgentEvent>, DomainError> {
+    let name = cmd.name.trim().to_string();
+    if name.is_empty() {
+        return Err(DomainError::invalid("name must not be empty"));
+    }
+    let gateway_id = match &cmd.board {
+        Some(board) => board_gateway(board)?,
+        None => cmd.gateway_id.ok_or_else(|| DomainError::invalid("gateway_id is required"))?,
+    };
+    Ok(vec![AgentEvent::Created(AgentCreated {
+        agent_id: cmd.agent_id,
+        org_id: cmd.org_id,
+        gateway_id,
+        board_id: cmd.board.map(|b| b.id),
+        name,
+        status: "active".into(),
+        heartbeat_config: cmd.heartbeat_config.unwrap_or_else(default_heartbeat),
+        identity_profile: cmd.identity_profile,
+        identity_template: cmd.identity_template,
+        soul_template: cmd.soul_template,
+        created_at: cmd.now,
+    })])
+}
+
+/// An Update Agent body: `None` leaves a field as it is, `Some(None)` clears it.
+#[derive(Clone, Debug, Default)]
+pub struct AgentPatch {
+    pub name: Option<String>,
+    pub status: Option<String>,
+    pub board_id: Option<Option<Uuid>>,
+    pub is_gateway_main: Option<bool>,
+    pub heartbeat_config: Option<Option<Value>>,
+    pub identity_profile: Option<Option<Value>>,
+    pub identity_template: Option<Option<String>>,
+    pub soul_template: Option<Option<String>>,
+}
+
+/// What an agent's fields are, for computing exactly what a PATCH changed.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+struct AgentFields {
+    name: String,
+    status: String,
+    board_id: Option<Uuid>,
+    gateway_id: Uuid,
+    is_gateway_main: bool,
+    heartbeat_config: Value,
+    identity_profile: Option<Value>,
+    identity_template: Option<String>,
+    soul_template: Option<String>,
+}
+
+impl From<&McAgent> for AgentFields {
+    fn from(a: &McAgent) -> Self {
+        AgentFields {
+            name: a.name.clone(),
+            status: a.status.clone(),
+            board_id: a.board_id,
+            gateway_id: a.gateway_id,
+            is_gateway_main: a.is_gateway_main,
+            heartbeat_config: a.heartbeat_config.clone(),
+            identity_profile: a.identity_profile.clone(),
+            identity_template: a.identity_template.clone(),
+            soul_template: a.soul_template.clone(),
+        }
+    }
+}
+
+/// Applies an Update Agent PATCH. `target_board` is the board named by `board_id` (the
+/// caller has checked it exists in the agent's org); `current_board` is the agent's board.
+/// Records exactly the changed fields; nothing changed and no `force` records nothing.
+pub fn update_agent(
+    agent: &McAgent,
+    patch: AgentPatch,
+    target_board: Option<BoardRef>,
+    current_board: Option<BoardRef>,
+    force: bool,
+    now: DateTime<Utc>,
+) -> Result<Vec<AgentEvent>, DomainError> {
+    let before = AgentFields::from(agent);
+    let mut after = before.clone();
+    if let Some(name) = patch.name {
+        let name = name.trim().to_string();
+        if name.is_empty() {
+            return Err(DomainError::invalid("name must not be empty"));
+        }
+        after.name = name;
+    }
+    if let Some(status) = patch.status {
+        if !STATUSES.contains(&status.as_str()) {
+            return Err(DomainError::invalid("status must be one of active, paused, retired"));
+        }
+        after.status = status;
+    }
+    if let Some(heartbeat) = patch.heartbeat_config {
+        after.heartbeat_config = heartbeat.unwrap_or_else(default_heartbeat);
+    }
+    if let Some(profile) = patch.identity_profile {
+        after.identity_profile = profile;
+    }
+    if let Some(t) = patch.identity_template {
+        after.identity_template = t;
+    }
+    if let Some(t) = patch.soul_template {
+        after.soul_template = t;
+    }
+    match (patch.board_id, target_board) {
+        // Moving to a board moves the agent to that board's gateway.
+        (Some(Some(_)), Some(board)) => {
+            after.gateway_id = board_gateway(&board)?;
+            after.board_id = Some(board.id);
+            after.is_gateway_main = false;
+        }
+        (Some(Some(_)), None) => return Err(DomainError::NotFound),
+        // Leaving the board keeps the gateway and makes the agent its main agent.
+        (Some(None), _) => {
+            after.board_id = None;
+            after.is_gateway_main = true;
+        }
+        (None, _) => {}
+    }
+    match patch.is_gateway_main {
+        Some(true) if !after.is_gateway_main || after.board_id.is_some() => {
+            let board = target_board
+                .filter(|_| patch.board_id.is_some())
+                .or(current_board)
+                .ok_or_else(|| DomainError::invalid("board_id is required"))?;
+            after.gateway_id = board_gateway(&board)?;
+            after.board_id = None;
+            after.is_gateway_main = true;
+        }
+        Some(false) if after.board_id.is_none() => {
+            return Err(DomainError::invalid(
+                "board_id is required when converting a gateway-main agent to board scope",
+            ));
+        }
+        _ => {}
+    }
+    let changed = changes(&before, &after);
+    if changed.is_empty() && !force {
+        return Ok(vec![]);
+    }
+    let reprovision = force || changed.keys().any(|k| REPROVISION_FIELDS.contains(&k.as_str()));
+    Ok(vec![AgentEvent::Updated(AgentUpdated {
+        changes: changed,
+        reprovision,
+        force,
+        updated_at: now,
+    })])
+}
+
+pub fn heartbeat(status: Option<String>, now: DateTime<Utc>) -> Result<Vec<AgentEvent>, DomainError> {
+    if let Some(s) = &status {
+        if !STATUSES.contains(&s.as_str()) {
+            return Err(DomainError::invalid("status must be one of active, paused, retired"));
+        }
+    }
+    Ok(vec![AgentEvent::Heartbeat(AgentHeartbeat { status, seen_at: now })])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::testing::given;
+    use fleetledger_projections::ReadModel;
+
+    fn board(gateway: Option<Uuid>) -> BoardRef {
+        BoardRef {
+            id: Uuid::now_v7(),
+            gateway_id: gateway,
+        }
+    }
+
+    fn agent_on(board: BoardRef) -> McAgent {
+        let events = create_agent(CreateAgent {
+            agent_id: Uuid::now_v7(),
+            org_id: Uuid::nil(),
+            name: " Ops ".into(),
+            board: Some(board),
+            gateway_id: None,
+            heartbeat_config: None,
+            identity_profile: None,
+            identity_template: None,
+            soul_template: None,
+            now: Utc::now(),
+        })
+        .unwrap();
+        events.iter().fold(None, McAgent::evolve).unwrap()
+    }
+
+    fn changed(events: &[AgentEvent]) -> (Vec<String>, bool) {
+        match events {
+            [AgentEvent::Updated(u)] => (u.changes.keys().cloned().collect(), u.reprovision),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_empty_patch_records_nothing_unless_forced() {
+        let a = agent_on(board(Some(Uuid::now_v7())));
+        assert_eq!(a.name, "Ops");
+        assert_eq!(a.heartbeat_config, default_heartbeat());
+        assert!(update_agent(&a, AgentPatch::default(), None, None, false, Utc::now())
+            .unwrap()
+            .is_empty());
+        let forced = update_agent(&a, AgentPatch::default(), None, None, true, Utc::now()).unwrap();
+        assert_eq!(changed(&forced), (vec![], true));
+        // Setting a field to what it is changes nothing either.
+        let same = AgentPatch {
+            name: Some("Ops".into()),
+            ..Default::default()
+        };
+        assert!(update_agent(&a, same, None, None, false, Utc::now()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn only_templates_and_placement_reprovision() {
+        let a = agent_on(board(Some(Uuid::now_v7())));
+        let quiet = AgentPatch {
+            status: Some("paused".into()),
+            identity_profile: Some(Some(json!({"role": "lead"}))),
+            heartbeat_config: Some(None),
+            ..Default::default()
+        };
+        assert_eq!(
+            changed(&update_agent(&a, quiet, None, None, false, Utc::now()).unwrap()),
+            (vec!["status".into(), "identity_profile".into()], false)
+        );
+        let soul = AgentPatch {
+            soul_template: Some(Some("be brief".into())),
+            ..Default::default()
+        };
+        assert_eq!(
+            changed(&update_agent(&a, soul, None, None, false, Utc::now()).unwrap()),
+            (vec!["soul_template".into()], true)
+        );
+        let bad = AgentPatch {
+            status: Some("sleeping".into()),
+            ..Default::default()
+        };
+        given(Some(a))
+            .when(|s| update_agent(s.unwrap(), bad, None, None, false, Utc::now()))
+            .then_err(DomainError::invalid("status must be one of active, paused, retired"));
+    }
+
+    #[test]
+    fn moving_boards_follows_the_board_gateway_and_gateway_main_needs_a_board() {
+        let home = board(Some(Uuid::now_v7()));
+        let a = agent_on(home);
+        let elsewhere = board(Some(Uuid::now_v7()));
+        let moved = AgentPatch {
+            board_id: Some(Some(elsewhere.id)),
+            ..Default::default()
+        };
+        let (fields, reprovision) = changed(&update_agent(&a, moved, Some(elsewhere), Some(home), false, Utc::now()).unwrap());
+        assert_eq!((fields, reprovision), (vec!["board_id".into(), "gateway_id".into()], true));
+
+        let gatewayless = board(None);
+        let to_gatewayless = AgentPatch {
+            board_id: Some(Some(gatewayless.id)),
+            ..Default::default()
+        };
+        given(Some(a.clone()))
+            .when(|s| update_agent(s.unwrap(), to_gatewayless, Some(gatewayless), Some(home), false, Utc::now()))
+            .then_err(DomainError::invalid("Board gateway_id is required"));
+
+        let main = AgentPatch {
+            is_gateway_main: Some(true),
+            ..Default::default()
+        };
+        let events = update_agent(&a, main.clone(), None, Some(home), false, Utc::now()).unwrap();
+        let promoted = events.iter().fold(Some(a.clone()), McAgent::evolve).unwrap();
+        assert_eq!((promoted.board_id, promoted.is_gateway_main), (None, true));
+        assert!(promoted.session_key().starts_with("agent:mc-gateway-"));
+        given(Some(a.clone()))
+            .when(|s| update_agent(s.unwrap(), main, None, None, false, Utc::now()))
+            .then_err(DomainError::invalid("board_id is required"));
+        let demote = AgentPatch {
+            is_gateway_main: Some(false),
+            ..Default::default()
+        };
+        given(Some(promoted))
+            .when(|s| update_agent(s.unwrap(), demote, None, None, false, Utc::now()))
+            .then_err(DomainError::invalid(
+                "board_id is required when converting a gateway-main agent to board scope",
+            ));
+    }
+
+    #[test]
+    fn slugs_are_lowercase_words_joined_by_dashes() {
+        assert_eq!(slugify("  Finance Ops / EU  "), "finance-ops-eu");
+    }
+}
