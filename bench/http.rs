@@ -162,6 +162,7 @@ async fn main() {
             rate_limit_burst: 1_000_000,
             max_sandbox_timeout_seconds: 86_400,
             sandbox_provider: "docker".into(),
+            apply_timeout_seconds: 10,
         },
     };
     let app = Application::build(settings).await.unwrap();

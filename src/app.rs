@@ -95,6 +95,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::api::ledger::router())
         .merge(crate::api::audit::router())
         .merge(crate::api::runtimes::router())
+        .merge(crate::api::mission_control::router())
         .layer(axum::middleware::from_fn_with_state(state.limits.clone(), rate_limit::limit))
         .with_state(state)
         .layer(axum::middleware::from_fn(record_http))

@@ -85,6 +85,11 @@ pub struct ServeSettings {
     #[arg(long, env = "FLEETLEDGER_SANDBOX_PROVIDER", default_value = "docker", value_parser = ["docker", "e2b"])]
     pub sandbox_provider: String,
 
+    /// How long (seconds) a write waits for its side effect (e.g. reprovisioning an agent)
+    /// before answering 504; the change stays recorded either way.
+    #[arg(long, env = "FLEETLEDGER_APPLY_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub apply_timeout_seconds: u64,
+
     /// Seconds to let in-flight requests finish after SIGTERM/Ctrl-C.
     #[arg(long, env = "FLEETLEDGER_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,

@@ -38,6 +38,21 @@ impl<M: ReadModel> Decision<M> {
     }
 }
 
+/// Why a decide-and-commit did not commit.
+#[derive(Debug)]
+pub enum WriteError<E> {
+    /// The decision refused the command.
+    Rejected(E),
+    /// The resource does not exist.
+    Missing,
+    /// It kept changing under us.
+    Busy,
+    Store(StoreError),
+}
+
+/// Attempts at a write that keeps losing races to other writers of the same stream.
+const WRITE_ATTEMPTS: usize = 8;
+
 #[derive(Clone)]
 pub struct Ledger {
     pub store: Arc<dyn EventStore>,
@@ -45,6 +60,46 @@ pub struct Ledger {
 }
 
 impl Ledger {
+    /// Decides against the current model and commits, deciding again against the new
+    /// state after a lost race. A decision with no events commits nothing. Returns the
+    /// model after the write and what was appended.
+    pub async fn write<M: ReadModel, E>(
+        &self,
+        id: &str,
+        metadata: &Metadata,
+        mut decide: impl FnMut(&M) -> Result<Vec<M::Event>, E>,
+    ) -> Result<(M, Option<Appended>), WriteError<E>>
+    where
+        ReadModels: CacheOf<M>,
+    {
+        for attempt in 0..WRITE_ATTEMPTS {
+            // The cache holds this process's writes; after a lost race, ask the store.
+            let cached = if attempt == 0 { self.models.cache().get(id) } else { None };
+            let current = match cached {
+                Some(c) => c,
+                None => self
+                    .models
+                    .refresh::<M>(id)
+                    .await
+                    .map_err(WriteError::Store)?
+                    .ok_or(WriteError::Missing)?,
+            };
+            let before = (*current.model).clone();
+            let events = decide(&before).map_err(WriteError::Rejected)?;
+            if events.is_empty() {
+                return Ok((before, None));
+            }
+            let decision = Decision::new(id.to_string(), current.version, Some(before), events);
+            let after = decision.after.clone().ok_or(WriteError::Missing)?;
+            match self.commit(decision, metadata.clone(), None).await {
+                Ok(appended) => return Ok((after, Some(appended))),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(WriteError::Store(e)),
+            }
+        }
+        Err(WriteError::Busy)
+    }
+
     /// Appends a decision atomically with its read model (and lookup rows) and the
     /// idempotency record, then updates the cache.
     pub async fn commit<M: ReadModel>(

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use fleetledger_events::envelope::micros;
 use fleetledger_events::profile::ConfigChangeMode;
 use fleetledger_events::{stream_type, EventEnvelope};
+use fleetledger_projections::mission_control::McAgent;
 use fleetledger_projections::profile::Profile;
 use fleetledger_projections::runtime::Runtime;
 use serde::Deserialize;
@@ -112,6 +113,18 @@ fn render(state: &AppState, stream_type: &str, model: &Value) -> Value {
             Ok(runtime) => super::runtimes::runtime_json(&runtime, None),
             Err(_) => model.clone(),
         },
+        stream_type::MC_AGENT => match serde_json::from_value::<McAgent>(model.clone()) {
+            Ok(agent) => super::mission_control::agent_json(&agent, &super::mission_control::workspace_root(state, &agent)),
+            Err(_) => model.clone(),
+        },
+        // Gateway tokens are never shown.
+        stream_type::GATEWAY => {
+            let mut m = model.clone();
+            if let Some(o) = m.as_object_mut() {
+                o.remove("token");
+            }
+            m
+        }
         // Keys never show their hash.
         stream_type::KEY => {
             let mut m = model.clone();
@@ -282,6 +295,15 @@ async fn restore(
     match stream_type.as_str() {
         stream_type::PROFILE => restore_profile(&state, &principal, &meta, &id, current, body).await,
         stream_type::RUNTIME => restore_runtime(&state, &principal, &meta, &id, current, body).await,
+        stream_type::MC_AGENT => {
+            if version_exists(current, body.version) {
+                let (model, _) = model_at(&state, stream_type::MC_AGENT, &id, body.version).await?;
+                let target = model.and_then(|m| serde_json::from_value::<McAgent>(m).ok());
+                super::mission_control::restore_agent(&state, &principal, &meta, &id, target, body.version).await
+            } else {
+                Err(no_version(stream_type::MC_AGENT, &id, body.version, current))
+            }
+        }
         other => Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!("{other} resources have no configuration to restore"),
@@ -350,6 +372,10 @@ async fn restore_profile(
     Err(Problem::new(StatusCode::CONFLICT, "the profile kept changing; try again"))
 }
 
+fn version_exists(current: i64, version: i64) -> bool {
+    (1..=current).contains(&version)
+}
+
 /// Puts back the config a runtime had at a version, through the PUT rules of today (a
 /// limit lowered since then refuses it), recording where it came from.
 async fn restore_runtime(
@@ -360,7 +386,7 @@ async fn restore_runtime(
     current: i64,
     body: RestoreBody,
 ) -> Result<Response, Problem> {
-    if body.version < 1 || body.version > current {
+    if !version_exists(current, body.version) {
         return Err(no_version(stream_type::RUNTIME, id, body.version, current));
     }
     let (model, _) = model_at(state, stream_type::RUNTIME, id, body.version).await?;

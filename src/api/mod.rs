@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod ledger;
+pub mod mission_control;
 pub mod profiles;
 pub mod rate_limit;
 pub mod runtimes;
@@ -28,6 +29,7 @@ use crate::store::{IdempotencyRecord, StoreError};
 pub enum Surface {
     Profiles,
     Runtimes,
+    MissionControl,
     Ledger,
     System,
 }
@@ -38,6 +40,11 @@ impl Surface {
             Surface::Profiles
         } else if path.starts_with("/api/v1/org/") {
             Surface::Runtimes
+        } else if ["/api/v1/gateways", "/api/v1/boards", "/api/v1/agents"]
+            .iter()
+            .any(|p| path.starts_with(p))
+        {
+            Surface::MissionControl
         } else if path.starts_with("/api/v1/ledger") {
             Surface::Ledger
         } else {
@@ -49,15 +56,19 @@ impl Surface {
         match self {
             Surface::Profiles => "profiles",
             Surface::Runtimes => "runtimes",
+            Surface::MissionControl => "mission_control",
             Surface::Ledger => "ledger",
             Surface::System => "system",
         }
     }
 
     /// An error in this surface's envelope; `kind` is the machine-readable type where the
-    /// envelope has one.
-    pub fn error(self, status: StatusCode, message: &str, kind: &'static str) -> Response {
+    /// envelope has one, `request_id` goes where the envelope carries it.
+    pub fn error(self, status: StatusCode, message: &str, kind: &'static str, request_id: Option<&str>) -> Response {
         match self {
+            Surface::MissionControl => mission_control::McError::new(status, message)
+                .with_request_id(request_id)
+                .into_response(),
             Surface::Profiles => profiles::FleetiError::new(status, message).into_response(),
             Surface::Runtimes => runtimes::DreadnodeError::new(status, message, kind).into_response(),
             Surface::Ledger | Surface::System => ledger::Problem::new(status, message).into_response(),

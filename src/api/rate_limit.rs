@@ -67,6 +67,7 @@ pub async fn limit(State(limits): State<Arc<RateLimits>>, request: Request, next
         StatusCode::TOO_MANY_REQUESTS,
         &format!("Rate limit exceeded; retry in {seconds} s"),
         "rate_limited",
+        request.headers().get(super::REQUEST_ID).and_then(|v| v.to_str().ok()),
     );
     response
         .headers_mut()

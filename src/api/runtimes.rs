@@ -26,7 +26,7 @@ use crate::auth::{presented_token, Principal, Role};
 use crate::domain::runtime::config::{self, at, ConfigLimits, FieldError, Problems};
 use crate::domain::runtime::{self as rules, CreateRuntime, Ensured, MaterializedSandbox, StartAction};
 use crate::domain::DomainError;
-use crate::ledger::Decision;
+use crate::ledger::{Decision, WriteError};
 use crate::store::StoreError;
 use crate::tenancy;
 
@@ -297,37 +297,19 @@ async fn write(
     principal: &Principal,
     meta: &RequestMeta,
     id: &str,
-    mut decide: impl FnMut(&Runtime) -> Result<Vec<RuntimeEvent>, DreadnodeError>,
+    decide: impl FnMut(&Runtime) -> Result<Vec<RuntimeEvent>, DreadnodeError>,
 ) -> Result<Runtime, DreadnodeError> {
-    for attempt in 0..WRITE_ATTEMPTS {
-        let cached = if attempt == 0 { state.ledger.models.runtimes.get(id) } else { None };
-        let current = match cached {
-            Some(c) => c,
-            None => state
-                .ledger
-                .models
-                .refresh::<Runtime>(id)
-                .await?
-                .ok_or_else(|| DreadnodeError::not_found("Runtime"))?,
-        };
-        let before = (*current.model).clone();
-        let events = decide(&before)?;
-        if events.is_empty() {
-            return Ok(before);
-        }
-        let decision = Decision::new(id.to_string(), current.version, Some(before), events);
-        let after = decision.after.clone().expect("a runtime stays a runtime");
-        match state.ledger.commit(decision, meta.metadata(principal), None).await {
-            Ok(_) => return Ok(after),
-            Err(StoreError::Conflict { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        }
+    match state.ledger.write(id, &meta.metadata(principal), decide).await {
+        Ok((runtime, _)) => Ok(runtime),
+        Err(WriteError::Rejected(e)) => Err(e),
+        Err(WriteError::Missing) => Err(DreadnodeError::not_found("Runtime")),
+        Err(WriteError::Busy) => Err(DreadnodeError::new(
+            StatusCode::CONFLICT,
+            "The runtime kept changing; try again",
+            "conflict",
+        )),
+        Err(WriteError::Store(e)) => Err(e.into()),
     }
-    Err(DreadnodeError::new(
-        StatusCode::CONFLICT,
-        "The runtime kept changing; try again",
-        "conflict",
-    ))
 }
 
 /// Replaces a runtime's config with an already normalized one; shared with restore.

@@ -8,12 +8,14 @@
 //! skipped, and a second append of the same outcome is refused by the log.
 
 pub mod drivers;
+pub mod reprovisioner;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use fleetledger_events::{Actor, EventEnvelope, Metadata, NewEvent};
+use fleetledger_events::{Actor, DomainEvent, EventEnvelope, Metadata, NewEvent};
+use fleetledger_projections::ReadModel;
 use futures::StreamExt;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -25,7 +27,7 @@ use crate::store::{AppendRequest, EventStore, ExpectedVersion, StoreError};
 
 /// The workers this build runs in `serve` and `fleetledger worker`.
 pub fn registry() -> Vec<Arc<dyn Worker>> {
-    Vec::new()
+    vec![Arc::new(reprovisioner::Reprovisioner)]
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,15 +65,8 @@ impl WorkerContext {
 
     /// Appends the outcome of handling `trigger` to a stream, caused by it. Returns
     /// `false` when that outcome was already recorded.
-    pub async fn record_outcome(
-        &self,
-        trigger: &EventEnvelope,
-        stream_type: &str,
-        stream_id: &str,
-        event_type: &str,
-        data: serde_json::Value,
-    ) -> Result<bool, StoreError> {
-        let metadata = Metadata {
+    fn outcome_metadata(&self, trigger: &EventEnvelope) -> Metadata {
+        Metadata {
             org_id: trigger.metadata.org_id.clone(),
             actor: Actor::system(&format!("worker:{}", self.worker)),
             request_id: trigger.metadata.request_id.clone(),
@@ -83,7 +78,17 @@ impl WorkerContext {
             causation_id: Some(trigger.event_id.to_string()),
             idempotency_key: None,
             user_agent: None,
-        };
+        }
+    }
+
+    pub async fn record_outcome(
+        &self,
+        trigger: &EventEnvelope,
+        stream_type: &str,
+        stream_id: &str,
+        event_type: &str,
+        data: serde_json::Value,
+    ) -> Result<bool, StoreError> {
         let event = NewEvent {
             event_id: self.outcome_id(trigger),
             event_type: event_type.to_string(),
@@ -95,7 +100,7 @@ impl WorkerContext {
             stream_id: stream_id.to_string(),
             expected: ExpectedVersion::Any,
             events: vec![event],
-            metadata,
+            metadata: self.outcome_metadata(trigger),
             read_models: vec![],
             snapshots: vec![],
             idempotency: None,
@@ -114,6 +119,79 @@ impl WorkerContext {
             expected: 0,
             actual: 0,
         })
+    }
+
+    /// Appends the outcome of `trigger` to a stream with a read model, keeping the stored
+    /// model current with it (as every write through the ledger does). Returns `false`
+    /// when that outcome was already recorded.
+    pub async fn record_model_outcome<M: ReadModel>(
+        &self,
+        trigger: &EventEnvelope,
+        stream_id: &str,
+        outcome: M::Event,
+    ) -> Result<bool, StoreError> {
+        for _ in 0..10 {
+            let events = self.store.read_stream(stream_id, 1).await?;
+            let version = events.last().map_or(0, |e| e.stream_version);
+            let before = M::fold(&events).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let read_models = match M::evolve(before, &outcome) {
+                Some(after) => crate::audit::model_rows(stream_id, version + 1, &after)?,
+                None => vec![],
+            };
+            let request = AppendRequest {
+                stream_type: M::KIND.to_string(),
+                stream_id: stream_id.to_string(),
+                expected: ExpectedVersion::Exact(version),
+                events: vec![outcome.to_new_event(self.outcome_id(trigger))],
+                metadata: self.outcome_metadata(trigger),
+                read_models,
+                snapshots: vec![],
+                idempotency: None,
+            };
+            match self.store.append(request).await {
+                Ok(_) => return Ok(true),
+                Err(StoreError::DuplicateEvent) => return Ok(false),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Conflict {
+            stream_id: stream_id.to_string(),
+            expected: 0,
+            actual: 0,
+        })
+    }
+}
+
+/// Waits until an event caused by `trigger` appears in a stream after `after_version`,
+/// for at most `timeout`. Woken by this process's commits; polls for other processes'.
+pub async fn await_outcome(
+    store: &dyn EventStore,
+    stream_id: &str,
+    after_version: i64,
+    trigger: Uuid,
+    timeout: Duration,
+    poll: Duration,
+) -> Result<Option<EventEnvelope>, StoreError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let trigger = trigger.to_string();
+    let mut commits = store.commits();
+    let mut from = after_version + 1;
+    loop {
+        for event in store.read_stream(stream_id, from).await? {
+            if event.metadata.causation_id.as_deref() == Some(trigger.as_str()) {
+                return Ok(Some(event));
+            }
+            from = event.stream_version + 1;
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Ok(None);
+        }
+        tokio::select! {
+            _ = commits.changed() => {}
+            _ = tokio::time::sleep(poll.min(left)) => {}
+        }
     }
 }
 

@@ -174,6 +174,7 @@ pub fn serve_settings() -> ServeSettings {
         rate_limit_burst: 1000,
         max_sandbox_timeout_seconds: 86_400,
         sandbox_provider: "docker".into(),
+        apply_timeout_seconds: 10,
     }
 }
 

@@ -9,6 +9,7 @@ mod helpers;
 mod audit;
 mod cli;
 mod feed;
+mod mission_control;
 mod profiles;
 mod profiles_body;
 mod relay;

@@ -2,3 +2,4 @@
 //! with room for real-world ones (e2b, Docker) beside it.
 
 pub mod sandbox;
+pub mod workspace;

@@ -1,0 +1,1011 @@
+//! The Mission Control surface, wire-compatible with OpenClaw Mission Control's gateways,
+//! boards and agents (`PATCH /api/v1/agents/{id}` is the spec). Errors are FastAPI's
+//! `{"detail": ...}` plus the request id (`request_id`, also the `X-Request-Id` header);
+//! validation problems are a pydantic list of `{type, loc, msg, input}`.
+//!
+//! Writes that reprovision an agent append their event and then wait, bounded, for the
+//! reprovisioner's outcome: failure → 502, no outcome in time → 504; the change stays
+//! recorded either way.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use fleetledger_events::envelope::micros;
+use fleetledger_events::mission_control::{AgentEvent, BoardEvent, GatewayEvent};
+use fleetledger_events::Metadata;
+use fleetledger_projections::mission_control::{Board, Gateway, McAgent};
+use fleetledger_projections::ReadModel;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use super::{read_body, RequestMeta, REQUEST_ID};
+use crate::app::AppState;
+use crate::auth::{presented_token, Principal, Role};
+use crate::domain::mission_control::{self as rules, AgentPatch, BoardFields, BoardRef, CreateAgent, GatewayFields};
+use crate::domain::validation::{at, boolean, integer, lenient_model, string, FieldError, Problems};
+use crate::domain::DomainError;
+use crate::ledger::{Decision, WriteError};
+use crate::store::cache::{CacheOf, ReadModels};
+use crate::store::StoreError;
+
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/gateways", get(list_gateways).post(create_gateway))
+        .route(
+            "/api/v1/gateways/{id}",
+            get(get_gateway).patch(update_gateway).delete(delete_gateway),
+        )
+        .route("/api/v1/boards", get(list_boards).post(create_board))
+        .route("/api/v1/boards/{id}", get(get_board).patch(update_board).delete(delete_board))
+        .route("/api/v1/agents", get(list_agents).post(create_agent))
+        .route("/api/v1/agents/{id}", get(get_agent).patch(update_agent).delete(delete_agent))
+        .route("/api/v1/agents/{id}/heartbeat", post(agent_heartbeat))
+        .route_layer(axum::middleware::from_fn(with_request_id))
+}
+
+/// FastAPI's error body.
+#[derive(Debug)]
+pub struct McError {
+    status: StatusCode,
+    detail: Value,
+    request_id: Option<String>,
+}
+
+impl McError {
+    pub fn new(status: StatusCode, detail: &str) -> Self {
+        McError {
+            status,
+            detail: detail.into(),
+            request_id: None,
+        }
+    }
+    pub fn with_request_id(mut self, request_id: Option<&str>) -> Self {
+        self.request_id = request_id.map(str::to_string);
+        self
+    }
+    fn not_found(detail: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, detail)
+    }
+    fn unprocessable(detail: &str) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, detail)
+    }
+    fn validation(errors: Vec<FieldError>) -> Self {
+        let detail = errors
+            .into_iter()
+            .map(|e| json!({ "type": e.kind, "loc": e.loc, "msg": e.msg, "input": e.input }))
+            .collect::<Vec<_>>();
+        McError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            detail: Value::Array(detail),
+            request_id: None,
+        }
+    }
+    fn internal(error: impl std::fmt::Display) -> Self {
+        tracing::error!(%error, "mission control API failure");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+    }
+}
+
+impl From<StoreError> for McError {
+    fn from(error: StoreError) -> Self {
+        McError::internal(error)
+    }
+}
+
+impl From<DomainError> for McError {
+    fn from(error: DomainError) -> Self {
+        match error {
+            DomainError::NotFound => McError::not_found("Not Found"),
+            DomainError::Invalid(m) => McError::unprocessable(&m),
+            DomainError::AlreadyExists(m) | DomainError::Conflict(m) => McError::new(StatusCode::CONFLICT, &m),
+        }
+    }
+}
+
+impl<E: Into<McError>> From<WriteError<E>> for McError {
+    fn from(error: WriteError<E>) -> Self {
+        match error {
+            WriteError::Rejected(e) => e.into(),
+            WriteError::Missing => McError::not_found("Not Found"),
+            WriteError::Busy => McError::new(StatusCode::CONFLICT, "The resource kept changing; try again"),
+            WriteError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl IntoResponse for McError {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "detail": self.detail });
+        if let Some(id) = self.request_id {
+            body["request_id"] = id.into();
+        }
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// Puts the request id into every error body this surface answers.
+async fn with_request_id(request: Request, next: Next) -> Response {
+    let request_id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let response = next.run(request).await;
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    let (Some(id), true, true) = (
+        request_id,
+        response.status().is_client_error() || response.status().is_server_error(),
+        is_json,
+    ) else {
+        return response;
+    };
+    let (parts, body) = response.into_parts();
+    let Ok(Some(bytes)) = read_body(body, MAX_BODY_BYTES).await else {
+        return Response::from_parts(parts, Body::empty());
+    };
+    let mut value: Value = serde_json::from_slice(&bytes).unwrap_or_else(|_| json!({}));
+    if let Some(o) = value.as_object_mut() {
+        o.entry("request_id").or_insert(id.into());
+    }
+    let mut parts = parts;
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(value.to_string()))
+}
+
+/// The caller; any role reads, writes need an org admin.
+pub struct McPrincipal(Principal);
+
+impl FromRequestParts<AppState> for McPrincipal {
+    type Rejection = McError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, McError> {
+        let unauthorized = || McError::new(StatusCode::UNAUTHORIZED, "Unauthorized");
+        let token = presented_token(&parts.headers).map_err(|_| unauthorized())?;
+        let principal = state.auth.authenticate(token, Utc::now()).await.map_err(|_| unauthorized())?;
+        Ok(McPrincipal(principal))
+    }
+}
+
+fn require_admin(principal: &Principal) -> Result<(), McError> {
+    if principal.role == Role::Admin && principal.scopes.is_empty() {
+        Ok(())
+    } else {
+        Err(McError::new(StatusCode::FORBIDDEN, "Forbidden"))
+    }
+}
+
+/// A live resource of the caller's org by id; anything else is 404 `detail`.
+async fn find<M: ReadModel>(state: &AppState, principal: &Principal, id: &str, detail: &str) -> Result<M, McError>
+where
+    ReadModels: CacheOf<M>,
+{
+    let missing = || McError::not_found(detail);
+    let id = Uuid::parse_str(id.trim()).map_err(|_| missing())?.to_string();
+    let cached = match state.ledger.models.cache().get(&id) {
+        Some(c) => Some(c),
+        None => state.ledger.models.refresh::<M>(&id).await?,
+    };
+    let model = cached.map(|c| (*c.model).clone()).ok_or_else(missing)?;
+    let live = serde_json::to_value(&model)
+        .ok()
+        .is_some_and(|v| v.get("deleted_at").is_none_or(Value::is_null));
+    if model.org_id() != principal.org_id.to_string() || !live {
+        return Err(missing());
+    }
+    Ok(model)
+}
+
+/// Every live model of the caller's org.
+fn all_of<M: ReadModel>(state: &AppState, principal: &Principal, live: impl Fn(&M) -> bool) -> Vec<M>
+where
+    ReadModels: CacheOf<M>,
+{
+    let org = principal.org_id.to_string();
+    state
+        .ledger
+        .models
+        .cache()
+        .all()
+        .into_iter()
+        .map(|c| (*c.model).clone())
+        .filter(|m| m.org_id() == org && live(m))
+        .collect()
+}
+
+async fn body_of(body: Body) -> Result<Value, McError> {
+    let bytes = read_body(body, MAX_BODY_BYTES)
+        .await
+        .map_err(McError::internal)?
+        .ok_or_else(|| McError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large"))?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        let mut p = Problems::default();
+        p.found(&[json!("body"), json!(e.column())], "json_invalid", "JSON decode error", json!({}));
+        McError::validation(p.0)
+    })
+}
+
+fn body_loc() -> Vec<Value> {
+    vec![json!("body")]
+}
+
+/// A required string field.
+fn required(p: &mut Problems, fields: &Map<String, Value>, name: &str) -> String {
+    let loc = at(&body_loc(), name);
+    match fields.get(name) {
+        None => {
+            p.found(&loc, "missing", "Field required", Value::Null);
+            String::new()
+        }
+        v => string(p, &loc, v, false, 1).unwrap_or_default(),
+    }
+}
+
+/// An optional UUID field: absent → `None`, `null` → `Some(None)`.
+fn uuid_field(p: &mut Problems, fields: &Map<String, Value>, name: &str) -> Option<Option<Uuid>> {
+    let loc = at(&body_loc(), name);
+    match fields.get(name)? {
+        Value::Null => Some(None),
+        Value::String(s) => match Uuid::parse_str(s) {
+            Ok(id) => Some(Some(id)),
+            Err(_) => {
+                p.found(
+                    &loc,
+                    "uuid_parsing",
+                    "Input should be a valid UUID, unable to parse string as a UUID",
+                    json!(s),
+                );
+                None
+            }
+        },
+        other => {
+            p.found(
+                &loc,
+                "uuid_type",
+                "UUID input should be a string, bytes or UUID object",
+                other.clone(),
+            );
+            None
+        }
+    }
+}
+
+/// An optional object field: absent → `None`, `null` → `Some(None)`.
+fn object_field(p: &mut Problems, fields: &Map<String, Value>, name: &str) -> Option<Option<Value>> {
+    match fields.get(name)? {
+        Value::Null => Some(None),
+        v @ Value::Object(_) => Some(Some(v.clone())),
+        other => {
+            p.found(
+                &at(&body_loc(), name),
+                "dict_type",
+                "Input should be a valid dictionary",
+                other.clone(),
+            );
+            None
+        }
+    }
+}
+
+/// An optional text field: absent → `None`, `null` → `Some(None)`; blank reads as `null`
+/// when `blank_is_null`.
+fn text_field(p: &mut Problems, fields: &Map<String, Value>, name: &str, blank_is_null: bool) -> Option<Option<String>> {
+    match fields.get(name)? {
+        Value::Null => Some(None),
+        v => string(p, &at(&body_loc(), name), Some(v), false, 0).map(|s| (!(blank_is_null && s.trim().is_empty())).then_some(s)),
+    }
+}
+
+fn checked<T>(p: Problems, value: T) -> Result<T, McError> {
+    if p.0.is_empty() {
+        Ok(value)
+    } else {
+        Err(McError::validation(p.0))
+    }
+}
+
+/// Commits a new resource's first events.
+async fn create_stream<M: ReadModel>(
+    state: &AppState,
+    metadata: Metadata,
+    id: Uuid,
+    events: Vec<M::Event>,
+) -> Result<(M, Vec<fleetledger_events::EventEnvelope>), McError>
+where
+    ReadModels: CacheOf<M>,
+{
+    let decision = Decision::new(id.to_string(), 0, None, events);
+    let model = decision
+        .after
+        .clone()
+        .ok_or_else(|| McError::internal("a created resource exists"))?;
+    let appended = state.ledger.commit(decision, metadata, None).await?;
+    Ok((model, appended.events))
+}
+
+// ---- gateways -----------------------------------------------------------------------------
+
+fn gateway_json(g: &Gateway) -> Value {
+    json!({
+        "id": g.id,
+        "organization_id": g.org_id,
+        "name": g.name,
+        "url": g.url,
+        "workspace_root": g.workspace_root,
+        "has_token": g.token.is_some(),
+        "created_at": micros::format(&g.created_at),
+        "updated_at": micros::format(&g.updated_at),
+    })
+}
+
+fn gateway_fields(p: &mut Problems, fields: &Map<String, Value>, base: GatewayFields, creating: bool) -> GatewayFields {
+    let mut f = base;
+    if creating || fields.contains_key("name") {
+        f.name = required(p, fields, "name");
+    }
+    if let Some(url) = text_field(p, fields, "url", false) {
+        f.url = url.unwrap_or_default();
+    }
+    if let Some(token) = text_field(p, fields, "token", true) {
+        f.token = token;
+    }
+    if creating || fields.contains_key("workspace_root") {
+        f.workspace_root = required(p, fields, "workspace_root");
+    }
+    f
+}
+
+#[utoipa::path(get, path = "/api/v1/gateways", tag = "mission_control", security(("bearer" = [])),
+    responses((status = 200, description = "`[gateway]`, newest first; tokens are never shown")))]
+async fn list_gateways(State(state): State<AppState>, McPrincipal(principal): McPrincipal) -> Response {
+    let mut gateways = all_of::<Gateway>(&state, &principal, |g| g.deleted_at.is_none());
+    gateways.sort_by_key(|g| std::cmp::Reverse((g.created_at, g.id)));
+    Json(gateways.iter().map(gateway_json).collect::<Vec<_>>()).into_response()
+}
+
+#[utoipa::path(post, path = "/api/v1/gateways", tag = "mission_control", security(("bearer" = [])),
+    request_body(content = Object, description = "`{name, url?, token?, workspace_root}`; `url` empty (provisioning skipped), `local`, or ws(s)://"),
+    responses((status = 200, description = "The gateway")))]
+async fn create_gateway(
+    State(state): State<AppState>,
+    McPrincipal(principal): McPrincipal,
+    meta: RequestMeta,
+    body: Body,
+) -> Result<Response, McError> {
+    require_admin(&principal)?;
+    let body = body_of(body).await?;
+    let mut p = Problems::default();
+    let fields = lenient_model(&mut p, &body_loc(), &body).unwrap_or_default();
+    let f = gateway_fields(&mut p, &fields, GatewayFields::default(), true);
+    let f = checked(p, f)?;
+    let id = Uuid::now_v7();
+    let events = rules::create_gateway(id, principal.org_id, f, Utc::now())?;
+    let (gateway, _) = create_stream::<Gateway>(&state, meta.metadata(&principal), id, events).await?;
+    Ok(Json(gateway_json(&gateway)).into_response())
+}
+
+#[utoipa::path(get, path = "/api/v1/gateways/{id}", tag = "mission_control", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Gateway id")), responses((status = 200, description = "The gateway")))]
+async fn get_gateway(
+    State(state): State<AppState>,
+    McPrincipal(principal): McPrincipal,
+    Path(id): Path<String>,
+) -> Result<Response, McError> {
+    let gateway: Gateway = find(&state, &principal, &id, "Gateway not found").await?;
+    Ok(Json(gateway_json(&gateway)).into_response())
+}
+
+#[utoipa::path(patch, path = "/api/v1/gateways/{id}", tag = "mission_control", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Gateway id")), request_body(content = Object, description = "Any of `{name, url, token, workspace_root}`"),
+    responses((status = 200, description = "The gateway")))]
+async fn update_gateway(
+    State(state): State<AppState>,
+    McPrincipal(principal): McPrincipal,
+    meta: RequestMeta,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Response, McError> {
+    require_admin(&principal)?;
+    let body = body_of(body).await?;
+    let gateway: Gateway = find(&state, &principal, &id, "Gateway not found").await?;
+    let mut p = Problems::default();
+    let fields = lenient_model(&mut p, &body_loc(), &body).unwrap_or_default();
+    let after = gateway_fields(&mut p, &fields, GatewayFields::from(&gateway), false);
+    let after = checked(p, after)?;
+    let now = Utc::now();
+    let (gateway, _) = state
+        .ledger
+        .write::<Gateway, McError>(&gateway.id.to_string(), &meta.metadata(&principal), |g| {
+            Ok(rules::update_gateway(g, after.clone(), now)?)
+        })
+        .await?;
+    Ok(Json(gateway_json(&gateway)).into_response())
+}
+
+#[utoipa::path(delete, path = "/api/v1/gateways/{id}", tag = "mission_control", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Gateway id")), responses((status = 200, description = "`{\"ok\": true}`")))]
+async fn delete_gateway(
+    State(state): State<AppState>,
+    McPrincipal(principal): McPrincipal,
+    meta: RequestMeta,
+    Path(id): Path<String>,
+) -> Result<Response, McError> {
+    require_admin(&principal)?;
+    let gateway: Gateway = find(&state, &principal, &id, "Gateway not found").await?;
+    let now = Utc::now();
+    state
+        .ledger
+        .write::<Gateway, McError>(&gateway.id.to_string(), &meta.metadata(&principal), |g| {
+            Ok(rules::deleted_at(g.deleted_at, now)
+                .map(GatewayEvent::Deleted)
+                .into_iter()
+                .collect())
+        })
+        .await?;
+    Ok(Json(json!({ "ok": true })).into_response())
+}
+
+// ---- boards -------------------------------------------------------------------------------
+
+fn board_json(b: &Board) -> Value {
+    json!({
+        "id": b.id,
+        "organization_id": b.org_id,
+        "name": b.name,
+        "slug": b.slug,
+        "description": b.description,
+        "gateway_id": b.gateway_id,
+        "objective": b.objective,
+        "created_at": micros::format(&b.created_at),
+        "updated_at": micros::format(&b.updated_at),
+    })
+}
+
+async fn board_fields(
+    state: &AppState,
+    principal: &Principal,
+    fields: &Map<String, Value>,
+    base: BoardFields,
+    creating: bool,
+) -> Result<BoardFields, McError> {
+    let mut p = Problems::default();
+    let mut f = base;
+    if creating || fields.contains_key("name") {
+        f.name = required(&mut p, fields, "name");
+    }
+    if let Some(slug) = text_field(&mut p, fields, "slug", true) {
+        f.slug = slug.unwrap_or_default();
+    }
+    if let Some(d) = text_field(&mut p, fields, "description", true) {
+        f.description = d;
+    }
+    if let Some(o) = text_field(&mut p, fields, "objective", true) {
+        f.objective = o;
+    }
+    let gateway = uuid_field(&mut p, fields, "gateway_id");
+    let mut f = checked(p, f)?;
+    if let Some(gateway) = gateway {
+        if let Some(id) = gateway {
+            find::<Gateway>(state, principal, &id.to_string(), "Gateway not found").await?;
+        }
+        f.gateway_id = gateway;
+    }
+    Ok(f)
+}
+
+#[utoipa::path(get, path = "/api/v1/boards", tag = "mission_control", security(("bearer" = [])),
+    responses((status = 200, description = "`[board]`, newest first")))]
+async fn list_boards(State(state): State<AppState>, McPrincipal(principal): McPrincipal) -> Response {
+    let mut boards = all_of::<Board>(&state, &principal, |b| b.deleted_at.is_none());
+    boards.sort_by_key(|b| std::cmp::Reverse((b.created_at, b.id)));
+    Json(boards.iter().map(board_json).collect::<Vec<_>>()).into_response()
+}
+
+#[utoipa::path(post, path = "/api/v1/boards", tag = "mission_control", security(("bearer" = [])),
+    request_body(content = Object, description = "`{name, slug?, description?, gateway_id, objective?}`"),
+    responses((status = 200, description = "The board")))]
+async fn create_board(
+    State(state): State<AppState>,
+    McPrincipal(principal): McPrincipal,
+    meta: RequestMeta,
+    body: Body,
+) -> Result<Response, McError> {
+    require_admin(&principal)?;
+    let body = body_of(body).await?;
+    let mut p = Problems::default();
+    let fields = lenient_model(&mut p, &body_loc(), &body).unwrap_or_default();
+    checked(p, ())?;
+    let f = board_fields(&state, &principal, &fields, BoardFields::default(), true).await?;
+    let id = Uuid::now_v7();
+    let events = rules::create_board(id, principal.org_id, f, Utc::now())?;
+    let (board, _) = create_stream::<Board>(&state, meta.metadata(&principal), id, events).await?;
+    Ok(Json(board_json(&board)).into_response())
+}
+
+#[utoipa::path(get, path = "/api/v1/boards/{id}", tag = "mission_control", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Board id")), responses((status = 200, description = "The board")))]
+async fn get_board(
+    State(state): State<AppState>,
+    McPrincipal(principal): McPrincipal,
+    Path(id): Path<String>,
+) -> Result<Response, McError> {
+    let board: Board = find(&state, &principal, &id, "Board not found").await?;
+    Ok(Json(board_json(&board)).into_response())
+}
+
+#[utoipa::path(patch, path = "/api/v1/boards/{id}", tag = "mission_control", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Board id")), request_body(content = Object, description = "Any of `{name, slug, description, gateway_id, objective}`"),
+    responses((status = 200, description = "The board")))]
+async fn update_board(
+    State(state): State<AppState>,
+    McPrincipal(principal): McPrincipal,
+    meta: RequestMeta,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Response, McError> {
+    require_admin(&principal)?;
+    let body = body_of(body).await?;
+    let board: Board = find(&state, &principal, &id, "Board not found").await?;
+    let mut p = Problems::default();
+    let fields = lenient_model(&mut p, &body_loc(), &body).unwrap_or_default();
+    checked(p, ())?;
+    let after = board_fields(&state, &principal, &fields, BoardFields::from(&board), false).await?;
+    let now = Utc::now();
+    let (board, _) = state
+        .ledger
+        .write::<Board, McError>(&board.id.to_string(), &meta.metadata(&principal), |b| {
+            Ok(rules::update_board(b, after.clone(), now)?)
+        })
+        .await?;
+    Ok(Json(board_json(&board)).into_response())
+}
+
+#[utoipa::path(delete, path = "/api/v1/boards/{id}", tag = "mission_control", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Board id")), responses((status = 200, description = "`{\"ok\": true}`")))]
+async fn delete_board(
+    State(state): State<AppState>,
+    McPrincipal(principal): McPrincipal,
+    meta: RequestMeta,
+    Path(id): Path<String>,
+) -> Result<Response, McError> {
+    require_admin(&principal)?;
+    let board: Board = find(&state, &principal, &id, "Board not found").await?;
+    let now = Utc::now();
+    state
+        .ledger
+        .write::<Board, McError>(&board.id.to_string(), &meta.metadata(&principal), |b| {
+            Ok(rules::deleted_at(b.deleted_at, now).map(BoardEvent::Deleted).into_iter().collect())
+        })
+        .await?;
+    Ok(Json(json!({ "ok": true })).into_response())
+}
+
+// ---- agents -------------------------------------------------------------------------------
+
+/// AgentRead, plus fleetledger's `revision`, `provision_state` and `last_provision_error`.
+pub fn agent_json(a: &McAgent, workspace_root: &str) -> Value {
+    json!({
+        "id": a.id,
+        "gateway_id": a.gateway_id,
+        "board_id": a.board_id,
+        "name": a.name,
+        "status": a.status,
+        "gateway_agent_id": a.gateway_agent_id(),
+        "workspace_path": a.workspace_path(workspace_root),
+        "is_mc_agent": true,
+        "is_board_lead": false,
+        "is_gateway_main": a.is_gateway_main,
+        "openclaw_session_id": a.session_key(),
+        "last_seen_at": a.last_seen_at.as_ref().map(micros::format),
+        "created_at": micros::format(&a.created_at),
+        "updated_at": micros::format(&a.updated_at),
+        "identity_profile": a.identity_profile,
+        "heartbeat_config": a.heartbeat_config,
+        "identity_template": a.identity_template,
+        "soul_template": a.soul_template,
+        "revision": a.revision,
+        "provision_state": a.provision_state,
+        "last_provision_error": a.last_provision_error,
+    })
+}
+
+/// The workspace root of an agent's gateway, as the cache knows it.
+pub fn workspace_root(state: &AppState, agent: &McAgent) -> String {
+    state
+        .ledger
+        .models
+        .gateways
+        .get(&agent.gateway_id.to_string())
+        .map(|g| g.model.workspace_root.clone())
+        .unwrap_or_default()
+}
+
+fn agent_response(state: &AppState, agent: &McAgent, status: StatusCode) -> Response {
+    (status, Json(agent_json(agent, &workspace_root(state, agent)))).into_response()
+}
+
+/// After an event that reprovisions: waits for the reprovisioner's outcome and answers
+/// with the agent as it then is, 502 when provisioning failed, 504 when no outcome came.
+async fn settle(state: &AppState, trigger: &fleetledger_events::EventEnvelope, status: StatusCode) -> Result<Response, McError> {
+    let timeout = Duration::from_secs(state.settings.apply_timeout_seconds);
+    let poll = Duration::from_millis(state.settings.follow_interval_ms.max(10));
+    let outcome = crate::workers::await_outcome(
+        state.ledger.store.as_ref(),
+        &trigger.stream_id,
+        trigger.stream_version,
+        trigger.event_id,
+        timeout,
+        poll,
+    )
+    .await?;
+    let Some(outcome) = outcome else {
+        return Err(McError::new(StatusCode::GATEWAY_TIMEOUT, "Gateway update timed out"));
+    };
+    if outcome.event_type == "mc_agent.provision_failed" {
+        let error = outcome.data.get("error").and_then(Value::as_str).unwrap_or("unknown error");
+        return Err(McError::new(StatusCode::BAD_GATEWAY, &format!("Gateway update failed: {error}")));
+    }
+    let agent = state
+        .ledger
+        .models
+        .refresh::<McAgent>(&trigger.stream_id)
+        .await?
+        .ok_or_else(|| McError::not_found("Not Found"))?;
+    Ok(agent_response(state, &agent.model, status))
+}
+
+#[derive(Deserialize)]
+struct AgentQuery {
+    board_id: Option<String>,
+    gateway_id: Option<String>,
+    limit: Option<String>,
+    offset: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/agents", tag = "mission_control", security(("bearer" = [])),
+    params(("board_id" = Option<String>, Query, description = "Only this board's agents"), ("gateway_id" = Option<String>, Query, description = "Only this gateway's agents"),
+           ("limit" = Option<i64>, Query, description = "1 to 200 (default 50)"), ("offset" = Option<i64>, Query, description = "Items to skip")),
+    responses((status = 200, description = "`{items, total, limit, offset}`, newest first")))]
+async fn list_agents(
+    State(state): State<AppState>,
+    McPrincipal(principal): McPrincipal,
+    Query(query): Query<AgentQuery>,
+) -> Result<Response, McError> {
+    let mut p = Problems::default();
+    let q = [json!("query")];
+    let limit = match &query.limit {
+        Some(raw) => integer(&mut p, &at(&q, "limit"), Some(&json!(raw)), Some(1), Some(200)),
+        None => Some(50),
+    };
+    let offset = match &query.offset {
+        Some(raw) => integer(&mut p, &at(&q, "offset"), Some(&json!(raw)), Some(0), None),
+        None => Some(0),
+    };
+    let id_filter = |p: &mut Problems, name: &str, raw: &Option<String>| {
+        raw.as_ref().and_then(|s| match Uuid::parse_str(s) {
+            Ok(id) => Some(id),
+            Err(_) => {
+                p.found(
+                    &at(&q, name),
+                    "uuid_parsing",
+                    "Input should be a valid UUID, unable to parse string as a UUID",
+                    json!(s),
+                );
+                None
+            }
+        })
+    };
+    let board = id_filter(&mut p, "board_id", &query.board_id);
+    let gateway = id_filter(&mut p, "gateway_id", &query.gateway_id);
+    let (limit, offset) = checked(p, (limit.unwrap_or(50), offset.unwrap_or(0)))?;
+    let mut agents = all_of::<McAgent>(&state, &principal, |a| {
+        a.deleted_at.is_none() && board.is_none_or(|b| a.board_id == Some(b)) && gateway.is_none_or(|g| a.gateway_id == g)
+    });
+    agents.sort_by_key(|a| std::cmp::Reverse((a.created_at, a.id)));
+    let items: Vec<Value> = agents
+        .iter()
+        .skip(offset as usize)
+        .take(limit as usize)
+        .map(|a| agent_json(a, &workspace_root(&state, a)))
+        .collect();
+    Ok(Json(json!({ "items": items, "total": agents.len(), "limit": limit, "offset": offset })).into_response())
+}
+
+#[utoipa::path(post, path = "/api/v1/agents", tag = "mission_control", security(("bearer" = [])),
+    request_body(content = Object, description = "`{name, board_id?, gateway_id?, heartbeat_config?, identity_profile?, identity_template?, soul_template?}`"),
+    responses((status = 200, description = "The provisioned agent"), (status = 502, description = "Provisioning failed (the agent is recorded)"),
+              (status = 504, description = "No provisioning outcome in time")))]
+async fn create_agent(
+    State(state): State<AppState>,
+    McPrincipal(principal): McPrincipal,
+    meta: RequestMeta,
+    body: Body,
+) -> Result<Response, McError> {
+    require_admin(&principal)?;
+    let body = body_of(body).await?;
+    let mut p = Problems::default();
+    let fields = lenient_model(&mut p, &body_loc(), &body).unwrap_or_default();
+    let name = required(&mut p, &fields, "name");
+    let board_id = uuid_field(&mut p, &fields, "board_id").flatten();
+    let gateway_id = uuid_field(&mut p, &fields, "gateway_id").flatten();
+    let heartbeat = object_field(&mut p, &fields, "heartbeat_config").flatten();
+    let profile = object_field(&mut p, &fields, "identity_profile").flatten();
+    let identity = text_field(&mut p, &fields, "identity_template", true).flatten();
+    let soul = text_field(&mut p, &fields, "soul_template", true).flatten();
+    checked(p, ())?;
+    let board = match board_id {
+        Some(id) => Some(BoardRef::from(
+            &find::<Board>(&state, &principal, &id.to_string(), "Board not found").await?,
+        )),
+        None => None,
+    };
+    if let (None, Some(id)) = (&board, gateway_id) {
+        find::<Gateway>(&state, &principal, &id.to_string(), "Gateway not found").await?;
+    }
+    let id = Uuid::now_v7();
+    let events = rules::create_agent(CreateAgent {
+        agent_id: id,
+        org_id: principal.org_id,
+        name,
+        board,
+        gateway_id,
+        heartbeat_config: heartbeat,
+        identity_profile: profile,
+        identity_template: identity,
+        soul_template: soul,
+        now: Utc::now(),
+    })?;
+    let (_, appended) = create_stream::<McAgent>(&state, meta.metadata(&principal), id, events).await?;
+    let trigger = appended.last().ok_or_else(|| McError::internal("nothing appended"))?;
+    settle(&state, trigger, StatusCode::OK).await
+}
+
+#[utoipa::path(get, path = "/api/v1/agents/{id}", tag = "mission_control", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Agent id")), responses((status = 200, description = "AgentRead"), (status = 404, description = "Not Found")))]
+async fn get_agent(
+    State(state): State<AppState>,
+    McPrincipal(principal): McPrincipal,
+    Path(id): Path<String>,
+) -> Result<Response, McError> {
+    let agent: McAgent = find(&state, &principal, &id, "Not Found").await?;
+    Ok(agent_response(&state, &agent, StatusCode::OK))
+}
+
+#[derive(Deserialize)]
+struct ForceQuery {
+    force: Option<String>,
+}
+
+fn force_of(query: &ForceQuery) -> Result<bool, McError> {
+    match query.force.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None => Ok(false),
+        Some("true" | "1" | "yes" | "on") => Ok(true),
+        Some("false" | "0" | "no" | "off") => Ok(false),
+        Some(other) => {
+            let mut p = Problems::default();
+            p.found(
+                &[json!("query"), json!("force")],
+                "bool_parsing",
+                "Input should be a valid boolean, unable to interpret input",
+                json!(other),
+            );
+            Err(McError::validation(p.0))
+        }
+    }
+}
+
+/// The Update Agent body, pydantic-validated; unknown fields are ignored.
+fn agent_patch(body: &Value) -> Result<AgentPatch, McError> {
+    let mut p = Problems::default();
+    let fields = lenient_model(&mut p, &body_loc(), body).unwrap_or_default();
+    let name = match fields.get("name") {
+        None => None,
+        Some(Value::String(s)) if s.trim().is_empty() => {
+            p.found(
+                &at(&body_loc(), "name"),
+                "string_too_short",
+                "String should have at least 1 character",
+                json!(s),
+            );
+            None
+        }
+        v => string(&mut p, &at(&body_loc(), "name"), v, false, 1),
+    };
+    let status = match fields.get("status") {
+        None => None,
+        Some(Value::String(s)) if rules::STATUSES.contains(&s.as_str()) => Some(s.clone()),
+        Some(other) => {
+            p.found(
+                &at(&body_loc(), "status"),
+                "literal_error",
+                "Input should be 'active', 'paused' or 'retired'",
+                other.clone(),
+            );
+            None
+        }
+    };
+    let is_gateway_main = match fields.get("is_gateway_main") {
+        None | Some(Value::Null) => None,
+        v => boolean(&mut p, &at(&body_loc(), "is_gateway_main"), v),
+    };
+    let patch = AgentPatch {
+        name,
+        status,
+        board_id: uuid_field(&mut p, &fields, "board_id"),
+        is_gateway_main,
+        heartbeat_config: object_field(&mut p, &fields, "heartbeat_config"),
+        identity_profile: object_field(&mut p, &fields, "identity_profile"),
+        identity_template: text_field(&mut p, &fields, "identity_template", true),
+        soul_template: text_field(&mut p, &fields, "soul_template", true),
+    };
+    checked(p, patch)
+}
+
+#[utoipa::path(patch, path = "/api/v1/agents/{id}", tag = "mission_control", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Agent id"), ("force" = Option<bool>, Query, description = "Reprovision even when nothing significant changed")),
+    request_body(content = Object, description = "Any of `{name, board_id, is_gateway_main, status, heartbeat_config, identity_profile, identity_template, soul_template}`; `null` clears"),
+    responses((status = 200, description = "AgentRead"), (status = 403, description = "Not an org admin"), (status = 404, description = "Not Found / Board not found"),
+              (status = 422, description = "Validation failed"), (status = 502, description = "Gateway update failed (the change is recorded)"),
+              (status = 504, description = "No provisioning outcome in time")))]
+async fn update_agent(
+    State(state): State<AppState>,
+    McPrincipal(principal): McPrincipal,
+    meta: RequestMeta,
+    Path(id): Path<String>,
+    Query(query): Query<ForceQuery>,
+    body: Body,
+) -> Result<Response, McError> {
+    require_admin(&principal)?;
+    let force = force_of(&query)?;
+    let patch = agent_patch(&body_of(body).await?)?;
+    let agent: McAgent = find(&state, &principal, &id, "Not Found").await?;
+    let target = match patch.board_id {
+        Some(Some(board_id)) => Some(BoardRef::from(
+            &find::<Board>(&state, &principal, &board_id.to_string(), "Board not found").await?,
+        )),
+        _ => None,
+    };
+    let current = match agent.board_id {
+        Some(b) => state
+            .ledger
+            .models
+            .boards
+            .get(&b.to_string())
+            .map(|c| BoardRef::from(c.model.as_ref())),
+        None => None,
+    };
+    let now = Utc::now();
+    let (after, appended) = state
+        .ledger
+        .write::<McAgent, McError>(&agent.id.to_string(), &meta.metadata(&principal), |a| {
+            Ok(rules::update_agent(a, patch.clone(), target, current, force, now)?)
+        })
+        .await?;
+    let reprovisions = appended
+        .as_ref()
+        .and_then(|a| a.events.last())
+        .filter(|e| e.data.get("reprovision").and_then(Value::as_bool) == Some(true));
+    match reprovisions {
+        Some(trigger) => settle(&state, trigger, StatusCode::OK).await,
+        None => Ok(agent_response(&state, &after, StatusCode::OK)),
+    }
+}
+
+/// Puts back what an agent was at an older version (its name, status, heartbeat, identity
+/// and templates; not its placement) through the Update Agent rules, reprovisioning when
+/// that changes its templates. Errors are the ledger API's problem+json.
+pub async fn restore_agent(
+    state: &AppState,
+    principal: &Principal,
+    meta: &RequestMeta,
+    id: &str,
+    target: Option<McAgent>,
+    version: i64,
+) -> Result<Response, super::ledger::Problem> {
+    let problem = |e: McError| {
+        let detail = e.detail.as_str().map(str::to_string).unwrap_or_else(|| e.detail.to_string());
+        super::ledger::Problem::new(e.status, detail)
+    };
+    require_admin(principal).map_err(problem)?;
+    let target = target
+        .ok_or_else(|| super::ledger::Problem::new(StatusCode::NOT_FOUND, format!("mc_agent/{id} has no state at version {version}")))?;
+    let agent: McAgent = find(state, principal, id, "Not Found").await.map_err(problem)?;
+    let patch = AgentPatch {
+        name: Some(target.name),
+        status: Some(target.status),
+        heartbeat_config: Some(Some(target.heartbeat_config)),
+        identity_profile: Some(target.identity_profile),
+        identity_template: Some(target.identity_template),
+        soul_template: Some(target.soul_template),
+        ..Default::default()
+    };
+    let now = Utc::now();
+    let (after, appended) = state
+        .ledger
+        .write::<McAgent, McError>(&agent.id.to_string(), &meta.metadata(principal), |a| {
+            Ok(rules::update_agent(a, patch.clone(), None, None, false, now)?)
+        })
+        .await
+        .map_err(|e| problem(e.into()))?;
+    let trigger = appended
+        .as_ref()
+        .and_then(|a| a.events.last())
+        .filter(|e| e.data.get("reprovision").and_then(Value::as_bool) == Some(true));
+    match trigger {
+        Some(trigger) => settle(state, trigger, StatusCode::OK).await.map_err(problem),
+        None => Ok(agent_response(state, &after, StatusCode::OK)),
+    }
+}
+
+#[utoipa::path(delete, path = "/api/v1/agents/{id}", tag = "mission_control", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Agent id")), responses((status = 200, description = "`{\"ok\": true}`, also for an unknown id")))]
+async fn delete_agent(
+    State(state): State<AppState>,
+    McPrincipal(principal): McPrincipal,
+    meta: RequestMeta,
+    Path(id): Path<String>,
+) -> Result<Response, McError> {
+    require_admin(&principal)?;
+    if let Ok(agent) = find::<McAgent>(&state, &principal, &id, "Not Found").await {
+        let now = Utc::now();
+        state
+            .ledger
+            .write::<McAgent, McError>(&agent.id.to_string(), &meta.metadata(&principal), |a| {
+                Ok(rules::deleted_at(a.deleted_at, now).map(AgentEvent::Deleted).into_iter().collect())
+            })
+            .await?;
+    }
+    Ok(Json(json!({ "ok": true })).into_response())
+}
+
+#[utoipa::path(post, path = "/api/v1/agents/{id}/heartbeat", tag = "mission_control", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Agent id")), request_body(content = Object, description = "`{status?}`"),
+    responses((status = 200, description = "AgentRead with `last_seen_at` set")))]
+async fn agent_heartbeat(
+    State(state): State<AppState>,
+    McPrincipal(principal): McPrincipal,
+    meta: RequestMeta,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Response, McError> {
+    if !principal.may_write() {
+        return Err(McError::new(StatusCode::FORBIDDEN, "Forbidden"));
+    }
+    let body = body_of(body).await.or_else(|e| {
+        if e.status == StatusCode::UNPROCESSABLE_ENTITY {
+            Ok(json!({}))
+        } else {
+            Err(e)
+        }
+    })?;
+    let mut p = Problems::default();
+    let fields = lenient_model(&mut p, &body_loc(), &body).unwrap_or_default();
+    let status = text_field(&mut p, &fields, "status", true).flatten();
+    checked(p, ())?;
+    let agent: McAgent = find(&state, &principal, &id, "Not Found").await?;
+    let now = Utc::now();
+    let (after, _) = state
+        .ledger
+        .write::<McAgent, McError>(&agent.id.to_string(), &meta.metadata(&principal), |_| {
+            Ok(rules::heartbeat(status.clone(), now)?)
+        })
+        .await?;
+    Ok(agent_response(&state, &after, StatusCode::OK))
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(list_gateways, create_gateway, get_gateway, update_gateway, delete_gateway, list_boards, create_board, get_board, update_board, delete_board,
+          list_agents, create_agent, get_agent, update_agent, delete_agent, agent_heartbeat),
+    tags((name = "mission_control", description = "Gateways, boards and agents (OpenClaw Mission Control-compatible)"))
+)]
+pub struct MissionControlApi;

@@ -1,0 +1,141 @@
+//! The reprovisioner: on a Mission Control agent's creation, or an update that changes its
+//! templates or placement (or is forced), renders the agent's workspace files and delivers
+//! them through its gateway's driver, then records `mc_agent.provisioned`,
+//! `mc_agent.provision_failed` or `mc_agent.provision_skipped`, caused by the trigger.
+//!
+//! It renders the agent as it was at the triggering event (folded from the log), so a
+//! redelivered or late event provisions what was asked for then, and the outcome's
+//! deterministic id makes a redelivery record (and provision) nothing twice.
+
+use async_trait::async_trait;
+use chrono::Utc;
+use fleetledger_events::mission_control::{AgentEvent, AgentProvisionFailed, AgentProvisionSkipped, AgentProvisioned};
+use fleetledger_events::{stream_type, EventEnvelope};
+use fleetledger_projections::mission_control::{Board, Gateway, McAgent};
+use fleetledger_projections::ReadModel;
+use serde_json::{json, Map, Value};
+
+use super::drivers::workspace::{self, LocalWorkspaceDriver, WorkspaceDriver, WorkspaceTarget};
+use super::{Worker, WorkerContext, WorkerError};
+use crate::store::{EventStore, StoreError};
+
+#[derive(Default)]
+pub struct Reprovisioner;
+
+/// A stored read model by id.
+async fn load<M: ReadModel>(store: &dyn EventStore, id: &str) -> Result<Option<M>, StoreError> {
+    let Some(row) = store.load_model(M::KIND, id).await? else {
+        return Ok(None);
+    };
+    serde_json::from_str(&row.doc)
+        .map(Some)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// The heartbeat policy with the defaults the templates rely on.
+fn heartbeat_of(agent: &McAgent) -> Value {
+    let text = |k: &str, default: &str| agent.heartbeat_config.get(k).and_then(Value::as_str).unwrap_or(default).to_string();
+    json!({ "every": text("every", "10m"), "target": text("target", "last") })
+}
+
+/// What templates see.
+pub fn template_context(agent: &McAgent, board: Option<&Board>, gateway: &Gateway) -> Value {
+    json!({
+        "agent": {
+            "id": agent.id,
+            "name": agent.name,
+            "status": agent.status,
+            "gateway_agent_id": agent.gateway_agent_id(),
+            "is_gateway_main": agent.is_gateway_main,
+            "board_id": agent.board_id,
+        },
+        "board": board.map(|b| json!({
+            "id": b.id, "name": b.name, "slug": b.slug, "description": b.description, "objective": b.objective,
+        })),
+        "gateway": { "id": gateway.id, "name": gateway.name, "url": gateway.url },
+        "identity": agent.identity_profile.clone().filter(Value::is_object).unwrap_or_else(|| json!({})),
+        "heartbeat": heartbeat_of(agent),
+        "session_key": agent.session_key(),
+        "workspace_path": agent.workspace_path(&gateway.workspace_root),
+    })
+}
+
+impl Reprovisioner {
+    async fn provision(&self, store: &dyn EventStore, agent: &McAgent, force: bool) -> Result<AgentEvent, StoreError> {
+        let at = Utc::now();
+        let failed = |error: String| AgentEvent::ProvisionFailed(AgentProvisionFailed { error, at });
+        let Some(gateway) = load::<Gateway>(store, &agent.gateway_id.to_string()).await? else {
+            return Ok(failed(format!("gateway {} not found", agent.gateway_id)));
+        };
+        if gateway.url.trim().is_empty() {
+            return Ok(AgentEvent::ProvisionSkipped(AgentProvisionSkipped {
+                reason: "the gateway has no URL".into(),
+                at,
+            }));
+        }
+        let board = match agent.board_id {
+            Some(id) => load::<Board>(store, &id.to_string()).await?,
+            None => None,
+        };
+        let context = template_context(agent, board.as_ref(), &gateway);
+        let files = match workspace::render(&context, agent.soul_template.as_deref(), agent.identity_template.as_deref(), force) {
+            Ok(files) => files,
+            Err(error) => return Ok(failed(format!("template {error}"))),
+        };
+        let target = WorkspaceTarget {
+            gateway_url: gateway.url.clone(),
+            token: gateway.token.clone(),
+            gateway_agent_id: agent.gateway_agent_id(),
+            session_key: agent.session_key(),
+            workspace_path: agent.workspace_path(&gateway.workspace_root),
+            agent_name: agent.name.clone(),
+            heartbeat: agent.heartbeat_config.clone(),
+        };
+        let driver: Box<dyn WorkspaceDriver> = match gateway.url.trim() {
+            "local" => Box::new(LocalWorkspaceDriver),
+            other => return Ok(failed(format!("no driver for gateway URL {other:?} in this build (use `local`)"))),
+        };
+        Ok(match driver.deliver(&target, files).await {
+            Ok(delivered) => {
+                let hashes: Map<String, Value> = delivered.written.iter().map(|f| (f.name.clone(), f.sha256().into())).collect();
+                AgentEvent::Provisioned(AgentProvisioned {
+                    files: delivered.written.iter().map(|f| f.name.clone()).collect(),
+                    hashes,
+                    gateway: gateway.url.clone(),
+                    unsupported: delivered.unsupported,
+                    at,
+                })
+            }
+            Err(error) => failed(error),
+        })
+    }
+}
+
+#[async_trait]
+impl Worker for Reprovisioner {
+    fn name(&self) -> &str {
+        "reprovisioner"
+    }
+
+    fn stream_types(&self) -> Vec<&'static str> {
+        vec![stream_type::MC_AGENT]
+    }
+
+    async fn handle(&self, event: &EventEnvelope, ctx: &WorkerContext) -> Result<(), WorkerError> {
+        let force = match event.event_type.as_str() {
+            "mc_agent.created" => false,
+            "mc_agent.updated" if event.data.get("reprovision").and_then(Value::as_bool) == Some(true) => {
+                event.data.get("force").and_then(Value::as_bool).unwrap_or(false)
+            }
+            _ => return Ok(()),
+        };
+        let history = ctx.store.read_stream_between(&event.stream_id, 1, event.stream_version).await?;
+        let agent = McAgent::fold(&history).map_err(|e| WorkerError::Failed(e.to_string()))?;
+        let Some(agent) = agent.filter(|a| a.deleted_at.is_none()) else {
+            return Ok(());
+        };
+        let outcome = self.provision(ctx.store.as_ref(), &agent, force).await?;
+        ctx.record_model_outcome::<McAgent>(event, &event.stream_id, outcome).await?;
+        Ok(())
+    }
+}

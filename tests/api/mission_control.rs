@@ -1,0 +1,584 @@
+//! The Mission Control surface: gateways, boards, agents, the Update Agent rules, and
+//! reprovisioning by the worker (local driver) with the synchronous wait for its outcome.
+//! On PostgreSQL the worker consumes from NATS JetStream when `FLEETLEDGER_TEST_NATS` is set.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::both_backends;
+use crate::cli::start_server_with;
+use crate::helpers::{serve_settings, spawn_configured, Answer, Backend, TestApp, TestNats, TestStore};
+
+/// The server with the production workers; on PostgreSQL over JetStream when available.
+async fn spawn_mc(backend: Backend, tweak: impl FnOnce(&mut fleetledger::config::ServeSettings)) -> Option<(TestApp, Option<TestNats>)> {
+    let store = TestStore::new(backend).await?;
+    let mut serve = serve_settings();
+    let nats = match backend {
+        Backend::Postgres => TestNats::new().await,
+        Backend::Sqlite => None,
+    };
+    if let Some(n) = &nats {
+        serve.bus = n.bus();
+    }
+    tweak(&mut serve);
+    let app = spawn_configured(store, serve, fleetledger::workers::registry()).await;
+    Some((app, nats))
+}
+
+async fn call(app: &TestApp, method: Method, path: &str, key: &str, body: Option<Value>) -> Answer {
+    let builder = app.request(method, path, key);
+    Answer::of(match body {
+        Some(b) => builder.json(&b),
+        None => builder,
+    })
+    .await
+}
+
+async fn ok(app: &TestApp, method: Method, path: &str, body: Value) -> Value {
+    let answer = call(app, method, path, &app.admin_key, Some(body)).await;
+    assert_eq!(answer.status, 200, "{path}: {}", answer.text);
+    answer.json()
+}
+
+/// A local gateway rooted in the test's data dir, a board on it, and the root path.
+async fn gateway_and_board(app: &TestApp) -> (String, String, std::path::PathBuf) {
+    let root = app.store.dir.path().join("workspaces");
+    let gateway = ok(
+        app,
+        Method::POST,
+        "/api/v1/gateways",
+        json!({"name": "edge", "url": "local", "token": "s3cret", "workspace_root": root.to_str().unwrap()}),
+    )
+    .await;
+    assert!(gateway.get("token").is_none(), "the token is never returned: {gateway}");
+    let gateway_id = gateway["id"].as_str().unwrap().to_string();
+    let board = ok(
+        app,
+        Method::POST,
+        "/api/v1/boards",
+        json!({"name": "Finance Ops", "gateway_id": gateway_id, "objective": "Close the books"}),
+    )
+    .await;
+    assert_eq!(board["slug"], "finance-ops");
+    (gateway_id, board["id"].as_str().unwrap().to_string(), root)
+}
+
+fn read(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+async fn events_of(app: &TestApp, agent: &str) -> Vec<Value> {
+    let page = ok(app, Method::GET, &format!("/api/v1/ledger/streams/mc_agent/{agent}"), Value::Null).await;
+    page["events"].as_array().cloned().unwrap_or_default()
+}
+
+async fn agents_provision_their_workspace_locally(backend: Backend) {
+    let Some((app, _nats)) = spawn_mc(backend, |_| {}).await else {
+        return;
+    };
+    let (gateway_id, board_id, root) = gateway_and_board(&app).await;
+    let agent = ok(
+        &app,
+        Method::POST,
+        "/api/v1/agents",
+        json!({"name": "Ledger Lead", "board_id": board_id, "identity_profile": {"role": "coordinator"}}),
+    )
+    .await;
+    let id = agent["id"].as_str().unwrap().to_string();
+    assert_eq!(agent["provision_state"], "provisioned", "{agent}");
+    assert_eq!(agent["gateway_id"], gateway_id.as_str());
+    assert_eq!(agent["gateway_agent_id"], format!("mc-{id}"));
+    assert_eq!(agent["openclaw_session_id"], format!("agent:mc-{id}:main"));
+    assert_eq!(
+        (agent["is_gateway_main"].as_bool(), agent["is_mc_agent"].as_bool()),
+        (Some(false), Some(true))
+    );
+    assert_eq!(
+        agent["heartbeat_config"],
+        json!({"every": "10m", "target": "last", "includeReasoning": false})
+    );
+    let workspace = root.join(format!("workspace-mc-{id}"));
+    assert_eq!(agent["workspace_path"], workspace.to_str().unwrap());
+    for file in [
+        "AGENTS.md",
+        "SOUL.md",
+        "TOOLS.md",
+        "IDENTITY.md",
+        "USER.md",
+        "HEARTBEAT.md",
+        "MEMORY.md",
+    ] {
+        assert!(workspace.join(file).exists(), "{file} was not written");
+    }
+    assert!(!workspace.join("BOOTSTRAP.md").exists());
+    assert!(read(&workspace.join("AGENTS.md")).contains("Close the books"));
+    assert!(read(&workspace.join("IDENTITY.md")).contains("- role: coordinator"));
+
+    // A soul template reprovisions; the agent's own USER.md survives.
+    std::fs::write(workspace.join("USER.md"), "mine").unwrap();
+    let patched = ok(
+        &app,
+        Method::PATCH,
+        &format!("/api/v1/agents/{id}"),
+        json!({"soul_template": "Soul of {{ agent.name }} on {{ board.name }}", "unknown_field": 1}),
+    )
+    .await;
+    assert_eq!(
+        (patched["revision"].as_i64(), patched["provision_state"].as_str()),
+        (Some(2), Some("provisioned"))
+    );
+    assert_eq!(read(&workspace.join("SOUL.md")), "Soul of Ledger Lead on Finance Ops");
+    assert_eq!(read(&workspace.join("USER.md")), "mine");
+
+    // Nothing to change: no event, no provisioning.
+    let before = events_of(&app, &id).await.len();
+    let same = ok(&app, Method::PATCH, &format!("/api/v1/agents/{id}"), json!({})).await;
+    assert_eq!(same["revision"], 2);
+    assert_eq!(events_of(&app, &id).await.len(), before);
+
+    // Recorded without reprovisioning.
+    ok(
+        &app,
+        Method::PATCH,
+        &format!("/api/v1/agents/{id}"),
+        json!({"status": "paused", "heartbeat_config": {"every": "5m"}}),
+    )
+    .await;
+    let events = events_of(&app, &id).await;
+    assert_eq!(events.len(), before + 1, "no outcome for a quiet change");
+    let last = events.last().unwrap();
+    assert_eq!(last["event_type"], "mc_agent.updated");
+    assert_eq!(
+        last["data"]["changes"],
+        json!({"status": "paused", "heartbeat_config": {"every": "5m"}})
+    );
+    assert_eq!(last["data"]["reprovision"], false);
+
+    // Forced: provisions again, with BOOTSTRAP.md.
+    let forced = ok(&app, Method::PATCH, &format!("/api/v1/agents/{id}?force=true"), json!({})).await;
+    assert_eq!(forced["revision"], 4);
+    assert!(workspace.join("BOOTSTRAP.md").exists());
+    let outcome = events_of(&app, &id).await.last().cloned().unwrap();
+    assert_eq!(outcome["event_type"], "mc_agent.provisioned");
+    let trigger = &events_of(&app, &id).await[events.len()];
+    assert_eq!(outcome["metadata"]["causation_id"], trigger["event_id"]);
+    assert_eq!(
+        outcome["data"]["hashes"].as_object().unwrap().len(),
+        outcome["data"]["files"].as_array().unwrap().len()
+    );
+}
+
+async fn update_agent_rules(backend: Backend) {
+    let Some((app, _nats)) = spawn_mc(backend, |_| {}).await else {
+        return;
+    };
+    let (gateway_id, board_id, _) = gateway_and_board(&app).await;
+    let agent = ok(&app, Method::POST, "/api/v1/agents", json!({"name": "Ops", "board_id": board_id})).await;
+    let id = agent["id"].as_str().unwrap().to_string();
+    let path = format!("/api/v1/agents/{id}");
+    let member = app.store.create_key("default", "member");
+
+    // 403 before anything else, even for an unknown agent.
+    for p in [path.clone(), "/api/v1/agents/00000000-0000-0000-0000-000000000000".to_string()] {
+        let a = call(&app, Method::PATCH, &p, &member, Some(json!({"status": "bogus"}))).await;
+        assert_eq!(a.status, 403, "{p}");
+    }
+    let unknown = Answer::of(
+        app.admin(Method::PATCH, "/api/v1/agents/00000000-0000-0000-0000-000000000000")
+            .header("X-Request-Id", "req-123")
+            .json(&json!({})),
+    )
+    .await;
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.json(), json!({"detail": "Not Found", "request_id": "req-123"}));
+    assert_eq!(unknown.header("x-request-id"), Some("req-123"));
+
+    let invalid = call(
+        &app,
+        Method::PATCH,
+        &path,
+        &app.admin_key,
+        Some(json!({"status": "sleeping", "name": "  "})),
+    )
+    .await;
+    assert_eq!(invalid.status, 422, "{}", invalid.text);
+    let body = invalid.json();
+    assert!(body["request_id"].as_str().is_some_and(|r| !r.is_empty()));
+    let detail = body["detail"].as_array().unwrap();
+    assert!(detail
+        .iter()
+        .any(|d| d["loc"] == json!(["body", "status"]) && d["type"] == "literal_error" && d["input"] == "sleeping"));
+    assert!(detail.iter().any(|d| d["loc"] == json!(["body", "name"])));
+
+    let nowhere = call(
+        &app,
+        Method::PATCH,
+        &path,
+        &app.admin_key,
+        Some(json!({"board_id": "00000000-0000-0000-0000-000000000001"})),
+    )
+    .await;
+    assert_eq!((nowhere.status, nowhere.json()["detail"].as_str()), (404, Some("Board not found")));
+    let orphan_board = ok(&app, Method::POST, "/api/v1/boards", json!({"name": "Orphan"})).await;
+    let orphan = call(
+        &app,
+        Method::PATCH,
+        &path,
+        &app.admin_key,
+        Some(json!({"board_id": orphan_board["id"]})),
+    )
+    .await;
+    assert_eq!(
+        (orphan.status, orphan.json()["detail"].as_str()),
+        (422, Some("Board gateway_id is required"))
+    );
+
+    // Moving to a board on another gateway moves the agent there (and reprovisions).
+    let root2 = app.store.dir.path().join("ws2");
+    let gw2 = ok(
+        &app,
+        Method::POST,
+        "/api/v1/gateways",
+        json!({"name": "gw2", "url": "local", "workspace_root": root2.to_str().unwrap()}),
+    )
+    .await;
+    let board2 = ok(
+        &app,
+        Method::POST,
+        "/api/v1/boards",
+        json!({"name": "Second", "gateway_id": gw2["id"]}),
+    )
+    .await;
+    let moved = ok(&app, Method::PATCH, &path, json!({"board_id": board2["id"]})).await;
+    assert_eq!(
+        (moved["board_id"].clone(), moved["gateway_id"].clone()),
+        (board2["id"].clone(), gw2["id"].clone())
+    );
+    assert!(root2.join(format!("workspace-mc-{id}")).join("SOUL.md").exists());
+
+    // Gateway main and back.
+    let main = ok(&app, Method::PATCH, &path, json!({"is_gateway_main": true})).await;
+    assert_eq!((main["board_id"].is_null(), main["is_gateway_main"].as_bool()), (true, Some(true)));
+    assert_eq!(
+        main["openclaw_session_id"],
+        format!("agent:mc-gateway-{}:main", gw2["id"].as_str().unwrap())
+    );
+    let back = call(&app, Method::PATCH, &path, &app.admin_key, Some(json!({"is_gateway_main": false}))).await;
+    assert_eq!(
+        (back.status, back.json()["detail"].as_str()),
+        (
+            422,
+            Some("board_id is required when converting a gateway-main agent to board scope")
+        )
+    );
+    let board_again = ok(&app, Method::PATCH, &path, json!({"is_gateway_main": false, "board_id": board_id})).await;
+    assert_eq!(
+        (board_again["board_id"].as_str(), board_again["gateway_id"].as_str()),
+        (Some(board_id.as_str()), Some(gateway_id.as_str()))
+    );
+
+    // Clearing: heartbeat back to the default, blank templates to null.
+    let cleared = ok(
+        &app,
+        Method::PATCH,
+        &path,
+        json!({"heartbeat_config": null, "identity_template": "   ", "identity_profile": {"on_leave": true, "n": 1.5}}),
+    )
+    .await;
+    assert_eq!(
+        cleared["heartbeat_config"],
+        json!({"every": "10m", "target": "last", "includeReasoning": false})
+    );
+    assert_eq!(cleared["identity_template"], Value::Null);
+    assert_eq!(cleared["identity_profile"], json!({"on_leave": true, "n": 1.5}));
+
+    // Another org sees none of it; members read.
+    app.store.create_org("rival");
+    let rival = app.store.create_key("rival", "admin");
+    assert_eq!(call(&app, Method::GET, &path, &rival, None).await.status, 404);
+    assert_eq!(call(&app, Method::PATCH, &path, &rival, Some(json!({}))).await.status, 404);
+    assert_eq!(call(&app, Method::GET, &path, &member, None).await.status, 200);
+    let listed = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/agents?board_id={board_id}&limit=1"),
+        &member,
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(
+        (listed["total"].as_i64(), listed["limit"].as_i64(), listed["offset"].as_i64()),
+        (Some(1), Some(1), Some(0))
+    );
+    assert_eq!(listed["items"][0]["id"], id.as_str());
+
+    // Delete: ok, also for an unknown id; then gone.
+    assert_eq!(ok(&app, Method::DELETE, &path, Value::Null).await, json!({"ok": true}));
+    assert_eq!(ok(&app, Method::DELETE, &path, Value::Null).await, json!({"ok": true}));
+    assert_eq!(call(&app, Method::GET, &path, &app.admin_key, None).await.status, 404);
+}
+
+async fn failed_provisioning_is_502_and_recorded(backend: Backend) {
+    let Some((app, _nats)) = spawn_mc(backend, |_| {}).await else {
+        return;
+    };
+    // A workspace root that is a file: the local driver cannot write there.
+    let blocked = app.store.dir.path().join("not-a-dir");
+    std::fs::write(&blocked, "x").unwrap();
+    let gateway = ok(
+        &app,
+        Method::POST,
+        "/api/v1/gateways",
+        json!({"name": "broken", "url": "local", "workspace_root": blocked.to_str().unwrap()}),
+    )
+    .await;
+    let created = call(
+        &app,
+        Method::POST,
+        "/api/v1/agents",
+        &app.admin_key,
+        Some(json!({"name": "Stuck", "gateway_id": gateway["id"]})),
+    )
+    .await;
+    assert_eq!(created.status, 502, "{}", created.text);
+    assert!(
+        created.json()["detail"].as_str().unwrap().starts_with("Gateway update failed: "),
+        "{}",
+        created.text
+    );
+    let listed = ok(&app, Method::GET, "/api/v1/agents", Value::Null).await;
+    let agent = &listed["items"][0];
+    assert_eq!(
+        (agent["provision_state"].as_str(), agent["is_gateway_main"].as_bool()),
+        (Some("failed"), Some(true))
+    );
+    assert!(agent["last_provision_error"].as_str().unwrap().contains("not-a-dir"));
+    let id = agent["id"].as_str().unwrap().to_string();
+
+    // The change is recorded even though the gateway failed; a forced retry after the fix works.
+    let failed = call(
+        &app,
+        Method::PATCH,
+        &format!("/api/v1/agents/{id}"),
+        &app.admin_key,
+        Some(json!({"soul_template": "calm"})),
+    )
+    .await;
+    assert_eq!(failed.status, 502);
+    assert_eq!(
+        ok(&app, Method::GET, &format!("/api/v1/agents/{id}"), Value::Null).await["soul_template"],
+        "calm"
+    );
+    std::fs::remove_file(&blocked).unwrap();
+    let retried = ok(&app, Method::PATCH, &format!("/api/v1/agents/{id}?force=true"), json!({})).await;
+    assert_eq!(
+        (retried["provision_state"].as_str(), retried["last_provision_error"].clone()),
+        (Some("provisioned"), Value::Null)
+    );
+    assert_eq!(
+        read(
+            &blocked
+                .join(format!("workspace-mc-gateway-{}", gateway["id"].as_str().unwrap()))
+                .join("SOUL.md")
+        ),
+        "calm"
+    );
+
+    // A template naming something undefined fails the provisioning, not the server.
+    let bad = call(
+        &app,
+        Method::PATCH,
+        &format!("/api/v1/agents/{id}"),
+        &app.admin_key,
+        Some(json!({"soul_template": "{{ agent.nickname }}"})),
+    )
+    .await;
+    assert_eq!(bad.status, 502);
+    assert!(bad.json()["detail"].as_str().unwrap().contains("SOUL.md"), "{}", bad.text);
+
+    // A gateway without a URL records provisioning as skipped.
+    let bare = ok(
+        &app,
+        Method::POST,
+        "/api/v1/gateways",
+        json!({"name": "bare", "workspace_root": "/nowhere"}),
+    )
+    .await;
+    let skipped = ok(
+        &app,
+        Method::POST,
+        "/api/v1/agents",
+        json!({"name": "Quiet", "gateway_id": bare["id"]}),
+    )
+    .await;
+    assert_eq!(skipped["provision_state"], "skipped");
+}
+
+async fn no_outcome_in_time_is_504(backend: Backend) {
+    let Some((app, _nats)) = spawn_mc(backend, |s| {
+        s.no_workers = true;
+        s.apply_timeout_seconds = 1;
+    })
+    .await
+    else {
+        return;
+    };
+    let (_, board_id, _) = gateway_and_board(&app).await;
+    let answer = call(
+        &app,
+        Method::POST,
+        "/api/v1/agents",
+        &app.admin_key,
+        Some(json!({"name": "Waiting", "board_id": board_id})),
+    )
+    .await;
+    assert_eq!(
+        (answer.status, answer.json()["detail"].as_str()),
+        (504, Some("Gateway update timed out"))
+    );
+    let listed = ok(&app, Method::GET, "/api/v1/agents", Value::Null).await;
+    assert_eq!(listed["items"][0]["provision_state"], "pending", "the agent is recorded");
+}
+
+async fn a_separate_worker_process_serves_the_wait(backend: Backend) {
+    let Some(store) = TestStore::new(backend).await else { return };
+    let server = start_server_with(
+        &store,
+        &[
+            ("FLEETLEDGER_NO_WORKERS", "true"),
+            ("FLEETLEDGER_FOLLOW_INTERVAL_MS", "50"),
+            ("FLEETLEDGER_APPLY_TIMEOUT_SECONDS", "2"),
+        ],
+    );
+    let client = reqwest::Client::new();
+    let key = std::fs::read_to_string(store.dir.path().join("admin.key"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let url = |path: &str| format!("http://{}{path}", server.addr);
+    let root = store.dir.path().join("ws");
+    let gateway = Answer::of(client.post(url("/api/v1/gateways")).bearer_auth(&key).json(&json!({
+        "name": "gw", "url": "local", "workspace_root": root.to_str().unwrap()
+    })))
+    .await
+    .json();
+    // The server runs no workers: nothing answers the wait.
+    let early = Answer::of(
+        client
+            .post(url("/api/v1/agents"))
+            .bearer_auth(&key)
+            .json(&json!({"name": "Early", "gateway_id": gateway["id"]})),
+    )
+    .await;
+    assert_eq!(early.status, 504, "{}", early.text);
+
+    let mut worker = std::process::Command::new(crate::helpers::binary());
+    worker
+        .args(["worker", "--follow-interval-ms", "50", "--data-dir"])
+        .arg(store.dir.path())
+        .env_remove("DATABASE_URL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if let Some(db) = &store.db {
+        worker.env("DATABASE_URL", &db.url);
+    }
+    let mut worker = worker.spawn().expect("worker starts");
+    // The worker catches up with what was recorded before it ran...
+    let listed = url("/api/v1/agents");
+    let mut state = Value::Null;
+    for _ in 0..200 {
+        state = Answer::of(client.get(&listed).bearer_auth(&key)).await.json()["items"][0]["provision_state"].clone();
+        if state == "provisioned" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // ...and then answers a request's wait from its own process.
+    let agent = Answer::of(
+        client
+            .post(url("/api/v1/agents"))
+            .bearer_auth(&key)
+            .json(&json!({"name": "Remote", "board_id": null, "gateway_id": gateway["id"]})),
+    )
+    .await;
+    let _ = worker.kill();
+    let _ = worker.wait();
+    assert_eq!(state, "provisioned");
+    assert_eq!(agent.status, 200, "{}", agent.text);
+    assert_eq!(agent.json()["provision_state"], "provisioned");
+    assert!(root
+        .join(format!("workspace-mc-gateway-{}", gateway["id"].as_str().unwrap()))
+        .join("AGENTS.md")
+        .exists());
+}
+
+async fn agent_history_and_restore_through_the_audit_api(backend: Backend) {
+    let Some((app, _nats)) = spawn_mc(backend, |_| {}).await else {
+        return;
+    };
+    let (_, board_id, root) = gateway_and_board(&app).await;
+    let agent = ok(
+        &app,
+        Method::POST,
+        "/api/v1/agents",
+        json!({"name": "Hist", "board_id": board_id, "soul_template": "first soul"}),
+    )
+    .await;
+    let id = agent["id"].as_str().unwrap().to_string();
+    let soul = root.join(format!("workspace-mc-{id}")).join("SOUL.md");
+    assert_eq!(read(&soul), "first soul");
+    ok(
+        &app,
+        Method::PATCH,
+        &format!("/api/v1/agents/{id}"),
+        json!({"soul_template": "second soul"}),
+    )
+    .await;
+    assert_eq!(read(&soul), "second soul");
+    let audit = format!("/api/v1/ledger/resources/mc_agent/{id}");
+    let v1 = ok(&app, Method::GET, &format!("{audit}?version=1"), Value::Null).await;
+    assert_eq!(v1["state"]["soul_template"], "first soul");
+    let restored = call(
+        &app,
+        Method::POST,
+        &format!("{audit}/restore"),
+        &app.admin_key,
+        Some(json!({"version": 1})),
+    )
+    .await;
+    assert_eq!(restored.status, 200, "{}", restored.text);
+    assert_eq!(restored.json()["soul_template"], "first soul");
+    assert_eq!(read(&soul), "first soul", "the restore reprovisioned the workspace");
+    let revisions = ok(&app, Method::GET, &format!("{audit}/revisions"), Value::Null).await;
+    let summaries: Vec<&str> = revisions["revisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["summary"].as_str().unwrap())
+        .collect();
+    assert!(
+        summaries.iter().filter(|s| s.starts_with("provisioned")).count() >= 3,
+        "{summaries:?}"
+    );
+    let gateway_state = ok(
+        &app,
+        Method::GET,
+        &format!(
+            "/api/v1/ledger/resources/gateway/{}?version=1",
+            agent["gateway_id"].as_str().unwrap()
+        ),
+        Value::Null,
+    )
+    .await;
+    assert!(gateway_state["state"].get("token").is_none(), "audit never shows gateway tokens");
+}
+
+both_backends!(
+    agents_provision_their_workspace_locally,
+    update_agent_rules,
+    failed_provisioning_is_502_and_recorded,
+    no_outcome_in_time_is_504,
+    a_separate_worker_process_serves_the_wait,
+    agent_history_and_restore_through_the_audit_api,
+);
