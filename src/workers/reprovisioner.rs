@@ -15,6 +15,7 @@ use fleetledger_projections::mission_control::{Board, Gateway, McAgent};
 use fleetledger_projections::ReadModel;
 use serde_json::{json, Map, Value};
 
+use super::drivers::openclaw::OpenClawDriver;
 use super::drivers::workspace::{self, LocalWorkspaceDriver, WorkspaceDriver, WorkspaceTarget};
 use super::{Worker, WorkerContext, WorkerError};
 use crate::store::{EventStore, StoreError};
@@ -61,7 +62,7 @@ pub fn template_context(agent: &McAgent, board: Option<&Board>, gateway: &Gatewa
 }
 
 impl Reprovisioner {
-    async fn provision(&self, store: &dyn EventStore, agent: &McAgent, force: bool) -> Result<AgentEvent, StoreError> {
+    async fn provision(&self, store: &dyn EventStore, agent: &McAgent, creating: bool, force: bool) -> Result<AgentEvent, StoreError> {
         let at = Utc::now();
         let failed = |error: String| AgentEvent::ProvisionFailed(AgentProvisionFailed { error, at });
         let Some(gateway) = load::<Gateway>(store, &agent.gateway_id.to_string()).await? else {
@@ -93,7 +94,8 @@ impl Reprovisioner {
         };
         let driver: Box<dyn WorkspaceDriver> = match gateway.url.trim() {
             "local" => Box::new(LocalWorkspaceDriver),
-            other => return Ok(failed(format!("no driver for gateway URL {other:?} in this build (use `local`)"))),
+            url if url.starts_with("ws://") || url.starts_with("wss://") => Box::new(OpenClawDriver { creating }),
+            other => return Ok(failed(format!("no driver for gateway URL {other:?}"))),
         };
         Ok(match driver.deliver(&target, files).await {
             Ok(delivered) => {
@@ -134,7 +136,8 @@ impl Worker for Reprovisioner {
         let Some(agent) = agent.filter(|a| a.deleted_at.is_none()) else {
             return Ok(());
         };
-        let outcome = self.provision(ctx.store.as_ref(), &agent, force).await?;
+        let creating = event.event_type == "mc_agent.created";
+        let outcome = self.provision(ctx.store.as_ref(), &agent, creating, force).await?;
         ctx.record_model_outcome::<McAgent>(event, &event.stream_id, outcome).await?;
         Ok(())
     }

@@ -8,6 +8,7 @@ mod helpers;
 
 mod audit;
 mod cli;
+mod fake_gateway;
 mod feed;
 mod mission_control;
 mod profiles;

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use crate::both_backends;
 use crate::cli::start_server_with;
+use crate::fake_gateway::{Behaviour, FakeGateway};
 use crate::helpers::{serve_settings, spawn_configured, Answer, Backend, TestApp, TestNats, TestStore};
 
 /// The server with the production workers; on PostgreSQL over JetStream when available.
@@ -574,7 +575,159 @@ async fn agent_history_and_restore_through_the_audit_api(backend: Backend) {
     assert!(gateway_state["state"].get("token").is_none(), "audit never shows gateway tokens");
 }
 
+/// A gateway served by the fake OpenClaw gateway, and a board on it.
+async fn openclaw_board(app: &TestApp, gateway: &FakeGateway) -> (Value, String) {
+    let gw = ok(
+        app,
+        Method::POST,
+        "/api/v1/gateways",
+        json!({"name": "claw", "url": gateway.url, "token": "gw-secret", "workspace_root": "/home/claw/.openclaw"}),
+    )
+    .await;
+    let board = ok(
+        app,
+        Method::POST,
+        "/api/v1/boards",
+        json!({"name": "Claws", "gateway_id": gw["id"]}),
+    )
+    .await;
+    (gw, board["id"].as_str().unwrap().to_string())
+}
+
+async fn the_openclaw_driver_speaks_protocol_3(backend: Backend) {
+    let Some((app, _nats)) = spawn_mc(backend, |_| {}).await else {
+        return;
+    };
+    let gateway = FakeGateway::start(Behaviour {
+        unsupported: vec!["USER.md".into()],
+        ..Default::default()
+    })
+    .await;
+    let (_, board_id) = openclaw_board(&app, &gateway).await;
+    let agent = ok(
+        &app,
+        Method::POST,
+        "/api/v1/agents",
+        json!({"name": "Claw One", "board_id": board_id}),
+    )
+    .await;
+    assert_eq!(agent["provision_state"], "provisioned", "{agent}");
+    let id = agent["id"].as_str().unwrap();
+    let agent_id = format!("mc-{id}");
+    let session = format!("agent:mc-{id}:main");
+    let calls = gateway.take();
+    let methods: Vec<&str> = calls.iter().map(|(m, _)| m.as_str()).collect();
+    let files = [
+        "AGENTS.md",
+        "SOUL.md",
+        "TOOLS.md",
+        "IDENTITY.md",
+        "USER.md",
+        "HEARTBEAT.md",
+        "MEMORY.md",
+    ];
+    let mut expected = vec!["connect", "agents.create", "config.get", "config.patch"];
+    expected.extend(std::iter::repeat_n("agents.files.set", files.len()));
+    expected.extend(["sessions.reset", "chat.send"]);
+    assert_eq!(methods, expected);
+    let (_, connect) = &calls[0];
+    assert_eq!(
+        (connect["minProtocol"].as_u64(), connect["maxProtocol"].as_u64()),
+        (Some(3), Some(3))
+    );
+    assert_eq!(connect["auth"]["token"], "gw-secret");
+    assert_eq!(calls[1].1["agentId"], agent_id.as_str());
+    assert_eq!(calls[1].1["workspace"], format!("/home/claw/.openclaw/workspace-{agent_id}"));
+    let patched: Value = serde_json::from_str(calls[3].1["raw"].as_str().unwrap()).unwrap();
+    assert_eq!(patched["agents"]["list"][0]["id"], agent_id.as_str());
+    assert_eq!(patched["agents"]["list"][0]["heartbeat"]["every"], "10m");
+    let sent: Vec<&str> = calls[4..11].iter().map(|(_, p)| p["name"].as_str().unwrap()).collect();
+    assert_eq!(sent, files);
+    assert_eq!(calls[11].1["key"], session.as_str());
+    assert_eq!(calls[12].1["sessionKey"], session.as_str());
+    // The refused file is recorded, not fatal.
+    let events = events_of(&app, id).await;
+    let outcome = events.iter().find(|e| e["event_type"] == "mc_agent.provisioned").unwrap();
+    assert_eq!(outcome["data"]["unsupported"], json!(["USER.md"]));
+
+    // A template change updates the agent; its heartbeat is unchanged, so no config.patch.
+    ok(
+        &app,
+        Method::PATCH,
+        &format!("/api/v1/agents/{id}"),
+        json!({"soul_template": "claw soul"}),
+    )
+    .await;
+    let calls = gateway.take();
+    let methods: Vec<&str> = calls.iter().map(|(m, _)| m.as_str()).collect();
+    assert_eq!(&methods[..3], ["connect", "agents.update", "config.get"]);
+    assert!(!methods.contains(&"config.patch"), "{methods:?}");
+    let soul = calls
+        .iter()
+        .find(|(m, p)| m == "agents.files.set" && p["name"] == "SOUL.md")
+        .unwrap();
+    assert_eq!(soul.1["content"], "claw soul");
+}
+
+async fn a_failing_or_absent_gateway_is_502(backend: Backend) {
+    let Some((app, _nats)) = spawn_mc(backend, |_| {}).await else {
+        return;
+    };
+    let gateway = FakeGateway::start(Behaviour {
+        fail: vec![("agents.create".into(), "agent quota exceeded".into())],
+        ..Default::default()
+    })
+    .await;
+    let (_, board_id) = openclaw_board(&app, &gateway).await;
+    let refused = call(
+        &app,
+        Method::POST,
+        "/api/v1/agents",
+        &app.admin_key,
+        Some(json!({"name": "Over", "board_id": board_id})),
+    )
+    .await;
+    assert_eq!(refused.status, 502, "{}", refused.text);
+    assert_eq!(refused.json()["detail"], "Gateway update failed: agent quota exceeded");
+    let listed = ok(&app, Method::GET, "/api/v1/agents", Value::Null).await;
+    assert_eq!(listed["items"][0]["provision_state"], "failed");
+    assert_eq!(listed["items"][0]["last_provision_error"], "agent quota exceeded");
+    assert!(!gateway.methods().contains(&"agents.files.set".to_string()));
+
+    // A retry with force after the gateway recovers provisions it.
+    gateway.set_behaviour(Behaviour::default());
+    let id = listed["items"][0]["id"].as_str().unwrap();
+    let retried = ok(&app, Method::PATCH, &format!("/api/v1/agents/{id}?force=true"), json!({})).await;
+    assert_eq!(retried["provision_state"], "provisioned");
+
+    // Nothing listening: 502, and the token never leaks into the message.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let gw = ok(
+        &app,
+        Method::POST,
+        "/api/v1/gateways",
+        json!({"name": "down", "url": format!("ws://127.0.0.1:{port}"), "token": "gw-secret", "workspace_root": "/w"}),
+    )
+    .await;
+    let down = call(
+        &app,
+        Method::POST,
+        "/api/v1/agents",
+        &app.admin_key,
+        Some(json!({"name": "Down", "gateway_id": gw["id"]})),
+    )
+    .await;
+    assert_eq!(down.status, 502, "{}", down.text);
+    let detail = down.json()["detail"].as_str().unwrap().to_string();
+    assert!(detail.starts_with("Gateway update failed: cannot reach gateway"), "{detail}");
+    assert!(!detail.contains("gw-secret"), "{detail}");
+}
+
 both_backends!(
+    the_openclaw_driver_speaks_protocol_3,
+    a_failing_or_absent_gateway_is_502,
     agents_provision_their_workspace_locally,
     update_agent_rules,
     failed_provisioning_is_502_and_recorded,

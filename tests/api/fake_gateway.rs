@@ -1,0 +1,107 @@
+//! A fake OpenClaw gateway: a WebSocket server speaking protocol 3's frames, recording
+//! every request, keeping a config for `config.get`/`config.patch`, and failing the
+//! methods or files it is told to.
+
+use std::sync::{Arc, Mutex};
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::Message;
+
+#[derive(Default)]
+pub struct Behaviour {
+    /// `method → error message` answered with `ok: false`.
+    pub fail: Vec<(String, String)>,
+    /// Files answered as unsupported.
+    pub unsupported: Vec<String>,
+}
+
+#[derive(Clone)]
+pub struct FakeGateway {
+    pub url: String,
+    /// `(method, params)` of every request, in order, across connections.
+    pub calls: Arc<Mutex<Vec<(String, Value)>>>,
+    config: Arc<Mutex<Value>>,
+    behaviour: Arc<Mutex<Behaviour>>,
+}
+
+impl FakeGateway {
+    pub async fn start(behaviour: Behaviour) -> FakeGateway {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let gateway = FakeGateway {
+            url: format!("ws://{}/", listener.local_addr().unwrap()),
+            calls: Default::default(),
+            config: Arc::new(Mutex::new(json!({"agents": {"list": []}}))),
+            behaviour: Arc::new(Mutex::new(behaviour)),
+        };
+        let serving = gateway.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let gateway = serving.clone();
+                tokio::spawn(async move {
+                    if let Ok(ws) = tokio_tungstenite::accept_async(stream).await {
+                        gateway.serve(ws).await;
+                    }
+                });
+            }
+        });
+        gateway
+    }
+
+    pub fn methods(&self) -> Vec<String> {
+        self.calls.lock().unwrap().iter().map(|(m, _)| m.clone()).collect()
+    }
+
+    pub fn take(&self) -> Vec<(String, Value)> {
+        std::mem::take(&mut *self.calls.lock().unwrap())
+    }
+
+    pub fn set_behaviour(&self, behaviour: Behaviour) {
+        *self.behaviour.lock().unwrap() = behaviour;
+    }
+
+    async fn serve(&self, mut ws: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>) {
+        let challenge = json!({"type": "event", "event": "connect.challenge", "payload": {"nonce": "n-1"}});
+        if ws.send(Message::text(challenge.to_string())).await.is_err() {
+            return;
+        }
+        while let Some(Ok(message)) = ws.next().await {
+            let Message::Text(text) = message else { continue };
+            let frame: Value = serde_json::from_str(text.as_str()).unwrap();
+            let method = frame["method"].as_str().unwrap_or_default().to_string();
+            let params = frame["params"].clone();
+            self.calls.lock().unwrap().push((method.clone(), params.clone()));
+            let answer = match self.answer(&method, &params) {
+                Ok(payload) => json!({"type": "res", "id": frame["id"], "ok": true, "payload": payload}),
+                Err(message) => json!({"type": "res", "id": frame["id"], "ok": false, "error": {"message": message}}),
+            };
+            // An unrelated event first: clients must skip it.
+            let tick = json!({"type": "event", "event": "tick", "payload": {}});
+            if ws.send(Message::text(tick.to_string())).await.is_err() || ws.send(Message::text(answer.to_string())).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn answer(&self, method: &str, params: &Value) -> Result<Value, String> {
+        let behaviour = self.behaviour.lock().unwrap();
+        if let Some((_, message)) = behaviour.fail.iter().find(|(m, _)| m == method) {
+            return Err(message.clone());
+        }
+        match method {
+            "connect" => Ok(json!({"protocol": 3})),
+            "agents.create" | "agents.update" => Ok(json!({"ok": true, "agentId": params["agentId"]})),
+            "config.get" => Ok(json!({"config": self.config.lock().unwrap().clone(), "hash": "h"})),
+            "config.patch" => {
+                let patch: Value = serde_json::from_str(params["raw"].as_str().unwrap_or("{}")).map_err(|e| e.to_string())?;
+                self.config.lock().unwrap()["agents"]["list"] = patch["agents"]["list"].clone();
+                Ok(json!({"ok": true}))
+            }
+            "agents.files.set" if behaviour.unsupported.iter().any(|f| params["name"] == f.as_str()) => {
+                Err(format!("unsupported file \"{}\"", params["name"].as_str().unwrap_or_default()))
+            }
+            _ => Ok(json!({"ok": true})),
+        }
+    }
+}
