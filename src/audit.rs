@@ -207,6 +207,8 @@ pub fn summary(e: &EventEnvelope) -> String {
             text(d, "gateway")
         ),
         "mc_agent.provision_failed" => format!("provisioning failed: {}", text(d, "error")),
+        "mc_agent.heartbeat_synced" => format!("heartbeat written to {}", text(d, "gateway")),
+        "mc_agent.deprovisioned" => format!("removed from {}", text(d, "gateway")),
         "mc_agent.provision_skipped" => format!("provisioning skipped: {}", text(d, "reason")),
         "runtime.kept_alive" => format!("kept the sandbox alive until {}", text(d, "expires_at")),
         other => other.to_string(),

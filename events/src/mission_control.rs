@@ -117,6 +117,20 @@ pub struct AgentProvisionSkipped {
     pub at: DateTime<Utc>,
 }
 
+/// The agent's heartbeat policy was written to its gateway's config.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentHeartbeatSynced {
+    pub gateway: String,
+    pub at: DateTime<Utc>,
+}
+
+/// A deleted agent was removed from its gateway (its local workspace files are kept).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentDeprovisioned {
+    pub gateway: String,
+    pub at: DateTime<Utc>,
+}
+
 crate::domain_events! {
     /// Events of the `mc_agent` stream.
     AgentEvent {
@@ -127,5 +141,7 @@ crate::domain_events! {
         Provisioned(AgentProvisioned) = "mc_agent.provisioned",
         ProvisionFailed(AgentProvisionFailed) = "mc_agent.provision_failed",
         ProvisionSkipped(AgentProvisionSkipped) = "mc_agent.provision_skipped",
+        HeartbeatSynced(AgentHeartbeatSynced) = "mc_agent.heartbeat_synced",
+        Deprovisioned(AgentDeprovisioned) = "mc_agent.deprovisioned",
     }
 }

@@ -228,6 +228,7 @@ impl crate::ReadModel for McAgent {
                 a.last_provision_error = Some(e.error.clone());
                 Some(a)
             }
+            (Some(a), AgentEvent::HeartbeatSynced(_) | AgentEvent::Deprovisioned(_)) => Some(a),
             (Some(mut a), AgentEvent::ProvisionSkipped(_)) => {
                 a.provision_state = ProvisionState::Skipped;
                 a.last_provision_error = None;

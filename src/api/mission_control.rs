@@ -650,16 +650,17 @@ async fn settle(state: &AppState, trigger: &fleetledger_events::EventEnvelope, s
     let Some(outcome) = outcome else {
         return Err(McError::new(StatusCode::GATEWAY_TIMEOUT, "Gateway update timed out"));
     };
-    if outcome.event_type == "mc_agent.provision_failed" {
-        let error = outcome.data.get("error").and_then(Value::as_str).unwrap_or("unknown error");
-        return Err(McError::new(StatusCode::BAD_GATEWAY, &format!("Gateway update failed: {error}")));
-    }
+    // The outcome's read model is stored with it: reads after this answer see it.
     let agent = state
         .ledger
         .models
         .refresh::<McAgent>(&trigger.stream_id)
         .await?
         .ok_or_else(|| McError::not_found("Not Found"))?;
+    if outcome.event_type == "mc_agent.provision_failed" {
+        let error = outcome.data.get("error").and_then(Value::as_str).unwrap_or("unknown error");
+        return Err(McError::new(StatusCode::BAD_GATEWAY, &format!("Gateway update failed: {error}")));
+    }
     Ok(agent_response(state, &agent.model, status))
 }
 

@@ -1,7 +1,9 @@
 //! The reprovisioner: on a Mission Control agent's creation, or an update that changes its
 //! templates or placement (or is forced), renders the agent's workspace files and delivers
 //! them through its gateway's driver, then records `mc_agent.provisioned`,
-//! `mc_agent.provision_failed` or `mc_agent.provision_skipped`, caused by the trigger.
+//! `mc_agent.provision_failed` or `mc_agent.provision_skipped`, caused by the trigger. A
+//! heartbeat change is written to the gateway's config (`mc_agent.heartbeat_synced`), and
+//! a deleted agent is removed from its gateway (`mc_agent.deprovisioned`).
 //!
 //! It renders the agent as it was at the triggering event (folded from the log), so a
 //! redelivered or late event provisions what was asked for then, and the outcome's
@@ -9,7 +11,9 @@
 
 use async_trait::async_trait;
 use chrono::Utc;
-use fleetledger_events::mission_control::{AgentEvent, AgentProvisionFailed, AgentProvisionSkipped, AgentProvisioned};
+use fleetledger_events::mission_control::{
+    AgentDeprovisioned, AgentEvent, AgentHeartbeatSynced, AgentProvisionFailed, AgentProvisionSkipped, AgentProvisioned,
+};
 use fleetledger_events::{stream_type, EventEnvelope};
 use fleetledger_projections::mission_control::{Board, Gateway, McAgent};
 use fleetledger_projections::ReadModel;
@@ -61,19 +65,82 @@ pub fn template_context(agent: &McAgent, board: Option<&Board>, gateway: &Gatewa
     })
 }
 
+/// What an `mc_agent` event asks of the gateway.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Task {
+    Provision { creating: bool, force: bool },
+    SyncHeartbeat,
+    Remove,
+}
+
+fn task_of(event: &EventEnvelope) -> Option<Task> {
+    let flag = |name: &str| event.data.get(name).and_then(Value::as_bool) == Some(true);
+    match event.event_type.as_str() {
+        "mc_agent.created" => Some(Task::Provision {
+            creating: true,
+            force: false,
+        }),
+        "mc_agent.updated" if flag("reprovision") => Some(Task::Provision {
+            creating: false,
+            force: flag("force"),
+        }),
+        "mc_agent.updated" if event.data["changes"].get("heartbeat_config").is_some() => Some(Task::SyncHeartbeat),
+        "mc_agent.deleted" => Some(Task::Remove),
+        _ => None,
+    }
+}
+
 impl Reprovisioner {
-    async fn provision(&self, store: &dyn EventStore, agent: &McAgent, creating: bool, force: bool) -> Result<AgentEvent, StoreError> {
+    /// The outcome of `task` for `agent` (as it was at the trigger); `None` when the
+    /// gateway has nothing to do.
+    async fn perform(&self, store: &dyn EventStore, agent: &McAgent, task: Task) -> Result<Option<AgentEvent>, StoreError> {
         let at = Utc::now();
-        let failed = |error: String| AgentEvent::ProvisionFailed(AgentProvisionFailed { error, at });
+        let failed = |error: String| Some(AgentEvent::ProvisionFailed(AgentProvisionFailed { error, at }));
         let Some(gateway) = load::<Gateway>(store, &agent.gateway_id.to_string()).await? else {
             return Ok(failed(format!("gateway {} not found", agent.gateway_id)));
         };
-        if gateway.url.trim().is_empty() {
-            return Ok(AgentEvent::ProvisionSkipped(AgentProvisionSkipped {
-                reason: "the gateway has no URL".into(),
-                at,
-            }));
-        }
+        let url = gateway.url.trim().to_string();
+        let target = WorkspaceTarget {
+            gateway_url: url.clone(),
+            token: gateway.token.clone(),
+            gateway_agent_id: agent.gateway_agent_id(),
+            session_key: agent.session_key(),
+            workspace_path: agent.workspace_path(&gateway.workspace_root),
+            agent_name: agent.name.clone(),
+            heartbeat: agent.heartbeat_config.clone(),
+        };
+        let driver: Box<dyn WorkspaceDriver> = match url.as_str() {
+            "" => {
+                return Ok(matches!(task, Task::Provision { .. }).then(|| {
+                    AgentEvent::ProvisionSkipped(AgentProvisionSkipped {
+                        reason: "the gateway has no URL".into(),
+                        at,
+                    })
+                }))
+            }
+            "local" => Box::new(LocalWorkspaceDriver),
+            u if u.starts_with("ws://") || u.starts_with("wss://") => Box::new(OpenClawDriver {
+                creating: matches!(task, Task::Provision { creating: true, .. }),
+            }),
+            other => return Ok(failed(format!("no driver for gateway URL {other:?}"))),
+        };
+        let force = match task {
+            Task::Provision { force, .. } => force,
+            Task::SyncHeartbeat => {
+                return Ok(match driver.sync_heartbeat(&target).await {
+                    Ok(true) => Some(AgentEvent::HeartbeatSynced(AgentHeartbeatSynced { gateway: url, at })),
+                    Ok(false) => None,
+                    Err(error) => failed(error),
+                })
+            }
+            Task::Remove => {
+                return Ok(match driver.remove(&target).await {
+                    Ok(true) => Some(AgentEvent::Deprovisioned(AgentDeprovisioned { gateway: url, at })),
+                    Ok(false) => None,
+                    Err(error) => failed(error),
+                })
+            }
+        };
         let board = match agent.board_id {
             Some(id) => load::<Board>(store, &id.to_string()).await?,
             None => None,
@@ -83,30 +150,16 @@ impl Reprovisioner {
             Ok(files) => files,
             Err(error) => return Ok(failed(format!("template {error}"))),
         };
-        let target = WorkspaceTarget {
-            gateway_url: gateway.url.clone(),
-            token: gateway.token.clone(),
-            gateway_agent_id: agent.gateway_agent_id(),
-            session_key: agent.session_key(),
-            workspace_path: agent.workspace_path(&gateway.workspace_root),
-            agent_name: agent.name.clone(),
-            heartbeat: agent.heartbeat_config.clone(),
-        };
-        let driver: Box<dyn WorkspaceDriver> = match gateway.url.trim() {
-            "local" => Box::new(LocalWorkspaceDriver),
-            url if url.starts_with("ws://") || url.starts_with("wss://") => Box::new(OpenClawDriver { creating }),
-            other => return Ok(failed(format!("no driver for gateway URL {other:?}"))),
-        };
         Ok(match driver.deliver(&target, files).await {
             Ok(delivered) => {
                 let hashes: Map<String, Value> = delivered.written.iter().map(|f| (f.name.clone(), f.sha256().into())).collect();
-                AgentEvent::Provisioned(AgentProvisioned {
+                Some(AgentEvent::Provisioned(AgentProvisioned {
                     files: delivered.written.iter().map(|f| f.name.clone()).collect(),
                     hashes,
-                    gateway: gateway.url.clone(),
+                    gateway: url,
                     unsupported: delivered.unsupported,
                     at,
-                })
+                }))
             }
             Err(error) => failed(error),
         })
@@ -124,21 +177,18 @@ impl Worker for Reprovisioner {
     }
 
     async fn handle(&self, event: &EventEnvelope, ctx: &WorkerContext) -> Result<(), WorkerError> {
-        let force = match event.event_type.as_str() {
-            "mc_agent.created" => false,
-            "mc_agent.updated" if event.data.get("reprovision").and_then(Value::as_bool) == Some(true) => {
-                event.data.get("force").and_then(Value::as_bool).unwrap_or(false)
-            }
-            _ => return Ok(()),
+        let Some(task) = task_of(event) else {
+            return Ok(());
         };
         let history = ctx.store.read_stream_between(&event.stream_id, 1, event.stream_version).await?;
         let agent = McAgent::fold(&history).map_err(|e| WorkerError::Failed(e.to_string()))?;
-        let Some(agent) = agent.filter(|a| a.deleted_at.is_none()) else {
+        // A deleted agent is provisioned no more; its removal still reaches the gateway.
+        let Some(agent) = agent.filter(|a| a.deleted_at.is_none() || task == Task::Remove) else {
             return Ok(());
         };
-        let creating = event.event_type == "mc_agent.created";
-        let outcome = self.provision(ctx.store.as_ref(), &agent, creating, force).await?;
-        ctx.record_model_outcome::<McAgent>(event, &event.stream_id, outcome).await?;
+        if let Some(outcome) = self.perform(ctx.store.as_ref(), &agent, task).await? {
+            ctx.record_model_outcome::<McAgent>(event, &event.stream_id, outcome).await?;
+        }
         Ok(())
     }
 }

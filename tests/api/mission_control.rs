@@ -667,6 +667,90 @@ async fn the_openclaw_driver_speaks_protocol_3(backend: Backend) {
         .find(|(m, p)| m == "agents.files.set" && p["name"] == "SOUL.md")
         .unwrap();
     assert_eq!(soul.1["content"], "claw soul");
+
+    // A heartbeat change is recorded without reprovisioning, and written to the gateway's config.
+    ok(
+        &app,
+        Method::PATCH,
+        &format!("/api/v1/agents/{id}"),
+        json!({"heartbeat_config": {"every": "5m", "target": "last"}}),
+    )
+    .await;
+    let patch = wait_for_call(&gateway, "config.patch").await;
+    let list: Value = serde_json::from_str(patch["raw"].as_str().unwrap()).unwrap();
+    assert_eq!(list["agents"]["list"][0]["heartbeat"], json!({"every": "5m", "target": "last"}));
+    assert!(
+        !gateway.methods().contains(&"agents.files.set".to_string()),
+        "no files for a heartbeat change"
+    );
+    // Deleting removes the agent from the gateway.
+    ok(&app, Method::DELETE, &format!("/api/v1/agents/{id}"), Value::Null).await;
+    let removed = wait_for_call(&gateway, "agents.delete").await;
+    assert_eq!(removed["agentId"], agent_id.as_str());
+    for outcome in ["mc_agent.heartbeat_synced", "mc_agent.deprovisioned"] {
+        let mut kinds = Vec::new();
+        for _ in 0..100 {
+            kinds = events_of(&app, id)
+                .await
+                .iter()
+                .map(|e| e["event_type"].as_str().unwrap().to_string())
+                .collect();
+            if kinds.iter().any(|k| k == outcome) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(kinds.iter().any(|k| k == outcome), "{outcome} not in {kinds:?}");
+    }
+}
+
+/// The params of the first `method` call the gateway receives within a few seconds.
+async fn wait_for_call(gateway: &FakeGateway, method: &str) -> Value {
+    for _ in 0..100 {
+        if let Some((_, params)) = gateway.calls.lock().unwrap().iter().find(|(m, _)| m == method) {
+            return params.clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the gateway never received {method}: {:?}", gateway.methods());
+}
+
+async fn redelivery_never_provisions_twice(backend: Backend) {
+    let Some(store) = TestStore::new(backend).await else { return };
+    let app = spawn_configured(store, serve_settings(), fleetledger::workers::registry()).await;
+    let gateway = FakeGateway::start(Behaviour::default()).await;
+    let (_, board_id) = openclaw_board(&app, &gateway).await;
+    let agent = ok(&app, Method::POST, "/api/v1/agents", json!({"name": "Once", "board_id": board_id})).await;
+    let id = agent["id"].as_str().unwrap().to_string();
+    assert!(gateway.take().iter().any(|(m, _)| m == "agents.create"));
+    let store = app.stop();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The worker forgets how far it got: every event is delivered again.
+    let log = fleetledger::store::connect(&store.url()).await.unwrap();
+    log.save_checkpoint("worker:reprovisioner", 0).await.unwrap();
+    let app = spawn_configured(store, serve_settings(), fleetledger::workers::registry()).await;
+    let probe = ok(
+        &app,
+        Method::POST,
+        "/api/v1/gateways",
+        json!({"name": "probe", "workspace_root": "/p"}),
+    )
+    .await;
+    let marker = ok(
+        &app,
+        Method::POST,
+        "/api/v1/agents",
+        json!({"name": "Marker", "gateway_id": probe["id"]}),
+    )
+    .await;
+    assert_eq!(marker["provision_state"], "skipped", "the worker has caught up past the old events");
+    assert_eq!(gateway.methods(), Vec::<String>::new(), "nothing was provisioned twice");
+    let provisioned = events_of(&app, &id)
+        .await
+        .iter()
+        .filter(|e| e["event_type"] == "mc_agent.provisioned")
+        .count();
+    assert_eq!(provisioned, 1);
 }
 
 async fn a_failing_or_absent_gateway_is_502(backend: Backend) {
@@ -727,6 +811,7 @@ async fn a_failing_or_absent_gateway_is_502(backend: Backend) {
 
 both_backends!(
     the_openclaw_driver_speaks_protocol_3,
+    redelivery_never_provisions_twice,
     a_failing_or_absent_gateway_is_502,
     agents_provision_their_workspace_locally,
     update_agent_rules,

@@ -192,6 +192,28 @@ impl WorkspaceDriver for OpenClawDriver {
         rpc.close().await;
         Ok(delivered)
     }
+
+    async fn sync_heartbeat(&self, target: &WorkspaceTarget) -> Result<bool, String> {
+        let token = target.token.as_deref();
+        let mut rpc = GatewayRpc::connect(&target.gateway_url, token)
+            .await
+            .map_err(|e| redact(&e, token))?;
+        sync_heartbeat(&mut rpc, target).await.map_err(|e| redact(&e, token))?;
+        rpc.close().await;
+        Ok(true)
+    }
+
+    async fn remove(&self, target: &WorkspaceTarget) -> Result<bool, String> {
+        let token = target.token.as_deref();
+        let mut rpc = GatewayRpc::connect(&target.gateway_url, token)
+            .await
+            .map_err(|e| redact(&e, token))?;
+        rpc.call("agents.delete", json!({ "agentId": target.gateway_agent_id }))
+            .await
+            .map_err(|e| redact(&e, token))?;
+        rpc.close().await;
+        Ok(true)
+    }
 }
 
 #[cfg(test)]

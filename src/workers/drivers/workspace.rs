@@ -102,6 +102,18 @@ pub struct Delivered {
 #[async_trait]
 pub trait WorkspaceDriver: Send + Sync {
     async fn deliver(&self, target: &WorkspaceTarget, files: Vec<WorkspaceFile>) -> Result<Delivered, String>;
+
+    /// Writes the agent's heartbeat policy where the gateway keeps it; `false` when this
+    /// gateway keeps none.
+    async fn sync_heartbeat(&self, _target: &WorkspaceTarget) -> Result<bool, String> {
+        Ok(false)
+    }
+
+    /// Removes a deleted agent from the gateway; `false` when there is nothing to remove.
+    /// Workspace files are never deleted: what the agent wrote there stays.
+    async fn remove(&self, _target: &WorkspaceTarget) -> Result<bool, String> {
+        Ok(false)
+    }
 }
 
 /// Writes the files under the workspace path on this machine, each atomically.
