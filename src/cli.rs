@@ -75,7 +75,7 @@ pub enum Command {
     },
     /// Drop and rebuild read models from the log, with progress; safe while `serve` runs.
     Rebuild {
-        /// Only this projection (org, key, fleet, profile, runtime).
+        /// Only this projection (org, key, fleet, profile, runtime, gateway, board, mc_agent).
         #[arg(long)]
         projection: Option<String>,
     },
