@@ -332,6 +332,32 @@ where
     Ok((model, appended.events))
 }
 
+/// Records a resource's deletion (once) and answers `{"ok": true}`.
+async fn soft_delete<M: ReadModel>(
+    state: &AppState,
+    principal: &Principal,
+    meta: &RequestMeta,
+    id: &str,
+    missing: &str,
+    deleted_at: impl Fn(&M) -> Option<chrono::DateTime<Utc>>,
+    event: impl Fn(fleetledger_events::mission_control::Deleted) -> M::Event,
+) -> Result<Response, McError>
+where
+    ReadModels: CacheOf<M>,
+{
+    require_admin(principal)?;
+    find::<M>(state, principal, id, missing).await?;
+    let now = Utc::now();
+    let stream_id = Uuid::parse_str(id.trim()).map_err(|_| McError::not_found(missing))?.to_string();
+    state
+        .ledger
+        .write::<M, McError>(&stream_id, &meta.metadata(principal), |m| {
+            Ok(rules::deleted_at(deleted_at(m), now).map(&event).into_iter().collect())
+        })
+        .await?;
+    Ok(Json(json!({ "ok": true })).into_response())
+}
+
 // ---- gateways -----------------------------------------------------------------------------
 
 fn gateway_json(g: &Gateway) -> Value {
@@ -439,19 +465,16 @@ async fn delete_gateway(
     meta: RequestMeta,
     Path(id): Path<String>,
 ) -> Result<Response, McError> {
-    require_admin(&principal)?;
-    let gateway: Gateway = find(&state, &principal, &id, "Gateway not found").await?;
-    let now = Utc::now();
-    state
-        .ledger
-        .write::<Gateway, McError>(&gateway.id.to_string(), &meta.metadata(&principal), |g| {
-            Ok(rules::deleted_at(g.deleted_at, now)
-                .map(GatewayEvent::Deleted)
-                .into_iter()
-                .collect())
-        })
-        .await?;
-    Ok(Json(json!({ "ok": true })).into_response())
+    soft_delete::<Gateway>(
+        &state,
+        &principal,
+        &meta,
+        &id,
+        "Gateway not found",
+        |g| g.deleted_at,
+        GatewayEvent::Deleted,
+    )
+    .await
 }
 
 // ---- boards -------------------------------------------------------------------------------
@@ -577,16 +600,16 @@ async fn delete_board(
     meta: RequestMeta,
     Path(id): Path<String>,
 ) -> Result<Response, McError> {
-    require_admin(&principal)?;
-    let board: Board = find(&state, &principal, &id, "Board not found").await?;
-    let now = Utc::now();
-    state
-        .ledger
-        .write::<Board, McError>(&board.id.to_string(), &meta.metadata(&principal), |b| {
-            Ok(rules::deleted_at(b.deleted_at, now).map(BoardEvent::Deleted).into_iter().collect())
-        })
-        .await?;
-    Ok(Json(json!({ "ok": true })).into_response())
+    soft_delete::<Board>(
+        &state,
+        &principal,
+        &meta,
+        &id,
+        "Board not found",
+        |b| b.deleted_at,
+        BoardEvent::Deleted,
+    )
+    .await
 }
 
 // ---- agents -------------------------------------------------------------------------------
@@ -955,17 +978,11 @@ async fn delete_agent(
     meta: RequestMeta,
     Path(id): Path<String>,
 ) -> Result<Response, McError> {
-    require_admin(&principal)?;
-    if let Ok(agent) = find::<McAgent>(&state, &principal, &id, "Not Found").await {
-        let now = Utc::now();
-        state
-            .ledger
-            .write::<McAgent, McError>(&agent.id.to_string(), &meta.metadata(&principal), |a| {
-                Ok(rules::deleted_at(a.deleted_at, now).map(AgentEvent::Deleted).into_iter().collect())
-            })
-            .await?;
+    // Deleting an unknown agent is fine too.
+    match soft_delete::<McAgent>(&state, &principal, &meta, &id, "Not Found", |a| a.deleted_at, AgentEvent::Deleted).await {
+        Err(e) if e.status == StatusCode::NOT_FOUND => Ok(Json(json!({ "ok": true })).into_response()),
+        other => other,
     }
-    Ok(Json(json!({ "ok": true })).into_response())
 }
 
 #[utoipa::path(post, path = "/api/v1/agents/{id}/heartbeat", tag = "mission_control", security(("bearer" = [])),

@@ -63,8 +63,7 @@ impl WorkerContext {
         Uuid::new_v5(&OUTCOME_NAMESPACE, format!("{}/{}", self.worker, trigger.event_id).as_bytes())
     }
 
-    /// Appends the outcome of handling `trigger` to a stream, caused by it. Returns
-    /// `false` when that outcome was already recorded.
+    /// Metadata of an outcome: caused by `trigger`, in its org and correlation.
     fn outcome_metadata(&self, trigger: &EventEnvelope) -> Metadata {
         Metadata {
             org_id: trigger.metadata.org_id.clone(),
@@ -81,6 +80,8 @@ impl WorkerContext {
         }
     }
 
+    /// Appends the outcome of handling `trigger` to a stream, caused by it. Returns
+    /// `false` when that outcome was already recorded.
     pub async fn record_outcome(
         &self,
         trigger: &EventEnvelope,
@@ -105,8 +106,18 @@ impl WorkerContext {
             snapshots: vec![],
             idempotency: None,
         };
+        self.append_outcome(stream_id, || std::future::ready(Ok(request.clone()))).await
+    }
+
+    /// Appends what `build` makes (read again after a lost race). `false` when the
+    /// outcome was already recorded.
+    async fn append_outcome<F, Fut>(&self, stream_id: &str, mut build: F) -> Result<bool, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<AppendRequest, StoreError>>,
+    {
         for _ in 0..10 {
-            match self.store.append(request.clone()).await {
+            match self.store.append(build().await?).await {
                 Ok(_) => return Ok(true),
                 Err(StoreError::DuplicateEvent) => return Ok(false),
                 // Another process appended to the same stream at the same moment.
@@ -130,7 +141,9 @@ impl WorkerContext {
         stream_id: &str,
         outcome: M::Event,
     ) -> Result<bool, StoreError> {
-        for _ in 0..10 {
+        let event = outcome.to_new_event(self.outcome_id(trigger));
+        let metadata = self.outcome_metadata(trigger);
+        self.append_outcome(stream_id, || async {
             let events = self.store.read_stream(stream_id, 1).await?;
             let version = events.last().map_or(0, |e| e.stream_version);
             let before = M::fold(&events).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -138,28 +151,18 @@ impl WorkerContext {
                 Some(after) => crate::audit::model_rows(stream_id, version + 1, &after)?,
                 None => vec![],
             };
-            let request = AppendRequest {
+            Ok(AppendRequest {
                 stream_type: M::KIND.to_string(),
                 stream_id: stream_id.to_string(),
                 expected: ExpectedVersion::Exact(version),
-                events: vec![outcome.to_new_event(self.outcome_id(trigger))],
-                metadata: self.outcome_metadata(trigger),
+                events: vec![event.clone()],
+                metadata: metadata.clone(),
                 read_models,
                 snapshots: vec![],
                 idempotency: None,
-            };
-            match self.store.append(request).await {
-                Ok(_) => return Ok(true),
-                Err(StoreError::DuplicateEvent) => return Ok(false),
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(StoreError::Conflict {
-            stream_id: stream_id.to_string(),
-            expected: 0,
-            actual: 0,
+            })
         })
+        .await
     }
 }
 
