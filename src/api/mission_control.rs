@@ -995,9 +995,7 @@ async fn agent_heartbeat(
     Path(id): Path<String>,
     body: Body,
 ) -> Result<Response, McError> {
-    if !principal.may_write() {
-        return Err(McError::new(StatusCode::FORBIDDEN, "Forbidden"));
-    }
+    require_admin(&principal)?;
     let body = body_of(body).await.or_else(|e| {
         if e.status == StatusCode::UNPROCESSABLE_ENTITY {
             Ok(json!({}))

@@ -314,7 +314,8 @@ async fn update_agent_rules(backend: Backend) {
     );
     assert_eq!(listed["items"][0]["id"], id.as_str());
 
-    // A heartbeat marks the agent seen (and may set its status).
+    // A heartbeat marks the agent seen (and may set its status); members only read.
+    assert_eq!(call(&app, Method::POST, &format!("{path}/heartbeat"), &member, Some(json!({}))).await.status, 403);
     assert_eq!(ok(&app, Method::GET, &path, Value::Null).await["last_seen_at"], Value::Null);
     let seen = ok(&app, Method::POST, &format!("{path}/heartbeat"), json!({"status": "active"})).await;
     assert!(seen["last_seen_at"].as_str().is_some_and(|t| t.ends_with('Z')), "{seen}");
