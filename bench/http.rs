@@ -163,6 +163,7 @@ async fn main() {
             max_sandbox_timeout_seconds: 86_400,
             sandbox_provider: "docker".into(),
             apply_timeout_seconds: 10,
+            disable_signup: false,
         },
     };
     let app = Application::build(settings).await.unwrap();

@@ -96,6 +96,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::api::audit::router())
         .merge(crate::api::runtimes::router())
         .merge(crate::api::mission_control::router())
+        .merge(crate::api::instances::router())
         .layer(axum::middleware::from_fn_with_state(state.limits.clone(), rate_limit::limit))
         .with_state(state)
         .layer(axum::middleware::from_fn(record_http))
@@ -131,7 +132,8 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        Self::build_with_workers(settings, workers::registry()).await
+        let workers = workers::registry(&settings.store.data_dir);
+        Self::build_with_workers(settings, workers).await
     }
 
     /// Builds the service with a given set of workers (tests bring their own).

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use fleetledger_events::{stream_type, DecodeError, DomainEvent, EventEnvelope};
+use fleetledger_projections::instance::Instance;
 use fleetledger_projections::mission_control::{Board, Gateway, McAgent};
 use fleetledger_projections::{fleet::Fleet, key::Key, org::Org, profile::Profile, runtime::Runtime, ReadModel};
 use serde_json::Value;
@@ -38,7 +39,7 @@ pub fn model_rows<M: ReadModel>(id: &str, version: i64, model: &M) -> Result<Vec
 }
 
 /// The projections `rebuild` knows, and the `read_models` kinds each owns.
-pub const PROJECTIONS: [(&str, &[&str]); 8] = [
+pub const PROJECTIONS: [(&str, &[&str]); 9] = [
     (stream_type::ORG, &[stream_type::ORG, fleetledger_projections::lookup::ORG_SLUG]),
     (stream_type::KEY, &[stream_type::KEY, fleetledger_projections::lookup::KEY_HASH]),
     (stream_type::FLEET, &[stream_type::FLEET]),
@@ -47,6 +48,7 @@ pub const PROJECTIONS: [(&str, &[&str]); 8] = [
     (stream_type::GATEWAY, &[stream_type::GATEWAY]),
     (stream_type::BOARD, &[stream_type::BOARD]),
     (stream_type::MC_AGENT, &[stream_type::MC_AGENT]),
+    (stream_type::INSTANCE, &[stream_type::INSTANCE]),
 ];
 
 /// One event of a stream with the revision and summary it leads to.
@@ -94,6 +96,7 @@ pub fn timeline(stream_type: &str, snapshot: Option<&str>, events: &[EventEnvelo
         stream_type::GATEWAY => step_states::<Gateway>(snapshot, events),
         stream_type::BOARD => step_states::<Board>(snapshot, events),
         stream_type::MC_AGENT => step_states::<McAgent>(snapshot, events),
+        stream_type::INSTANCE => step_states::<Instance>(snapshot, events),
         _ => return None,
     })
 }
@@ -118,6 +121,7 @@ pub fn state_after(stream_type: &str, snapshot: Option<&str>, events: &[EventEnv
         stream_type::GATEWAY => state_of::<Gateway>(snapshot, events),
         stream_type::BOARD => state_of::<Board>(snapshot, events),
         stream_type::MC_AGENT => state_of::<McAgent>(snapshot, events),
+        stream_type::INSTANCE => state_of::<Instance>(snapshot, events),
         _ => return None,
     })
 }
@@ -210,6 +214,28 @@ pub fn summary(e: &EventEnvelope) -> String {
         "mc_agent.heartbeat_synced" => format!("heartbeat written to {}", text(d, "gateway")),
         "mc_agent.deprovisioned" => format!("removed from {}", text(d, "gateway")),
         "mc_agent.provision_skipped" => format!("provisioning skipped: {}", text(d, "reason")),
+        "instance.created" => format!("created instance {}", text(d, "name")),
+        "instance.updated" => {
+            let paths: Vec<String> = d
+                .get("paths")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p.get("path").and_then(Value::as_str).map(str::to_string))
+                .collect();
+            match d.get("name").and_then(Value::as_str) {
+                Some(name) if paths.is_empty() => format!("renamed to {name}"),
+                Some(name) => format!("renamed to {name}; set {}", paths.join(", ")),
+                None => format!("set {}", paths.join(", ")),
+            }
+        }
+        "instance.running" => format!("running in sandbox {}", text(d, "sandbox_id")),
+        "instance.failed" => format!("failed: {}", text(d, "error")),
+        "instance.start_requested" => "start requested".into(),
+        "instance.stopped" => "stopped".into(),
+        "instance.terminated" => "terminated (sandbox destroyed)".into(),
+        "instance.config_applied" => "config applied to the live sandbox".into(),
+        "instance.config_apply_failed" => format!("config not applied: {}", text(d, "error")),
         "runtime.kept_alive" => format!("kept the sandbox alive until {}", text(d, "expires_at")),
         other => other.to_string(),
     }
@@ -229,6 +255,7 @@ pub struct Rebuilder {
     gateways: HashMap<String, (i64, Gateway)>,
     boards: HashMap<String, (i64, Board)>,
     agents: HashMap<String, (i64, McAgent)>,
+    instances: HashMap<String, (i64, Instance)>,
     snapshots: Vec<Snapshot>,
     /// The last position folded in.
     pub through: i64,
@@ -271,6 +298,7 @@ impl Rebuilder {
             stream_type::GATEWAY => apply_to(&mut self.gateways, &mut self.snapshots, e)?,
             stream_type::BOARD => apply_to(&mut self.boards, &mut self.snapshots, e)?,
             stream_type::MC_AGENT => apply_to(&mut self.agents, &mut self.snapshots, e)?,
+            stream_type::INSTANCE => apply_to(&mut self.instances, &mut self.snapshots, e)?,
             _ => {}
         }
         self.through = e.global_position;
@@ -290,6 +318,7 @@ impl Rebuilder {
                 stream_type::GATEWAY => rows_of(&self.gateways, &mut out)?,
                 stream_type::BOARD => rows_of(&self.boards, &mut out)?,
                 stream_type::MC_AGENT => rows_of(&self.agents, &mut out)?,
+                stream_type::INSTANCE => rows_of(&self.instances, &mut out)?,
                 _ => {}
             }
         }

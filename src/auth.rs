@@ -25,10 +25,16 @@ pub struct ApiKey(String);
 
 impl ApiKey {
     pub fn generate() -> Self {
+        Self::generate_with(TOKEN_PREFIX)
+    }
+
+    /// A key shown in a surface's own style (Chowder's `chd_org_`/`chd_sk_`): only the
+    /// prefix differs; it authenticates like any key.
+    pub fn generate_with(prefix: &str) -> Self {
         let mut bytes = [0u8; 32];
         rand::rng().fill_bytes(&mut bytes);
         ApiKey(format!(
-            "{TOKEN_PREFIX}{}",
+            "{prefix}{}",
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
         ))
     }

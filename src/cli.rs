@@ -193,7 +193,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Worker { bus, follow_interval_ms } => {
             let ledger = open_ledger(&cli.store).await?;
-            let workers = crate::workers::registry();
+            let workers = crate::workers::registry(&cli.store.data_dir);
             let names: Vec<String> = workers.iter().map(|w| w.name().to_string()).collect();
             let (stop, stopped) = tokio::sync::watch::channel(false);
             let bus = crate::app::connect_bus(&bus).await?;
@@ -330,6 +330,7 @@ async fn keys(settings: &StoreSettings, command: KeysCommand) -> anyhow::Result<
                 scopes: vec![],
                 expires_at,
                 principal_id: None,
+                token_prefix: crate::auth::TOKEN_PREFIX,
             };
             let (token, key) = tenancy::issue_key(&ledger, new, cli_actor(), Utc::now()).await?;
             eprintln!("issued {} key {} in {} (shown once)", key.role, key.id, found.slug);

@@ -90,6 +90,11 @@ pub struct ServeSettings {
     #[arg(long, env = "FLEETLEDGER_APPLY_TIMEOUT_SECONDS", default_value_t = 10)]
     pub apply_timeout_seconds: u64,
 
+    /// Refuse `POST /v1/organization/signup` (new organizations are then made with
+    /// `fleetledger orgs create`).
+    #[arg(long, env = "FLEETLEDGER_DISABLE_SIGNUP")]
+    pub disable_signup: bool,
+
     /// Seconds to let in-flight requests finish after SIGTERM/Ctrl-C.
     #[arg(long, env = "FLEETLEDGER_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,

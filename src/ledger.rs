@@ -50,8 +50,9 @@ pub enum WriteError<E> {
     Store(StoreError),
 }
 
-/// Attempts at a write that keeps losing races to other writers of the same stream.
-const WRITE_ATTEMPTS: usize = 8;
+/// Attempts at a write that keeps losing races to other writers of the same stream; each
+/// lost race waits a little (random, growing) so contending writers spread out.
+const WRITE_ATTEMPTS: u32 = 64;
 
 #[derive(Clone)]
 pub struct Ledger {
@@ -93,7 +94,10 @@ impl Ledger {
             let after = decision.after.clone().ok_or(WriteError::Missing)?;
             match self.commit(decision, metadata.clone(), None).await {
                 Ok(appended) => return Ok((after, Some(appended))),
-                Err(StoreError::Conflict { .. }) => continue,
+                Err(StoreError::Conflict { .. }) => {
+                    let most = 200 * u64::from(attempt.min(20) + 1);
+                    tokio::time::sleep(std::time::Duration::from_micros(rand::random_range(0..most))).await;
+                }
                 Err(e) => return Err(WriteError::Store(e)),
             }
         }

@@ -102,11 +102,13 @@ pub struct NewKey {
     pub expires_at: Option<DateTime<Utc>>,
     /// The principal the key acts for; a fresh service principal when `None`.
     pub principal_id: Option<String>,
+    /// The token's prefix; `flk_` unless a surface shows keys in its own style.
+    pub token_prefix: &'static str,
 }
 
 /// Issues a key; the token is returned once and only its hash is stored.
 pub async fn issue_key(ledger: &Ledger, new: NewKey, actor: Actor, now: DateTime<Utc>) -> Result<(ApiKey, Key), TenancyError> {
-    let token = ApiKey::generate();
+    let token = ApiKey::generate_with(new.token_prefix);
     let key_id = Uuid::now_v7();
     let events = domain::key::issue_key(
         None,
@@ -168,6 +170,7 @@ pub async fn bootstrap(ledger: &Ledger, now: DateTime<Utc>) -> Result<Option<Api
             scopes: vec![],
             expires_at: None,
             principal_id: None,
+            token_prefix: crate::auth::TOKEN_PREFIX,
         },
         actor,
         now,

@@ -5,8 +5,8 @@
 //! - [`envelope`]: `EventEnvelope`, `NewEvent`, `Metadata` — what the log stores.
 //! - [`chain`]: the per-stream sha256 hash chain.
 //! - [`go_json`]: byte-exact Go `encoding/json` output, the canonical form Fleeti hashes.
-//! - [`profile`], [`fleet`], [`org`], [`key`], [`runtime`], [`mission_control`]: event
-//!   types per aggregate.
+//! - [`profile`], [`fleet`], [`org`], [`key`], [`runtime`], [`mission_control`],
+//!   [`instance`]: event types per aggregate.
 //!
 //! Nothing here does I/O.
 
@@ -14,6 +14,7 @@ pub mod chain;
 pub mod envelope;
 pub mod fleet;
 pub mod go_json;
+pub mod instance;
 pub mod key;
 pub mod mission_control;
 pub mod org;
@@ -32,4 +33,5 @@ pub mod stream_type {
     pub const GATEWAY: &str = "gateway";
     pub const BOARD: &str = "board";
     pub const MC_AGENT: &str = "mc_agent";
+    pub const INSTANCE: &str = "instance";
 }

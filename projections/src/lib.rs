@@ -5,6 +5,7 @@
 //! is the trait the store and `rebuild` use to fold any stream generically.
 
 pub mod fleet;
+pub mod instance;
 pub mod key;
 pub mod mission_control;
 pub mod org;

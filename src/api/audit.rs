@@ -117,6 +117,10 @@ fn render(state: &AppState, stream_type: &str, model: &Value) -> Value {
             Ok(agent) => super::mission_control::agent_json(&agent, &super::mission_control::workspace_root(state, &agent)),
             Err(_) => model.clone(),
         },
+        stream_type::INSTANCE => match serde_json::from_value::<fleetledger_projections::instance::Instance>(model.clone()) {
+            Ok(instance) => super::instances::instance_json(&instance),
+            Err(_) => model.clone(),
+        },
         // Gateway tokens are never shown.
         stream_type::GATEWAY => {
             let mut m = model.clone();

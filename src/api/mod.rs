@@ -3,6 +3,7 @@
 //! bounded body reading.
 
 pub mod audit;
+pub mod instances;
 pub mod ledger;
 pub mod mission_control;
 pub mod profiles;
@@ -30,6 +31,7 @@ pub enum Surface {
     Profiles,
     Runtimes,
     MissionControl,
+    Instances,
     Ledger,
     System,
 }
@@ -45,6 +47,8 @@ impl Surface {
             .any(|p| path.starts_with(p))
         {
             Surface::MissionControl
+        } else if path.starts_with("/v1/") {
+            Surface::Instances
         } else if path.starts_with("/api/v1/ledger") {
             Surface::Ledger
         } else {
@@ -57,6 +61,7 @@ impl Surface {
             Surface::Profiles => "profiles",
             Surface::Runtimes => "runtimes",
             Surface::MissionControl => "mission_control",
+            Surface::Instances => "instances",
             Surface::Ledger => "ledger",
             Surface::System => "system",
         }
@@ -71,6 +76,7 @@ impl Surface {
                 .into_response(),
             Surface::Profiles => profiles::FleetiError::new(status, message).into_response(),
             Surface::Runtimes => runtimes::DreadnodeError::new(status, message, kind).into_response(),
+            Surface::Instances => instances::ChowderError::new(status, message).into_response(),
             Surface::Ledger | Surface::System => ledger::Problem::new(status, message).into_response(),
         }
     }

@@ -45,6 +45,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(super::audit::AuditApi::openapi());
     doc.merge(super::runtimes::RuntimesApi::openapi());
     doc.merge(super::mission_control::MissionControlApi::openapi());
+    doc.merge(super::instances::InstancesApi::openapi());
     doc
 }
 

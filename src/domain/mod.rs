@@ -3,6 +3,7 @@
 //! the command.
 
 pub mod fleet;
+pub mod instance;
 pub mod key;
 pub mod mission_control;
 pub mod org;

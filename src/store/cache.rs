@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use fleetledger_events::{stream_type, DomainEvent, EventEnvelope};
+use fleetledger_projections::instance::Instance;
 use fleetledger_projections::mission_control::{Board, Gateway, McAgent};
 use fleetledger_projections::{fleet::Fleet, key::Key, org::Org, profile::Profile, runtime::Runtime, ReadModel};
 
@@ -91,6 +92,7 @@ pub struct ReadModels {
     pub gateways: ModelCache<Gateway>,
     pub boards: ModelCache<Board>,
     pub agents: ModelCache<McAgent>,
+    pub instances: ModelCache<Instance>,
     lookups: DashMap<(&'static str, String), String>,
     followed: AtomicI64,
 }
@@ -110,6 +112,7 @@ impl ReadModels {
             gateways: ModelCache::default(),
             boards: ModelCache::default(),
             agents: ModelCache::default(),
+            instances: ModelCache::default(),
             lookups: DashMap::new(),
             followed: AtomicI64::new(head),
         });
@@ -121,6 +124,7 @@ impl ReadModels {
         models.load_kind(&models.gateways).await?;
         models.load_kind(&models.boards).await?;
         models.load_kind(&models.agents).await?;
+        models.load_kind(&models.instances).await?;
         Ok(models)
     }
 
@@ -197,6 +201,7 @@ impl ReadModels {
             stream_type::GATEWAY => self.apply_to(&self.gateways, envelope).await,
             stream_type::BOARD => self.apply_to(&self.boards, envelope).await,
             stream_type::MC_AGENT => self.apply_to(&self.agents, envelope).await,
+            stream_type::INSTANCE => self.apply_to(&self.instances, envelope).await,
             _ => Ok(()),
         }
     }
@@ -282,5 +287,10 @@ impl CacheOf<Board> for ReadModels {
 impl CacheOf<McAgent> for ReadModels {
     fn cache(&self) -> &ModelCache<McAgent> {
         &self.agents
+    }
+}
+impl CacheOf<Instance> for ReadModels {
+    fn cache(&self) -> &ModelCache<Instance> {
+        &self.instances
     }
 }

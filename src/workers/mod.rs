@@ -8,6 +8,7 @@
 //! skipped, and a second append of the same outcome is refused by the log.
 
 pub mod drivers;
+pub mod instances;
 pub mod reprovisioner;
 
 use std::sync::Arc;
@@ -25,9 +26,14 @@ use crate::bus::nats::JetStream;
 use crate::bus::{envelope_of, BusError};
 use crate::store::{AppendRequest, EventStore, ExpectedVersion, StoreError};
 
-/// The workers this build runs in `serve` and `fleetledger worker`.
-pub fn registry() -> Vec<Arc<dyn Worker>> {
-    vec![Arc::new(reprovisioner::Reprovisioner)]
+/// The workers this build runs in `serve` and `fleetledger worker`; local drivers keep
+/// their sandboxes under `data_dir`.
+pub fn registry(data_dir: &std::path::Path) -> Vec<Arc<dyn Worker>> {
+    let sandboxes = Arc::new(drivers::instance_sandbox::LocalInstanceSandbox::new(data_dir));
+    vec![
+        Arc::new(reprovisioner::Reprovisioner),
+        Arc::new(instances::InstanceWorker { sandboxes }),
+    ]
 }
 
 #[derive(Debug, thiserror::Error)]

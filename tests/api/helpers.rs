@@ -175,6 +175,7 @@ pub fn serve_settings() -> ServeSettings {
         max_sandbox_timeout_seconds: 86_400,
         sandbox_provider: "docker".into(),
         apply_timeout_seconds: 10,
+        disable_signup: false,
     }
 }
 

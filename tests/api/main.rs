@@ -6,6 +6,8 @@
 
 mod helpers;
 
+mod instances;
+
 mod audit;
 mod cli;
 mod fake_gateway;

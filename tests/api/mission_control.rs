@@ -22,7 +22,8 @@ async fn spawn_mc(backend: Backend, tweak: impl FnOnce(&mut fleetledger::config:
         serve.bus = n.bus();
     }
     tweak(&mut serve);
-    let app = spawn_configured(store, serve, fleetledger::workers::registry()).await;
+    let workers = fleetledger::workers::registry(store.dir.path());
+    let app = spawn_configured(store, serve, workers).await;
     Some((app, nats))
 }
 
@@ -315,7 +316,12 @@ async fn update_agent_rules(backend: Backend) {
     assert_eq!(listed["items"][0]["id"], id.as_str());
 
     // A heartbeat marks the agent seen (and may set its status); members only read.
-    assert_eq!(call(&app, Method::POST, &format!("{path}/heartbeat"), &member, Some(json!({}))).await.status, 403);
+    assert_eq!(
+        call(&app, Method::POST, &format!("{path}/heartbeat"), &member, Some(json!({})))
+            .await
+            .status,
+        403
+    );
     assert_eq!(ok(&app, Method::GET, &path, Value::Null).await["last_seen_at"], Value::Null);
     let seen = ok(&app, Method::POST, &format!("{path}/heartbeat"), json!({"status": "active"})).await;
     assert!(seen["last_seen_at"].as_str().is_some_and(|t| t.ends_with('Z')), "{seen}");
@@ -724,7 +730,8 @@ async fn wait_for_call(gateway: &FakeGateway, method: &str) -> Value {
 
 async fn redelivery_never_provisions_twice(backend: Backend) {
     let Some(store) = TestStore::new(backend).await else { return };
-    let app = spawn_configured(store, serve_settings(), fleetledger::workers::registry()).await;
+    let workers = fleetledger::workers::registry(store.dir.path());
+    let app = spawn_configured(store, serve_settings(), workers).await;
     let gateway = FakeGateway::start(Behaviour::default()).await;
     let (_, board_id) = openclaw_board(&app, &gateway).await;
     let agent = ok(&app, Method::POST, "/api/v1/agents", json!({"name": "Once", "board_id": board_id})).await;
@@ -735,7 +742,8 @@ async fn redelivery_never_provisions_twice(backend: Backend) {
     // The worker forgets how far it got: every event is delivered again.
     let log = fleetledger::store::connect(&store.url()).await.unwrap();
     log.save_checkpoint("worker:reprovisioner", 0).await.unwrap();
-    let app = spawn_configured(store, serve_settings(), fleetledger::workers::registry()).await;
+    let workers = fleetledger::workers::registry(store.dir.path());
+    let app = spawn_configured(store, serve_settings(), workers).await;
     let probe = ok(
         &app,
         Method::POST,

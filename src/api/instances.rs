@@ -1,0 +1,731 @@
+//! The instances surface, wire-compatible with Chowder's `/v1`: organization signup, org
+//! and scoped keys (`chd_org_…`, `chd_sk_…`, fleetledger keys shown in Chowder's style),
+//! and OpenClaw instances with live config changes. Errors are FastAPI's
+//! `{"detail": "..."}`; validation errors list `{loc, msg, type}`.
+//!
+//! A PATCH of a running instance's config records its event, then waits (bounded) for
+//! the instance worker to apply it to the live sandbox: failure → 502
+//! `{"detail": {"error": "Gateway unavailable – ..."}}` with the change still recorded.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use fleetledger_events::key::KeyScope;
+use fleetledger_events::{Actor, Metadata};
+use fleetledger_projections::instance::{self as status, Instance};
+use fleetledger_projections::key::Key;
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use super::{read_body, RequestMeta};
+use crate::app::AppState;
+use crate::auth::{presented_token, Principal, Role};
+use crate::domain::instance::{self as rules, CreateInstance};
+use crate::domain::key::PERMISSIONS;
+use crate::domain::validation::{at, lenient_model, literal, string, FieldError, Problems};
+use crate::domain::DomainError;
+use crate::ledger::{Decision, WriteError};
+use crate::store::StoreError;
+use crate::tenancy::{self, NewKey, TenancyError};
+
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+pub const ORG_KEY_PREFIX: &str = "chd_org_";
+pub const SCOPED_KEY_PREFIX: &str = "chd_sk_";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/organization/signup", post(signup))
+        .route("/v1/organization", get(organization))
+        .route("/v1/keys", get(list_keys).post(create_key))
+        .route("/v1/keys/{id}", get(get_key).delete(revoke_key))
+        .route("/v1/instances", get(list_instances).post(create_instance))
+        .route(
+            "/v1/instances/{id}",
+            get(get_instance).patch(update_instance).delete(delete_instance),
+        )
+        .route("/v1/instances/{id}/status", get(instance_status))
+        .route("/v1/instances/{id}/stop", post(stop_instance))
+        .route("/v1/instances/{id}/start", post(start_instance))
+}
+
+/// FastAPI's error body.
+#[derive(Debug)]
+pub struct ChowderError {
+    status: StatusCode,
+    detail: Value,
+}
+
+impl ChowderError {
+    pub fn new(status: StatusCode, detail: impl Into<Value>) -> Self {
+        ChowderError {
+            status,
+            detail: detail.into(),
+        }
+    }
+    fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "Instance not found.")
+    }
+    fn org_key_only() -> Self {
+        Self::new(StatusCode::FORBIDDEN, "This endpoint requires an organization key.")
+    }
+    fn validation(errors: Vec<FieldError>) -> Self {
+        let detail: Vec<Value> = errors
+            .into_iter()
+            .map(|e| json!({ "loc": e.loc, "msg": e.msg, "type": e.kind }))
+            .collect();
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, Value::Array(detail))
+    }
+    fn internal(error: impl std::fmt::Display) -> Self {
+        tracing::error!(%error, "instances API failure");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error.")
+    }
+}
+
+impl From<StoreError> for ChowderError {
+    fn from(error: StoreError) -> Self {
+        ChowderError::internal(error)
+    }
+}
+
+impl From<DomainError> for ChowderError {
+    fn from(error: DomainError) -> Self {
+        match error {
+            DomainError::NotFound => ChowderError::not_found(),
+            DomainError::Invalid(m) => ChowderError::new(StatusCode::UNPROCESSABLE_ENTITY, m),
+            DomainError::AlreadyExists(m) | DomainError::Conflict(m) => ChowderError::new(StatusCode::CONFLICT, m),
+        }
+    }
+}
+
+impl From<TenancyError> for ChowderError {
+    fn from(error: TenancyError) -> Self {
+        match error {
+            TenancyError::Domain(e) => e.into(),
+            TenancyError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<WriteError<ChowderError>> for ChowderError {
+    fn from(error: WriteError<ChowderError>) -> Self {
+        match error {
+            WriteError::Rejected(e) => e,
+            WriteError::Missing => ChowderError::not_found(),
+            WriteError::Busy => ChowderError::new(StatusCode::CONFLICT, "The instance kept changing; try again."),
+            WriteError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl IntoResponse for ChowderError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "detail": self.detail }))).into_response()
+    }
+}
+
+/// The caller's key: an org key, or a scoped key limited to some instances.
+pub struct ChowderPrincipal(Principal);
+
+impl FromRequestParts<AppState> for ChowderPrincipal {
+    type Rejection = ChowderError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ChowderError> {
+        let token = presented_token(&parts.headers).map_err(|_| ChowderError::new(StatusCode::UNAUTHORIZED, "Missing API key."))?;
+        let principal = state
+            .auth
+            .authenticate(token, Utc::now())
+            .await
+            .map_err(|_| ChowderError::new(StatusCode::UNAUTHORIZED, "Invalid or expired API key."))?;
+        Ok(ChowderPrincipal(principal))
+    }
+}
+
+fn is_org_key(p: &Principal) -> bool {
+    p.role == Role::Admin && p.scopes.is_empty()
+}
+
+fn require_org_key(p: &Principal) -> Result<(), ChowderError> {
+    if is_org_key(p) {
+        Ok(())
+    } else {
+        Err(ChowderError::org_key_only())
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.ffffff+00:00`, as Chowder writes times.
+fn chowder_time(t: &DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()
+}
+
+async fn body_of(body: Body) -> Result<Map<String, Value>, ChowderError> {
+    let bytes = read_body(body, MAX_BODY_BYTES)
+        .await
+        .map_err(ChowderError::internal)?
+        .ok_or_else(|| ChowderError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large."))?;
+    let mut p = Problems::default();
+    let value: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(&bytes).map_err(|e| {
+            let mut p = Problems::default();
+            p.add(&[json!("body"), json!(e.column())], "json_invalid", "JSON decode error");
+            ChowderError::validation(p.0)
+        })?
+    };
+    let fields = lenient_model(&mut p, &[json!("body")], &value).unwrap_or_default();
+    if p.0.is_empty() {
+        Ok(fields)
+    } else {
+        Err(ChowderError::validation(p.0))
+    }
+}
+
+fn body_at(name: &str) -> Vec<Value> {
+    at(&[json!("body")], name)
+}
+
+fn checked<T>(p: Problems, value: T) -> Result<T, ChowderError> {
+    if p.0.is_empty() {
+        Ok(value)
+    } else {
+        Err(ChowderError::validation(p.0))
+    }
+}
+
+/// A 1–128 character name.
+fn name_field(p: &mut Problems, fields: &Map<String, Value>, required: bool) -> Option<String> {
+    match fields.get("name") {
+        None if required => {
+            p.add(&body_at("name"), "missing", "Field required");
+            None
+        }
+        None => None,
+        Some(Value::String(s)) if s.chars().count() > 128 => {
+            p.add(&body_at("name"), "string_too_long", "String should have at most 128 characters");
+            None
+        }
+        v => string(p, &body_at("name"), v, false, 1),
+    }
+}
+
+/// An optional object field (`null` reads as absent).
+fn object_field(p: &mut Problems, fields: &Map<String, Value>, name: &str) -> Option<Map<String, Value>> {
+    match fields.get(name) {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(m)) => Some(m.clone()),
+        Some(_) => {
+            p.add(&body_at(name), "dict_type", "Input should be a valid dictionary");
+            None
+        }
+    }
+}
+
+// ---- organization and keys ----------------------------------------------------------------
+
+fn organization_json(org: &fleetledger_projections::org::Org) -> Value {
+    json!({ "id": org.id, "name": org.name, "slug": org.slug, "created_at": chowder_time(&org.created_at) })
+}
+
+async fn issue(state: &AppState, new: NewKey, actor: Actor) -> Result<(crate::auth::ApiKey, Key), ChowderError> {
+    Ok(tenancy::issue_key(&state.ledger, new, actor, Utc::now()).await?)
+}
+
+#[utoipa::path(post, path = "/v1/organization/signup", tag = "instances",
+    request_body(content = Object, description = "`{name}`"),
+    responses((status = 201, description = "`{organization, api_key}`; the org key is shown once"), (status = 403, description = "Signup is disabled")))]
+async fn signup(State(state): State<AppState>, body: Body) -> Result<Response, ChowderError> {
+    if state.settings.disable_signup {
+        return Err(ChowderError::new(StatusCode::FORBIDDEN, "Signup is disabled."));
+    }
+    let fields = body_of(body).await?;
+    let mut p = Problems::default();
+    let name = name_field(&mut p, &fields, true);
+    let name = checked(p, name)?.unwrap_or_default();
+    let base = crate::domain::mission_control::slugify(&name);
+    let suffix = Uuid::new_v4().simple().to_string();
+    let slug = format!("{}-{}", if base.is_empty() { "org" } else { base.as_str() }, &suffix[..8]);
+    let actor = Actor::system("signup");
+    let org = tenancy::create_org(&state.ledger, &slug, &name, actor.clone(), Utc::now()).await?;
+    tenancy::create_workspace(&state.ledger, &org, "default", "Default", actor.clone(), Utc::now()).await?;
+    let (token, _) = issue(
+        &state,
+        NewKey {
+            org_id: org.id,
+            name: "Organization key".into(),
+            role: "admin".into(),
+            scopes: vec![],
+            expires_at: None,
+            principal_id: None,
+            token_prefix: ORG_KEY_PREFIX,
+        },
+        actor,
+    )
+    .await?;
+    let body = json!({ "organization": organization_json(&org), "api_key": token.expose() });
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+#[utoipa::path(get, path = "/v1/organization", tag = "instances", security(("bearer" = [])),
+    responses((status = 200, description = "The caller's organization")))]
+async fn organization(State(state): State<AppState>, ChowderPrincipal(principal): ChowderPrincipal) -> Result<Response, ChowderError> {
+    let org = state
+        .ledger
+        .models
+        .refresh::<fleetledger_projections::org::Org>(&principal.org_id.to_string())
+        .await?
+        .ok_or_else(|| ChowderError::new(StatusCode::NOT_FOUND, "Organization not found."))?;
+    Ok(Json(organization_json(&org.model)).into_response())
+}
+
+/// The instance ids and permissions of a scoped key.
+fn key_grants(key: &Key) -> (Vec<String>, Vec<String>) {
+    let mut ids: Vec<String> = Vec::new();
+    let mut permissions: Vec<String> = Vec::new();
+    for scope in &key.scopes {
+        if !ids.contains(&scope.resource_id) {
+            ids.push(scope.resource_id.clone());
+        }
+        for p in &scope.permissions {
+            if !permissions.contains(p) {
+                permissions.push(p.clone());
+            }
+        }
+    }
+    (ids, permissions)
+}
+
+fn key_json(key: &Key, detailed: bool) -> Value {
+    let (ids, permissions) = key_grants(key);
+    let mut out = json!({
+        "id": key.id,
+        "name": key.name,
+        "key_prefix": key.key_prefix,
+        "type": if key.scopes.is_empty() { "organization" } else { "scoped" },
+        "instance_ids": ids,
+        "permissions": permissions,
+        "expires_at": key.expires_at.as_ref().map(chowder_time),
+        "revoked_at": key.revoked_at.as_ref().map(chowder_time),
+        "created_at": chowder_time(&key.created_at),
+    });
+    if detailed {
+        out["instances"] = key
+            .scopes
+            .iter()
+            .map(|s| json!({ "instance_id": s.resource_id, "permissions": s.permissions }))
+            .collect();
+    }
+    out
+}
+
+#[utoipa::path(post, path = "/v1/keys", tag = "instances", security(("bearer" = [])),
+    request_body(content = Object, description = "`{name, instance_ids[], permissions[], expires_at?}`"),
+    responses((status = 201, description = "The scoped key with `raw_key`, shown once")))]
+async fn create_key(
+    State(state): State<AppState>,
+    ChowderPrincipal(principal): ChowderPrincipal,
+    body: Body,
+) -> Result<Response, ChowderError> {
+    require_org_key(&principal)?;
+    let fields = body_of(body).await?;
+    let mut p = Problems::default();
+    let name = name_field(&mut p, &fields, true);
+    let strings = |p: &mut Problems, field: &str| -> Vec<String> {
+        match fields.get(field) {
+            None => {
+                p.add(&body_at(field), "missing", "Field required");
+                vec![]
+            }
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, v)| string(p, &at(&body_at(field), i), Some(v), false, 1))
+                .collect(),
+            Some(_) => {
+                p.add(&body_at(field), "list_type", "Input should be a valid list");
+                vec![]
+            }
+        }
+    };
+    let instance_ids = strings(&mut p, "instance_ids");
+    let permissions = strings(&mut p, "permissions");
+    for (i, permission) in permissions.iter().enumerate() {
+        literal(&mut p, &at(&body_at("permissions"), i), Some(&json!(permission)), &PERMISSIONS);
+    }
+    let expires_at = match fields.get("expires_at") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_str().and_then(|s| DateTime::parse_from_rfc3339(s).ok()) {
+            Some(t) => Some(t.with_timezone(&Utc)),
+            None => {
+                p.add(&body_at("expires_at"), "datetime_parsing", "Input should be a valid datetime");
+                None
+            }
+        },
+    };
+    let name = checked(p, name)?.unwrap_or_default();
+    let mut scopes = Vec::new();
+    for id in &instance_ids {
+        let instance = visible_instance(&state, &principal, id).await?;
+        scopes.push(KeyScope {
+            resource_id: instance.id.to_string(),
+            permissions: permissions.clone(),
+        });
+    }
+    if scopes.is_empty() {
+        return Err(ChowderError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "A scoped key needs at least one instance.",
+        ));
+    }
+    let (token, key) = issue(
+        &state,
+        NewKey {
+            org_id: principal.org_id,
+            name,
+            role: "member".into(),
+            scopes,
+            expires_at,
+            principal_id: None,
+            token_prefix: SCOPED_KEY_PREFIX,
+        },
+        principal.actor(),
+    )
+    .await?;
+    let mut body = key_json(&key, true);
+    body["raw_key"] = token.expose().into();
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+fn org_keys(state: &AppState, principal: &Principal) -> Vec<Key> {
+    let mut keys: Vec<Key> = state
+        .ledger
+        .models
+        .keys
+        .all()
+        .into_iter()
+        .map(|c| (*c.model).clone())
+        .filter(|k| k.org_id == principal.org_id && k.revoked_at.is_none())
+        .collect();
+    keys.sort_by_key(|k| std::cmp::Reverse((k.created_at, k.id)));
+    keys
+}
+
+#[utoipa::path(get, path = "/v1/keys", tag = "instances", security(("bearer" = [])),
+    responses((status = 200, description = "The organization's live keys, newest first")))]
+async fn list_keys(State(state): State<AppState>, ChowderPrincipal(principal): ChowderPrincipal) -> Result<Response, ChowderError> {
+    require_org_key(&principal)?;
+    let keys: Vec<Value> = org_keys(&state, &principal).iter().map(|k| key_json(k, false)).collect();
+    Ok(Json(keys).into_response())
+}
+
+async fn org_key(state: &AppState, principal: &Principal, id: &str) -> Result<Key, ChowderError> {
+    let missing = || ChowderError::new(StatusCode::NOT_FOUND, "Key not found.");
+    let id = Uuid::parse_str(id.trim()).map_err(|_| missing())?;
+    let key = state.ledger.models.refresh::<Key>(&id.to_string()).await?.ok_or_else(missing)?;
+    if key.model.org_id != principal.org_id {
+        return Err(missing());
+    }
+    Ok((*key.model).clone())
+}
+
+#[utoipa::path(get, path = "/v1/keys/{id}", tag = "instances", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Key id")), responses((status = 200, description = "The key with `instances: [{instance_id, permissions}]`")))]
+async fn get_key(
+    State(state): State<AppState>,
+    ChowderPrincipal(principal): ChowderPrincipal,
+    Path(id): Path<String>,
+) -> Result<Response, ChowderError> {
+    require_org_key(&principal)?;
+    Ok(Json(key_json(&org_key(&state, &principal, &id).await?, true)).into_response())
+}
+
+#[utoipa::path(delete, path = "/v1/keys/{id}", tag = "instances", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Key id")), responses((status = 204, description = "Revoked at once")))]
+async fn revoke_key(
+    State(state): State<AppState>,
+    ChowderPrincipal(principal): ChowderPrincipal,
+    Path(id): Path<String>,
+) -> Result<Response, ChowderError> {
+    require_org_key(&principal)?;
+    let key = org_key(&state, &principal, &id).await?;
+    tenancy::revoke_key(&state.ledger, key.id, principal.actor(), Utc::now()).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ---- instances ----------------------------------------------------------------------------
+
+/// The instance object, field for field as Chowder shows it.
+pub fn instance_json(i: &Instance) -> Value {
+    json!({
+        "id": i.id,
+        "organization_id": i.org_id,
+        "name": i.name,
+        "status": i.status,
+        "model_provider": i.model_provider,
+        "sandbox_provider": "local",
+        "sandbox_id": i.sandbox_id,
+        "gateway_url": i.gateway_url,
+        "openclaw_version": i.openclaw_version,
+        "openclaw_config": i.openclaw_config,
+        "region": i.region,
+        "error_message": i.error_message,
+        "created_at": chowder_time(&i.created_at),
+        "updated_at": chowder_time(&i.updated_at),
+    })
+}
+
+/// An instance of the caller's org that is not terminated, whatever the key's scopes.
+async fn visible_instance(state: &AppState, principal: &Principal, id: &str) -> Result<Instance, ChowderError> {
+    let id = Uuid::parse_str(id.trim()).map_err(|_| ChowderError::not_found())?.to_string();
+    let cached = match state.ledger.models.instances.get(&id) {
+        Some(c) => Some(c),
+        None => state.ledger.models.refresh::<Instance>(&id).await?,
+    };
+    match cached {
+        Some(c) if c.model.org_id == principal.org_id && c.model.status != status::TERMINATED => Ok((*c.model).clone()),
+        _ => Err(ChowderError::not_found()),
+    }
+}
+
+/// An instance the caller may act on with `permission`: another org's is 404, one the
+/// key does not cover (or not with this permission) is 403.
+async fn permitted_instance(state: &AppState, principal: &Principal, id: &str, permission: &str) -> Result<Instance, ChowderError> {
+    let instance = visible_instance(state, principal, id).await?;
+    if !principal.may(&instance.id.to_string(), permission) {
+        return Err(ChowderError::new(
+            StatusCode::FORBIDDEN,
+            format!("This key does not have the '{permission}' permission on this instance."),
+        ));
+    }
+    Ok(instance)
+}
+
+fn metadata(meta: &RequestMeta, principal: &Principal) -> Metadata {
+    meta.metadata(principal)
+}
+
+#[utoipa::path(post, path = "/v1/instances", tag = "instances", security(("bearer" = [])),
+    request_body(content = Object, description = "`{name, model_provider, openclaw_version, openclaw_config?, region?}`"),
+    responses((status = 201, description = "The instance, `status: provisioning`")))]
+async fn create_instance(
+    State(state): State<AppState>,
+    ChowderPrincipal(principal): ChowderPrincipal,
+    meta: RequestMeta,
+    body: Body,
+) -> Result<Response, ChowderError> {
+    require_org_key(&principal)?;
+    let fields = body_of(body).await?;
+    let mut p = Problems::default();
+    let name = name_field(&mut p, &fields, true);
+    let provider = match fields.get("model_provider") {
+        None => {
+            p.add(&body_at("model_provider"), "missing", "Field required");
+            None
+        }
+        v => literal(&mut p, &body_at("model_provider"), v, &rules::MODEL_PROVIDERS),
+    };
+    let version = match fields.get("openclaw_version") {
+        None => {
+            p.add(&body_at("openclaw_version"), "missing", "Field required");
+            None
+        }
+        v => string(&mut p, &body_at("openclaw_version"), v, false, 1),
+    };
+    let config = object_field(&mut p, &fields, "openclaw_config");
+    let region = string(&mut p, &body_at("region"), fields.get("region"), true, 0);
+    let (name, provider, version) = checked(p, (name, provider, version))?;
+    let id = Uuid::now_v7();
+    let events = rules::create_instance(CreateInstance {
+        instance_id: id,
+        org_id: principal.org_id,
+        name: name.unwrap_or_default(),
+        model_provider: provider.unwrap_or_default(),
+        openclaw_version: version.unwrap_or_default(),
+        openclaw_config: config,
+        region,
+        now: Utc::now(),
+    })?;
+    let decision = Decision::new(id.to_string(), 0, None, events);
+    let instance = decision
+        .after
+        .clone()
+        .ok_or_else(|| ChowderError::internal("a created instance exists"))?;
+    state.ledger.commit(decision, metadata(&meta, &principal), None).await?;
+    Ok((StatusCode::CREATED, Json(instance_json(&instance))).into_response())
+}
+
+#[utoipa::path(get, path = "/v1/instances", tag = "instances", security(("bearer" = [])),
+    responses((status = 200, description = "The organization's instances that are not terminated, newest first")))]
+async fn list_instances(State(state): State<AppState>, ChowderPrincipal(principal): ChowderPrincipal) -> Result<Response, ChowderError> {
+    require_org_key(&principal)?;
+    let mut instances: Vec<Instance> = state
+        .ledger
+        .models
+        .instances
+        .all()
+        .into_iter()
+        .map(|c| (*c.model).clone())
+        .filter(|i| i.org_id == principal.org_id && i.status != status::TERMINATED)
+        .collect();
+    instances.sort_by_key(|i| std::cmp::Reverse((i.created_at, i.id)));
+    Ok(Json(instances.iter().map(instance_json).collect::<Vec<_>>()).into_response())
+}
+
+#[utoipa::path(get, path = "/v1/instances/{id}", tag = "instances", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Instance id")), responses((status = 200, description = "The instance")))]
+async fn get_instance(
+    State(state): State<AppState>,
+    ChowderPrincipal(principal): ChowderPrincipal,
+    Path(id): Path<String>,
+) -> Result<Response, ChowderError> {
+    let instance = permitted_instance(&state, &principal, &id, "read").await?;
+    Ok(Json(instance_json(&instance)).into_response())
+}
+
+#[utoipa::path(get, path = "/v1/instances/{id}/status", tag = "instances", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Instance id")), responses((status = 200, description = "`{id, status, error_message, updated_at}`")))]
+async fn instance_status(
+    State(state): State<AppState>,
+    ChowderPrincipal(principal): ChowderPrincipal,
+    Path(id): Path<String>,
+) -> Result<Response, ChowderError> {
+    let i = permitted_instance(&state, &principal, &id, "read").await?;
+    Ok(
+        Json(json!({ "id": i.id, "status": i.status, "error_message": i.error_message, "updated_at": chowder_time(&i.updated_at) }))
+            .into_response(),
+    )
+}
+
+/// Decides against the instance and commits, retrying lost races.
+async fn write(
+    state: &AppState,
+    principal: &Principal,
+    meta: &RequestMeta,
+    instance: &Instance,
+    decide: impl FnMut(&Instance) -> Result<Vec<fleetledger_events::instance::InstanceEvent>, ChowderError>,
+) -> Result<(Instance, Option<crate::store::Appended>), ChowderError> {
+    Ok(state
+        .ledger
+        .write(&instance.id.to_string(), &metadata(meta, principal), decide)
+        .await?)
+}
+
+#[utoipa::path(patch, path = "/v1/instances/{id}", tag = "instances", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Instance id")),
+    request_body(content = Object, description = "`{name?, openclaw_config?}`: overrides deep-merged into the stored config (`null` removes a path)"),
+    responses((status = 200, description = "The instance with its merged `openclaw_config`"), (status = 403, description = "The key lacks `configure` on it"),
+              (status = 502, description = "The running sandbox did not take the change (it stays recorded)")))]
+async fn update_instance(
+    State(state): State<AppState>,
+    ChowderPrincipal(principal): ChowderPrincipal,
+    meta: RequestMeta,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Response, ChowderError> {
+    let instance = permitted_instance(&state, &principal, &id, "configure").await?;
+    let fields = body_of(body).await?;
+    let mut p = Problems::default();
+    let name = name_field(&mut p, &fields, false);
+    let overrides = object_field(&mut p, &fields, "openclaw_config");
+    let (name, overrides) = checked(p, (name, overrides))?;
+    let now = Utc::now();
+    let (after, appended) = write(&state, &principal, &meta, &instance, |i| {
+        Ok(rules::update_instance(i, name.clone(), overrides.clone(), now)?)
+    })
+    .await?;
+    let live = appended
+        .as_ref()
+        .and_then(|a| a.events.last())
+        .filter(|e| e.data.get("apply_live").and_then(Value::as_bool) == Some(true));
+    let Some(trigger) = live else {
+        return Ok(Json(instance_json(&after)).into_response());
+    };
+    let timeout = Duration::from_secs(state.settings.apply_timeout_seconds);
+    let poll = Duration::from_millis(state.settings.follow_interval_ms.max(10));
+    let outcome = crate::workers::await_outcome(
+        state.ledger.store.as_ref(),
+        &trigger.stream_id,
+        trigger.stream_version,
+        trigger.event_id,
+        timeout,
+        poll,
+    )
+    .await?;
+    let unavailable = |why: &str| ChowderError::new(StatusCode::BAD_GATEWAY, json!({ "error": format!("Gateway unavailable – {why}") }));
+    match outcome {
+        None => Err(unavailable("the sandbox did not confirm the change in time")),
+        Some(o) if o.event_type == "instance.config_apply_failed" => {
+            Err(unavailable(o.data.get("error").and_then(Value::as_str).unwrap_or("unknown error")))
+        }
+        Some(_) => {
+            let current = state.ledger.models.refresh::<Instance>(&trigger.stream_id).await?;
+            let shown = current.map(|c| (*c.model).clone()).unwrap_or(after);
+            Ok(Json(instance_json(&shown)).into_response())
+        }
+    }
+}
+
+async fn transition(
+    state: &AppState,
+    principal: &Principal,
+    meta: &RequestMeta,
+    id: &str,
+    decide: fn(&Instance, DateTime<Utc>) -> Result<Vec<fleetledger_events::instance::InstanceEvent>, DomainError>,
+) -> Result<Response, ChowderError> {
+    let instance = permitted_instance(state, principal, id, "configure").await?;
+    let now = Utc::now();
+    let (after, _) = write(state, principal, meta, &instance, |i| Ok(decide(i, now)?)).await?;
+    Ok(Json(instance_json(&after)).into_response())
+}
+
+#[utoipa::path(post, path = "/v1/instances/{id}/stop", tag = "instances", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Instance id")), responses((status = 200, description = "The stopped instance"), (status = 409, description = "Not running")))]
+async fn stop_instance(
+    State(state): State<AppState>,
+    ChowderPrincipal(principal): ChowderPrincipal,
+    meta: RequestMeta,
+    Path(id): Path<String>,
+) -> Result<Response, ChowderError> {
+    transition(&state, &principal, &meta, &id, rules::stop).await
+}
+
+#[utoipa::path(post, path = "/v1/instances/{id}/start", tag = "instances", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Instance id")),
+    responses((status = 200, description = "The instance, `starting` until the worker has applied every stored override"), (status = 409, description = "Not stopped")))]
+async fn start_instance(
+    State(state): State<AppState>,
+    ChowderPrincipal(principal): ChowderPrincipal,
+    meta: RequestMeta,
+    Path(id): Path<String>,
+) -> Result<Response, ChowderError> {
+    transition(&state, &principal, &meta, &id, rules::start).await
+}
+
+#[utoipa::path(delete, path = "/v1/instances/{id}", tag = "instances", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Instance id")), responses((status = 204, description = "Terminated; its sandbox is destroyed")))]
+async fn delete_instance(
+    State(state): State<AppState>,
+    ChowderPrincipal(principal): ChowderPrincipal,
+    meta: RequestMeta,
+    Path(id): Path<String>,
+) -> Result<Response, ChowderError> {
+    let instance = visible_instance(&state, &principal, &id).await?;
+    require_org_key(&principal)?;
+    let now = Utc::now();
+    write(&state, &principal, &meta, &instance, |i| Ok(rules::terminate(i, now)?)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(signup, organization, create_key, list_keys, get_key, revoke_key, create_instance, list_instances, get_instance, instance_status,
+          update_instance, stop_instance, start_instance, delete_instance),
+    tags((name = "instances", description = "OpenClaw instances and scoped keys (Chowder-compatible)"))
+)]
+pub struct InstancesApi;

@@ -1,0 +1,98 @@
+//! Sandboxes that run OpenClaw instances, and how their `openclaw.json` is changed.
+//!
+//! The local driver keeps each instance's sandbox at `<data dir>/sandboxes/<id>/`, its
+//! config at `.openclaw/openclaw.json` inside it, written as the OpenClaw CLI writes it
+//! (two-space JSON and a newline, keys in place, new keys last), always by temp file +
+//! rename. A sandbox directory that is missing or not writable is unreachable.
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use fleetledger_events::instance::ConfigPath;
+use serde_json::Value;
+
+use crate::domain::instance::apply_paths;
+
+#[async_trait]
+pub trait InstanceSandbox: Send + Sync {
+    /// The sandbox id and gateway URL instance `id` gets.
+    fn describe(&self, id: &str) -> (String, String);
+    /// Creates (or refreshes) the sandbox with the whole config.
+    async fn provision(&self, id: &str, config: &Value) -> Result<(), String>;
+    /// Sets and unsets paths in the live sandbox's config.
+    async fn apply(&self, id: &str, paths: &[ConfigPath]) -> Result<(), String>;
+    async fn destroy(&self, id: &str) -> Result<(), String>;
+}
+
+pub struct LocalInstanceSandbox {
+    root: PathBuf,
+}
+
+/// The bytes the OpenClaw CLI writes for a config.
+pub fn config_bytes(config: &Value) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec_pretty(config).expect("JSON values serialize");
+    bytes.push(b'\n');
+    bytes
+}
+
+impl LocalInstanceSandbox {
+    pub fn new(data_dir: &Path) -> Self {
+        LocalInstanceSandbox {
+            root: data_dir.join("sandboxes"),
+        }
+    }
+
+    pub fn config_path(&self, id: &str) -> PathBuf {
+        self.root.join(id).join(".openclaw").join("openclaw.json")
+    }
+
+    async fn write_config(&self, id: &str, config: &Value) -> std::io::Result<()> {
+        let path = self.config_path(id);
+        let tmp = path.with_extension("json.tmp");
+        tokio::fs::write(&tmp, config_bytes(config)).await?;
+        tokio::fs::rename(&tmp, &path).await
+    }
+}
+
+#[async_trait]
+impl InstanceSandbox for LocalInstanceSandbox {
+    fn describe(&self, id: &str) -> (String, String) {
+        (id.to_string(), format!("file://{}", self.root.join(id).display()))
+    }
+
+    async fn provision(&self, id: &str, config: &Value) -> Result<(), String> {
+        let dir = self.root.join(id).join(".openclaw");
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| format!("cannot create sandbox {id}: {e}"))?;
+        self.write_config(id, config)
+            .await
+            .map_err(|e| format!("cannot write the config of sandbox {id}: {e}"))
+    }
+
+    async fn apply(&self, id: &str, paths: &[ConfigPath]) -> Result<(), String> {
+        let unreachable = |why: String| format!("sandbox {id} is unreachable: {why}");
+        if !tokio::fs::try_exists(self.root.join(id)).await.unwrap_or(false) {
+            return Err(unreachable("its directory is missing".into()));
+        }
+        let path = self.config_path(id);
+        let mut config: Value = match tokio::fs::read(&path).await {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| format!("{} is not valid JSON: {e}", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Value::Object(Default::default()),
+            Err(e) => return Err(unreachable(e.to_string())),
+        };
+        apply_paths(&mut config, paths)?;
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await.map_err(|e| unreachable(e.to_string()))?;
+        }
+        self.write_config(id, &config).await.map_err(|e| unreachable(e.to_string()))
+    }
+
+    async fn destroy(&self, id: &str) -> Result<(), String> {
+        match tokio::fs::remove_dir_all(self.root.join(id)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(format!("cannot destroy sandbox {id}: {e}")),
+        }
+    }
+}

@@ -1,0 +1,433 @@
+//! The instances surface (Chowder-compatible): signup, org and scoped keys and their
+//! permissions, the instance lifecycle, and PATCH hot-reloading the live sandbox's
+//! `openclaw.json`. On PostgreSQL the worker consumes from NATS JetStream when set.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::both_backends;
+use crate::helpers::{serve_settings, spawn_configured, Answer, Backend, TestApp, TestNats, TestStore};
+
+async fn spawn(backend: Backend, tweak: impl FnOnce(&mut fleetledger::config::ServeSettings)) -> Option<(TestApp, Option<TestNats>)> {
+    let store = TestStore::new(backend).await?;
+    let mut serve = serve_settings();
+    let nats = match backend {
+        Backend::Postgres => TestNats::new().await,
+        Backend::Sqlite => None,
+    };
+    if let Some(n) = &nats {
+        serve.bus = n.bus();
+    }
+    tweak(&mut serve);
+    let workers = fleetledger::workers::registry(store.dir.path());
+    Some((spawn_configured(store, serve, workers).await, nats))
+}
+
+async fn call(app: &TestApp, method: Method, path: &str, key: &str, body: Option<Value>) -> Answer {
+    let builder = app.request(method, path, key);
+    Answer::of(match body {
+        Some(b) => builder.json(&b),
+        None => builder,
+    })
+    .await
+}
+
+/// Signs up an organization; returns its org key.
+async fn signup(app: &TestApp, name: &str) -> String {
+    let answer = call(app, Method::POST, "/v1/organization/signup", "", Some(json!({"name": name}))).await;
+    assert_eq!(answer.status, 201, "{}", answer.text);
+    let body = answer.json();
+    assert_eq!(body["organization"]["name"], name);
+    let key = body["api_key"].as_str().unwrap().to_string();
+    assert!(key.starts_with("chd_org_"), "{key}");
+    key
+}
+
+/// Creates an instance and waits until the worker reports it running.
+async fn running_instance(app: &TestApp, key: &str, config: Value) -> Value {
+    let created = call(
+        app,
+        Method::POST,
+        "/v1/instances",
+        key,
+        Some(json!({"name": "assistant", "model_provider": "anthropic", "openclaw_version": "2026.9.6", "openclaw_config": config})),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(created.json()["status"], "provisioning");
+    let id = created.json()["id"].as_str().unwrap().to_string();
+    wait_for_status(app, key, &id, "running").await
+}
+
+async fn wait_for_status(app: &TestApp, key: &str, id: &str, status: &str) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..200 {
+        last = call(app, Method::GET, &format!("/v1/instances/{id}"), key, None).await.json();
+        if last["status"] == status {
+            return last;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("instance {id} never became {status}: {last}");
+}
+
+fn sandbox_config(app: &TestApp, id: &str) -> (Value, Vec<u8>) {
+    let path = app
+        .store
+        .dir
+        .path()
+        .join("sandboxes")
+        .join(id)
+        .join(".openclaw")
+        .join("openclaw.json");
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (serde_json::from_slice(&bytes).unwrap(), bytes)
+}
+
+async fn keys_and_the_permission_matrix(backend: Backend) {
+    let Some((app, _nats)) = spawn(backend, |_| {}).await else { return };
+    let org = signup(&app, "Acme Robots").await;
+    let me = call(&app, Method::GET, "/v1/organization", &org, None).await.json();
+    assert_eq!(me["name"], "Acme Robots");
+    let instance = running_instance(&app, &org, json!({})).await;
+    let id = instance["id"].as_str().unwrap().to_string();
+    let other = running_instance(&app, &org, json!({})).await;
+    let other_id = other["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        instance["created_at"].as_str().unwrap().len(),
+        "2026-02-14T16:00:00.000000+00:00".len()
+    );
+    assert!(instance["created_at"].as_str().unwrap().ends_with("+00:00"));
+
+    let scoped = |permissions: Value, instances: Value| {
+        let app = &app;
+        let org = org.clone();
+        async move {
+            let answer = call(
+                app,
+                Method::POST,
+                "/v1/keys",
+                &org,
+                Some(json!({"name": "ci", "instance_ids": instances, "permissions": permissions})),
+            )
+            .await;
+            assert_eq!(answer.status, 201, "{}", answer.text);
+            answer.json()
+        }
+    };
+    let configure = scoped(json!(["read", "configure"]), json!([id])).await;
+    let configure_key = configure["raw_key"].as_str().unwrap().to_string();
+    assert!(configure_key.starts_with("chd_sk_"));
+    let read_only = scoped(json!(["read"]), json!([id])).await["raw_key"].as_str().unwrap().to_string();
+    let patch = json!({"name": "renamed"});
+    let path = format!("/v1/instances/{id}");
+
+    assert_eq!(
+        call(&app, Method::PATCH, &path, &org, Some(patch.clone())).await.status,
+        200,
+        "org key"
+    );
+    assert_eq!(
+        call(&app, Method::PATCH, &path, &configure_key, Some(patch.clone())).await.status,
+        200,
+        "scoped with configure"
+    );
+    let denied = call(&app, Method::PATCH, &path, &read_only, Some(patch.clone())).await;
+    assert_eq!(denied.status, 403, "scoped without configure");
+    assert!(denied.json()["detail"].as_str().unwrap().contains("configure"));
+    assert_eq!(call(&app, Method::GET, &path, &read_only, None).await.status, 200, "scoped read");
+    assert_eq!(
+        call(&app, Method::GET, &format!("{path}/status"), &read_only, None).await.json()["status"],
+        "running"
+    );
+    assert_eq!(
+        call(&app, Method::GET, &format!("/v1/instances/{other_id}"), &read_only, None)
+            .await
+            .status,
+        403,
+        "an instance the key does not cover"
+    );
+    for (method, p) in [
+        (Method::GET, "/v1/instances".to_string()),
+        (Method::DELETE, path.clone()),
+        (Method::GET, "/v1/keys".to_string()),
+    ] {
+        assert_eq!(
+            call(&app, method.clone(), &p, &configure_key, None).await.status,
+            403,
+            "{method} {p} needs the org key"
+        );
+    }
+    let created_by_scoped = call(
+        &app,
+        Method::POST,
+        "/v1/instances",
+        &configure_key,
+        Some(json!({"name": "x", "model_provider": "openai", "openclaw_version": "1"})),
+    )
+    .await;
+    assert_eq!(created_by_scoped.status, 403);
+
+    // The key's grants, then revocation takes effect at once.
+    let key_id = configure["id"].as_str().unwrap();
+    let shown = call(&app, Method::GET, &format!("/v1/keys/{key_id}"), &org, None).await.json();
+    assert_eq!(
+        shown["instances"],
+        json!([{"instance_id": id, "permissions": ["read", "configure"]}])
+    );
+    assert!(shown.get("raw_key").is_none());
+    assert_eq!(
+        call(&app, Method::DELETE, &format!("/v1/keys/{key_id}"), &org, None).await.status,
+        204
+    );
+    assert_eq!(call(&app, Method::GET, &path, &configure_key, None).await.status, 401, "revoked");
+
+    // An expired key is refused.
+    let soon = (chrono::Utc::now() + chrono::Duration::milliseconds(1200)).to_rfc3339();
+    let expiring = call(
+        &app,
+        Method::POST,
+        "/v1/keys",
+        &org,
+        Some(json!({"name": "brief", "instance_ids": [id], "permissions": ["read"], "expires_at": soon})),
+    )
+    .await;
+    let expiring_key = expiring.json()["raw_key"].as_str().unwrap().to_string();
+    assert_eq!(call(&app, Method::GET, &path, &expiring_key, None).await.status, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(call(&app, Method::GET, &path, &expiring_key, None).await.status, 401, "expired");
+
+    // Another organization sees nothing of this one.
+    let rival = signup(&app, "Rival").await;
+    assert_eq!(
+        call(&app, Method::GET, &path, &rival, None).await.json(),
+        json!({"detail": "Instance not found."})
+    );
+    assert_eq!(call(&app, Method::PATCH, &path, &rival, Some(patch)).await.status, 404);
+    let theirs = call(&app, Method::GET, "/v1/instances", &rival, None).await.json();
+    assert_eq!(theirs, json!([]));
+    let bad = call(
+        &app,
+        Method::POST,
+        "/v1/keys",
+        &org,
+        Some(json!({"name": "x", "instance_ids": [id], "permissions": ["admin"]})),
+    )
+    .await;
+    assert_eq!(bad.status, 422);
+    assert_eq!(bad.json()["detail"][0]["loc"], json!(["body", "permissions", 0]));
+}
+
+async fn patch_hot_reloads_the_running_sandbox(backend: Backend) {
+    let Some((app, _nats)) = spawn(backend, |_| {}).await else { return };
+    let org = signup(&app, "Hot").await;
+    let instance = running_instance(
+        &app,
+        &org,
+        json!({"gateway": {"port": 18789, "bind": "lan"}, "agent": {"model": "claude"}}),
+    )
+    .await;
+    let id = instance["id"].as_str().unwrap().to_string();
+    let (file, _) = sandbox_config(&app, &id);
+    assert_eq!(file, instance["openclaw_config"]);
+
+    let answer = call(
+        &app,
+        Method::PATCH,
+        &format!("/v1/instances/{id}"),
+        &org,
+        Some(json!({"name": "my-assistant-v2", "openclaw_config": {"agent": {"system_prompt": "You are a helpful coding assistant."}, "models": {"gpt-4.1": {"temperature": 0.2}}, "gateway": {"bind": null}}})),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    let body = answer.json();
+    assert_eq!(body["name"], "my-assistant-v2");
+    let expected = json!({
+        "gateway": {"port": 18789},
+        "agent": {"model": "claude", "system_prompt": "You are a helpful coding assistant."},
+        "models": {"gpt-4.1": {"temperature": 0.2}}
+    });
+    assert_eq!(body["openclaw_config"], expected);
+    // Within the request, the live file took the change, written as the CLI writes it
+    // (two-space JSON and a newline).
+    let (file, bytes) = sandbox_config(&app, &id);
+    assert_eq!(file, expected);
+    let mut pretty = serde_json::to_vec_pretty(&file).unwrap();
+    pretty.push(b'\n');
+    assert_eq!(String::from_utf8(bytes).unwrap(), String::from_utf8(pretty).unwrap());
+
+    // The event records the overrides and the flattened paths.
+    let events = call(&app, Method::GET, &format!("/api/v1/ledger/streams/instance/{id}"), &org, None)
+        .await
+        .json();
+    let update = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event_type"] == "instance.updated")
+        .unwrap()
+        .clone();
+    let paths: Vec<&str> = update["data"]["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        vec!["agent.system_prompt", "models[\"gpt-4.1\"].temperature", "gateway.bind"]
+    );
+
+    let long = call(
+        &app,
+        Method::PATCH,
+        &format!("/v1/instances/{id}"),
+        &org,
+        Some(json!({"name": "x".repeat(129), "openclaw_config": []})),
+    )
+    .await;
+    assert_eq!(long.status, 422);
+    let locs: Vec<Value> = long.json()["detail"].as_array().unwrap().iter().map(|d| d["loc"].clone()).collect();
+    assert_eq!(locs, vec![json!(["body", "name"]), json!(["body", "openclaw_config"])]);
+
+    // History through the audit API.
+    let audit = format!("/api/v1/ledger/resources/instance/{id}");
+    let v1 = call(&app, Method::GET, &format!("{audit}?version=1"), &org, None).await.json();
+    assert_eq!(v1["state"]["status"], "provisioning");
+    let diff = call(&app, Method::GET, &format!("{audit}/diff?from=1&to=3"), &org, None)
+        .await
+        .json();
+    assert!(diff["summary"].as_array().unwrap().iter().any(|s| s == "changed /status"), "{diff}");
+}
+
+async fn an_unreachable_sandbox_is_502_and_recorded(backend: Backend) {
+    let Some((app, _nats)) = spawn(backend, |_| {}).await else { return };
+    let org = signup(&app, "Lost").await;
+    let instance = running_instance(&app, &org, json!({})).await;
+    let id = instance["id"].as_str().unwrap().to_string();
+    std::fs::remove_dir_all(app.store.dir.path().join("sandboxes").join(&id)).unwrap();
+    let answer = call(
+        &app,
+        Method::PATCH,
+        &format!("/v1/instances/{id}"),
+        &org,
+        Some(json!({"openclaw_config": {"agent": {"x": 1}}})),
+    )
+    .await;
+    assert_eq!(answer.status, 502, "{}", answer.text);
+    let error = answer.json()["detail"]["error"].as_str().unwrap().to_string();
+    assert!(error.starts_with("Gateway unavailable – sandbox"), "{error}");
+    // The change is recorded, and so is the failure.
+    let now = call(&app, Method::GET, &format!("/v1/instances/{id}"), &org, None).await.json();
+    assert_eq!(now["openclaw_config"], json!({"agent": {"x": 1}}));
+    let events = call(&app, Method::GET, &format!("/api/v1/ledger/streams/instance/{id}"), &org, None)
+        .await
+        .json();
+    assert!(events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["event_type"] == "instance.config_apply_failed"));
+}
+
+async fn a_stopped_instance_applies_changes_at_start(backend: Backend) {
+    let Some((app, _nats)) = spawn(backend, |_| {}).await else { return };
+    let org = signup(&app, "Sleepy").await;
+    let instance = running_instance(&app, &org, json!({"agent": {"model": "a"}})).await;
+    let id = instance["id"].as_str().unwrap().to_string();
+    let path = format!("/v1/instances/{id}");
+    assert_eq!(
+        call(&app, Method::POST, &format!("{path}/start"), &org, None).await.status,
+        409,
+        "already running"
+    );
+    let stopped = call(&app, Method::POST, &format!("{path}/stop"), &org, None).await.json();
+    assert_eq!(stopped["status"], "stopped");
+    assert_eq!(
+        call(&app, Method::POST, &format!("{path}/stop"), &org, None).await.status,
+        409,
+        "already stopped"
+    );
+    let patched = call(
+        &app,
+        Method::PATCH,
+        &path,
+        &org,
+        Some(json!({"openclaw_config": {"agent": {"model": "b"}}})),
+    )
+    .await;
+    assert_eq!(patched.status, 200);
+    assert_eq!(
+        sandbox_config(&app, &id).0,
+        json!({"agent": {"model": "a"}}),
+        "a stopped sandbox is not touched"
+    );
+    let starting = call(&app, Method::POST, &format!("{path}/start"), &org, None).await.json();
+    assert_eq!(starting["status"], "starting");
+    wait_for_status(&app, &org, &id, "running").await;
+    assert_eq!(
+        sandbox_config(&app, &id).0,
+        json!({"agent": {"model": "b"}}),
+        "every stored override applied before running"
+    );
+
+    // Deleting terminates: gone from reads and lists, sandbox destroyed.
+    assert_eq!(call(&app, Method::DELETE, &path, &org, None).await.status, 204);
+    assert_eq!(call(&app, Method::GET, &path, &org, None).await.status, 404);
+    assert_eq!(call(&app, Method::GET, "/v1/instances", &org, None).await.json(), json!([]));
+    let dir = app.store.dir.path().join("sandboxes").join(&id);
+    for _ in 0..100 {
+        if !dir.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(!dir.exists(), "the sandbox was destroyed");
+}
+
+async fn concurrent_patches_all_land_and_the_file_matches(backend: Backend) {
+    let Some((app, _nats)) = spawn(backend, |_| {}).await else { return };
+    let org = signup(&app, "Busy").await;
+    let instance = running_instance(&app, &org, json!({})).await;
+    let id = instance["id"].as_str().unwrap().to_string();
+    let path = format!("/v1/instances/{id}");
+    let patches = (0..20).map(|i| {
+        let request = app
+            .request(Method::PATCH, &path, &org)
+            .json(&json!({"openclaw_config": {"shared": {"last": i}, "own": {format!("k{i}"): i}}}));
+        async move { request.send().await.unwrap().status().as_u16() }
+    });
+    let statuses = futures::future::join_all(patches).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let events = call(&app, Method::GET, &format!("/api/v1/ledger/streams/instance/{id}"), &org, None)
+        .await
+        .json();
+    let updates = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event_type"] == "instance.updated")
+        .count();
+    assert_eq!(updates, 20);
+    let stored = call(&app, Method::GET, &path, &org, None).await.json()["openclaw_config"].clone();
+    assert_eq!(stored["own"].as_object().unwrap().len(), 20);
+    assert_eq!(sandbox_config(&app, &id).0, stored);
+}
+
+async fn signup_can_be_disabled(backend: Backend) {
+    let Some((app, _nats)) = spawn(backend, |s| s.disable_signup = true).await else {
+        return;
+    };
+    let answer = call(&app, Method::POST, "/v1/organization/signup", "", Some(json!({"name": "Nope"}))).await;
+    assert_eq!((answer.status, answer.json()), (403, json!({"detail": "Signup is disabled."})));
+    assert_eq!(call(&app, Method::GET, "/v1/instances", "chd_org_wrong", None).await.status, 401);
+}
+
+both_backends!(
+    keys_and_the_permission_matrix,
+    patch_hot_reloads_the_running_sandbox,
+    an_unreachable_sandbox_is_502_and_recorded,
+    a_stopped_instance_applies_changes_at_start,
+    concurrent_patches_all_land_and_the_file_matches,
+    signup_can_be_disabled,
+);
