@@ -132,7 +132,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        let workers = workers::registry(&settings.store.data_dir);
+        let workers = workers::registry(&settings.store.data_dir, &settings.serve.drivers);
         Self::build_with_workers(settings, workers).await
     }
 

@@ -42,6 +42,8 @@ pub enum Command {
     Worker {
         #[command(flatten)]
         bus: crate::config::BusSettings,
+        #[command(flatten)]
+        drivers: crate::config::DriverSettings,
         /// How often (ms) to poll the log for new events when not on JetStream.
         #[arg(long, env = "FLEETLEDGER_FOLLOW_INTERVAL_MS", default_value_t = 250)]
         follow_interval_ms: u64,
@@ -191,9 +193,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await?;
             app.run_until_stopped(shutdown_signal()).await?;
         }
-        Command::Worker { bus, follow_interval_ms } => {
+        Command::Worker {
+            bus,
+            drivers,
+            follow_interval_ms,
+        } => {
             let ledger = open_ledger(&cli.store).await?;
-            let workers = crate::workers::registry(&cli.store.data_dir);
+            let workers = crate::workers::registry(&cli.store.data_dir, &drivers);
             let names: Vec<String> = workers.iter().map(|w| w.name().to_string()).collect();
             let (stop, stopped) = tokio::sync::watch::channel(false);
             let bus = crate::app::connect_bus(&bus).await?;

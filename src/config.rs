@@ -42,11 +42,36 @@ pub struct BusSettings {
     pub nats_subject_prefix: String,
 }
 
+/// How workers reach the world: which drivers they use.
+#[derive(clap::Args, Clone, Debug)]
+pub struct DriverSettings {
+    /// How instance sandboxes get config changes: `local` edits `openclaw.json` directly;
+    /// `openclaw` runs `openclaw config set|unset` in the sandbox's environment.
+    #[arg(long, env = "FLEETLEDGER_INSTANCE_DRIVER", default_value = "local", value_parser = ["local", "openclaw"])]
+    pub instance_driver: String,
+
+    /// The OpenClaw CLI the `openclaw` instance driver runs.
+    #[arg(long, env = "FLEETLEDGER_OPENCLAW_BIN", default_value = "openclaw")]
+    pub openclaw_bin: std::path::PathBuf,
+}
+
+impl Default for DriverSettings {
+    fn default() -> Self {
+        DriverSettings {
+            instance_driver: "local".into(),
+            openclaw_bin: "openclaw".into(),
+        }
+    }
+}
+
 /// Settings of the HTTP service.
 #[derive(clap::Args, Clone, Debug)]
 pub struct ServeSettings {
     #[command(flatten)]
     pub bus: BusSettings,
+
+    #[command(flatten)]
+    pub drivers: DriverSettings,
 
     /// Serve the API and relay only; run workers in `fleetledger worker` processes.
     #[arg(long, env = "FLEETLEDGER_NO_WORKERS")]

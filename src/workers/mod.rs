@@ -26,10 +26,14 @@ use crate::bus::nats::JetStream;
 use crate::bus::{envelope_of, BusError};
 use crate::store::{AppendRequest, EventStore, ExpectedVersion, StoreError};
 
-/// The workers this build runs in `serve` and `fleetledger worker`; local drivers keep
-/// their sandboxes under `data_dir`.
-pub fn registry(data_dir: &std::path::Path) -> Vec<Arc<dyn Worker>> {
-    let sandboxes = Arc::new(drivers::instance_sandbox::LocalInstanceSandbox::new(data_dir));
+/// The workers this build runs in `serve` and `fleetledger worker`; sandboxes live under
+/// `data_dir`.
+pub fn registry(data_dir: &std::path::Path, settings: &crate::config::DriverSettings) -> Vec<Arc<dyn Worker>> {
+    use drivers::instance_sandbox::{InstanceSandbox, LocalInstanceSandbox, OpenClawCliSandbox};
+    let sandboxes: Arc<dyn InstanceSandbox> = match settings.instance_driver.as_str() {
+        "openclaw" => Arc::new(OpenClawCliSandbox::new(data_dir, &settings.openclaw_bin)),
+        _ => Arc::new(LocalInstanceSandbox::new(data_dir)),
+    };
     vec![
         Arc::new(reprovisioner::Reprovisioner),
         Arc::new(instances::InstanceWorker { sandboxes }),

@@ -19,7 +19,7 @@ async fn spawn(backend: Backend, tweak: impl FnOnce(&mut fleetledger::config::Se
         serve.bus = n.bus();
     }
     tweak(&mut serve);
-    let workers = fleetledger::workers::registry(store.dir.path());
+    let workers = fleetledger::workers::registry(store.dir.path(), &serve.drivers);
     Some((spawn_configured(store, serve, workers).await, nats))
 }
 
@@ -431,3 +431,78 @@ both_backends!(
     concurrent_patches_all_land_and_the_file_matches,
     signup_can_be_disabled,
 );
+
+/// The real OpenClaw CLI (`tests/openclaw/setup.sh` installs it), or `None` after saying why.
+fn openclaw_cli() -> Option<std::path::PathBuf> {
+    match std::env::var("FLEETLEDGER_TEST_OPENCLAW") {
+        Ok(path) if !path.is_empty() => Some(path.into()),
+        _ => {
+            eprintln!("skipped: FLEETLEDGER_TEST_OPENCLAW is not set (tests/openclaw/setup.sh installs the OpenClaw CLI)");
+            None
+        }
+    }
+}
+
+/// The config the CLI wrote, without the `meta` it adds for itself.
+fn without_meta(mut config: Value) -> Value {
+    if let Some(o) = config.as_object_mut() {
+        o.shift_remove("meta");
+    }
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openclaw_cli_driver_applies_changes_as_the_local_driver_does() {
+    let Some(bin) = openclaw_cli() else { return };
+    let Some((app, _nats)) = spawn(Backend::Sqlite, |s| {
+        s.drivers.instance_driver = "openclaw".into();
+        s.drivers.openclaw_bin = bin;
+        s.apply_timeout_seconds = 120;
+    })
+    .await
+    else {
+        return;
+    };
+    let org = signup(&app, "Real CLI").await;
+    let initial = json!({"gateway": {"port": 18789}});
+    let instance = running_instance(&app, &org, initial.clone()).await;
+    let id = instance["id"].as_str().unwrap().to_string();
+    let overrides = json!({"gateway": {"bind": "lan", "port": null}, "agents": {"defaults": {"workspace": "/tmp/agent-ws"}}});
+    let answer = call(
+        &app,
+        Method::PATCH,
+        &format!("/v1/instances/{id}"),
+        &org,
+        Some(json!({"openclaw_config": overrides})),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    let stored = answer.json()["openclaw_config"].clone();
+    let (by_cli, _) = sandbox_config(&app, &id);
+    let by_cli = without_meta(by_cli);
+    assert_eq!(by_cli, stored);
+
+    // The local driver writes the same JSON for the same paths.
+    let local_dir = tempfile::tempdir().unwrap();
+    let local = fleetledger::workers::drivers::instance_sandbox::LocalInstanceSandbox::new(local_dir.path());
+    use fleetledger::workers::drivers::instance_sandbox::InstanceSandbox;
+    local.provision("same", &initial).await.unwrap();
+    let paths = fleetledger::domain::instance::flatten(overrides.as_object().unwrap());
+    local.apply("same", &paths).await.unwrap();
+    let by_local: Value = serde_json::from_slice(&std::fs::read(local.config_path("same")).unwrap()).unwrap();
+    assert_eq!(serde_json::to_string(&by_local).unwrap(), serde_json::to_string(&by_cli).unwrap());
+
+    // The CLI's schema refuses unknown keys: a failed apply, reported, the file untouched.
+    let refused = call(
+        &app,
+        Method::PATCH,
+        &format!("/v1/instances/{id}"),
+        &org,
+        Some(json!({"openclaw_config": {"agent": {"x": 1}}})),
+    )
+    .await;
+    assert_eq!(refused.status, 502, "{}", refused.text);
+    let error = refused.json()["detail"]["error"].as_str().unwrap().to_string();
+    assert!(error.starts_with("Gateway unavailable – Config validation failed"), "{error}");
+    assert_eq!(without_meta(sandbox_config(&app, &id).0), by_cli);
+}

@@ -22,7 +22,7 @@ async fn spawn_mc(backend: Backend, tweak: impl FnOnce(&mut fleetledger::config:
         serve.bus = n.bus();
     }
     tweak(&mut serve);
-    let workers = fleetledger::workers::registry(store.dir.path());
+    let workers = fleetledger::workers::registry(store.dir.path(), &Default::default());
     let app = spawn_configured(store, serve, workers).await;
     Some((app, nats))
 }
@@ -730,7 +730,7 @@ async fn wait_for_call(gateway: &FakeGateway, method: &str) -> Value {
 
 async fn redelivery_never_provisions_twice(backend: Backend) {
     let Some(store) = TestStore::new(backend).await else { return };
-    let workers = fleetledger::workers::registry(store.dir.path());
+    let workers = fleetledger::workers::registry(store.dir.path(), &Default::default());
     let app = spawn_configured(store, serve_settings(), workers).await;
     let gateway = FakeGateway::start(Behaviour::default()).await;
     let (_, board_id) = openclaw_board(&app, &gateway).await;
@@ -742,7 +742,7 @@ async fn redelivery_never_provisions_twice(backend: Backend) {
     // The worker forgets how far it got: every event is delivered again.
     let log = fleetledger::store::connect(&store.url()).await.unwrap();
     log.save_checkpoint("worker:reprovisioner", 0).await.unwrap();
-    let workers = fleetledger::workers::registry(store.dir.path());
+    let workers = fleetledger::workers::registry(store.dir.path(), &Default::default());
     let app = spawn_configured(store, serve_settings(), workers).await;
     let probe = ok(
         &app,

@@ -4,6 +4,11 @@
 //! config at `.openclaw/openclaw.json` inside it, written as the OpenClaw CLI writes it
 //! (two-space JSON and a newline, keys in place, new keys last), always by temp file +
 //! rename. A sandbox directory that is missing or not writable is unreachable.
+//!
+//! The `openclaw` driver changes a sandbox by running the OpenClaw CLI in its environment
+//! (`HOME` is the sandbox): `openclaw config set <path> <json5>` and `config unset <path>`.
+//! The CLI validates the whole config and refuses unknown keys; its message is the
+//! failure reported.
 
 use std::path::{Path, PathBuf};
 
@@ -94,5 +99,72 @@ impl InstanceSandbox for LocalInstanceSandbox {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(format!("cannot destroy sandbox {id}: {e}")),
         }
+    }
+}
+
+/// Runs the OpenClaw CLI with `HOME` at the sandbox for every change.
+pub struct OpenClawCliSandbox {
+    local: LocalInstanceSandbox,
+    root: PathBuf,
+    bin: PathBuf,
+}
+
+impl OpenClawCliSandbox {
+    pub fn new(data_dir: &Path, bin: &Path) -> Self {
+        OpenClawCliSandbox {
+            local: LocalInstanceSandbox::new(data_dir),
+            root: data_dir.join("sandboxes"),
+            bin: bin.to_path_buf(),
+        }
+    }
+
+    async fn run(&self, id: &str, args: &[&str]) -> Result<(), String> {
+        let output = tokio::process::Command::new(&self.bin)
+            .args(args)
+            .env("HOME", self.root.join(id))
+            .env("OPENCLAW_CONFIG_PATH", self.local.config_path(id))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .map_err(|e| format!("cannot run {}: {e}", self.bin.display()))?;
+        if output.status.success() {
+            return Ok(());
+        }
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let message = [stderr.trim(), stdout.trim()]
+            .into_iter()
+            .find(|m| !m.is_empty())
+            .unwrap_or("the OpenClaw CLI failed");
+        Err(message.lines().last().unwrap_or(message).to_string())
+    }
+}
+
+#[async_trait]
+impl InstanceSandbox for OpenClawCliSandbox {
+    fn describe(&self, id: &str) -> (String, String) {
+        self.local.describe(id)
+    }
+
+    async fn provision(&self, id: &str, config: &Value) -> Result<(), String> {
+        self.local.provision(id, config).await
+    }
+
+    async fn apply(&self, id: &str, paths: &[ConfigPath]) -> Result<(), String> {
+        if !tokio::fs::try_exists(self.root.join(id)).await.unwrap_or(false) {
+            return Err(format!("sandbox {id} is unreachable: its directory is missing"));
+        }
+        for p in paths {
+            match &p.value {
+                // JSON is JSON5, so the CLI reads the value exactly.
+                Some(value) => self.run(id, &["config", "set", &p.path, &value.to_string()]).await?,
+                None => self.run(id, &["config", "unset", &p.path]).await?,
+            }
+        }
+        Ok(())
+    }
+
+    async fn destroy(&self, id: &str) -> Result<(), String> {
+        self.local.destroy(id).await
     }
 }
