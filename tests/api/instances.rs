@@ -414,6 +414,38 @@ async fn concurrent_patches_all_land_and_the_file_matches(backend: Backend) {
     assert_eq!(sandbox_config(&app, &id).0, stored);
 }
 
+async fn a_sandbox_that_cannot_be_made_is_an_error(backend: Backend) {
+    let Some((app, _nats)) = spawn(backend, |_| {}).await else { return };
+    let org = signup(&app, "Broken").await;
+    // Where sandboxes go is a file: no sandbox can be made.
+    std::fs::write(app.store.dir.path().join("sandboxes"), "not a directory").unwrap();
+    let created = call(
+        &app,
+        Method::POST,
+        "/v1/instances",
+        &org,
+        Some(json!({"name": "doomed", "model_provider": "gemini", "openclaw_version": "1"})),
+    )
+    .await;
+    assert_eq!(created.status, 201);
+    let id = created.json()["id"].as_str().unwrap().to_string();
+    let failed = wait_for_status(&app, &org, &id, "error").await;
+    assert!(
+        failed["error_message"].as_str().unwrap().contains("cannot create sandbox"),
+        "{failed}"
+    );
+    // Fixed, a start makes it.
+    std::fs::remove_file(app.store.dir.path().join("sandboxes")).unwrap();
+    assert_eq!(
+        call(&app, Method::POST, &format!("/v1/instances/{id}/start"), &org, None)
+            .await
+            .status,
+        200
+    );
+    let running = wait_for_status(&app, &org, &id, "running").await;
+    assert_eq!(running["error_message"], Value::Null);
+}
+
 async fn signup_can_be_disabled(backend: Backend) {
     let Some((app, _nats)) = spawn(backend, |s| s.disable_signup = true).await else {
         return;
@@ -430,6 +462,7 @@ both_backends!(
     a_stopped_instance_applies_changes_at_start,
     concurrent_patches_all_land_and_the_file_matches,
     signup_can_be_disabled,
+    a_sandbox_that_cannot_be_made_is_an_error,
 );
 
 /// The real OpenClaw CLI (`tests/openclaw/setup.sh` installs it), or `None` after saying why.
