@@ -29,7 +29,7 @@ use crate::app::AppState;
 use crate::auth::{presented_token, Principal, Role};
 use crate::domain::instance::{self as rules, CreateInstance};
 use crate::domain::key::PERMISSIONS;
-use crate::domain::validation::{at, lenient_model, literal, string, FieldError, Problems};
+use crate::domain::validation::{at, lenient_model, literal, required, string, FieldError, Problems};
 use crate::domain::DomainError;
 use crate::ledger::{Decision, WriteError};
 use crate::store::StoreError;
@@ -200,10 +200,10 @@ fn checked<T>(p: Problems, value: T) -> Result<T, ChowderError> {
 }
 
 /// A 1–128 character name.
-fn name_field(p: &mut Problems, fields: &Map<String, Value>, required: bool) -> Option<String> {
+fn name_field(p: &mut Problems, fields: &Map<String, Value>, is_required: bool) -> Option<String> {
     match fields.get("name") {
-        None if required => {
-            p.add(&body_at("name"), "missing", "Field required");
+        None if is_required => {
+            required(p, &body_at("name"), None);
             None
         }
         None => None,
@@ -337,11 +337,8 @@ async fn create_key(
     let mut p = Problems::default();
     let name = name_field(&mut p, &fields, true);
     let strings = |p: &mut Problems, field: &str| -> Vec<String> {
-        match fields.get(field) {
-            None => {
-                p.add(&body_at(field), "missing", "Field required");
-                vec![]
-            }
+        match required(p, &body_at(field), fields.get(field)) {
+            None => vec![],
             Some(Value::Array(items)) => items
                 .iter()
                 .enumerate()
@@ -523,20 +520,10 @@ async fn create_instance(
     let fields = body_of(body).await?;
     let mut p = Problems::default();
     let name = name_field(&mut p, &fields, true);
-    let provider = match fields.get("model_provider") {
-        None => {
-            p.add(&body_at("model_provider"), "missing", "Field required");
-            None
-        }
-        v => literal(&mut p, &body_at("model_provider"), v, &rules::MODEL_PROVIDERS),
-    };
-    let version = match fields.get("openclaw_version") {
-        None => {
-            p.add(&body_at("openclaw_version"), "missing", "Field required");
-            None
-        }
-        v => string(&mut p, &body_at("openclaw_version"), v, false, 1),
-    };
+    let provider = required(&mut p, &body_at("model_provider"), fields.get("model_provider"));
+    let provider = literal(&mut p, &body_at("model_provider"), provider, &rules::MODEL_PROVIDERS);
+    let version = required(&mut p, &body_at("openclaw_version"), fields.get("openclaw_version"));
+    let version = string(&mut p, &body_at("openclaw_version"), version, false, 1);
     let config = object_field(&mut p, &fields, "openclaw_config");
     let region = string(&mut p, &body_at("region"), fields.get("region"), true, 0);
     let (name, provider, version) = checked(p, (name, provider, version))?;

@@ -31,7 +31,7 @@ use super::{read_body, RequestMeta, REQUEST_ID};
 use crate::app::AppState;
 use crate::auth::{presented_token, Principal, Role};
 use crate::domain::mission_control::{self as rules, AgentPatch, BoardFields, BoardRef, CreateAgent, GatewayFields};
-use crate::domain::validation::{at, boolean, integer, lenient_model, string, FieldError, Problems};
+use crate::domain::validation::{self, at, boolean, integer, lenient_model, string, FieldError, Problems};
 use crate::domain::DomainError;
 use crate::ledger::{Decision, WriteError};
 use crate::store::cache::{CacheOf, ReadModels};
@@ -239,15 +239,10 @@ fn body_loc() -> Vec<Value> {
 }
 
 /// A required string field.
-fn required(p: &mut Problems, fields: &Map<String, Value>, name: &str) -> String {
+fn required_text(p: &mut Problems, fields: &Map<String, Value>, name: &str) -> String {
     let loc = at(&body_loc(), name);
-    match fields.get(name) {
-        None => {
-            p.found(&loc, "missing", "Field required", Value::Null);
-            String::new()
-        }
-        v => string(p, &loc, v, false, 1).unwrap_or_default(),
-    }
+    let value = validation::required(p, &loc, fields.get(name));
+    string(p, &loc, value, false, 1).unwrap_or_default()
 }
 
 /// An optional UUID field: absent → `None`, `null` → `Some(None)`.
@@ -376,7 +371,7 @@ fn gateway_json(g: &Gateway) -> Value {
 fn gateway_fields(p: &mut Problems, fields: &Map<String, Value>, base: GatewayFields, creating: bool) -> GatewayFields {
     let mut f = base;
     if creating || fields.contains_key("name") {
-        f.name = required(p, fields, "name");
+        f.name = required_text(p, fields, "name");
     }
     if let Some(url) = text_field(p, fields, "url", false) {
         f.url = url.unwrap_or_default();
@@ -385,7 +380,7 @@ fn gateway_fields(p: &mut Problems, fields: &Map<String, Value>, base: GatewayFi
         f.token = token;
     }
     if creating || fields.contains_key("workspace_root") {
-        f.workspace_root = required(p, fields, "workspace_root");
+        f.workspace_root = required_text(p, fields, "workspace_root");
     }
     f
 }
@@ -503,7 +498,7 @@ async fn board_fields(
     let mut p = Problems::default();
     let mut f = base;
     if creating || fields.contains_key("name") {
-        f.name = required(&mut p, fields, "name");
+        f.name = required_text(&mut p, fields, "name");
     }
     if let Some(slug) = text_field(&mut p, fields, "slug", true) {
         f.slug = slug.unwrap_or_default();
@@ -758,7 +753,7 @@ async fn create_agent(
     let body = body_of(body).await?;
     let mut p = Problems::default();
     let fields = lenient_model(&mut p, &body_loc(), &body).unwrap_or_default();
-    let name = required(&mut p, &fields, "name");
+    let name = required_text(&mut p, &fields, "name");
     let board_id = uuid_field(&mut p, &fields, "board_id").flatten();
     let gateway_id = uuid_field(&mut p, &fields, "gateway_id").flatten();
     let heartbeat = object_field(&mut p, &fields, "heartbeat_config").flatten();

@@ -25,6 +25,7 @@ use crate::app::AppState;
 use crate::auth::{presented_token, Principal, Role};
 use crate::domain::runtime::config::{self, at, ConfigLimits, FieldError, Problems};
 use crate::domain::runtime::{self as rules, CreateRuntime, Ensured, MaterializedSandbox, StartAction};
+use crate::domain::validation::required;
 use crate::domain::DomainError;
 use crate::ledger::{Decision, WriteError};
 use crate::store::StoreError;
@@ -565,11 +566,8 @@ async fn replace_config(
     let mut p = Problems::default();
     let loc = body_loc();
     let fields = config::model(&mut p, &loc, &body, &["config"]).unwrap_or_default();
-    let config = match fields.get("config") {
-        None => {
-            p.add(&at(&loc, "config"), "missing", "Field required");
-            None
-        }
+    let config = match required(&mut p, &at(&loc, "config"), fields.get("config")) {
+        None => None,
         Some(c) => config::normalize(c, &at(&loc, "config"), &config_limits(&state))
             .map_err(|errors| p.0.extend(errors))
             .ok(),

@@ -94,6 +94,14 @@ fn literal_message(allowed: &[&str]) -> String {
     }
 }
 
+/// A field that must be there: records `missing` when it is not.
+pub fn required<'v>(p: &mut Problems, loc: &[Value], value: Option<&'v Value>) -> Option<&'v Value> {
+    if value.is_none() {
+        p.add(loc, "missing", "Field required");
+    }
+    value
+}
+
 /// Problems about one input: `add` records it as the input.
 struct Found<'a> {
     p: &'a mut Problems,

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::egress;
 pub use crate::domain::validation::{at, integer, literal, model, string, FieldError, Problems};
-use crate::domain::validation::{boolean, list, string_map};
+use crate::domain::validation::{boolean, list, required, string_map};
 
 pub const PROVIDERS: [&str; 3] = ["auto", "docker", "e2b"];
 pub const MIN_TIMEOUT_SECONDS: i64 = 60;
@@ -52,13 +52,8 @@ fn capabilities(p: &mut Problems, loc: &[Value], value: Option<&Value>) -> Value
         let Some(fields) = model(p, &item_loc, item, &["name", "version", "enabled"]) else {
             continue;
         };
-        let name = match fields.get("name") {
-            None | Some(Value::Null) => {
-                p.add(&at(&item_loc, "name"), "missing", "Field required");
-                None
-            }
-            Some(v) => string(p, &at(&item_loc, "name"), Some(v), false, 1),
-        };
+        let name = required(p, &at(&item_loc, "name"), fields.get("name").filter(|v| !v.is_null()));
+        let name = string(p, &at(&item_loc, "name"), name, false, 1);
         if let Some(name) = &name {
             if seen.contains(name) {
                 p.value_error(&at(&item_loc, "name"), format!("capability '{name}' is listed more than once"));
