@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use fleetledger_events::{stream_type, DecodeError, DomainEvent, EventEnvelope};
+use fleetledger_projections::container::{ContainerAgent, ContainerProfile, Skill};
 use fleetledger_projections::instance::Instance;
 use fleetledger_projections::mission_control::{Board, Gateway, McAgent};
 use fleetledger_projections::{fleet::Fleet, key::Key, org::Org, profile::Profile, runtime::Runtime, ReadModel};
@@ -39,7 +40,7 @@ pub fn model_rows<M: ReadModel>(id: &str, version: i64, model: &M) -> Result<Vec
 }
 
 /// The projections `rebuild` knows, and the `read_models` kinds each owns.
-pub const PROJECTIONS: [(&str, &[&str]); 9] = [
+pub const PROJECTIONS: [(&str, &[&str]); 12] = [
     (stream_type::ORG, &[stream_type::ORG, fleetledger_projections::lookup::ORG_SLUG]),
     (stream_type::KEY, &[stream_type::KEY, fleetledger_projections::lookup::KEY_HASH]),
     (stream_type::FLEET, &[stream_type::FLEET]),
@@ -49,6 +50,9 @@ pub const PROJECTIONS: [(&str, &[&str]); 9] = [
     (stream_type::BOARD, &[stream_type::BOARD]),
     (stream_type::MC_AGENT, &[stream_type::MC_AGENT]),
     (stream_type::INSTANCE, &[stream_type::INSTANCE]),
+    (stream_type::SKILL, &[stream_type::SKILL]),
+    (stream_type::CONTAINER_PROFILE, &[stream_type::CONTAINER_PROFILE]),
+    (stream_type::CONTAINER_AGENT, &[stream_type::CONTAINER_AGENT]),
 ];
 
 /// One event of a stream with the revision and summary it leads to.
@@ -97,6 +101,9 @@ pub fn timeline(stream_type: &str, snapshot: Option<&str>, events: &[EventEnvelo
         stream_type::BOARD => step_states::<Board>(snapshot, events),
         stream_type::MC_AGENT => step_states::<McAgent>(snapshot, events),
         stream_type::INSTANCE => step_states::<Instance>(snapshot, events),
+        stream_type::CONTAINER_AGENT => step_states::<ContainerAgent>(snapshot, events),
+        stream_type::CONTAINER_PROFILE => step_states::<ContainerProfile>(snapshot, events),
+        stream_type::SKILL => step_states::<Skill>(snapshot, events),
         _ => return None,
     })
 }
@@ -122,6 +129,9 @@ pub fn state_after(stream_type: &str, snapshot: Option<&str>, events: &[EventEnv
         stream_type::BOARD => state_of::<Board>(snapshot, events),
         stream_type::MC_AGENT => state_of::<McAgent>(snapshot, events),
         stream_type::INSTANCE => state_of::<Instance>(snapshot, events),
+        stream_type::CONTAINER_AGENT => state_of::<ContainerAgent>(snapshot, events),
+        stream_type::CONTAINER_PROFILE => state_of::<ContainerProfile>(snapshot, events),
+        stream_type::SKILL => state_of::<Skill>(snapshot, events),
         _ => return None,
     })
 }
@@ -236,6 +246,28 @@ pub fn summary(e: &EventEnvelope) -> String {
         "instance.terminated" => "terminated (sandbox destroyed)".into(),
         "instance.config_applied" => "config applied to the live sandbox".into(),
         "instance.config_apply_failed" => format!("config not applied: {}", text(d, "error")),
+        "skill.created" | "container_profile.created" | "container_agent.created" => {
+            format!("created {}", d["fields"].get("name").and_then(Value::as_str).unwrap_or_default())
+        }
+        "skill.updated" | "container_profile.updated" | "container_agent.updated" => {
+            let fields: Vec<&String> = d
+                .get("changes")
+                .and_then(Value::as_object)
+                .map(|c| c.keys().collect())
+                .unwrap_or_default();
+            if fields.is_empty() {
+                "update without changes".into()
+            } else {
+                format!("changed {}", fields.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(", "))
+            }
+        }
+        "skill.deleted" | "container_profile.deleted" | "container_agent.deleted" => "deleted".into(),
+        "container_agent.started" => format!("started container {} ({})", text(d, "container_id"), text(d, "image")),
+        "container_agent.start_failed" => format!("start failed: {}", text(d, "error")),
+        "container_agent.stopped" => match d.get("removal_error").and_then(Value::as_str) {
+            Some(e) => format!("stopped; the container could not be removed: {e}"),
+            None => "stopped; container removed".into(),
+        },
         "runtime.kept_alive" => format!("kept the sandbox alive until {}", text(d, "expires_at")),
         other => other.to_string(),
     }
@@ -256,6 +288,9 @@ pub struct Rebuilder {
     boards: HashMap<String, (i64, Board)>,
     agents: HashMap<String, (i64, McAgent)>,
     instances: HashMap<String, (i64, Instance)>,
+    container_agents: HashMap<String, (i64, ContainerAgent)>,
+    container_profiles: HashMap<String, (i64, ContainerProfile)>,
+    skills: HashMap<String, (i64, Skill)>,
     snapshots: Vec<Snapshot>,
     /// The last position folded in.
     pub through: i64,
@@ -299,6 +334,9 @@ impl Rebuilder {
             stream_type::BOARD => apply_to(&mut self.boards, &mut self.snapshots, e)?,
             stream_type::MC_AGENT => apply_to(&mut self.agents, &mut self.snapshots, e)?,
             stream_type::INSTANCE => apply_to(&mut self.instances, &mut self.snapshots, e)?,
+            stream_type::CONTAINER_AGENT => apply_to(&mut self.container_agents, &mut self.snapshots, e)?,
+            stream_type::CONTAINER_PROFILE => apply_to(&mut self.container_profiles, &mut self.snapshots, e)?,
+            stream_type::SKILL => apply_to(&mut self.skills, &mut self.snapshots, e)?,
             _ => {}
         }
         self.through = e.global_position;
@@ -319,6 +357,9 @@ impl Rebuilder {
                 stream_type::BOARD => rows_of(&self.boards, &mut out)?,
                 stream_type::MC_AGENT => rows_of(&self.agents, &mut out)?,
                 stream_type::INSTANCE => rows_of(&self.instances, &mut out)?,
+                stream_type::CONTAINER_AGENT => rows_of(&self.container_agents, &mut out)?,
+                stream_type::CONTAINER_PROFILE => rows_of(&self.container_profiles, &mut out)?,
+                stream_type::SKILL => rows_of(&self.skills, &mut out)?,
                 _ => {}
             }
         }

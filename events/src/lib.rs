@@ -6,11 +6,12 @@
 //! - [`chain`]: the per-stream sha256 hash chain.
 //! - [`go_json`]: byte-exact Go `encoding/json` output, the canonical form Fleeti hashes.
 //! - [`profile`], [`fleet`], [`org`], [`key`], [`runtime`], [`mission_control`],
-//!   [`instance`]: event types per aggregate.
+//!   [`instance`], [`container`]: event types per aggregate.
 //!
 //! Nothing here does I/O.
 
 pub mod chain;
+pub mod container;
 pub mod envelope;
 pub mod fleet;
 pub mod go_json;
@@ -34,4 +35,7 @@ pub mod stream_type {
     pub const BOARD: &str = "board";
     pub const MC_AGENT: &str = "mc_agent";
     pub const INSTANCE: &str = "instance";
+    pub const SKILL: &str = "skill";
+    pub const CONTAINER_PROFILE: &str = "container_profile";
+    pub const CONTAINER_AGENT: &str = "container_agent";
 }

@@ -4,6 +4,7 @@
 //! Layout: [`org`], [`key`], [`fleet`], [`profile`], [`runtime`] — one read model each; [`ReadModel`]
 //! is the trait the store and `rebuild` use to fold any stream generically.
 
+pub mod container;
 pub mod fleet;
 pub mod instance;
 pub mod key;

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use fleetledger_events::{stream_type, DomainEvent, EventEnvelope};
+use fleetledger_projections::container::{ContainerAgent, ContainerProfile, Skill};
 use fleetledger_projections::instance::Instance;
 use fleetledger_projections::mission_control::{Board, Gateway, McAgent};
 use fleetledger_projections::{fleet::Fleet, key::Key, org::Org, profile::Profile, runtime::Runtime, ReadModel};
@@ -93,6 +94,9 @@ pub struct ReadModels {
     pub boards: ModelCache<Board>,
     pub agents: ModelCache<McAgent>,
     pub instances: ModelCache<Instance>,
+    pub skills: ModelCache<Skill>,
+    pub container_profiles: ModelCache<ContainerProfile>,
+    pub container_agents: ModelCache<ContainerAgent>,
     lookups: DashMap<(&'static str, String), String>,
     followed: AtomicI64,
 }
@@ -113,6 +117,9 @@ impl ReadModels {
             boards: ModelCache::default(),
             agents: ModelCache::default(),
             instances: ModelCache::default(),
+            skills: ModelCache::default(),
+            container_profiles: ModelCache::default(),
+            container_agents: ModelCache::default(),
             lookups: DashMap::new(),
             followed: AtomicI64::new(head),
         });
@@ -125,6 +132,9 @@ impl ReadModels {
         models.load_kind(&models.boards).await?;
         models.load_kind(&models.agents).await?;
         models.load_kind(&models.instances).await?;
+        models.load_kind(&models.container_agents).await?;
+        models.load_kind(&models.container_profiles).await?;
+        models.load_kind(&models.skills).await?;
         Ok(models)
     }
 
@@ -202,6 +212,9 @@ impl ReadModels {
             stream_type::BOARD => self.apply_to(&self.boards, envelope).await,
             stream_type::MC_AGENT => self.apply_to(&self.agents, envelope).await,
             stream_type::INSTANCE => self.apply_to(&self.instances, envelope).await,
+            stream_type::CONTAINER_AGENT => self.apply_to(&self.container_agents, envelope).await,
+            stream_type::CONTAINER_PROFILE => self.apply_to(&self.container_profiles, envelope).await,
+            stream_type::SKILL => self.apply_to(&self.skills, envelope).await,
             _ => Ok(()),
         }
     }
@@ -292,5 +305,20 @@ impl CacheOf<McAgent> for ReadModels {
 impl CacheOf<Instance> for ReadModels {
     fn cache(&self) -> &ModelCache<Instance> {
         &self.instances
+    }
+}
+impl CacheOf<Skill> for ReadModels {
+    fn cache(&self) -> &ModelCache<Skill> {
+        &self.skills
+    }
+}
+impl CacheOf<ContainerProfile> for ReadModels {
+    fn cache(&self) -> &ModelCache<ContainerProfile> {
+        &self.container_profiles
+    }
+}
+impl CacheOf<ContainerAgent> for ReadModels {
+    fn cache(&self) -> &ModelCache<ContainerAgent> {
+        &self.container_agents
     }
 }
