@@ -36,6 +36,7 @@ pub struct AppState {
     pub rendered: Arc<dashmap::DashMap<uuid::Uuid, (i64, bytes::Bytes)>>,
     pub limits: Arc<RateLimits>,
     pub sandboxes: Arc<dyn SandboxDriver>,
+    pub containers: Arc<dyn crate::workers::drivers::container::ContainerDriver>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +98,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::api::runtimes::router())
         .merge(crate::api::mission_control::router())
         .merge(crate::api::instances::router())
+        .merge(crate::api::container_agents::router())
         .layer(axum::middleware::from_fn_with_state(state.limits.clone(), rate_limit::limit))
         .with_state(state)
         .layer(axum::middleware::from_fn(record_http))
@@ -179,6 +181,9 @@ impl Application {
             rendered: Default::default(),
             limits,
             sandboxes: Arc::new(LocalSandboxDriver::new(&settings.store.data_dir)),
+            containers: Arc::new(crate::workers::drivers::container::LocalContainerDriver::new(
+                &settings.store.data_dir,
+            )),
         };
         let listener = TcpListener::bind(settings.serve.listen).await?;
         tracing::info!("listening on http://{}", listener.local_addr()?);

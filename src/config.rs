@@ -115,6 +115,19 @@ pub struct ServeSettings {
     #[arg(long, env = "FLEETLEDGER_APPLY_TIMEOUT_SECONDS", default_value_t = 10)]
     pub apply_timeout_seconds: u64,
 
+    /// The image a container agent runs when its container profile names none.
+    #[arg(long, env = "FLEETLEDGER_DEFAULT_AGENT_IMAGE", default_value = "ghcr.io/hill90/agentbox:latest")]
+    pub default_agent_image: String,
+
+    /// Model names container agents may be assigned (comma-separated).
+    #[arg(
+        long,
+        env = "FLEETLEDGER_AVAILABLE_MODELS",
+        value_delimiter = ',',
+        default_value = "gpt-4.1,gpt-4.1-mini,gpt-4o,o3,claude-sonnet-4,claude-opus-4,gemini-2.5-pro,gemini-2.5-flash"
+    )]
+    pub available_models: Vec<String>,
+
     /// Refuse `POST /v1/organization/signup` (new organizations are then made with
     /// `fleetledger orgs create`).
     #[arg(long, env = "FLEETLEDGER_DISABLE_SIGNUP")]

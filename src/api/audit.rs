@@ -121,6 +121,10 @@ fn render(state: &AppState, stream_type: &str, model: &Value) -> Value {
             Ok(instance) => super::instances::instance_json(&instance),
             Err(_) => model.clone(),
         },
+        stream_type::CONTAINER_AGENT => match serde_json::from_value::<fleetledger_projections::container::ContainerAgent>(model.clone()) {
+            Ok(agent) => super::container_agents::agent_json(state, &agent),
+            Err(_) => model.clone(),
+        },
         // Gateway tokens are never shown.
         stream_type::GATEWAY => {
             let mut m = model.clone();

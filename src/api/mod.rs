@@ -3,6 +3,7 @@
 //! bounded body reading.
 
 pub mod audit;
+pub mod container_agents;
 pub mod instances;
 pub mod ledger;
 pub mod mission_control;
@@ -32,6 +33,7 @@ pub enum Surface {
     Runtimes,
     MissionControl,
     Instances,
+    ContainerAgents,
     Ledger,
     System,
 }
@@ -49,6 +51,8 @@ impl Surface {
             Surface::MissionControl
         } else if path.starts_with("/v1/") {
             Surface::Instances
+        } else if ["/skills", "/container-profiles", "/agents"].iter().any(|p| path.starts_with(p)) {
+            Surface::ContainerAgents
         } else if path.starts_with("/api/v1/ledger") {
             Surface::Ledger
         } else {
@@ -62,6 +66,7 @@ impl Surface {
             Surface::Runtimes => "runtimes",
             Surface::MissionControl => "mission_control",
             Surface::Instances => "instances",
+            Surface::ContainerAgents => "container_agents",
             Surface::Ledger => "ledger",
             Surface::System => "system",
         }
@@ -77,6 +82,7 @@ impl Surface {
             Surface::Profiles => profiles::FleetiError::new(status, message).into_response(),
             Surface::Runtimes => runtimes::DreadnodeError::new(status, message, kind).into_response(),
             Surface::Instances => instances::ChowderError::new(status, message).into_response(),
+            Surface::ContainerAgents => container_agents::HillError::new(status, message).into_response(),
             Surface::Ledger | Surface::System => ledger::Problem::new(status, message).into_response(),
         }
     }

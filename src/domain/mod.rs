@@ -2,6 +2,7 @@
 //! to events or a `DomainError`. No I/O, no clock, no randomness: ids and times arrive in
 //! the command.
 
+pub mod container;
 pub mod fleet;
 pub mod instance;
 pub mod key;

@@ -10,6 +10,7 @@ mod instances;
 
 mod audit;
 mod cli;
+mod container_agents;
 mod fake_gateway;
 mod feed;
 mod mission_control;
