@@ -181,9 +181,7 @@ impl Application {
             rendered: Default::default(),
             limits,
             sandboxes: Arc::new(LocalSandboxDriver::new(&settings.store.data_dir)),
-            containers: Arc::new(crate::workers::drivers::container::LocalContainerDriver::new(
-                &settings.store.data_dir,
-            )),
+            containers: container_driver(&settings)?,
         };
         let listener = TcpListener::bind(settings.serve.listen).await?;
         tracing::info!("listening on http://{}", listener.local_addr()?);
@@ -226,6 +224,15 @@ impl Application {
         self.usage.flush().await;
         Ok(())
     }
+}
+
+/// The container agents' driver the settings choose.
+fn container_driver(settings: &Settings) -> Result<Arc<dyn crate::workers::drivers::container::ContainerDriver>, StartupError> {
+    use crate::workers::drivers::container::{DockerContainerDriver, LocalContainerDriver};
+    Ok(match settings.serve.drivers.container_driver.as_str() {
+        "docker" => Arc::new(DockerContainerDriver::connect().map_err(|e| StartupError::Io(std::io::Error::other(e)))?),
+        _ => Arc::new(LocalContainerDriver::new(&settings.store.data_dir)),
+    })
 }
 
 /// Writes the bootstrap admin key where only its owner can read it.

@@ -50,6 +50,11 @@ pub struct DriverSettings {
     #[arg(long, env = "FLEETLEDGER_INSTANCE_DRIVER", default_value = "local", value_parser = ["local", "openclaw"])]
     pub instance_driver: String,
 
+    /// How container agents run: `local` keeps a directory per agent; `docker` runs real
+    /// containers through the Docker Engine API (`DOCKER_HOST` or the default socket).
+    #[arg(long, env = "FLEETLEDGER_CONTAINER_DRIVER", default_value = "local", value_parser = ["local", "docker"])]
+    pub container_driver: String,
+
     /// The OpenClaw CLI the `openclaw` instance driver runs.
     #[arg(long, env = "FLEETLEDGER_OPENCLAW_BIN", default_value = "openclaw")]
     pub openclaw_bin: std::path::PathBuf,
@@ -59,6 +64,7 @@ impl Default for DriverSettings {
     fn default() -> Self {
         DriverSettings {
             instance_driver: "local".into(),
+            container_driver: "local".into(),
             openclaw_bin: "openclaw".into(),
         }
     }

@@ -437,4 +437,79 @@ async fn start_and_stop_with_the_local_driver(backend: Backend) {
     assert!(diff["summary"].as_array().unwrap().iter().any(|s| s == "changed /status"), "{diff}");
 }
 
-both_backends!(roles_and_visibility, put_agent_rules, start_and_stop_with_the_local_driver);
+async fn skills_and_profiles_are_admin_managed(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else { return };
+    let id = skill(&app, "fs", "container_local", shell_config(false, &[], 300)).await;
+    let path = format!("/skills/{id}");
+    let bad_scope = call(&app, Method::PUT, &path, &app.admin_key, Some(json!({"scope": "everywhere"}))).await;
+    assert_eq!(bad_scope.status, 400);
+    let renamed = expect(
+        &app,
+        Method::PUT,
+        &path,
+        &app.admin_key,
+        json!({"name": "filesystem", "scope": "vps_system"}),
+        200,
+    )
+    .await;
+    assert_eq!(
+        (renamed["name"].as_str(), renamed["scope"].as_str()),
+        (Some("filesystem"), Some("vps_system"))
+    );
+    assert_eq!(renamed["tools"][0]["install_method"], "builtin");
+    let bad_profile = call(
+        &app,
+        Method::POST,
+        "/container-profiles",
+        &app.admin_key,
+        Some(json!({"name": "p", "docker_image": "i", "default_cpus": "9"})),
+    )
+    .await;
+    assert_eq!(bad_profile.status, 400);
+    let profile = expect(
+        &app,
+        Method::POST,
+        "/container-profiles",
+        &app.admin_key,
+        json!({"name": "p", "docker_image": "img:1"}),
+        201,
+    )
+    .await;
+    let profile_path = format!("/container-profiles/{}", profile["id"].as_str().unwrap());
+    let changed = expect(
+        &app,
+        Method::PUT,
+        &profile_path,
+        &app.admin_key,
+        json!({"docker_image": "img:2", "default_pids_limit": 50}),
+        200,
+    )
+    .await;
+    assert_eq!(
+        (
+            changed["docker_image"].as_str(),
+            changed["default_pids_limit"].as_i64(),
+            changed["default_mem_limit"].as_str()
+        ),
+        (Some("img:2"), Some(50), Some("1g"))
+    );
+    assert_eq!(
+        expect(&app, Method::DELETE, &profile_path, &app.admin_key, Value::Null, 200).await,
+        json!({"deleted": true})
+    );
+    assert_eq!(
+        expect(&app, Method::DELETE, &path, &app.admin_key, Value::Null, 200).await,
+        json!({"deleted": true})
+    );
+    assert_eq!(
+        call(&app, Method::GET, &path, &app.admin_key, None).await.json(),
+        json!({"error": "Skill not found"})
+    );
+}
+
+both_backends!(
+    roles_and_visibility,
+    put_agent_rules,
+    start_and_stop_with_the_local_driver,
+    skills_and_profiles_are_admin_managed
+);

@@ -77,3 +77,159 @@ impl ContainerDriver for LocalContainerDriver {
         }
     }
 }
+
+/// Runs agents as Docker containers through the Engine API (`DOCKER_HOST`, else the
+/// default socket), with the agent's limits; the resolved config goes in as
+/// `AGENT_CONFIG`.
+pub struct DockerContainerDriver {
+    docker: bollard::Docker,
+}
+
+impl DockerContainerDriver {
+    pub fn connect() -> Result<Self, String> {
+        bollard::Docker::connect_with_defaults()
+            .map(|docker| DockerContainerDriver { docker })
+            .map_err(|e| format!("cannot reach the Docker Engine: {e}"))
+    }
+
+    /// An Engine API over plain HTTP (a remote daemon, or a test's fake).
+    pub fn with_http(url: &str) -> Result<Self, String> {
+        bollard::Docker::connect_with_http(url, 30, bollard::API_DEFAULT_VERSION)
+            .map(|docker| DockerContainerDriver { docker })
+            .map_err(|e| format!("cannot reach the Docker Engine at {url}: {e}"))
+    }
+}
+
+/// A CPU limit in billionths of a CPU.
+fn nano_cpus(cpus: &str) -> Option<i64> {
+    cpus.trim().parse::<f64>().ok().map(|c| (c * 1e9).round() as i64)
+}
+
+#[async_trait]
+impl ContainerDriver for DockerContainerDriver {
+    async fn run(&self, spec: &ContainerSpec) -> Result<String, String> {
+        use bollard::models::{ContainerCreateBody, HostConfig};
+        use bollard::query_parameters::CreateContainerOptions;
+        let memory = crate::domain::container::mem_limit_bytes(&spec.mem_limit).ok().map(|b| b as i64);
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            env: Some(vec![format!("AGENT_CONFIG={}", spec.config)]),
+            labels: Some([("fleetledger.agent".to_string(), spec.agent.clone())].into_iter().collect()),
+            host_config: Some(HostConfig {
+                nano_cpus: nano_cpus(&spec.cpus),
+                memory,
+                pids_limit: Some(spec.pids_limit),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let options = CreateContainerOptions {
+            name: Some(format!("fleetledger-agent-{}", spec.agent)),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_container(Some(options), body)
+            .await
+            .map_err(|e| format!("cannot create the container: {e}"))?;
+        self.docker
+            .start_container(&created.id, None)
+            .await
+            .map_err(|e| format!("cannot start container {}: {e}", created.id))?;
+        Ok(created.id)
+    }
+
+    async fn remove(&self, _agent: &str, container_id: &str) -> Result<(), String> {
+        use bollard::query_parameters::RemoveContainerOptions;
+        let options = RemoveContainerOptions {
+            force: true,
+            ..Default::default()
+        };
+        match self.docker.remove_container(container_id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            Err(e) => Err(format!("cannot remove container {container_id}: {e}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use axum::extract::{Request, State};
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    use http_body_util::BodyExt;
+    use serde_json::Value;
+
+    use super::*;
+
+    type Calls = Arc<Mutex<Vec<(String, String, Value)>>>;
+
+    /// A fake Engine API: records `(method, path?query, body)` and answers like dockerd.
+    async fn engine(calls: State<Calls>, request: Request) -> axum::response::Response {
+        let method = request.method().to_string();
+        let uri = request.uri().to_string();
+        let bytes = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        calls.lock().unwrap().push((method.clone(), uri.clone(), body));
+        if uri.contains("/containers/create") {
+            (StatusCode::CREATED, axum::Json(json!({"Id": "c0ffee", "Warnings": []}))).into_response()
+        } else if uri.contains("/containers/gone") {
+            (StatusCode::NOT_FOUND, axum::Json(json!({"message": "No such container: gone"}))).into_response()
+        } else if uri.contains("/containers/broken") {
+            (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({"message": "driver failed"}))).into_response()
+        } else {
+            StatusCode::NO_CONTENT.into_response()
+        }
+    }
+
+    async fn fake_engine() -> (String, Calls) {
+        let calls: Calls = Default::default();
+        let app = axum::Router::new().fallback(engine).with_state(calls.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, calls)
+    }
+
+    #[tokio::test]
+    async fn the_docker_driver_creates_starts_and_removes_with_the_agent_limits() {
+        let (url, calls) = fake_engine().await;
+        let driver = DockerContainerDriver::with_http(&url).unwrap();
+        let spec = ContainerSpec {
+            agent: "a1".into(),
+            image: "agentbox:1".into(),
+            cpus: "1.5".into(),
+            mem_limit: "512m".into(),
+            pids_limit: 100,
+            config: json!({"soul_md": "hi"}),
+        };
+        assert_eq!(driver.run(&spec).await.unwrap(), "c0ffee");
+        driver.remove("a1", "c0ffee").await.unwrap();
+        driver.remove("a1", "gone").await.expect("an already removed container is fine");
+        let error = driver.remove("a1", "broken").await.unwrap_err();
+        assert!(error.contains("driver failed"), "{error}");
+
+        let calls = calls.lock().unwrap().clone();
+        let (method, uri, body) = &calls[0];
+        assert_eq!(method, "POST");
+        assert!(uri.contains("/containers/create?name=fleetledger-agent-a1"), "{uri}");
+        assert_eq!(body["Image"], "agentbox:1");
+        assert_eq!(body["HostConfig"]["NanoCpus"], 1_500_000_000i64);
+        assert_eq!(body["HostConfig"]["Memory"], 512 * 1024 * 1024);
+        assert_eq!(body["HostConfig"]["PidsLimit"], 100);
+        assert_eq!(body["Env"][0], r#"AGENT_CONFIG={"soul_md":"hi"}"#);
+        assert!(
+            calls[1].0 == "POST" && calls[1].1.contains("/containers/c0ffee/start"),
+            "{:?}",
+            calls[1]
+        );
+        assert!(
+            calls[2].0 == "DELETE" && calls[2].1.contains("/containers/c0ffee?") && calls[2].1.contains("force=true"),
+            "{:?}",
+            calls[2]
+        );
+    }
+}
