@@ -24,18 +24,11 @@ fn defined<M: DeserializeOwned>(e: &Defined, extra: Value) -> Option<M> {
     serde_json::from_value(Value::Object(fields)).ok()
 }
 
-/// `model` with the changed fields written over it.
+/// `model` with the changed fields written over it, updated at the change.
 fn changed<M: Serialize + DeserializeOwned + Clone>(model: M, e: &Changed) -> M {
-    let Ok(Value::Object(mut fields)) = serde_json::to_value(&model) else {
-        return model;
-    };
-    for (name, value) in &e.changes {
-        if fields.contains_key(name) {
-            fields.insert(name.clone(), value.clone());
-        }
-    }
-    fields.insert("updated_at".into(), json!(e.at));
-    serde_json::from_value(Value::Object(fields)).unwrap_or(model)
+    let mut changes = e.changes.clone();
+    changes.insert("updated_at".into(), json!(e.at));
+    crate::with_changes(model, &changes)
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

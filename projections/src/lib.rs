@@ -49,6 +49,20 @@ pub trait ReadModel: Sized + Clone + Serialize + DeserializeOwned {
     }
 }
 
+/// `model` with `changes` written over its fields of the same names (fields it does not
+/// have are ignored).
+pub(crate) fn with_changes<M: Serialize + DeserializeOwned + Clone>(model: M, changes: &serde_json::Map<String, serde_json::Value>) -> M {
+    let Ok(serde_json::Value::Object(mut fields)) = serde_json::to_value(&model) else {
+        return model;
+    };
+    for (name, value) in changes {
+        if fields.contains_key(name) {
+            fields.insert(name.clone(), value.clone());
+        }
+    }
+    serde_json::from_value(serde_json::Value::Object(fields)).unwrap_or(model)
+}
+
 /// `read_models.kind` values that are lookups rather than models.
 pub mod lookup {
     pub const KEY_HASH: &str = "key_hash";

@@ -6,23 +6,11 @@
 
 use chrono::{DateTime, Utc};
 use fleetledger_events::mission_control::{AgentEvent, BoardEvent, GatewayEvent};
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
-use uuid::Uuid;
 
-/// `model` with `changes` written over its fields of the same names.
-fn with_changes<M: Serialize + DeserializeOwned + Clone>(model: M, changes: &Map<String, Value>) -> M {
-    let Ok(Value::Object(mut fields)) = serde_json::to_value(&model) else {
-        return model;
-    };
-    for (name, value) in changes {
-        if fields.contains_key(name) {
-            fields.insert(name.clone(), value.clone());
-        }
-    }
-    serde_json::from_value(Value::Object(fields)).unwrap_or(model)
-}
+use crate::with_changes;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Gateway {
@@ -269,7 +257,7 @@ mod tests {
             soul_template: None,
             created_at: Utc::now(),
         });
-        let mut changes = Map::new();
+        let mut changes = serde_json::Map::new();
         changes.insert("soul_template".into(), json!("be kind"));
         changes.insert("board_id".into(), Value::Null);
         changes.insert("is_gateway_main".into(), json!(true));

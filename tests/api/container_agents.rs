@@ -5,16 +5,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::helpers::{spawn_app, Answer, Backend, TestApp};
-
-async fn call(app: &TestApp, method: Method, path: &str, key: &str, body: Option<Value>) -> Answer {
-    let builder = app.request(method, path, key);
-    Answer::of(match body {
-        Some(b) => builder.json(&b),
-        None => builder,
-    })
-    .await
-}
+use crate::helpers::{call, spawn_app, Backend, TestApp};
 
 async fn expect(app: &TestApp, method: Method, path: &str, key: &str, body: Value, status: u16) -> Value {
     let body = if body.is_null() { None } else { Some(body) };

@@ -236,6 +236,16 @@ impl TestApp {
     }
 }
 
+/// A request with `key` as bearer token (none when empty) and an optional JSON body, answered.
+pub async fn call(app: &TestApp, method: Method, path: &str, key: &str, body: Option<Value>) -> Answer {
+    let builder = app.request(method, path, key);
+    Answer::of(match body {
+        Some(b) => builder.json(&b),
+        None => builder,
+    })
+    .await
+}
+
 /// Status, headers and exact body bytes of a response.
 pub struct Answer {
     pub status: u16,

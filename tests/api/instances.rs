@@ -6,7 +6,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::helpers::{serve_settings, spawn_configured, Answer, Backend, TestApp, TestNats, TestStore};
+use crate::helpers::{call, serve_settings, spawn_configured, Backend, TestApp, TestNats, TestStore};
 
 async fn spawn(backend: Backend, tweak: impl FnOnce(&mut fleetledger::config::ServeSettings)) -> Option<(TestApp, Option<TestNats>)> {
     let store = TestStore::new(backend).await?;
@@ -21,15 +21,6 @@ async fn spawn(backend: Backend, tweak: impl FnOnce(&mut fleetledger::config::Se
     tweak(&mut serve);
     let workers = fleetledger::workers::registry(store.dir.path(), &serve.drivers);
     Some((spawn_configured(store, serve, workers).await, nats))
-}
-
-async fn call(app: &TestApp, method: Method, path: &str, key: &str, body: Option<Value>) -> Answer {
-    let builder = app.request(method, path, key);
-    Answer::of(match body {
-        Some(b) => builder.json(&b),
-        None => builder,
-    })
-    .await
 }
 
 /// Signs up an organization; returns its org key.

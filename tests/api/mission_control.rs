@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use crate::both_backends;
 use crate::cli::start_server_with;
 use crate::fake_gateway::{Behaviour, FakeGateway};
-use crate::helpers::{serve_settings, spawn_configured, Answer, Backend, TestApp, TestNats, TestStore};
+use crate::helpers::{call, serve_settings, spawn_configured, Answer, Backend, TestApp, TestNats, TestStore};
 
 /// The server with the production workers; on PostgreSQL over JetStream when available.
 async fn spawn_mc(backend: Backend, tweak: impl FnOnce(&mut fleetledger::config::ServeSettings)) -> Option<(TestApp, Option<TestNats>)> {
@@ -25,15 +25,6 @@ async fn spawn_mc(backend: Backend, tweak: impl FnOnce(&mut fleetledger::config:
     let workers = fleetledger::workers::registry(store.dir.path(), &Default::default());
     let app = spawn_configured(store, serve, workers).await;
     Some((app, nats))
-}
-
-async fn call(app: &TestApp, method: Method, path: &str, key: &str, body: Option<Value>) -> Answer {
-    let builder = app.request(method, path, key);
-    Answer::of(match body {
-        Some(b) => builder.json(&b),
-        None => builder,
-    })
-    .await
 }
 
 async fn ok(app: &TestApp, method: Method, path: &str, body: Value) -> Value {

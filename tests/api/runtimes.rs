@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::both_backends;
-use crate::helpers::{serve_settings, spawn_app, spawn_configured, Answer, Backend, TestApp, TestStore};
+use crate::helpers::{call, serve_settings, spawn_app, spawn_configured, Answer, Backend, TestApp, TestStore};
 
 const RUNTIMES: &str = "/api/v1/org/default/ws/default/runtimes";
 
@@ -31,15 +31,6 @@ const DEFAULT_CANONICAL: &str = r#"{"build":{"profile":"default","provider":"aut
 
 fn sha256_hex(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
-}
-
-async fn call(app: &TestApp, method: Method, path: &str, key: &str, body: Option<Value>) -> Answer {
-    let builder = app.request(method, path, key);
-    Answer::of(match body {
-        Some(b) => builder.json(&b),
-        None => builder,
-    })
-    .await
 }
 
 async fn create(app: &TestApp, key: &str, body: Value) -> Value {
