@@ -18,7 +18,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use fleetledger_events::key::KeyScope;
-use fleetledger_events::{Actor, Metadata};
+use fleetledger_events::Actor;
 use fleetledger_projections::instance::{self as status, Instance};
 use fleetledger_projections::key::Key;
 use serde_json::{json, Map, Value};
@@ -503,10 +503,6 @@ async fn permitted_instance(state: &AppState, principal: &Principal, id: &str, p
     Ok(instance)
 }
 
-fn metadata(meta: &RequestMeta, principal: &Principal) -> Metadata {
-    meta.metadata(principal)
-}
-
 #[utoipa::path(post, path = "/v1/instances", tag = "instances", security(("bearer" = [])),
     request_body(content = Object, description = "`{name, model_provider, openclaw_version, openclaw_config?, region?}`"),
     responses((status = 201, description = "The instance, `status: provisioning`")))]
@@ -543,7 +539,7 @@ async fn create_instance(
         .after
         .clone()
         .ok_or_else(|| ChowderError::internal("a created instance exists"))?;
-    state.ledger.commit(decision, metadata(&meta, &principal), None).await?;
+    state.ledger.commit(decision, meta.metadata(&principal), None).await?;
     Ok((StatusCode::CREATED, Json(instance_json(&instance))).into_response())
 }
 
@@ -599,7 +595,7 @@ async fn write(
 ) -> Result<(Instance, Option<crate::store::Appended>), ChowderError> {
     Ok(state
         .ledger
-        .write(&instance.id.to_string(), &metadata(meta, principal), decide)
+        .write(&instance.id.to_string(), &meta.metadata(principal), decide)
         .await?)
 }
 
