@@ -362,12 +362,16 @@ fn skill_fields(
     Ok(base)
 }
 
+#[utoipa::path(get, path = "/skills", tag = "container_agents", security(("bearer" = [])),
+    responses((status = 200, description = "`[skill]` by name")))]
 async fn list_skills(State(state): State<AppState>, HillPrincipal(principal): HillPrincipal) -> Response {
     let mut skills = live::<Skill>(&state, &principal);
     skills.sort_by(|a, b| a.name.cmp(&b.name));
     Json(skills.iter().map(skill_json).collect::<Vec<_>>()).into_response()
 }
 
+#[utoipa::path(post, path = "/skills", tag = "container_agents", security(("bearer" = [])), request_body(content = Object, description = "`{name, scope (container_local|host_docker|vps_system), tools_config, tools[]}`"),
+    responses((status = 201, description = "The skill" ), (status = 403, description = "Requires admin role")))]
 async fn create_skill(
     State(state): State<AppState>,
     HillPrincipal(principal): HillPrincipal,
@@ -381,6 +385,8 @@ async fn create_skill(
     Ok((StatusCode::CREATED, Json(skill_json(&skill))).into_response())
 }
 
+#[utoipa::path(get, path = "/skills/{id}", tag = "container_agents", security(("bearer" = [])), params(("id" = String, Path, description = "Id")),
+    responses((status = 200, description = "The skill")))]
 async fn get_skill(
     State(state): State<AppState>,
     HillPrincipal(principal): HillPrincipal,
@@ -397,6 +403,8 @@ fn fields_of<M: serde::Serialize>(model: &M, keys: &[&str]) -> Map<String, Value
     all.into_iter().filter(|(k, _)| keys.contains(&k.as_str())).collect()
 }
 
+#[utoipa::path(put, path = "/skills/{id}", tag = "container_agents", security(("bearer" = [])), params(("id" = String, Path, description = "Id")), request_body(content = Object, description = "Any of `{name, scope, tools_config, tools}`"),
+    responses((status = 200, description = "The skill")))]
 async fn update_skill(
     State(state): State<AppState>,
     HillPrincipal(principal): HillPrincipal,
@@ -412,6 +420,8 @@ async fn update_skill(
     Ok(Json(skill_json(&skill)).into_response())
 }
 
+#[utoipa::path(delete, path = "/skills/{id}", tag = "container_agents", security(("bearer" = [])), params(("id" = String, Path, description = "Id")),
+    responses((status = 200, description = "`{\"deleted\": true}`")))]
 async fn delete_skill(
     State(state): State<AppState>,
     HillPrincipal(principal): HillPrincipal,
@@ -475,12 +485,16 @@ fn profile_fields(body: &Map<String, Value>, mut base: Map<String, Value>, creat
     Ok(base)
 }
 
+#[utoipa::path(get, path = "/container-profiles", tag = "container_agents", security(("bearer" = [])),
+    responses((status = 200, description = "`[profile]` by name")))]
 async fn list_profiles(State(state): State<AppState>, HillPrincipal(principal): HillPrincipal) -> Response {
     let mut profiles = live::<ContainerProfile>(&state, &principal);
     profiles.sort_by(|a, b| a.name.cmp(&b.name));
     Json(profiles.iter().map(profile_json).collect::<Vec<_>>()).into_response()
 }
 
+#[utoipa::path(post, path = "/container-profiles", tag = "container_agents", security(("bearer" = [])), request_body(content = Object, description = "`{name, description, docker_image, default_cpus, default_mem_limit, default_pids_limit}`"),
+    responses((status = 201, description = "The profile")))]
 async fn create_profile(
     State(state): State<AppState>,
     HillPrincipal(principal): HillPrincipal,
@@ -501,6 +515,8 @@ async fn create_profile(
     Ok((StatusCode::CREATED, Json(profile_json(&profile))).into_response())
 }
 
+#[utoipa::path(get, path = "/container-profiles/{id}", tag = "container_agents", security(("bearer" = [])), params(("id" = String, Path, description = "Id")),
+    responses((status = 200, description = "The profile")))]
 async fn get_profile(
     State(state): State<AppState>,
     HillPrincipal(principal): HillPrincipal,
@@ -512,6 +528,8 @@ async fn get_profile(
     .into_response())
 }
 
+#[utoipa::path(put, path = "/container-profiles/{id}", tag = "container_agents", security(("bearer" = [])), params(("id" = String, Path, description = "Id")), request_body(content = Object, description = "Any of the profile's fields"),
+    responses((status = 200, description = "The profile")))]
 async fn update_profile(
     State(state): State<AppState>,
     HillPrincipal(principal): HillPrincipal,
@@ -534,6 +552,8 @@ async fn update_profile(
     Ok(Json(profile_json(&profile)).into_response())
 }
 
+#[utoipa::path(delete, path = "/container-profiles/{id}", tag = "container_agents", security(("bearer" = [])), params(("id" = String, Path, description = "Id")),
+    responses((status = 200, description = "`{\"deleted\": true}`" ), (status = 409, description = "The profile is in use")))]
 async fn delete_profile(
     State(state): State<AppState>,
     HillPrincipal(principal): HillPrincipal,
@@ -777,6 +797,8 @@ const AGENT_FIELDS: [&str; 14] = [
     "agent_id",
 ];
 
+#[utoipa::path(get, path = "/agents", tag = "container_agents", security(("bearer" = [])),
+    responses((status = 200, description = "The caller's agents (all of the org's for admins), newest first")))]
 async fn list_agents(State(state): State<AppState>, HillPrincipal(principal): HillPrincipal) -> Response {
     let mut agents: Vec<ContainerAgent> = live::<ContainerAgent>(&state, &principal)
         .into_iter()
@@ -786,6 +808,8 @@ async fn list_agents(State(state): State<AppState>, HillPrincipal(principal): Hi
     Json(agents.iter().map(|a| agent_json(&state, a)).collect::<Vec<_>>()).into_response()
 }
 
+#[utoipa::path(post, path = "/agents", tag = "container_agents", security(("bearer" = [])), request_body(content = Object, description = "`{agent_id, name, …}` with the PUT fields"),
+    responses((status = 201, description = "The agent" ), (status = 409, description = "An agent with this agent_id already exists")))]
 async fn create_agent(
     State(state): State<AppState>,
     HillPrincipal(principal): HillPrincipal,
@@ -820,6 +844,8 @@ async fn create_agent(
     Ok((StatusCode::CREATED, Json(agent_json(&state, &agent))).into_response())
 }
 
+#[utoipa::path(get, path = "/agents/{id}", tag = "container_agents", security(("bearer" = [])), params(("id" = String, Path, description = "Id")),
+    responses((status = 200, description = "The agent")))]
 async fn get_agent(
     State(state): State<AppState>,
     HillPrincipal(principal): HillPrincipal,
@@ -828,6 +854,8 @@ async fn get_agent(
     Ok(Json(agent_json(&state, &visible_agent(&state, &principal, &id).await?)).into_response())
 }
 
+#[utoipa::path(put, path = "/agents/{id}", tag = "container_agents", security(("bearer" = [])), params(("id" = String, Path, description = "Id")), request_body(content = Object, description = "`{name, description, tools_config, cpus, mem_limit, pids_limit, soul_md, rules_md, model_policy_id, model_names, skill_ids, container_profile_id, autonomy_level}`"),
+    responses((status = 200, description = "The agent" ), (status = 400, description = "Invalid field"), (status = 409, description = "Cannot update a running agent. Stop it first.")))]
 async fn update_agent(
     State(state): State<AppState>,
     HillPrincipal(principal): HillPrincipal,
@@ -895,6 +923,8 @@ async fn stop_container(
     Ok(after)
 }
 
+#[utoipa::path(post, path = "/agents/{id}/start", tag = "container_agents", security(("bearer" = [])), params(("id" = String, Path, description = "Id")),
+    responses((status = 200, description = "The agent, running or in error")))]
 async fn start_agent(
     State(state): State<AppState>,
     HillPrincipal(principal): HillPrincipal,
@@ -939,6 +969,8 @@ async fn start_agent(
     Ok(Json(agent_json(&state, &after)).into_response())
 }
 
+#[utoipa::path(post, path = "/agents/{id}/stop", tag = "container_agents", security(("bearer" = [])), params(("id" = String, Path, description = "Id")),
+    responses((status = 200, description = "The agent, stopped")))]
 async fn stop_agent(
     State(state): State<AppState>,
     HillPrincipal(principal): HillPrincipal,
@@ -951,6 +983,8 @@ async fn stop_agent(
     Ok(Json(agent_json(&state, &after)).into_response())
 }
 
+#[utoipa::path(delete, path = "/agents/{id}", tag = "container_agents", security(("bearer" = [])), params(("id" = String, Path, description = "Id")),
+    responses((status = 200, description = "`{\"deleted\": true}`")))]
 async fn delete_agent(
     State(state): State<AppState>,
     HillPrincipal(principal): HillPrincipal,
@@ -965,3 +999,11 @@ async fn delete_agent(
     remove::<ContainerAgent>(&state, &meta, &principal, agent.id, ContainerAgentEvent::Deleted).await?;
     Ok(Json(json!({ "deleted": true })).into_response())
 }
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(list_skills, create_skill, get_skill, update_skill, delete_skill, list_profiles, create_profile, get_profile, update_profile,
+          delete_profile, list_agents, create_agent, get_agent, update_agent, delete_agent, start_agent, stop_agent),
+    tags((name = "container_agents", description = "Skills, container profiles and container agents (Hill90-compatible)"))
+)]
+pub struct ContainerAgentsApi;

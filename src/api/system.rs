@@ -46,6 +46,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(super::runtimes::RuntimesApi::openapi());
     doc.merge(super::mission_control::MissionControlApi::openapi());
     doc.merge(super::instances::InstancesApi::openapi());
+    doc.merge(super::container_agents::ContainerAgentsApi::openapi());
     doc
 }
 

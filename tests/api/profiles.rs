@@ -575,6 +575,19 @@ async fn health_openapi_and_docs(backend: Backend) {
         ("/api/v1/ledger/events", "get"),
         ("/api/v1/ledger/stream", "get"),
         ("/api/v1/ledger/resources/{stream_type}/{id}/restore", "post"),
+        ("/api/v1/org/{org}/ws/{workspace}/runtimes", "post"),
+        ("/api/v1/org/{org}/ws/{workspace}/runtimes/{id}/config", "put"),
+        ("/api/v1/org/{org}/ws/{workspace}/runtimes/{id}/start", "post"),
+        ("/api/v1/gateways", "post"),
+        ("/api/v1/boards/{id}", "patch"),
+        ("/api/v1/agents/{id}", "patch"),
+        ("/v1/organization/signup", "post"),
+        ("/v1/keys", "post"),
+        ("/v1/instances/{id}", "patch"),
+        ("/skills", "post"),
+        ("/container-profiles/{id}", "delete"),
+        ("/agents/{id}", "put"),
+        ("/agents/{id}/start", "post"),
     ] {
         assert!(spec["paths"][path][method].is_object(), "openapi.json lacks {method} {path}");
     }
