@@ -297,7 +297,7 @@ pub struct Rebuilder {
 }
 
 fn apply_to<M: ReadModel>(map: &mut HashMap<String, (i64, M)>, snapshots: &mut Vec<Snapshot>, e: &FoldEvent) -> Result<(), DecodeError> {
-    let event = M::Event::decode(&e.event_type, e.schema_version, &e.data)?;
+    let event = M::Event::decode_json(&e.event_type, e.schema_version, e.data.get())?;
     let before = map.remove(&e.stream_id).map(|(_, m)| m);
     if let Some(after) = M::evolve(before, &event) {
         if e.stream_version % SNAPSHOT_EVERY == 0 {

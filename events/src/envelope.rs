@@ -84,6 +84,8 @@ pub trait DomainEvent: Sized {
     }
     fn data(&self) -> serde_json::Value;
     fn decode(event_type: &str, schema_version: i32, data: &serde_json::Value) -> Result<Self, DecodeError>;
+    /// Decodes straight from the stored JSON text (no intermediate `Value`), for bulk folds.
+    fn decode_json(event_type: &str, schema_version: i32, json: &str) -> Result<Self, DecodeError>;
 
     fn to_new_event(&self, event_id: Uuid) -> NewEvent {
         NewEvent {
@@ -102,6 +104,14 @@ pub trait DomainEvent: Sized {
 /// Reads `data` as `T`, naming the event type when it does not fit.
 pub fn decode_data<T: serde::de::DeserializeOwned>(event_type: &str, data: &serde_json::Value) -> Result<T, DecodeError> {
     T::deserialize(data).map_err(|source| DecodeError::Malformed {
+        event_type: event_type.to_string(),
+        source,
+    })
+}
+
+/// Reads JSON text as `T`, naming the event type when it does not fit.
+pub fn decode_text<T: serde::de::DeserializeOwned>(event_type: &str, json: &str) -> Result<T, DecodeError> {
+    serde_json::from_str(json).map_err(|source| DecodeError::Malformed {
         event_type: event_type.to_string(),
         source,
     })
@@ -153,6 +163,12 @@ macro_rules! domain_events {
             fn decode(event_type: &str, schema_version: i32, data: &serde_json::Value) -> Result<Self, $crate::DecodeError> {
                 match (event_type, schema_version) {
                     $(($name, 1) => Ok(Self::$variant($crate::envelope::decode_data(event_type, data)?)),)*
+                    _ => Err($crate::DecodeError::UnknownType { event_type: event_type.to_string(), schema_version }),
+                }
+            }
+            fn decode_json(event_type: &str, schema_version: i32, json: &str) -> Result<Self, $crate::DecodeError> {
+                match (event_type, schema_version) {
+                    $(($name, 1) => Ok(Self::$variant($crate::envelope::decode_text(event_type, json)?)),)*
                     _ => Err($crate::DecodeError::UnknownType { event_type: event_type.to_string(), schema_version }),
                 }
             }

@@ -53,7 +53,8 @@ pub struct FoldEvent {
     pub stream_version: i64,
     pub event_type: String,
     pub schema_version: i32,
-    pub data: serde_json::Value,
+    /// The stored JSON text, decoded straight into typed events by the fold.
+    pub data: Box<serde_json::value::RawValue>,
 }
 
 /// A stream's read model at a version, kept so folds can start near where they end.

@@ -492,7 +492,7 @@ impl EventStore for PgStore {
     }
 
     async fn read_all_for_fold(&self, after: i64, limit: i64) -> Result<Vec<FoldEvent>, StoreError> {
-        let rows: Vec<(i64, String, String, i64, String, i32, Json<serde_json::Value>)> = sqlx::query_as(
+        let rows: Vec<(i64, String, String, i64, String, i32, Json<Box<serde_json::value::RawValue>>)> = sqlx::query_as(
             "SELECT global_position, stream_type, stream_id, stream_version, event_type, schema_version, data FROM events \
              WHERE global_position > $1 ORDER BY global_position LIMIT $2",
         )

@@ -377,7 +377,7 @@ impl EventStore for SqliteStore {
                         stream_version,
                         event_type,
                         schema_version,
-                        data: serde_json::from_str(&data)
+                        data: serde_json::value::RawValue::from_string(data)
                             .map_err(|e| StoreError::Corrupt(format!("event {global_position}: data: {e}")))?,
                     })
                 },
