@@ -15,12 +15,15 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{Quota, RateLimiter};
 
 use super::Surface;
-use crate::auth::{hash_token, presented_token};
+use crate::auth::presented_token;
 
-type KeyedLimiter = RateLimiter<String, governor::state::keyed::DefaultKeyedStateStore<String>, DefaultClock>;
+type KeyedLimiter = RateLimiter<u64, governor::state::keyed::DefaultKeyedStateStore<u64>, DefaultClock>;
 
 pub struct RateLimits {
     limiter: KeyedLimiter,
+    /// Buckets are keyed by a keyed (per-process random) hash of the token: cheap on every
+    /// request, and no token is kept in memory.
+    hasher: std::hash::RandomState,
 }
 
 impl RateLimits {
@@ -29,13 +32,15 @@ impl RateLimits {
         let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
         Arc::new(RateLimits {
             limiter: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
+            hasher: std::hash::RandomState::new(),
         })
     }
 
     /// `Err(wait)` when the key has no token left.
     fn check(&self, token: &str) -> Result<(), Duration> {
+        use std::hash::BuildHasher;
         self.limiter
-            .check_key(&hash_token(token))
+            .check_key(&self.hasher.hash_one(token))
             .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
     }
 
