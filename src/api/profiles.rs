@@ -231,13 +231,13 @@ fn profile_summary(state: &AppState, p: &Profile) -> Value {
 }
 
 /// A profile the caller may see, with its stream version; anything else is 404.
-fn visible_profile(state: &AppState, principal: &Principal, id: &str) -> Result<(i64, Profile), FleetiError> {
+fn visible_profile(state: &AppState, principal: &Principal, id: &str) -> Result<(i64, std::sync::Arc<Profile>), FleetiError> {
     let cached = state.ledger.models.profiles.get(id.trim()).ok_or_else(FleetiError::not_found)?;
     let p = &cached.model;
     if p.org_id != principal.org_id || p.deleted_at.is_some() || !principal.may(id.trim(), "read") {
         return Err(FleetiError::not_found());
     }
-    Ok((cached.version, (*cached.model).clone()))
+    Ok((cached.version, cached.model))
 }
 
 // ---- request decoding with Go's semantics ----------------------------------------------
@@ -579,13 +579,15 @@ async fn get_profile(
             body
         }
     };
-    let headers = vec![("content-type".into(), "application/json".into()), etag(version)];
-    Ok(BufferedResponse {
-        status: StatusCode::OK,
-        headers,
+    let etag = header::HeaderValue::try_from(format!("\"{version}\"")).map_err(|e| FleetiError::internal("Failed to load profile", e))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, header::HeaderValue::from_static("application/json")),
+            (header::ETAG, etag),
+        ],
         body,
-    }
-    .into_response())
+    )
+        .into_response())
 }
 
 #[utoipa::path(post, path = "/api/v1/profiles", tag = "profiles", security(("bearer" = [])),
@@ -796,7 +798,7 @@ async fn delete_profile(
         return Err(FleetiError::precondition_failed());
     }
     let events = rules::delete_profile(Some(&profile), Utc::now()).map_err(domain_error)?;
-    let decision = Decision::new(id.clone(), version, Some(profile), events);
+    let decision = Decision::new(id.clone(), version, Some((*profile).clone()), events);
     let response = BufferedResponse {
         status: StatusCode::NO_CONTENT,
         headers: vec![],
