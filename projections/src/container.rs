@@ -62,6 +62,10 @@ impl crate::ReadModel for Skill {
         }
     }
 
+    fn is_deleted(&self) -> bool {
+        self.deleted_at.is_some()
+    }
+
     fn org_id(&self) -> String {
         self.org_id.to_string()
     }
@@ -98,6 +102,10 @@ impl crate::ReadModel for ContainerProfile {
             }),
             (None, _) => None,
         }
+    }
+
+    fn is_deleted(&self) -> bool {
+        self.deleted_at.is_some()
     }
 
     fn org_id(&self) -> String {
@@ -174,6 +182,10 @@ impl crate::ReadModel for ContainerAgent {
             }
             (None, _) => None,
         }
+    }
+
+    fn is_deleted(&self) -> bool {
+        self.deleted_at.is_some()
     }
 
     fn org_id(&self) -> String {

@@ -97,6 +97,10 @@ impl crate::ReadModel for Instance {
         }
     }
 
+    fn is_deleted(&self) -> bool {
+        self.status == TERMINATED
+    }
+
     fn org_id(&self) -> String {
         self.org_id.to_string()
     }

@@ -37,6 +37,12 @@ pub trait ReadModel: Sized + Clone + Serialize + DeserializeOwned {
     /// The org this resource belongs to.
     fn org_id(&self) -> String;
 
+    /// Whether the resource is gone for its surface (deleted, terminated): reads answer
+    /// 404 and lists leave it out, while its history stays.
+    fn is_deleted(&self) -> bool {
+        false
+    }
+
     /// The surface's own revision number, where it has one.
     fn revision(&self) -> Option<i64> {
         None

@@ -54,6 +54,10 @@ impl crate::ReadModel for Gateway {
         }
     }
 
+    fn is_deleted(&self) -> bool {
+        self.deleted_at.is_some()
+    }
+
     fn org_id(&self) -> String {
         self.org_id.to_string()
     }
@@ -101,6 +105,10 @@ impl crate::ReadModel for Board {
             }),
             (None, _) => None,
         }
+    }
+
+    fn is_deleted(&self) -> bool {
+        self.deleted_at.is_some()
     }
 
     fn org_id(&self) -> String {
@@ -224,6 +232,10 @@ impl crate::ReadModel for McAgent {
             }
             (None, _) => None,
         }
+    }
+
+    fn is_deleted(&self) -> bool {
+        self.deleted_at.is_some()
     }
 
     fn org_id(&self) -> String {

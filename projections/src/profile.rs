@@ -63,6 +63,10 @@ impl crate::ReadModel for Profile {
         }
     }
 
+    fn is_deleted(&self) -> bool {
+        self.deleted_at.is_some()
+    }
+
     fn org_id(&self) -> String {
         self.org_id.to_string()
     }

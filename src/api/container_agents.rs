@@ -161,39 +161,26 @@ async fn find<M: ReadModel>(state: &AppState, principal: &Principal, id: &str, w
 where
     ReadModels: CacheOf<M>,
 {
-    let id = Uuid::parse_str(id.trim()).map_err(|_| HillError::not_found(what))?.to_string();
-    let cached = match state.ledger.models.cache().get(&id) {
-        Some(c) => Some(c),
-        None => state.ledger.models.refresh::<M>(&id).await?,
-    };
-    let model = cached.map(|c| (*c.model).clone()).ok_or_else(|| HillError::not_found(what))?;
-    let live = serde_json::to_value(&model)
-        .ok()
-        .is_some_and(|v| v.get("deleted_at").is_none_or(Value::is_null));
-    if model.org_id() != principal.org_id.to_string() || !live {
-        return Err(HillError::not_found(what));
-    }
-    Ok(model)
+    let id = Uuid::parse_str(id.trim()).map_err(|_| HillError::not_found(what))?;
+    let model = state
+        .ledger
+        .models
+        .live_in_org::<M>(principal.org_id, id)
+        .await?
+        .ok_or_else(|| HillError::not_found(what))?;
+    Ok((*model).clone())
 }
 
 fn live<M: ReadModel>(state: &AppState, principal: &Principal) -> Vec<M>
 where
     ReadModels: CacheOf<M>,
 {
-    let org = principal.org_id.to_string();
     state
         .ledger
         .models
-        .cache()
-        .all()
+        .all_live_in_org::<M>(principal.org_id)
         .into_iter()
-        .map(|c| (*c.model).clone())
-        .filter(|m| {
-            m.org_id() == org
-                && serde_json::to_value(m)
-                    .ok()
-                    .is_some_and(|v| v.get("deleted_at").is_none_or(Value::is_null))
-        })
+        .map(|m| (*m).clone())
         .collect()
 }
 

@@ -19,7 +19,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use fleetledger_events::key::KeyScope;
 use fleetledger_events::Actor;
-use fleetledger_projections::instance::{self as status, Instance};
+use fleetledger_projections::instance::Instance;
 use fleetledger_projections::key::Key;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
@@ -479,15 +479,14 @@ pub fn instance_json(i: &Instance) -> Value {
 
 /// An instance of the caller's org that is not terminated, whatever the key's scopes.
 async fn visible_instance(state: &AppState, principal: &Principal, id: &str) -> Result<Instance, ChowderError> {
-    let id = Uuid::parse_str(id.trim()).map_err(|_| ChowderError::not_found())?.to_string();
-    let cached = match state.ledger.models.instances.get(&id) {
-        Some(c) => Some(c),
-        None => state.ledger.models.refresh::<Instance>(&id).await?,
-    };
-    match cached {
-        Some(c) if c.model.org_id == principal.org_id && c.model.status != status::TERMINATED => Ok((*c.model).clone()),
-        _ => Err(ChowderError::not_found()),
-    }
+    let id = Uuid::parse_str(id.trim()).map_err(|_| ChowderError::not_found())?;
+    let instance = state
+        .ledger
+        .models
+        .live_in_org::<Instance>(principal.org_id, id)
+        .await?
+        .ok_or_else(ChowderError::not_found)?;
+    Ok((*instance).clone())
 }
 
 /// An instance the caller may act on with `permission`: another org's is 404, one the
@@ -550,11 +549,9 @@ async fn list_instances(State(state): State<AppState>, ChowderPrincipal(principa
     let mut instances: Vec<Instance> = state
         .ledger
         .models
-        .instances
-        .all()
+        .all_live_in_org::<Instance>(principal.org_id)
         .into_iter()
-        .map(|c| (*c.model).clone())
-        .filter(|i| i.org_id == principal.org_id && i.status != status::TERMINATED)
+        .map(|i| (*i).clone())
         .collect();
     instances.sort_by_key(|i| std::cmp::Reverse((i.created_at, i.id)));
     Ok(Json(instances.iter().map(instance_json).collect::<Vec<_>>()).into_response())

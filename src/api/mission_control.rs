@@ -190,35 +190,28 @@ where
     ReadModels: CacheOf<M>,
 {
     let missing = || McError::not_found(detail);
-    let id = Uuid::parse_str(id.trim()).map_err(|_| missing())?.to_string();
-    let cached = match state.ledger.models.cache().get(&id) {
-        Some(c) => Some(c),
-        None => state.ledger.models.refresh::<M>(&id).await?,
-    };
-    let model = cached.map(|c| (*c.model).clone()).ok_or_else(missing)?;
-    let live = serde_json::to_value(&model)
-        .ok()
-        .is_some_and(|v| v.get("deleted_at").is_none_or(Value::is_null));
-    if model.org_id() != principal.org_id.to_string() || !live {
-        return Err(missing());
-    }
-    Ok(model)
+    let id = Uuid::parse_str(id.trim()).map_err(|_| missing())?;
+    let model = state
+        .ledger
+        .models
+        .live_in_org::<M>(principal.org_id, id)
+        .await?
+        .ok_or_else(missing)?;
+    Ok((*model).clone())
 }
 
-/// Every live model of the caller's org.
-fn all_of<M: ReadModel>(state: &AppState, principal: &Principal, live: impl Fn(&M) -> bool) -> Vec<M>
+/// Every live model of the caller's org that `keep` keeps.
+fn all_of<M: ReadModel>(state: &AppState, principal: &Principal, keep: impl Fn(&M) -> bool) -> Vec<M>
 where
     ReadModels: CacheOf<M>,
 {
-    let org = principal.org_id.to_string();
     state
         .ledger
         .models
-        .cache()
-        .all()
+        .all_live_in_org::<M>(principal.org_id)
         .into_iter()
-        .map(|c| (*c.model).clone())
-        .filter(|m| m.org_id() == org && live(m))
+        .filter(|m| keep(m))
+        .map(|m| (*m).clone())
         .collect()
 }
 
@@ -388,7 +381,7 @@ fn gateway_fields(p: &mut Problems, fields: &Map<String, Value>, base: GatewayFi
 #[utoipa::path(get, path = "/api/v1/gateways", tag = "mission_control", security(("bearer" = [])),
     responses((status = 200, description = "`[gateway]`, newest first; tokens are never shown")))]
 async fn list_gateways(State(state): State<AppState>, McPrincipal(principal): McPrincipal) -> Response {
-    let mut gateways = all_of::<Gateway>(&state, &principal, |g| g.deleted_at.is_none());
+    let mut gateways = all_of::<Gateway>(&state, &principal, |_| true);
     gateways.sort_by_key(|g| std::cmp::Reverse((g.created_at, g.id)));
     Json(gateways.iter().map(gateway_json).collect::<Vec<_>>()).into_response()
 }
@@ -523,7 +516,7 @@ async fn board_fields(
 #[utoipa::path(get, path = "/api/v1/boards", tag = "mission_control", security(("bearer" = [])),
     responses((status = 200, description = "`[board]`, newest first")))]
 async fn list_boards(State(state): State<AppState>, McPrincipal(principal): McPrincipal) -> Response {
-    let mut boards = all_of::<Board>(&state, &principal, |b| b.deleted_at.is_none());
+    let mut boards = all_of::<Board>(&state, &principal, |_| true);
     boards.sort_by_key(|b| std::cmp::Reverse((b.created_at, b.id)));
     Json(boards.iter().map(board_json).collect::<Vec<_>>()).into_response()
 }
@@ -727,7 +720,7 @@ async fn list_agents(
     let gateway = id_filter(&mut p, "gateway_id", &query.gateway_id);
     let (limit, offset) = checked(p, (limit.unwrap_or(50), offset.unwrap_or(0)))?;
     let mut agents = all_of::<McAgent>(&state, &principal, |a| {
-        a.deleted_at.is_none() && board.is_none_or(|b| a.board_id == Some(b)) && gateway.is_none_or(|g| a.gateway_id == g)
+        board.is_none_or(|b| a.board_id == Some(b)) && gateway.is_none_or(|g| a.gateway_id == g)
     });
     agents.sort_by_key(|a| std::cmp::Reverse((a.created_at, a.id)));
     let items: Vec<Value> = agents

@@ -178,12 +178,7 @@ async fn find_runtime(
         Err(_) => rules::runtime_id_for_key(org.id, workspace, id.trim()),
     }
     .to_string();
-    let cached = match state.ledger.models.runtimes.get(&id) {
-        Some(c) => Some(c),
-        // Perhaps created by another replica a moment ago.
-        None => state.ledger.models.refresh::<Runtime>(&id).await?,
-    };
-    match cached {
+    match state.ledger.models.get_or_load::<Runtime>(&id).await? {
         Some(c) if c.model.org_id == org.id && c.model.workspace == workspace && principal.may(&id, "read") => {
             Ok((c.version, (*c.model).clone()))
         }

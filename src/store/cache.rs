@@ -181,6 +181,41 @@ impl ReadModels {
         Ok(self.cache().get(id))
     }
 
+    /// A model by id as this process knows it, asking the store on a miss (a model another
+    /// replica wrote a moment ago).
+    pub async fn get_or_load<M: ReadModel>(&self, id: &str) -> Result<Option<Cached<M>>, StoreError>
+    where
+        Self: CacheOf<M>,
+    {
+        match self.cache().get(id) {
+            Some(cached) => Ok(Some(cached)),
+            None => self.refresh::<M>(id).await,
+        }
+    }
+
+    /// A model of `org` that is not deleted, by id.
+    pub async fn live_in_org<M: ReadModel>(&self, org: uuid::Uuid, id: uuid::Uuid) -> Result<Option<Arc<M>>, StoreError>
+    where
+        Self: CacheOf<M>,
+    {
+        let found = self.get_or_load::<M>(&id.to_string()).await?;
+        Ok(found.map(|c| c.model).filter(|m| !m.is_deleted() && m.org_id() == org.to_string()))
+    }
+
+    /// Every model of `org` that is not deleted.
+    pub fn all_live_in_org<M: ReadModel>(&self, org: uuid::Uuid) -> Vec<Arc<M>>
+    where
+        Self: CacheOf<M>,
+    {
+        let org = org.to_string();
+        self.cache()
+            .all()
+            .into_iter()
+            .map(|c| c.model)
+            .filter(|m| !m.is_deleted() && m.org_id() == org)
+            .collect()
+    }
+
     /// The log position this cache reflects.
     pub fn position(&self) -> i64 {
         self.followed.load(Ordering::Acquire)
