@@ -7,8 +7,6 @@
 //! the instance worker to apply it to the live sandbox: failure → 502
 //! `{"detail": {"error": "Gateway unavailable – ..."}}` with the change still recorded.
 
-use std::time::Duration;
-
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
@@ -626,17 +624,7 @@ async fn update_instance(
     let Some(trigger) = live else {
         return Ok(Json(instance_json(&after)).into_response());
     };
-    let timeout = Duration::from_secs(state.settings.apply_timeout_seconds);
-    let poll = Duration::from_millis(state.settings.follow_interval_ms.max(10));
-    let outcome = crate::workers::await_outcome(
-        state.ledger.store.as_ref(),
-        &trigger.stream_id,
-        trigger.stream_version,
-        trigger.event_id,
-        timeout,
-        poll,
-    )
-    .await?;
+    let outcome = super::outcome_of(&state, trigger).await?;
     let unavailable = |why: &str| ChowderError::new(StatusCode::BAD_GATEWAY, json!({ "error": format!("Gateway unavailable – {why}") }));
     match outcome {
         None => Err(unavailable("the sandbox did not confirm the change in time")),

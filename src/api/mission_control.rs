@@ -7,8 +7,6 @@
 //! reprovisioner's outcome: failure → 502, no outcome in time → 504; the change stays
 //! recorded either way.
 
-use std::time::Duration;
-
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
@@ -647,17 +645,7 @@ fn agent_response(state: &AppState, agent: &McAgent, status: StatusCode) -> Resp
 /// After an event that reprovisions: waits for the reprovisioner's outcome and answers
 /// with the agent as it then is, 502 when provisioning failed, 504 when no outcome came.
 async fn settle(state: &AppState, trigger: &fleetledger_events::EventEnvelope, status: StatusCode) -> Result<Response, McError> {
-    let timeout = Duration::from_secs(state.settings.apply_timeout_seconds);
-    let poll = Duration::from_millis(state.settings.follow_interval_ms.max(10));
-    let outcome = crate::workers::await_outcome(
-        state.ledger.store.as_ref(),
-        &trigger.stream_id,
-        trigger.stream_version,
-        trigger.event_id,
-        timeout,
-        poll,
-    )
-    .await?;
+    let outcome = super::outcome_of(state, trigger).await?;
     let Some(outcome) = outcome else {
         return Err(McError::new(StatusCode::GATEWAY_TIMEOUT, "Gateway update timed out"));
     };

@@ -238,6 +238,23 @@ pub async fn replay(state: &AppState, principal: &Principal, meta: &RequestMeta,
     })))
 }
 
+/// The outcome a worker recorded for `trigger` (an event caused by it in the same stream),
+/// waited for as long as the settings allow a write to wait for its side effect.
+pub async fn outcome_of(
+    state: &AppState,
+    trigger: &fleetledger_events::EventEnvelope,
+) -> Result<Option<fleetledger_events::EventEnvelope>, StoreError> {
+    crate::workers::await_outcome(
+        state.ledger.store.as_ref(),
+        &trigger.stream_id,
+        trigger.stream_version,
+        trigger.event_id,
+        std::time::Duration::from_secs(state.settings.apply_timeout_seconds),
+        std::time::Duration::from_millis(state.settings.follow_interval_ms.max(10)),
+    )
+    .await
+}
+
 /// How much of an oversized body is read and discarded so the client sees the error
 /// response rather than a reset connection.
 const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
