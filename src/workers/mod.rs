@@ -154,9 +154,19 @@ impl WorkerContext {
         let event = outcome.to_new_event(self.outcome_id(trigger));
         let metadata = self.outcome_metadata(trigger);
         self.append_outcome(stream_id, || async {
-            let events = self.store.read_stream(stream_id, 1).await?;
-            let version = events.last().map_or(0, |e| e.stream_version);
-            let before = M::fold(&events).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            // The stored model, when it is current, saves folding the whole stream.
+            let current = self.store.stream_version(stream_id).await?;
+            let (version, before) = match self.store.load_model(M::KIND, stream_id).await? {
+                Some(row) if row.version == current => {
+                    let model: M = serde_json::from_str(&row.doc).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    (current, Some(model))
+                }
+                _ => {
+                    let events = self.store.read_stream(stream_id, 1).await?;
+                    let version = events.last().map_or(0, |e| e.stream_version);
+                    (version, M::fold(&events).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+                }
+            };
             let read_models = match M::evolve(before, &outcome) {
                 Some(after) => crate::audit::model_rows(stream_id, version + 1, &after)?,
                 None => vec![],
