@@ -18,26 +18,14 @@ use crate::auth::{Authenticator, KeyUsage};
 use crate::bus::nats::{JetStream, NatsSettings};
 use crate::bus::relay::{self, RelaySettings};
 use crate::bus::BusError;
-use crate::config::{BusSettings, ServeSettings, Settings, StoreSettings};
+use crate::config::{BusSettings, Settings, StoreSettings};
 use crate::ledger::Ledger;
+use crate::state::AppState;
 use crate::store::cache::ReadModels;
 use crate::store::{self, StoreError};
 use crate::tenancy::{self, TenancyError};
-use crate::workers::drivers::sandbox::{LocalSandboxDriver, SandboxDriver};
+use crate::workers::drivers::sandbox::LocalSandboxDriver;
 use crate::workers::{self, Source, Worker};
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub ledger: Ledger,
-    pub auth: Authenticator,
-    pub settings: Arc<ServeSettings>,
-    /// Serialized read responses by resource id, at the stream version they show.
-    pub rendered: Arc<dashmap::DashMap<uuid::Uuid, (i64, bytes::Bytes)>>,
-    pub limits: Arc<RateLimits>,
-    pub sandboxes: Arc<dyn SandboxDriver>,
-    pub containers: Arc<dyn crate::workers::drivers::container::ContainerDriver>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {

@@ -2,7 +2,8 @@
 //!
 //! Layout:
 //! - [`cli`], [`config`], [`telemetry`]: the command line, settings, logs.
-//! - [`app`]: builds the router and the shared [`app::AppState`]; runs the service.
+//! - [`app`]: builds the router from the surfaces and runs the service; [`state`]: the
+//!   shared [`state::AppState`] every handler reaches.
 //! - [`api`]: one module per HTTP surface, each with its DTOs and error envelope.
 //! - [`domain`]: pure decide functions per aggregate.
 //! - [`ledger`]: commits decisions with their read models.
@@ -21,6 +22,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod ledger;
+pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod tenancy;

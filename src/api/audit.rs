@@ -19,13 +19,13 @@ use serde_json::{json, Value};
 
 use super::ledger::{LedgerPrincipal, Problem};
 use super::RequestMeta;
-use crate::app::AppState;
 use crate::audit::{self, Step};
 use crate::auth::Principal;
 use crate::bus::feed::{self, Filter};
 use crate::domain::profile::{self as rules, ChangeConfig, ConvenienceFields};
 use crate::domain::DomainError;
 use crate::ledger::Decision;
+use crate::state::AppState;
 use crate::store::{self, Snapshot, StoreError};
 
 pub fn router() -> Router<AppState> {

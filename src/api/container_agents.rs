@@ -21,11 +21,11 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::{read_body, RequestMeta};
-use crate::app::AppState;
 use crate::auth::{presented_token, Principal, Role};
 use crate::domain::container::{self as rules, AUTONOMY_LEVELS, PRIVILEGED_SCOPES, SKILL_SCOPES};
 use crate::domain::DomainError;
 use crate::ledger::{Decision, WriteError};
+use crate::state::AppState;
 use crate::store::cache::{CacheOf, ReadModels};
 use crate::store::StoreError;
 use crate::workers::drivers::container::ContainerSpec;

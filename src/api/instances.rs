@@ -23,13 +23,13 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::{read_body, RequestMeta};
-use crate::app::AppState;
 use crate::auth::{presented_token, Principal, Role};
 use crate::domain::instance::{self as rules, CreateInstance};
 use crate::domain::key::PERMISSIONS;
 use crate::domain::validation::{at, lenient_model, literal, required, string, FieldError, Problems};
 use crate::domain::DomainError;
 use crate::ledger::{Decision, WriteError};
+use crate::state::AppState;
 use crate::store::StoreError;
 use crate::tenancy::{self, NewKey, TenancyError};
 

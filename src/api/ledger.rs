@@ -17,10 +17,10 @@ use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::app::AppState;
 use crate::auth::{presented_token, Principal};
 use crate::bus::feed::{self, Filter};
 use crate::bus::CloudEvent;
+use crate::state::AppState;
 use crate::store::StoreError;
 
 pub fn router() -> Router<AppState> {

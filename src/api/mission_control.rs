@@ -26,12 +26,12 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::{read_body, RequestMeta, REQUEST_ID};
-use crate::app::AppState;
 use crate::auth::{presented_token, Principal, Role};
 use crate::domain::mission_control::{self as rules, AgentPatch, BoardFields, BoardRef, CreateAgent, GatewayFields};
 use crate::domain::validation::{self, at, boolean, integer, lenient_model, string, FieldError, Problems};
 use crate::domain::DomainError;
 use crate::ledger::{Decision, WriteError};
+use crate::state::AppState;
 use crate::store::cache::{CacheOf, ReadModels};
 use crate::store::StoreError;
 

@@ -21,8 +21,8 @@ use bytes::Bytes;
 use fleetledger_events::Metadata;
 use sha2::{Digest, Sha256};
 
-use crate::app::AppState;
 use crate::auth::Principal;
+use crate::state::AppState;
 use crate::store::{IdempotencyRecord, StoreError};
 
 /// Which API a path belongs to: for metrics, and for answering in its error envelope when

@@ -19,13 +19,13 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::{etag, read_body, replay, BufferedResponse, Replay, RequestMeta};
-use crate::app::AppState;
 use crate::auth::{bearer_token, AuthFailure, Principal};
 use crate::domain::profile::{
     self as rules, ChangeConfig, Config, ConvenienceFields, CreateProfile, KernelConfig, KernelPatch, SourceOverride,
 };
 use crate::domain::{fleet as fleet_rules, DomainError};
 use crate::ledger::Decision;
+use crate::state::AppState;
 use crate::store::StoreError;
 
 /// Fleeti reads at most this much of a mutation body.

@@ -21,13 +21,13 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::{read_body, RequestMeta};
-use crate::app::AppState;
 use crate::auth::{presented_token, Principal, Role};
 use crate::domain::runtime::config::{self, at, ConfigLimits, FieldError, Problems};
 use crate::domain::runtime::{self as rules, CreateRuntime, Ensured, MaterializedSandbox, StartAction};
 use crate::domain::validation::required;
 use crate::domain::DomainError;
 use crate::ledger::{Decision, WriteError};
+use crate::state::AppState;
 use crate::store::StoreError;
 use crate::tenancy;
 

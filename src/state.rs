@@ -1,0 +1,24 @@
+//! What every handler can reach: the ledger, authentication, settings and drivers. It
+//! lives apart from `app` (which builds the router from the surfaces) so that surfaces
+//! depend on it without depending on the application that assembles them.
+
+use std::sync::Arc;
+
+use crate::api::rate_limit::RateLimits;
+use crate::auth::Authenticator;
+use crate::config::ServeSettings;
+use crate::ledger::Ledger;
+use crate::workers::drivers::sandbox::SandboxDriver;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub ledger: Ledger,
+    pub auth: Authenticator,
+    pub settings: Arc<ServeSettings>,
+    /// Serialized read responses by resource id, at the stream version they show.
+    pub rendered: Arc<dashmap::DashMap<uuid::Uuid, (i64, bytes::Bytes)>>,
+    pub limits: Arc<RateLimits>,
+    pub sandboxes: Arc<dyn SandboxDriver>,
+    pub containers: Arc<dyn crate::workers::drivers::container::ContainerDriver>,
+}
