@@ -82,7 +82,6 @@ async fn append_rate(log: &Arc<dyn fleetledger::store::EventStore>, clients: usi
                     doc: "y".repeat(1000),
                 }],
                 snapshots: vec![],
-                idempotency: None,
             };
             log.append(request).await.is_ok()
         }

@@ -127,7 +127,6 @@ async fn main() {
                     },
                     read_models: vec![],
                     snapshots: vec![],
-                    idempotency: None,
                 };
                 log.append(request).await.expect("append");
                 committed.lock().unwrap().insert(event_id.to_string(), Instant::now());

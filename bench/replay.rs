@@ -141,8 +141,9 @@ async fn main() {
             let snapshot = log.snapshot_at(&long_id, version - 1).await.unwrap();
             let from = snapshot.as_ref().map_or(1, |s| s.version + 1);
             let events = log.read_stream_between(&long_id, from, version).await.unwrap();
-            let state = audit::state_after("profile", snapshot.as_ref().map(|s| s.doc.as_str()), &events)
+            let state = fleetledger::streams::get("profile")
                 .unwrap()
+                .public_state(snapshot.as_ref().map(|s| s.doc.as_str()), &events)
                 .unwrap();
             std::hint::black_box(state);
             samples.push(started.elapsed().as_secs_f64() * 1000.0);

@@ -65,7 +65,7 @@ pub fn spawn_workers(
             Some(nats) => Source::JetStream(nats.clone()),
             None => Source::Log { poll },
         };
-        tokio::spawn(workers::run(worker, ledger.store.clone(), source, stop.clone()));
+        tokio::spawn(workers::run(worker, ledger.clone(), source, stop.clone()));
     }
 }
 
@@ -73,7 +73,7 @@ pub fn spawn_workers(
 pub async fn open_ledger(settings: &StoreSettings) -> Result<Ledger, StoreError> {
     let store = store::connect(&settings.url()).await?;
     let models = ReadModels::load(store.clone()).await?;
-    Ok(Ledger { store, models })
+    Ok(Ledger::new(store, models))
 }
 
 pub fn router(state: AppState) -> Router {
@@ -87,6 +87,10 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::api::mission_control::router())
         .merge(crate::api::instances::router())
         .merge(crate::api::container_agents::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::api::idempotency::idempotency,
+        ))
         .layer(axum::middleware::from_fn_with_state(state.limits.clone(), rate_limit::limit))
         .with_state(state)
         .layer(axum::middleware::from_fn(record_http))
@@ -170,6 +174,7 @@ impl Application {
             limits,
             sandboxes: Arc::new(LocalSandboxDriver::new(&settings.store.data_dir)),
             containers: container_driver(&settings)?,
+            claims: Default::default(),
         };
         let listener = TcpListener::bind(settings.serve.listen).await?;
         tracing::info!("listening on http://{}", listener.local_addr()?);

@@ -197,7 +197,7 @@ impl Authenticator {
 
     fn cached_key(&self, hash: &str) -> Option<Arc<Key>> {
         let id = self.models.lookup(lookup::KEY_HASH, hash)?;
-        self.models.keys.get(&id).map(|c| c.model)
+        self.models.cache::<Key>().get(&id).map(|c| c.model)
     }
 
     async fn load_key(&self, hash: &str) -> Option<Arc<Key>> {

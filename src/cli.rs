@@ -305,7 +305,13 @@ async fn orgs(settings: &StoreSettings, command: OrgsCommand) -> anyhow::Result<
             eprintln!("created organization {} ({})", org.slug, org.id);
         }
         OrgsCommand::List => {
-            let mut orgs: Vec<_> = ledger.models.orgs.all().into_iter().map(|c| c.model).collect();
+            let mut orgs: Vec<_> = ledger
+                .models
+                .cache::<fleetledger_projections::org::Org>()
+                .all()
+                .into_iter()
+                .map(|c| c.model)
+                .collect();
             orgs.sort_by(|a, b| a.slug.cmp(&b.slug));
             println!("{:<24} {:<36} {:<24} WORKSPACES", "SLUG", "ID", "NAME");
             for org in orgs {
@@ -355,7 +361,7 @@ async fn keys(settings: &StoreSettings, command: KeysCommand) -> anyhow::Result<
             let usage = ledger.store.key_usage().await?;
             let mut keys: Vec<Key> = ledger
                 .models
-                .keys
+                .cache::<Key>()
                 .all()
                 .into_iter()
                 .map(|c| (*c.model).clone())
@@ -465,7 +471,7 @@ async fn replay(
             e.recorded_at.format("%Y-%m-%d %H:%M:%S%.3f"),
             e.stream_version,
             e.event_type,
-            crate::audit::summary(e),
+            crate::streams::summary(e),
             e.metadata.actor.principal_id
         ),
     };
@@ -497,7 +503,9 @@ async fn replay(
         Format::Table => upto.iter().for_each(print_event),
         Format::Json => {
             let last = upto.last().context("no events at or before that point")?;
-            let state = crate::audit::state_after(stream_type, None, &upto).context("this stream type has no read model")??;
+            let state = crate::streams::get(stream_type)
+                .context("this stream type has no read model")?
+                .public_state(None, &upto)?;
             let out = serde_json::json!({
                 "version": last.stream_version,
                 "recorded_at": fleetledger_events::envelope::micros::format(&last.recorded_at),

@@ -1,129 +1,264 @@
-//! The write path shared by every surface: a decision (events decided against a state at
-//! a version) is committed with the read model it produces, in one append, and the cache
-//! learns the new model once the append has committed.
+//! The one write path every surface, the CLI and the workers use: a command is decided
+//! against the stream's latest state where this process serialises the stream's writes,
+//! the events are appended with the read model they produce (and its lookup rows and
+//! snapshot) in one append, and the cache learns the new model before the next writer of
+//! the stream decides.
+//!
+//! A write without a precondition never fails because another writer got there first:
+//! writers of one stream in this process queue on the stream's lock, and a write that
+//! loses a race to another process (the store's unique `(stream_id, stream_version)`
+//! key) is decided again against the state that won. Only an `If-Match` that no longer
+//! matches refuses a write.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use dashmap::DashMap;
 use fleetledger_events::{DomainEvent, Metadata};
 use fleetledger_projections::ReadModel;
 use uuid::Uuid;
 
-use crate::store::cache::{CacheOf, ReadModels};
-use crate::store::{AppendRequest, Appended, EventStore, ExpectedVersion, IdempotencyRecord, Snapshot, StoreError, SNAPSHOT_EVERY};
+use crate::store::cache::{Cached, ReadModels};
+use crate::store::{AppendRequest, Appended, EventStore, ExpectedVersion, Snapshot, StoreError, SNAPSHOT_EVERY};
+use crate::streams::model_rows;
 
-/// Events decided for one stream, with the state they lead to.
-pub struct Decision<M: ReadModel> {
-    pub stream_id: String,
-    /// The stream version the events were decided against.
-    pub expected: i64,
-    pub events: Vec<M::Event>,
-    pub after: Option<M>,
+/// A parsed `If-Match` header: the stream version the client last saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IfMatch {
+    /// `*`: any existing version.
+    Any,
+    Version(i64),
+    /// Not an ETag this server issues; it can never match.
+    Unknown,
 }
 
-impl<M: ReadModel> Decision<M> {
-    /// Folds `events` onto `before` to get the state they lead to.
-    pub fn new(stream_id: impl Into<String>, expected: i64, before: Option<M>, events: Vec<M::Event>) -> Self {
-        let after = events.iter().fold(before, |state, e| M::evolve(state, e));
-        Decision {
-            stream_id: stream_id.into(),
-            expected,
-            events,
-            after,
+impl IfMatch {
+    pub fn parse(value: &str) -> IfMatch {
+        let value = value.trim();
+        if value == "*" {
+            return IfMatch::Any;
+        }
+        let tag = value.strip_prefix("W/").unwrap_or(value).trim_matches('"');
+        tag.parse().map(IfMatch::Version).unwrap_or(IfMatch::Unknown)
+    }
+
+    pub fn matches(&self, version: i64) -> bool {
+        match self {
+            IfMatch::Any => true,
+            IfMatch::Version(v) => *v == version,
+            IfMatch::Unknown => false,
         }
     }
+}
 
-    /// The stream version once the events are appended.
-    pub fn version(&self) -> i64 {
-        self.expected + self.events.len() as i64
+/// What a write carries besides its decision: who, why, and what it expects.
+#[derive(Clone, Debug, Default)]
+pub struct WriteContext {
+    pub metadata: Metadata,
+    /// The version the stream must be at (`If-Match`); `None` writes whatever it is.
+    pub if_match: Option<IfMatch>,
+    /// The id of the first appended event, when the caller needs it fixed (a worker's
+    /// outcome, so a redelivered trigger cannot record it twice).
+    pub event_id: Option<Uuid>,
+}
+
+impl WriteContext {
+    pub fn new(metadata: Metadata) -> Self {
+        WriteContext {
+            metadata,
+            ..Default::default()
+        }
     }
 }
 
-/// Why a decide-and-commit did not commit.
+/// What a write did.
+#[derive(Debug)]
+pub struct Written<M> {
+    /// The model after the write (before it, when nothing was appended).
+    pub model: Option<M>,
+    /// The stream version after the write.
+    pub version: i64,
+    /// What was appended; `None` when the decision produced no events.
+    pub appended: Option<Appended>,
+}
+
+impl<M> Written<M> {
+    /// The model after the write; writes to existing streams always have one.
+    pub fn into_model(self) -> M {
+        self.model.expect("a written stream has a model")
+    }
+}
+
+/// Why a write did not commit.
 #[derive(Debug)]
 pub enum WriteError<E> {
     /// The decision refused the command.
     Rejected(E),
     /// The resource does not exist.
     Missing,
-    /// It kept changing under us.
-    Busy,
+    /// `If-Match` named another version than the stream's.
+    PreconditionFailed {
+        current: i64,
+    },
+    /// An event with the fixed id is already in the log (a redelivered outcome).
+    Duplicate,
     Store(StoreError),
 }
 
-/// Attempts at a write that keeps losing races to other writers of the same stream; each
-/// lost race waits a little (random, growing) so contending writers spread out.
-const WRITE_ATTEMPTS: u32 = 64;
+/// Races lost to other processes before a write gives up; each is another writer's
+/// success, so reaching this means something is wrong, not busy.
+const MAX_LOST_RACES: u32 = 1000;
 
 #[derive(Clone)]
 pub struct Ledger {
     pub store: Arc<dyn EventStore>,
     pub models: Arc<ReadModels>,
+    streams: Arc<DashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Ledger {
-    /// Decides against the current model and commits, deciding again against the new
-    /// state after a lost race. A decision with no events commits nothing. Returns the
-    /// model after the write and what was appended.
+    pub fn new(store: Arc<dyn EventStore>, models: Arc<ReadModels>) -> Self {
+        Ledger {
+            store,
+            models,
+            streams: Arc::new(DashMap::new()),
+        }
+    }
+
+    /// Changes an existing stream: `decide` sees its latest state; a stream that does not
+    /// exist is `Missing`.
     pub async fn write<M: ReadModel, E>(
         &self,
         id: &str,
-        metadata: &Metadata,
+        context: &WriteContext,
         mut decide: impl FnMut(&M) -> Result<Vec<M::Event>, E>,
-    ) -> Result<(M, Option<Appended>), WriteError<E>>
-    where
-        ReadModels: CacheOf<M>,
-    {
-        for attempt in 0..WRITE_ATTEMPTS {
-            // The cache holds this process's writes; after a lost race, ask the store.
-            let cached = if attempt == 0 { self.models.cache().get(id) } else { None };
-            let current = match cached {
-                Some(c) => c,
-                None => self
-                    .models
-                    .refresh::<M>(id)
-                    .await
-                    .map_err(WriteError::Store)?
-                    .ok_or(WriteError::Missing)?,
-            };
-            let before = (*current.model).clone();
-            let events = decide(&before).map_err(WriteError::Rejected)?;
-            if events.is_empty() {
-                return Ok((before, None));
-            }
-            let decision = Decision::new(id.to_string(), current.version, Some(before), events);
-            let after = decision.after.clone().ok_or(WriteError::Missing)?;
-            match self.commit(decision, metadata.clone(), None).await {
-                Ok(appended) => return Ok((after, Some(appended))),
-                Err(StoreError::Conflict { .. }) => {
-                    let most = 200 * u64::from(attempt.min(20) + 1);
-                    tokio::time::sleep(std::time::Duration::from_micros(rand::random_range(0..most))).await;
+    ) -> Result<Written<M>, WriteError<E>> {
+        let mut missing = false;
+        let written = self
+            .write_stream::<M, E>(id, context, |current| match current {
+                Some(model) => decide(model),
+                None => {
+                    missing = true;
+                    Ok(Vec::new())
                 }
+            })
+            .await?;
+        if missing && written.appended.is_none() {
+            return Err(WriteError::Missing);
+        }
+        Ok(written)
+    }
+
+    /// Writes a stream that may not exist yet: `decide` sees its latest state, `None` when
+    /// it has no events (creation).
+    pub async fn write_stream<M: ReadModel, E>(
+        &self,
+        id: &str,
+        context: &WriteContext,
+        mut decide: impl FnMut(Option<&M>) -> Result<Vec<M::Event>, E>,
+    ) -> Result<Written<M>, WriteError<E>> {
+        let lock = self.streams.entry(id.to_string()).or_default().clone();
+        let result = {
+            let _serialised = lock.lock().await;
+            self.decide_and_append(id, context, &mut decide).await
+        };
+        drop(lock);
+        // The last writer of a stream takes its lock out of the table.
+        self.streams.remove_if(id, |_, lock| Arc::strong_count(lock) == 1);
+        result
+    }
+
+    async fn decide_and_append<M: ReadModel, E>(
+        &self,
+        id: &str,
+        context: &WriteContext,
+        decide: &mut impl FnMut(Option<&M>) -> Result<Vec<M::Event>, E>,
+    ) -> Result<Written<M>, WriteError<E>> {
+        // This process's writes are in the cache; another process's may not be yet, so a
+        // miss, and every lost race, asks the store.
+        let mut current = self.models.cache::<M>().get(id);
+        if current.is_none() {
+            current = self.models.refresh::<M>(id).await.map_err(WriteError::Store)?;
+        }
+        let mut lost = 0;
+        loop {
+            let version = current.as_ref().map_or(0, |c| c.version);
+            if let Some(expected) = &context.if_match {
+                if !expected.matches(version) {
+                    return Err(WriteError::PreconditionFailed { current: version });
+                }
+            }
+            let before: Option<M> = current.as_ref().map(|c| (*c.model).clone());
+            let events = decide(before.as_ref()).map_err(WriteError::Rejected)?;
+            if events.is_empty() {
+                return Ok(Written {
+                    model: before,
+                    version,
+                    appended: None,
+                });
+            }
+            match self.append(id, version, before, events, context).await {
+                Ok((model, appended)) => {
+                    return Ok(Written {
+                        version: appended.stream_version(),
+                        model,
+                        appended: Some(appended),
+                    })
+                }
+                Err(StoreError::Conflict { .. }) if lost < MAX_LOST_RACES => {
+                    lost += 1;
+                    // Another process wrote this stream; spread out, then decide again
+                    // against what it wrote.
+                    let most = 200 * u64::from(lost.min(20));
+                    tokio::time::sleep(Duration::from_micros(rand::random_range(0..most))).await;
+                    current = self.latest::<M>(id).await.map_err(WriteError::Store)?;
+                }
+                Err(StoreError::DuplicateEvent) => return Err(WriteError::Duplicate),
                 Err(e) => return Err(WriteError::Store(e)),
             }
         }
-        Err(WriteError::Busy)
     }
 
-    /// Appends a decision atomically with its read model (and lookup rows) and the
-    /// idempotency record, then updates the cache.
-    pub async fn commit<M: ReadModel>(
+    /// The stream's latest state from the store: its read model when current, else folded.
+    async fn latest<M: ReadModel>(&self, id: &str) -> Result<Option<Cached<M>>, StoreError> {
+        let version = self.store.stream_version(id).await?;
+        if let Some(cached) = self.models.refresh::<M>(id).await? {
+            if cached.version == version {
+                return Ok(Some(cached));
+            }
+        }
+        let events = self.store.read_stream(id, 1).await?;
+        let model = M::fold(&events).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let version = events.last().map_or(0, |e| e.stream_version);
+        Ok(model.map(|m| {
+            self.models.committed(id, version, m.clone());
+            Cached {
+                version,
+                model: Arc::new(m),
+            }
+        }))
+    }
+
+    /// Appends events decided at `expected` atomically with the read model they lead to
+    /// (and its lookup rows and snapshot), then updates the cache.
+    async fn append<M: ReadModel>(
         &self,
-        decision: Decision<M>,
-        metadata: Metadata,
-        idempotency: Option<IdempotencyRecord>,
-    ) -> Result<Appended, StoreError>
-    where
-        ReadModels: CacheOf<M>,
-    {
-        let version = decision.version();
-        let read_models = match &decision.after {
-            Some(model) => crate::audit::model_rows(&decision.stream_id, version, model)?,
+        id: &str,
+        expected: i64,
+        before: Option<M>,
+        events: Vec<M::Event>,
+        context: &WriteContext,
+    ) -> Result<(Option<M>, Appended), StoreError> {
+        let version = expected + events.len() as i64;
+        let after = events.iter().fold(before, |state, e| M::evolve(state, e));
+        let read_models = match &after {
+            Some(model) => model_rows(id, version, model)?,
             None => Vec::new(),
         };
         // A snapshot whenever the stream crosses a multiple of SNAPSHOT_EVERY versions.
-        let snapshots = match &decision.after {
-            Some(model) if decision.expected / SNAPSHOT_EVERY < version / SNAPSHOT_EVERY => vec![Snapshot {
-                stream_id: decision.stream_id.clone(),
+        let snapshots = match &after {
+            Some(model) if expected / SNAPSHOT_EVERY < version / SNAPSHOT_EVERY => vec![Snapshot {
+                stream_id: id.to_string(),
                 version,
                 kind: M::KIND.to_string(),
                 doc: serde_json::to_string(model).map_err(|e| StoreError::Corrupt(e.to_string()))?,
@@ -132,18 +267,21 @@ impl Ledger {
         };
         let request = AppendRequest {
             stream_type: M::KIND.to_string(),
-            stream_id: decision.stream_id.clone(),
-            expected: ExpectedVersion::Exact(decision.expected),
-            events: decision.events.iter().map(|e| e.to_new_event(Uuid::now_v7())).collect(),
-            metadata,
+            stream_id: id.to_string(),
+            expected: ExpectedVersion::Exact(expected),
+            events: events
+                .iter()
+                .enumerate()
+                .map(|(i, e)| e.to_new_event(context.event_id.filter(|_| i == 0).unwrap_or_else(Uuid::now_v7)))
+                .collect(),
+            metadata: context.metadata.clone(),
             read_models,
             snapshots,
-            idempotency,
         };
         let appended = self.store.append(request).await?;
-        if let Some(model) = decision.after {
-            self.models.committed(&decision.stream_id, version, model);
+        if let Some(model) = &after {
+            self.models.committed(id, version, model.clone());
         }
-        Ok(appended)
+        Ok((after, appended))
     }
 }

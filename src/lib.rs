@@ -24,6 +24,7 @@ pub mod domain;
 pub mod ledger;
 pub mod state;
 pub mod store;
+pub mod streams;
 pub mod telemetry;
 pub mod tenancy;
 pub mod workers;

@@ -21,4 +21,6 @@ pub struct AppState {
     pub limits: Arc<RateLimits>,
     pub sandboxes: Arc<dyn SandboxDriver>,
     pub containers: Arc<dyn crate::workers::drivers::container::ContainerDriver>,
+    /// Idempotency keys this process's requests hold.
+    pub claims: Arc<crate::api::idempotency::Claims>,
 }

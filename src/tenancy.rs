@@ -1,5 +1,5 @@
 //! Operations on organizations, workspaces and keys, shared by the CLI and the HTTP
-//! surfaces: decide against the cached state, commit, retry once on a lost race.
+//! surfaces, through the one write path; and how the audit API shows orgs and keys.
 
 use chrono::{DateTime, Utc};
 use fleetledger_events::key::KeyScope;
@@ -7,10 +7,12 @@ use fleetledger_events::{Actor, Metadata};
 use fleetledger_projections::{key::Key, lookup, org::Org};
 use uuid::Uuid;
 
+use crate::api::Surface;
 use crate::auth::ApiKey;
 use crate::domain::{self, DomainError};
-use crate::ledger::{Decision, Ledger};
+use crate::ledger::{Ledger, WriteContext, WriteError};
 use crate::store::StoreError;
+use crate::streams::Audited;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TenancyError {
@@ -20,17 +22,48 @@ pub enum TenancyError {
     Store(#[from] StoreError),
 }
 
-fn metadata(org_id: Uuid, actor: Actor) -> Metadata {
-    Metadata {
+impl From<WriteError<DomainError>> for TenancyError {
+    fn from(error: WriteError<DomainError>) -> Self {
+        match error {
+            WriteError::Rejected(e) => TenancyError::Domain(e),
+            WriteError::Missing => TenancyError::Domain(DomainError::NotFound),
+            WriteError::PreconditionFailed { current } => {
+                TenancyError::Domain(DomainError::Conflict(format!("the resource is at version {current}")))
+            }
+            WriteError::Duplicate => TenancyError::Store(StoreError::DuplicateEvent),
+            WriteError::Store(e) => TenancyError::Store(e),
+        }
+    }
+}
+
+fn context(org_id: Uuid, actor: Actor) -> WriteContext {
+    WriteContext::new(Metadata {
         org_id: org_id.to_string(),
         actor,
         ..Default::default()
+    })
+}
+
+impl Audited for Org {
+    const SURFACE: Surface = Surface::Ledger;
+}
+
+impl Audited for Key {
+    const SURFACE: Surface = Surface::Ledger;
+
+    /// A key's hash never leaves the process.
+    fn public(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        if let Some(fields) = value.as_object_mut() {
+            fields.remove("key_hash");
+        }
+        value
     }
 }
 
 pub fn org_by_slug(ledger: &Ledger, slug: &str) -> Option<Org> {
     let id = ledger.models.lookup(lookup::ORG_SLUG, slug)?;
-    ledger.models.orgs.get(&id).map(|c| (*c.model).clone())
+    ledger.models.cache::<Org>().get(&id).map(|c| (*c.model).clone())
 }
 
 /// Finds an org by slug, asking the store when another process may have just made it.
@@ -44,23 +77,19 @@ pub async fn find_org(ledger: &Ledger, slug: &str) -> Result<Option<Org>, StoreE
 
 pub async fn create_org(ledger: &Ledger, slug: &str, name: &str, actor: Actor, now: DateTime<Utc>) -> Result<Org, TenancyError> {
     let id = domain::org::org_id_for_slug(slug);
-    let existing = ledger.models.refresh::<Org>(&id.to_string()).await?;
-    let version = existing.as_ref().map(|c| c.version).unwrap_or(0);
-    let events = domain::org::create_org(
-        existing.as_ref().map(|c| c.model.as_ref()),
-        domain::org::CreateOrg {
-            slug: slug.to_string(),
-            name: name.to_string(),
-            now,
-        },
-    )?;
-    let decision = Decision::new(id.to_string(), version, None, events);
-    let org = decision.after.clone().expect("a created org exists");
-    match ledger.commit(decision, metadata(id, actor), None).await {
-        Ok(_) => Ok(org),
-        Err(StoreError::Conflict { .. }) => Err(DomainError::AlreadyExists(format!("organization {slug} already exists")).into()),
-        Err(e) => Err(e.into()),
-    }
+    let written = ledger
+        .write_stream::<Org, DomainError>(&id.to_string(), &context(id, actor), |existing| {
+            domain::org::create_org(
+                existing,
+                domain::org::CreateOrg {
+                    slug: slug.to_string(),
+                    name: name.to_string(),
+                    now,
+                },
+            )
+        })
+        .await?;
+    Ok(written.into_model())
 }
 
 pub async fn create_workspace(
@@ -71,27 +100,12 @@ pub async fn create_workspace(
     actor: Actor,
     now: DateTime<Utc>,
 ) -> Result<Org, TenancyError> {
-    for _ in 0..3 {
-        let current = ledger
-            .models
-            .refresh::<Org>(&org.id.to_string())
-            .await?
-            .ok_or(DomainError::NotFound)?;
-        let events = domain::org::create_workspace(Some(&current.model), slug, name, now)?;
-        let decision = Decision::new(org.id.to_string(), current.version, Some((*current.model).clone()), events);
-        let after = decision.after.clone().expect("the org exists");
-        match ledger.commit(decision, metadata(org.id, actor.clone()), None).await {
-            Ok(_) => return Ok(after),
-            Err(StoreError::Conflict { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(StoreError::Conflict {
-        stream_id: org.id.to_string(),
-        expected: 0,
-        actual: 0,
-    }
-    .into())
+    let written = ledger
+        .write::<Org, DomainError>(&org.id.to_string(), &context(org.id, actor), |current| {
+            domain::org::create_workspace(Some(current), slug, name, now)
+        })
+        .await?;
+    Ok(written.into_model())
 }
 
 pub struct NewKey {
@@ -110,41 +124,40 @@ pub struct NewKey {
 pub async fn issue_key(ledger: &Ledger, new: NewKey, actor: Actor, now: DateTime<Utc>) -> Result<(ApiKey, Key), TenancyError> {
     let token = ApiKey::generate_with(new.token_prefix);
     let key_id = Uuid::now_v7();
-    let events = domain::key::issue_key(
-        None,
-        domain::key::IssueKey {
-            key_id,
-            org_id: new.org_id,
-            principal_id: new.principal_id.unwrap_or_else(|| format!("service:{key_id}")),
-            name: new.name,
-            role: new.role,
-            scopes: new.scopes,
-            expires_at: new.expires_at,
-            key_hash: token.hash(),
-            key_prefix: token.prefix(),
-            now,
-        },
-    )?;
-    let decision = Decision::new(key_id.to_string(), 0, None, events);
-    let key = decision.after.clone().expect("an issued key exists");
-    ledger.commit(decision, metadata(new.org_id, actor), None).await?;
-    Ok((token, key))
+    let command = domain::key::IssueKey {
+        key_id,
+        org_id: new.org_id,
+        principal_id: new.principal_id.unwrap_or_else(|| format!("service:{key_id}")),
+        name: new.name,
+        role: new.role,
+        scopes: new.scopes,
+        expires_at: new.expires_at,
+        key_hash: token.hash(),
+        key_prefix: token.prefix(),
+        now,
+    };
+    let written = ledger
+        .write_stream::<Key, DomainError>(&key_id.to_string(), &context(new.org_id, actor), |existing| {
+            domain::key::issue_key(existing, command.clone())
+        })
+        .await?;
+    Ok((token, written.into_model()))
 }
 
 pub async fn revoke_key(ledger: &Ledger, key_id: Uuid, actor: Actor, now: DateTime<Utc>) -> Result<Key, TenancyError> {
-    let current = ledger
+    let org = ledger
         .models
-        .refresh::<Key>(&key_id.to_string())
+        .get_or_load::<Key>(&key_id.to_string())
         .await?
-        .ok_or(DomainError::NotFound)?;
-    let events = domain::key::revoke_key(Some(&current.model), now)?;
-    if events.is_empty() {
-        return Ok((*current.model).clone());
-    }
-    let decision = Decision::new(key_id.to_string(), current.version, Some((*current.model).clone()), events);
-    let key = decision.after.clone().expect("a revoked key exists");
-    ledger.commit(decision, metadata(current.model.org_id, actor), None).await?;
-    Ok(key)
+        .ok_or(DomainError::NotFound)?
+        .model
+        .org_id;
+    let written = ledger
+        .write::<Key, DomainError>(&key_id.to_string(), &context(org, actor), |current| {
+            domain::key::revoke_key(Some(current), now)
+        })
+        .await?;
+    Ok(written.into_model())
 }
 
 /// On an empty store: org `default` with workspace `default` and an admin key, whose

@@ -31,6 +31,18 @@ fn changed<M: Serialize + DeserializeOwned + Clone>(model: M, e: &Changed) -> M 
     crate::with_changes(model, &changes)
 }
 
+fn created(e: &Defined) -> String {
+    format!("created {}", e.fields.get("name").and_then(Value::as_str).unwrap_or_default())
+}
+
+fn updated(e: &Changed) -> String {
+    if e.changes.is_empty() {
+        "update without changes".into()
+    } else {
+        crate::changed_fields(e.changes.keys(), false)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Skill {
     pub id: Uuid,
@@ -64,6 +76,14 @@ impl crate::ReadModel for Skill {
 
     fn is_deleted(&self) -> bool {
         self.deleted_at.is_some()
+    }
+
+    fn summary(event: &SkillEvent) -> String {
+        match event {
+            SkillEvent::Created(e) => created(e),
+            SkillEvent::Updated(e) => updated(e),
+            SkillEvent::Deleted(_) => "deleted".into(),
+        }
     }
 
     fn org_id(&self) -> String {
@@ -106,6 +126,14 @@ impl crate::ReadModel for ContainerProfile {
 
     fn is_deleted(&self) -> bool {
         self.deleted_at.is_some()
+    }
+
+    fn summary(event: &ContainerProfileEvent) -> String {
+        match event {
+            ContainerProfileEvent::Created(e) => created(e),
+            ContainerProfileEvent::Updated(e) => updated(e),
+            ContainerProfileEvent::Deleted(_) => "deleted".into(),
+        }
     }
 
     fn org_id(&self) -> String {
@@ -186,6 +214,20 @@ impl crate::ReadModel for ContainerAgent {
 
     fn is_deleted(&self) -> bool {
         self.deleted_at.is_some()
+    }
+
+    fn summary(event: &ContainerAgentEvent) -> String {
+        match event {
+            ContainerAgentEvent::Created(e) => created(e),
+            ContainerAgentEvent::Updated(e) => updated(e),
+            ContainerAgentEvent::Started(e) => format!("started container {} ({})", e.container_id, e.image),
+            ContainerAgentEvent::StartFailed(e) => format!("start failed: {}", e.error),
+            ContainerAgentEvent::Stopped(e) => match &e.removal_error {
+                Some(error) => format!("stopped; the container could not be removed: {error}"),
+                None => "stopped; container removed".into(),
+            },
+            ContainerAgentEvent::Deleted(_) => "deleted".into(),
+        }
     }
 
     fn org_id(&self) -> String {

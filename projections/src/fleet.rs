@@ -28,6 +28,12 @@ impl crate::ReadModel for Fleet {
         }
     }
 
+    fn summary(event: &FleetEvent) -> String {
+        match event {
+            FleetEvent::Created(e) => format!("created fleet {} ({})", e.fleet_id, e.name),
+        }
+    }
+
     fn org_id(&self) -> String {
         self.org_id.to_string()
     }

@@ -101,6 +101,27 @@ impl crate::ReadModel for Instance {
         self.status == TERMINATED
     }
 
+    fn summary(event: &InstanceEvent) -> String {
+        match event {
+            InstanceEvent::Created(e) => format!("created instance {}", e.name),
+            InstanceEvent::Updated(e) => {
+                let paths: Vec<&str> = e.paths.iter().map(|p| p.path.as_str()).collect();
+                match &e.name {
+                    Some(name) if paths.is_empty() => format!("renamed to {name}"),
+                    Some(name) => format!("renamed to {name}; set {}", paths.join(", ")),
+                    None => format!("set {}", paths.join(", ")),
+                }
+            }
+            InstanceEvent::Running(e) => format!("running in sandbox {}", e.sandbox_id),
+            InstanceEvent::Failed(e) => format!("failed: {}", e.error),
+            InstanceEvent::StartRequested(_) => "start requested".into(),
+            InstanceEvent::Stopped(_) => "stopped".into(),
+            InstanceEvent::Terminated(_) => "terminated (sandbox destroyed)".into(),
+            InstanceEvent::ConfigApplied(_) => "config applied to the live sandbox".into(),
+            InstanceEvent::ConfigApplyFailed(e) => format!("config not applied: {}", e.error),
+        }
+    }
+
     fn org_id(&self) -> String {
         self.org_id.to_string()
     }

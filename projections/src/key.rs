@@ -30,6 +30,7 @@ impl Key {
 impl crate::ReadModel for Key {
     type Event = KeyEvent;
     const KIND: &'static str = fleetledger_events::stream_type::KEY;
+    const LOOKUPS: &'static [&'static str] = &[crate::lookup::KEY_HASH];
 
     fn evolve(state: Option<Self>, event: &KeyEvent) -> Option<Self> {
         match (state, event) {
@@ -51,6 +52,13 @@ impl crate::ReadModel for Key {
                 Some(key)
             }
             (None, KeyEvent::Revoked(_)) => None,
+        }
+    }
+
+    fn summary(event: &KeyEvent) -> String {
+        match event {
+            KeyEvent::Issued(e) => format!("issued {} key {}", e.role, e.name),
+            KeyEvent::Revoked(_) => "revoked the key".into(),
         }
     }
 

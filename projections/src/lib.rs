@@ -17,10 +17,12 @@ use fleetledger_events::{DecodeError, DomainEvent, EventEnvelope};
 use serde::{de::DeserializeOwned, Serialize};
 
 /// A read model built from one stream.
-pub trait ReadModel: Sized + Clone + Serialize + DeserializeOwned {
-    type Event: DomainEvent;
+pub trait ReadModel: Sized + Clone + Serialize + DeserializeOwned + Send + Sync + 'static {
+    type Event: DomainEvent + Clone + Send + Sync;
     /// The `read_models.kind` this model is stored under (also its stream type).
     const KIND: &'static str;
+    /// The `read_models.kind`s of its lookup rows (see `lookup_keys`).
+    const LOOKUPS: &'static [&'static str] = &[];
 
     /// Applies one event. `None` before the stream's first event.
     fn evolve(state: Option<Self>, event: &Self::Event) -> Option<Self>;
@@ -33,6 +35,9 @@ pub trait ReadModel: Sized + Clone + Serialize + DeserializeOwned {
         }
         Ok(state)
     }
+
+    /// A one-line, human description of one of its events (revisions, `tail`, feeds).
+    fn summary(event: &Self::Event) -> String;
 
     /// The org this resource belongs to.
     fn org_id(&self) -> String;
@@ -67,6 +72,34 @@ pub(crate) fn with_changes<M: Serialize + DeserializeOwned + Clone>(model: M, ch
         }
     }
     serde_json::from_value(serde_json::Value::Object(fields)).unwrap_or(model)
+}
+
+/// The first characters of a config hash, enough to tell revisions apart in a summary.
+pub(crate) fn short_hash(hash: &str) -> &str {
+    hash.get(..12).unwrap_or_default()
+}
+
+/// "what happened (config <hash>): reason", or the restore it was.
+pub(crate) fn config_change(what: String, hash: &str, restored_from: Option<i64>, reason: Option<&str>) -> String {
+    let mut s = match restored_from {
+        Some(v) => format!("restored the config of version {v}"),
+        None => what,
+    };
+    s.push_str(&format!(" (config {})", short_hash(hash)));
+    if let Some(reason) = reason {
+        s.push_str(&format!(": {reason}"));
+    }
+    s
+}
+
+/// "changed a, b" for an update that names its changed fields.
+pub(crate) fn changed_fields<'a>(fields: impl Iterator<Item = &'a String>, reprovision: bool) -> String {
+    let names: Vec<&str> = fields.map(String::as_str).collect();
+    let mut s = format!("changed {}", names.join(", "));
+    if reprovision {
+        s.push_str(" (reprovision)");
+    }
+    s
 }
 
 /// `read_models.kind` values that are lookups rather than models.

@@ -58,6 +58,14 @@ impl crate::ReadModel for Gateway {
         self.deleted_at.is_some()
     }
 
+    fn summary(event: &GatewayEvent) -> String {
+        match event {
+            GatewayEvent::Created(e) => format!("created gateway {}", e.name),
+            GatewayEvent::Updated(e) => crate::changed_fields(e.changes.keys(), false),
+            GatewayEvent::Deleted(_) => "deleted".into(),
+        }
+    }
+
     fn org_id(&self) -> String {
         self.org_id.to_string()
     }
@@ -109,6 +117,14 @@ impl crate::ReadModel for Board {
 
     fn is_deleted(&self) -> bool {
         self.deleted_at.is_some()
+    }
+
+    fn summary(event: &BoardEvent) -> String {
+        match event {
+            BoardEvent::Created(e) => format!("created board {}", e.name),
+            BoardEvent::Updated(e) => crate::changed_fields(e.changes.keys(), false),
+            BoardEvent::Deleted(_) => "deleted".into(),
+        }
     }
 
     fn org_id(&self) -> String {
@@ -236,6 +252,20 @@ impl crate::ReadModel for McAgent {
 
     fn is_deleted(&self) -> bool {
         self.deleted_at.is_some()
+    }
+
+    fn summary(event: &AgentEvent) -> String {
+        match event {
+            AgentEvent::Created(e) => format!("created agent {}", e.name),
+            AgentEvent::Updated(e) => crate::changed_fields(e.changes.keys(), e.reprovision),
+            AgentEvent::Heartbeat(_) => "heartbeat".into(),
+            AgentEvent::Deleted(_) => "deleted".into(),
+            AgentEvent::Provisioned(e) => format!("provisioned {} files via {}", e.files.len(), e.gateway),
+            AgentEvent::ProvisionFailed(e) => format!("provisioning failed: {}", e.error),
+            AgentEvent::ProvisionSkipped(e) => format!("provisioning skipped: {}", e.reason),
+            AgentEvent::HeartbeatSynced(e) => format!("heartbeat written to {}", e.gateway),
+            AgentEvent::Deprovisioned(e) => format!("removed from {}", e.gateway),
+        }
     }
 
     fn org_id(&self) -> String {

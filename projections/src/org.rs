@@ -24,6 +24,7 @@ pub struct Org {
 impl crate::ReadModel for Org {
     type Event = OrgEvent;
     const KIND: &'static str = fleetledger_events::stream_type::ORG;
+    const LOOKUPS: &'static [&'static str] = &[crate::lookup::ORG_SLUG];
 
     fn evolve(state: Option<Self>, event: &OrgEvent) -> Option<Self> {
         match (state, event) {
@@ -43,6 +44,13 @@ impl crate::ReadModel for Org {
                 Some(org)
             }
             (None, OrgEvent::WorkspaceCreated(_)) => None,
+        }
+    }
+
+    fn summary(event: &OrgEvent) -> String {
+        match event {
+            OrgEvent::Created(e) => format!("created organization {}", e.slug),
+            OrgEvent::WorkspaceCreated(e) => format!("created workspace {}", e.slug),
         }
     }
 

@@ -5,7 +5,8 @@
 //! revisions. Going back to an older config is a new revision carrying the old hash.
 
 use chrono::{DateTime, Utc};
-use fleetledger_events::{profile::ProfileEvent, DecodeError, DomainEvent, EventEnvelope};
+use fleetledger_events::profile::{ConfigChangeMode, ProfileEvent};
+use fleetledger_events::{DecodeError, DomainEvent, EventEnvelope};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -65,6 +66,26 @@ impl crate::ReadModel for Profile {
 
     fn is_deleted(&self) -> bool {
         self.deleted_at.is_some()
+    }
+
+    fn summary(event: &ProfileEvent) -> String {
+        match event {
+            ProfileEvent::Created(e) => format!("created profile {} (config {})", e.name, crate::short_hash(&e.config_hash)),
+            ProfileEvent::ConfigReplaced(e) => {
+                let mode = match e.mode {
+                    ConfigChangeMode::Replace => "replace",
+                    ConfigChangeMode::Patch => "patch",
+                    ConfigChangeMode::Restore => "restore",
+                };
+                crate::config_change(
+                    format!("{mode} of {}", e.fields.join(", ")),
+                    &e.config_hash,
+                    e.restored_from_version,
+                    e.reason.as_deref(),
+                )
+            }
+            ProfileEvent::Deleted(_) => "deleted the profile".into(),
+        }
     }
 
     fn org_id(&self) -> String {

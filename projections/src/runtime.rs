@@ -139,6 +139,26 @@ impl crate::ReadModel for Runtime {
         }
     }
 
+    fn summary(event: &RuntimeEvent) -> String {
+        match event {
+            RuntimeEvent::Created(e) => format!("created runtime {} (config {})", e.key, crate::short_hash(&e.config_digest)),
+            RuntimeEvent::ConfigReplaced(e) => crate::config_change(
+                "replaced the config".into(),
+                &e.config_digest,
+                e.restored_from_version,
+                e.reason.as_deref(),
+            ),
+            RuntimeEvent::Started(e) => format!("started sandbox {}", e.sandbox_id),
+            RuntimeEvent::Paused(_) => "paused the sandbox".into(),
+            RuntimeEvent::Resumed(_) => "resumed the sandbox".into(),
+            RuntimeEvent::Reset(_) => "reset the runtime (sandbox killed)".into(),
+            RuntimeEvent::KeptAlive(e) => format!(
+                "kept the sandbox alive until {}",
+                e.expires_at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+            ),
+        }
+    }
+
     fn org_id(&self) -> String {
         self.org_id.to_string()
     }

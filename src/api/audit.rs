@@ -9,24 +9,17 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use fleetledger_events::envelope::micros;
-use fleetledger_events::profile::ConfigChangeMode;
-use fleetledger_events::{stream_type, EventEnvelope};
-use fleetledger_projections::mission_control::McAgent;
-use fleetledger_projections::profile::Profile;
-use fleetledger_projections::runtime::Runtime;
+use fleetledger_events::EventEnvelope;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::ledger::{LedgerPrincipal, Problem};
 use super::RequestMeta;
-use crate::audit::{self, Step};
 use crate::auth::Principal;
 use crate::bus::feed::{self, Filter};
-use crate::domain::profile::{self as rules, ChangeConfig, ConvenienceFields};
-use crate::domain::DomainError;
-use crate::ledger::Decision;
 use crate::state::AppState;
 use crate::store::{self, Snapshot, StoreError};
+use crate::streams::{self, RestoreRequest, Step, StreamType};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -59,8 +52,17 @@ async fn stream_of(state: &AppState, principal: &Principal, stream_type: &str, i
     }
 }
 
-fn no_read_model(stream_type: &str) -> Problem {
-    Problem::new(StatusCode::NOT_FOUND, format!("{stream_type} streams have no read model"))
+/// The registered stream type of a stream the caller may read, and its current version.
+async fn known_stream(
+    state: &AppState,
+    principal: &Principal,
+    stream_type: &str,
+    id: &str,
+) -> Result<(&'static dyn StreamType, i64), Problem> {
+    let current = stream_of(state, principal, stream_type, id).await?;
+    let kind = streams::get(stream_type)
+        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("{stream_type} streams have no read model")))?;
+    Ok((kind, current))
 }
 
 fn corrupt(e: impl std::fmt::Display) -> Problem {
@@ -82,13 +84,13 @@ async fn from_snapshot(
     Ok((snapshot, events))
 }
 
-/// The read model at `version` and when that version was recorded.
-async fn model_at(state: &AppState, stream_type: &str, id: &str, version: i64) -> Result<(Option<Value>, Option<String>), Problem> {
-    let (snapshot, events) = from_snapshot(state, stream_type, id, version - 1, version).await?;
-    let model = audit::state_after(stream_type, snapshot.as_ref().map(|s| s.doc.as_str()), &events)
-        .ok_or_else(|| no_read_model(stream_type))?
+/// The resource as its surface shows it at `version`, and when that version was recorded.
+async fn rendered_at(state: &AppState, kind: &dyn StreamType, id: &str, version: i64) -> Result<(Value, Option<String>), Problem> {
+    let (snapshot, events) = from_snapshot(state, kind.name(), id, version - 1, version).await?;
+    let rendered = kind
+        .rendered(state, snapshot.as_ref().map(|s| s.doc.as_str()), &events)
         .map_err(corrupt)?;
-    Ok((model, events.last().map(|e| micros::format(&e.recorded_at))))
+    Ok((rendered, events.last().map(|e| micros::format(&e.recorded_at))))
 }
 
 fn no_version(stream_type: &str, id: &str, version: i64, current: i64) -> Problem {
@@ -96,53 +98,6 @@ fn no_version(stream_type: &str, id: &str, version: i64, current: i64) -> Proble
         StatusCode::NOT_FOUND,
         format!("{stream_type}/{id} has no version {version} (it is at {current})"),
     )
-}
-
-/// The resource as its own surface shows it.
-fn render(state: &AppState, stream_type: &str, model: &Value) -> Value {
-    match stream_type {
-        // Through Go's encoder, so numbers read exactly as a Fleeti client sees them.
-        stream_type::PROFILE => match serde_json::from_value::<Profile>(model.clone()) {
-            Ok(profile) => {
-                let detail = super::profiles::profile_detail(state, &profile);
-                serde_json::from_str(&fleetledger_events::go_json::to_string(&detail)).unwrap_or(detail)
-            }
-            Err(_) => model.clone(),
-        },
-        stream_type::RUNTIME => match serde_json::from_value::<Runtime>(model.clone()) {
-            Ok(runtime) => super::runtimes::runtime_json(&runtime, None),
-            Err(_) => model.clone(),
-        },
-        stream_type::MC_AGENT => match serde_json::from_value::<McAgent>(model.clone()) {
-            Ok(agent) => super::mission_control::agent_json(&agent, &super::mission_control::workspace_root(state, &agent)),
-            Err(_) => model.clone(),
-        },
-        stream_type::INSTANCE => match serde_json::from_value::<fleetledger_projections::instance::Instance>(model.clone()) {
-            Ok(instance) => super::instances::instance_json(&instance),
-            Err(_) => model.clone(),
-        },
-        stream_type::CONTAINER_AGENT => match serde_json::from_value::<fleetledger_projections::container::ContainerAgent>(model.clone()) {
-            Ok(agent) => super::container_agents::agent_json(state, &agent),
-            Err(_) => model.clone(),
-        },
-        // Gateway tokens are never shown.
-        stream_type::GATEWAY => {
-            let mut m = model.clone();
-            if let Some(o) = m.as_object_mut() {
-                o.remove("token");
-            }
-            m
-        }
-        // Keys never show their hash.
-        stream_type::KEY => {
-            let mut m = model.clone();
-            if let Some(o) = m.as_object_mut() {
-                o.remove("key_hash");
-            }
-            m
-        }
-        _ => model.clone(),
-    }
 }
 
 #[derive(Deserialize)]
@@ -165,13 +120,11 @@ async fn revisions(
     if !(1..=1000).contains(&limit) {
         return Err(bad_request("limit must be between 1 and 1000"));
     }
-    let current = stream_of(&state, &principal, &stream_type, &id).await?;
+    let (kind, current) = known_stream(&state, &principal, &stream_type, &id).await?;
     let after = query.after.unwrap_or(0).max(0);
     let last = (after + limit).min(current);
     let (snapshot, events) = from_snapshot(&state, &stream_type, &id, after, last).await?;
-    let steps = audit::timeline(&stream_type, snapshot.as_ref().map(|s| s.doc.as_str()), &events)
-        .ok_or_else(|| no_read_model(&stream_type))?
-        .map_err(corrupt)?;
+    let steps = kind.timeline(snapshot.as_ref().map(|s| s.doc.as_str()), &events).map_err(corrupt)?;
     let page: Vec<&Step> = steps.iter().filter(|s| s.envelope.stream_version > after).collect();
     let next_after = page.last().map(|s| s.envelope.stream_version).filter(|v| *v < current);
     let items: Vec<Value> = page
@@ -215,7 +168,7 @@ async fn state_at(
     query: Result<Query<AtQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
     let Query(query) = query.map_err(|e| bad_request(e.body_text()))?;
-    let current = stream_of(&state, &principal, &stream_type, &id).await?;
+    let (kind, current) = known_stream(&state, &principal, &stream_type, &id).await?;
     let version = match (query.version, query.as_of.as_deref()) {
         (Some(_), Some(_)) => return Err(bad_request("give version or as_of, not both")),
         (Some(v), None) => v,
@@ -225,8 +178,7 @@ async fn state_at(
     if version < 1 || version > current {
         return Err(no_version(&stream_type, &id, version, current));
     }
-    let (model, recorded_at) = model_at(&state, &stream_type, &id, version).await?;
-    let rendered = model.map(|m| render(&state, &stream_type, &m)).unwrap_or(Value::Null);
+    let (rendered, recorded_at) = rendered_at(&state, kind, &id, version).await?;
     let body = json!({ "version": version, "recorded_at": recorded_at, "state": rendered });
     Ok(([(header::ETAG, format!("\"{version}\""))], Json(body)).into_response())
 }
@@ -262,14 +214,13 @@ async fn diff(
     query: Result<Query<DiffQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
     let Query(DiffQuery { from, to }) = query.map_err(|e| bad_request(e.body_text()))?;
-    let current = stream_of(&state, &principal, &stream_type, &id).await?;
+    let (kind, current) = known_stream(&state, &principal, &stream_type, &id).await?;
     let mut states = Vec::with_capacity(2);
     for v in [from, to] {
         if v < 1 || v > current {
             return Err(no_version(&stream_type, &id, v, current));
         }
-        let (model, _) = model_at(&state, &stream_type, &id, v).await?;
-        states.push(model.map(|m| render(&state, &stream_type, &m)).unwrap_or(Value::Null));
+        states.push(rendered_at(&state, kind, &id, v).await?.0);
     }
     let patch = json_patch::diff(&states[0], &states[1]);
     let summary = pointer_summary(&patch);
@@ -296,129 +247,26 @@ async fn restore(
     body: Result<Json<RestoreBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, Problem> {
     let Json(body) = body.map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()))?;
-    let current = stream_of(&state, &principal, &stream_type, &id).await?;
+    let (kind, current) = known_stream(&state, &principal, &stream_type, &id).await?;
     if !principal.may(&id, "configure") {
         return Err(Problem::new(StatusCode::FORBIDDEN, "restoring needs a member or admin key"));
     }
-    match stream_type.as_str() {
-        stream_type::PROFILE => restore_profile(&state, &principal, &meta, &id, current, body).await,
-        stream_type::RUNTIME => restore_runtime(&state, &principal, &meta, &id, current, body).await,
-        stream_type::MC_AGENT => {
-            if version_exists(current, body.version) {
-                let (model, _) = model_at(&state, stream_type::MC_AGENT, &id, body.version).await?;
-                let target = model.and_then(|m| serde_json::from_value::<McAgent>(m).ok());
-                super::mission_control::restore_agent(&state, &principal, &meta, &id, target, body.version).await
-            } else {
-                Err(no_version(stream_type::MC_AGENT, &id, body.version, current))
-            }
-        }
-        other => Err(Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("{other} resources have no configuration to restore"),
-        )),
+    if !(1..=current).contains(&body.version) {
+        return Err(no_version(&stream_type, &id, body.version, current));
     }
-}
-
-async fn restore_profile(
-    state: &AppState,
-    principal: &Principal,
-    meta: &RequestMeta,
-    id: &str,
-    current: i64,
-    body: RestoreBody,
-) -> Result<Response, Problem> {
-    let missing = || {
-        Problem::new(
-            StatusCode::NOT_FOUND,
-            format!("profile/{id} has no configuration at version {}", body.version),
-        )
+    let (snapshot, events) = from_snapshot(&state, &stream_type, &id, body.version - 1, body.version).await?;
+    let request = RestoreRequest {
+        state: &state,
+        principal: &principal,
+        meta: &meta,
+        id: &id,
+        version: body.version,
+        reason: body.reason,
     };
-    if body.version < 1 || body.version > current {
-        return Err(missing());
-    }
-    let (model, _) = model_at(state, stream_type::PROFILE, id, body.version).await?;
-    let target = model
-        .and_then(|m| serde_json::from_value::<Profile>(m).ok())
-        .filter(|p| p.deleted_at.is_none())
-        .ok_or_else(missing)?;
-    for _ in 0..8 {
-        let current = state
-            .ledger
-            .models
-            .refresh::<Profile>(id)
-            .await?
-            .ok_or_else(|| not_found("profile", id))?;
-        let before = (*current.model).clone();
-        let command = ChangeConfig {
-            mode: ConfigChangeMode::Restore,
-            fields: vec!["config".into(), "raw_nix".into(), "config_schema_version".into()],
-            config: Some(target.config.as_object().cloned()),
-            convenience: ConvenienceFields::default(),
-            raw_nix: Some(target.raw_nix.clone()),
-            config_schema_version: Some(target.config_schema_version),
-            restored_from_version: Some(body.version),
-            reason: body.reason.clone(),
-            now: Utc::now(),
-        };
-        let events = rules::change_config(Some(&before), command, &state.settings.available_kernels).map_err(|e| match e {
-            DomainError::NotFound => not_found("profile", id),
-            other => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, other.to_string()),
-        })?;
-        let decision = Decision::new(id.to_string(), current.version, Some(before.clone()), events);
-        let after = decision.after.clone().expect("a restored profile exists");
-        let response = super::profiles::go_response(
-            StatusCode::OK,
-            &json!({ "profile": super::profiles::profile_detail(state, &after), "created_new_revision": after.latest_revision != before.latest_revision }),
-            vec![super::etag(decision.version())],
-        );
-        match state.ledger.commit(decision, meta.metadata(principal), None).await {
-            Ok(_) => return Ok(response.into_response()),
-            Err(StoreError::Conflict { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(Problem::new(StatusCode::CONFLICT, "the profile kept changing; try again"))
-}
-
-fn version_exists(current: i64, version: i64) -> bool {
-    (1..=current).contains(&version)
-}
-
-/// Puts back the config a runtime had at a version, through the PUT rules of today (a
-/// limit lowered since then refuses it), recording where it came from.
-async fn restore_runtime(
-    state: &AppState,
-    principal: &Principal,
-    meta: &RequestMeta,
-    id: &str,
-    current: i64,
-    body: RestoreBody,
-) -> Result<Response, Problem> {
-    if !version_exists(current, body.version) {
-        return Err(no_version(stream_type::RUNTIME, id, body.version, current));
-    }
-    let (model, _) = model_at(state, stream_type::RUNTIME, id, body.version).await?;
-    let target = model
-        .and_then(|m| serde_json::from_value::<Runtime>(m).ok())
-        .ok_or_else(|| no_version(stream_type::RUNTIME, id, body.version, current))?;
-    let limits = super::runtimes::config_limits(state);
-    let config = crate::domain::runtime::config::normalize(&target.config, &[json!("config")], &limits).map_err(|errors| {
-        let problems: Vec<String> = errors.iter().map(|e| format!("{}: {}", json!(e.loc), e.msg)).collect();
-        Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("version {}'s config is no longer valid: {}", body.version, problems.join("; ")),
-        )
-    })?;
-    let runtime = state
-        .ledger
-        .models
-        .refresh::<Runtime>(id)
-        .await?
-        .ok_or_else(|| not_found(stream_type::RUNTIME, id))?;
-    let after = super::runtimes::commit_config(state, principal, meta, &runtime.model, config, Some(body.version), body.reason)
-        .await
-        .map_err(|e| Problem::new(e.status(), e.detail()))?;
-    Ok(Json(super::runtimes::config_json(&after)).into_response())
+    let restored = kind
+        .restore(request, snapshot.as_ref().map(|s| s.doc.as_str()), &events)
+        .map_err(corrupt)?;
+    restored.await.map_err(|refusal| Problem::new(refusal.status, refusal.detail))
 }
 
 /// Hash-chain verification of one stream.
@@ -489,7 +337,7 @@ async fn changes(
                     "event_type": e.event_type,
                     "recorded_at": micros::format(&e.recorded_at),
                     "actor": e.metadata.actor,
-                    "summary": audit::summary(e),
+                    "summary": streams::summary(e),
                 }));
             }
         }

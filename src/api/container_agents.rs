@@ -20,14 +20,14 @@ use fleetledger_projections::ReadModel;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::{read_body, RequestMeta};
+use super::{read_body, RequestMeta, Surface};
 use crate::auth::{presented_token, Principal, Role};
 use crate::domain::container::{self as rules, AUTONOMY_LEVELS, PRIVILEGED_SCOPES, SKILL_SCOPES};
 use crate::domain::DomainError;
-use crate::ledger::{Decision, WriteError};
+use crate::ledger::WriteError;
 use crate::state::AppState;
-use crate::store::cache::{CacheOf, ReadModels};
 use crate::store::StoreError;
+use crate::streams::Audited;
 use crate::workers::drivers::container::ContainerSpec;
 
 const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -92,14 +92,18 @@ impl From<DomainError> for HillError {
     }
 }
 
+impl super::Envelope for HillError {
+    fn status(status: StatusCode, message: &str) -> Self {
+        HillError::new(status, message)
+    }
+    fn internal(error: impl std::fmt::Display) -> Self {
+        HillError::internal(error)
+    }
+}
+
 impl From<WriteError<HillError>> for HillError {
     fn from(error: WriteError<HillError>) -> Self {
-        match error {
-            WriteError::Rejected(e) => e,
-            WriteError::Missing => HillError::not_found("Agent"),
-            WriteError::Busy => HillError::new(StatusCode::CONFLICT, "The resource kept changing; try again"),
-            WriteError::Store(e) => e.into(),
-        }
+        super::refused(error, "Agent not found")
     }
 }
 
@@ -157,10 +161,7 @@ async fn body_of(body: Body) -> Result<Map<String, Value>, HillError> {
 }
 
 /// A live model of the caller's org by id.
-async fn find<M: ReadModel>(state: &AppState, principal: &Principal, id: &str, what: &str) -> Result<M, HillError>
-where
-    ReadModels: CacheOf<M>,
-{
+async fn find<M: ReadModel>(state: &AppState, principal: &Principal, id: &str, what: &str) -> Result<M, HillError> {
     let id = Uuid::parse_str(id.trim()).map_err(|_| HillError::not_found(what))?;
     let model = state
         .ledger
@@ -171,10 +172,7 @@ where
     Ok((*model).clone())
 }
 
-fn live<M: ReadModel>(state: &AppState, principal: &Principal) -> Vec<M>
-where
-    ReadModels: CacheOf<M>,
-{
+fn live<M: ReadModel>(state: &AppState, principal: &Principal) -> Vec<M> {
     state
         .ledger
         .models
@@ -204,20 +202,15 @@ async fn create_stream<M: ReadModel>(
     principal: &Principal,
     id: Uuid,
     event: M::Event,
-) -> Result<M, HillError>
-where
-    ReadModels: CacheOf<M>,
-{
-    let decision = Decision::new(id.to_string(), 0, None, vec![event]);
-    let model = decision
-        .after
-        .clone()
-        .ok_or_else(|| HillError::internal("a created resource exists"))?;
-    match state.ledger.commit(decision, meta.metadata(principal), None).await {
-        Ok(_) => Ok(model),
-        Err(StoreError::Conflict { .. }) => Err(HillError::new(StatusCode::CONFLICT, "An agent with this agent_id already exists")),
-        Err(e) => Err(e.into()),
-    }
+) -> Result<M, HillError> {
+    let written = state
+        .ledger
+        .write_stream::<M, HillError>(&id.to_string(), &meta.write_context(principal), |existing| match existing {
+            Some(_) => Err(HillError::new(StatusCode::CONFLICT, "An agent with this agent_id already exists")),
+            None => Ok(vec![event.clone()]),
+        })
+        .await?;
+    written.model.ok_or_else(|| HillError::internal("a created resource exists"))
 }
 
 fn defined(id: Uuid, principal: &Principal, fields: Map<String, Value>) -> Defined {
@@ -238,14 +231,11 @@ async fn update_fields<M: ReadModel>(
     id: Uuid,
     after: Map<String, Value>,
     event: impl Fn(Changed) -> M::Event,
-) -> Result<M, HillError>
-where
-    ReadModels: CacheOf<M>,
-{
+) -> Result<M, HillError> {
     let now = Utc::now();
-    let (model, _) = state
+    let model = state
         .ledger
-        .write::<M, HillError>(&id.to_string(), &meta.metadata(principal), |current| {
+        .write::<M, HillError>(&id.to_string(), &meta.write_context(principal), |current| {
             let before = serde_json::to_value(current)
                 .ok()
                 .and_then(|v| v.as_object().cloned())
@@ -253,7 +243,8 @@ where
             let changes = rules::changed_fields(&before, &after);
             Ok(vec![event(Changed { changes, at: now })])
         })
-        .await?;
+        .await?
+        .into_model();
     Ok(model)
 }
 
@@ -263,14 +254,13 @@ async fn remove<M: ReadModel>(
     principal: &Principal,
     id: Uuid,
     event: impl Fn(Removed) -> M::Event,
-) -> Result<(), HillError>
-where
-    ReadModels: CacheOf<M>,
-{
+) -> Result<(), HillError> {
     let now = Utc::now();
     state
         .ledger
-        .write::<M, HillError>(&id.to_string(), &meta.metadata(principal), |_| Ok(vec![event(Removed { at: now })]))
+        .write::<M, HillError>(&id.to_string(), &meta.write_context(principal), |_| {
+            Ok(vec![event(Removed { at: now })])
+        })
         .await?;
     Ok(())
 }
@@ -574,12 +564,12 @@ pub fn agent_json(state: &AppState, a: &ContainerAgent) -> Value {
     let skills: Vec<Value> = a
         .skill_ids
         .iter()
-        .filter_map(|id| state.ledger.models.skills.get(&id.to_string()))
+        .filter_map(|id| state.ledger.models.cache::<Skill>().get(&id.to_string()))
         .map(|s| json!({ "id": s.model.id, "name": s.model.name, "scope": s.model.scope, "tools": s.model.tools }))
         .collect();
     let profile = a
         .container_profile_id
-        .and_then(|id| state.ledger.models.container_profiles.get(&id.to_string()))
+        .and_then(|id| state.ledger.models.cache::<ContainerProfile>().get(&id.to_string()))
         .map(|p| json!({ "id": p.model.id, "name": p.model.name, "docker_image": p.model.docker_image }));
     json!({
         "id": a.id, "agent_id": a.agent_id, "name": a.name, "description": a.description, "tools_config": a.tools_config,
@@ -661,7 +651,7 @@ fn apply_agent_body(
             Some(v) => {
                 let found = v
                     .as_str()
-                    .and_then(|s| state.ledger.models.container_profiles.get(s))
+                    .and_then(|s| state.ledger.models.cache::<ContainerProfile>().get(s))
                     .filter(|p| p.model.org_id == principal.org_id && p.model.deleted_at.is_none())
                     .ok_or_else(|| HillError::bad_request("Container profile not found"))?;
                 after.insert("container_profile_id".into(), json!(found.model.id));
@@ -675,7 +665,7 @@ fn apply_agent_body(
         for id in ids {
             let skill = id
                 .as_str()
-                .and_then(|s| state.ledger.models.skills.get(s))
+                .and_then(|s| state.ledger.models.cache::<Skill>().get(s))
                 .filter(|s| s.model.org_id == principal.org_id && s.model.deleted_at.is_none())
                 .ok_or_else(|| HillError::bad_request("One or more skills not found"))?;
             skills.push((*skill.model).clone());
@@ -687,7 +677,7 @@ fn apply_agent_body(
             .filter(|id| !now.contains(id))
             .chain(now.iter().filter(|id| !before.contains(id)));
         let privileged = touched
-            .filter_map(|id| state.ledger.models.skills.get(&id.to_string()))
+            .filter_map(|id| state.ledger.models.cache::<Skill>().get(&id.to_string()))
             .any(|s| PRIVILEGED_SCOPES.contains(&s.model.scope.as_str()));
         if privileged && !is_admin(principal) {
             return Err(HillError::new(
@@ -862,9 +852,9 @@ async fn update_agent(
         ));
     }
     let now = Utc::now();
-    let (after, _) = state
+    let after = state
         .ledger
-        .write::<ContainerAgent, HillError>(&agent.id.to_string(), &meta.metadata(&principal), |current| {
+        .write::<ContainerAgent, HillError>(&agent.id.to_string(), &meta.write_context(&principal), |current| {
             if current.status == "running" {
                 return Err(HillError::new(
                     StatusCode::CONFLICT,
@@ -879,7 +869,8 @@ async fn update_agent(
                 at: now,
             })])
         })
-        .await?;
+        .await?
+        .into_model();
     Ok(Json(agent_json(&state, &after)).into_response())
 }
 
@@ -897,16 +888,17 @@ async fn stop_container(
     };
     let now = Utc::now();
     let container_id = agent.container_id.clone();
-    let (after, _) = state
+    let after = state
         .ledger
-        .write::<ContainerAgent, HillError>(&agent.id.to_string(), &meta.metadata(principal), |_| {
+        .write::<ContainerAgent, HillError>(&agent.id.to_string(), &meta.write_context(principal), |_| {
             Ok(vec![ContainerAgentEvent::Stopped(ContainerStopped {
                 container_id: container_id.clone(),
                 removal_error: removal_error.clone(),
                 at: now,
             })])
         })
-        .await?;
+        .await?
+        .into_model();
     Ok(after)
 }
 
@@ -925,7 +917,7 @@ async fn start_agent(
     }
     let profile = agent
         .container_profile_id
-        .and_then(|p| state.ledger.models.container_profiles.get(&p.to_string()));
+        .and_then(|p| state.ledger.models.cache::<ContainerProfile>().get(&p.to_string()));
     let image = profile
         .map(|p| p.model.docker_image.clone())
         .unwrap_or_else(|| state.settings.default_agent_image.clone());
@@ -949,10 +941,11 @@ async fn start_agent(
         }),
         Err(error) => ContainerAgentEvent::StartFailed(ContainerFailed { error, at: now }),
     };
-    let (after, _) = state
+    let after = state
         .ledger
-        .write::<ContainerAgent, HillError>(&agent.id.to_string(), &meta.metadata(&principal), |_| Ok(vec![event.clone()]))
-        .await?;
+        .write::<ContainerAgent, HillError>(&agent.id.to_string(), &meta.write_context(&principal), |_| Ok(vec![event.clone()]))
+        .await?
+        .into_model();
     Ok(Json(agent_json(&state, &after)).into_response())
 }
 
@@ -985,6 +978,30 @@ async fn delete_agent(
     }
     remove::<ContainerAgent>(&state, &meta, &principal, agent.id, ContainerAgentEvent::Deleted).await?;
     Ok(Json(json!({ "deleted": true })).into_response())
+}
+
+impl Audited for Skill {
+    const SURFACE: Surface = Surface::ContainerAgents;
+
+    fn render(&self, _state: &AppState) -> Value {
+        skill_json(self)
+    }
+}
+
+impl Audited for ContainerProfile {
+    const SURFACE: Surface = Surface::ContainerAgents;
+
+    fn render(&self, _state: &AppState) -> Value {
+        profile_json(self)
+    }
+}
+
+impl Audited for ContainerAgent {
+    const SURFACE: Surface = Surface::ContainerAgents;
+
+    fn render(&self, state: &AppState) -> Value {
+        agent_json(state, self)
+    }
 }
 
 #[derive(utoipa::OpenApi)]

@@ -22,15 +22,17 @@ use fleetledger_projections::key::Key;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
+use super::Surface;
 use super::{read_body, RequestMeta};
 use crate::auth::{presented_token, Principal, Role};
 use crate::domain::instance::{self as rules, CreateInstance};
 use crate::domain::key::PERMISSIONS;
 use crate::domain::validation::{at, lenient_model, literal, required, string, FieldError, Problems};
 use crate::domain::DomainError;
-use crate::ledger::{Decision, WriteError};
+use crate::ledger::WriteError;
 use crate::state::AppState;
 use crate::store::StoreError;
+use crate::streams::Audited;
 use crate::tenancy::{self, NewKey, TenancyError};
 
 const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -111,14 +113,18 @@ impl From<TenancyError> for ChowderError {
     }
 }
 
+impl super::Envelope for ChowderError {
+    fn status(status: StatusCode, message: &str) -> Self {
+        ChowderError::new(status, message)
+    }
+    fn internal(error: impl std::fmt::Display) -> Self {
+        ChowderError::internal(error)
+    }
+}
+
 impl From<WriteError<ChowderError>> for ChowderError {
     fn from(error: WriteError<ChowderError>) -> Self {
-        match error {
-            WriteError::Rejected(e) => e,
-            WriteError::Missing => ChowderError::not_found(),
-            WriteError::Busy => ChowderError::new(StatusCode::CONFLICT, "The instance kept changing; try again."),
-            WriteError::Store(e) => e.into(),
-        }
+        super::refused(error, "Instance not found.")
     }
 }
 
@@ -401,7 +407,7 @@ fn org_keys(state: &AppState, principal: &Principal) -> Vec<Key> {
     let mut keys: Vec<Key> = state
         .ledger
         .models
-        .keys
+        .cache::<Key>()
         .all()
         .into_iter()
         .map(|c| (*c.model).clone())
@@ -521,7 +527,7 @@ async fn create_instance(
     let region = string(&mut p, &body_at("region"), fields.get("region"), true, 0);
     let (name, provider, version) = checked(p, (name, provider, version))?;
     let id = Uuid::now_v7();
-    let events = rules::create_instance(CreateInstance {
+    let command = CreateInstance {
         instance_id: id,
         org_id: principal.org_id,
         name: name.unwrap_or_default(),
@@ -530,13 +536,14 @@ async fn create_instance(
         openclaw_config: config,
         region,
         now: Utc::now(),
-    })?;
-    let decision = Decision::new(id.to_string(), 0, None, events);
-    let instance = decision
-        .after
-        .clone()
-        .ok_or_else(|| ChowderError::internal("a created instance exists"))?;
-    state.ledger.commit(decision, meta.metadata(&principal), None).await?;
+    };
+    let instance = state
+        .ledger
+        .write_stream::<Instance, ChowderError>(&id.to_string(), &meta.write_context(&principal), |_| {
+            Ok(rules::create_instance(command.clone())?)
+        })
+        .await?
+        .into_model();
     Ok((StatusCode::CREATED, Json(instance_json(&instance))).into_response())
 }
 
@@ -580,18 +587,21 @@ async fn instance_status(
     )
 }
 
-/// Decides against the instance and commits, retrying lost races.
+/// Decides against the instance through the one write path.
 async fn write(
     state: &AppState,
     principal: &Principal,
     meta: &RequestMeta,
     instance: &Instance,
-    decide: impl FnMut(&Instance) -> Result<Vec<fleetledger_events::instance::InstanceEvent>, ChowderError>,
+    mut decide: impl FnMut(&Instance) -> Result<Vec<fleetledger_events::instance::InstanceEvent>, ChowderError>,
 ) -> Result<(Instance, Option<crate::store::Appended>), ChowderError> {
-    Ok(state
+    let written = state
         .ledger
-        .write(&instance.id.to_string(), &meta.metadata(principal), decide)
-        .await?)
+        .write(&instance.id.to_string(), &meta.write_context(principal), |i| decide(i))
+        .await?;
+    let appended = written.appended;
+    let model = written.model.ok_or_else(ChowderError::not_found)?;
+    Ok((model, appended))
 }
 
 #[utoipa::path(patch, path = "/v1/instances/{id}", tag = "instances", security(("bearer" = [])),
@@ -688,6 +698,14 @@ async fn delete_instance(
     let now = Utc::now();
     write(&state, &principal, &meta, &instance, |i| Ok(rules::terminate(i, now)?)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+impl Audited for Instance {
+    const SURFACE: Surface = Surface::Instances;
+
+    fn render(&self, _state: &AppState) -> Value {
+        instance_json(self)
+    }
 }
 
 #[derive(utoipa::OpenApi)]

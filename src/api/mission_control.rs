@@ -18,22 +18,22 @@ use axum::{Json, Router};
 use chrono::Utc;
 use fleetledger_events::envelope::micros;
 use fleetledger_events::mission_control::{AgentEvent, BoardEvent, GatewayEvent};
-use fleetledger_events::Metadata;
 use fleetledger_projections::mission_control::{Board, Gateway, McAgent};
 use fleetledger_projections::ReadModel;
+use futures::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::{read_body, RequestMeta, REQUEST_ID};
+use super::{read_body, RequestMeta, Surface, REQUEST_ID};
 use crate::auth::{presented_token, Principal, Role};
 use crate::domain::mission_control::{self as rules, AgentPatch, BoardFields, BoardRef, CreateAgent, GatewayFields};
 use crate::domain::validation::{self, at, boolean, integer, lenient_model, string, FieldError, Problems};
 use crate::domain::DomainError;
-use crate::ledger::{Decision, WriteError};
+use crate::ledger::{WriteContext, WriteError};
 use crate::state::AppState;
-use crate::store::cache::{CacheOf, ReadModels};
 use crate::store::StoreError;
+use crate::streams::{Audited, Refusal, RestoreRequest};
 
 const MAX_BODY_BYTES: usize = 1024 * 1024;
 
@@ -111,14 +111,18 @@ impl From<DomainError> for McError {
     }
 }
 
-impl<E: Into<McError>> From<WriteError<E>> for McError {
-    fn from(error: WriteError<E>) -> Self {
-        match error {
-            WriteError::Rejected(e) => e.into(),
-            WriteError::Missing => McError::not_found("Not Found"),
-            WriteError::Busy => McError::new(StatusCode::CONFLICT, "The resource kept changing; try again"),
-            WriteError::Store(e) => e.into(),
-        }
+impl super::Envelope for McError {
+    fn status(status: StatusCode, message: &str) -> Self {
+        McError::new(status, message)
+    }
+    fn internal(error: impl std::fmt::Display) -> Self {
+        McError::internal(error)
+    }
+}
+
+impl From<WriteError<McError>> for McError {
+    fn from(error: WriteError<McError>) -> Self {
+        super::refused(error, "Not Found")
     }
 }
 
@@ -183,10 +187,7 @@ fn require_admin(principal: &Principal) -> Result<(), McError> {
 }
 
 /// A live resource of the caller's org by id; anything else is 404 `detail`.
-async fn find<M: ReadModel>(state: &AppState, principal: &Principal, id: &str, detail: &str) -> Result<M, McError>
-where
-    ReadModels: CacheOf<M>,
-{
+async fn find<M: ReadModel>(state: &AppState, principal: &Principal, id: &str, detail: &str) -> Result<M, McError> {
     let missing = || McError::not_found(detail);
     let id = Uuid::parse_str(id.trim()).map_err(|_| missing())?;
     let model = state
@@ -199,10 +200,7 @@ where
 }
 
 /// Every live model of the caller's org that `keep` keeps.
-fn all_of<M: ReadModel>(state: &AppState, principal: &Principal, keep: impl Fn(&M) -> bool) -> Vec<M>
-where
-    ReadModels: CacheOf<M>,
-{
+fn all_of<M: ReadModel>(state: &AppState, principal: &Principal, keep: impl Fn(&M) -> bool) -> Vec<M> {
     state
         .ledger
         .models
@@ -299,23 +297,20 @@ fn checked<T>(p: Problems, value: T) -> Result<T, McError> {
     }
 }
 
-/// Commits a new resource's first events.
+/// Appends a new resource's first events.
 async fn create_stream<M: ReadModel>(
     state: &AppState,
-    metadata: Metadata,
+    context: &WriteContext,
     id: Uuid,
     events: Vec<M::Event>,
-) -> Result<(M, Vec<fleetledger_events::EventEnvelope>), McError>
-where
-    ReadModels: CacheOf<M>,
-{
-    let decision = Decision::new(id.to_string(), 0, None, events);
-    let model = decision
-        .after
-        .clone()
-        .ok_or_else(|| McError::internal("a created resource exists"))?;
-    let appended = state.ledger.commit(decision, metadata, None).await?;
-    Ok((model, appended.events))
+) -> Result<(M, Vec<fleetledger_events::EventEnvelope>), McError> {
+    let written = state
+        .ledger
+        .write_stream::<M, McError>(&id.to_string(), context, |_| Ok(events.clone()))
+        .await?;
+    let appended = written.appended.map(|a| a.events).unwrap_or_default();
+    let model = written.model.ok_or_else(|| McError::internal("a created resource exists"))?;
+    Ok((model, appended))
 }
 
 /// Records a resource's deletion (once) and answers `{"ok": true}`.
@@ -327,17 +322,14 @@ async fn soft_delete<M: ReadModel>(
     missing: &str,
     deleted_at: impl Fn(&M) -> Option<chrono::DateTime<Utc>>,
     event: impl Fn(fleetledger_events::mission_control::Deleted) -> M::Event,
-) -> Result<Response, McError>
-where
-    ReadModels: CacheOf<M>,
-{
+) -> Result<Response, McError> {
     require_admin(principal)?;
     find::<M>(state, principal, id, missing).await?;
     let now = Utc::now();
     let stream_id = Uuid::parse_str(id.trim()).map_err(|_| McError::not_found(missing))?.to_string();
     state
         .ledger
-        .write::<M, McError>(&stream_id, &meta.metadata(principal), |m| {
+        .write::<M, McError>(&stream_id, &meta.write_context(principal), |m| {
             Ok(rules::deleted_at(deleted_at(m), now).map(&event).into_iter().collect())
         })
         .await?;
@@ -401,7 +393,7 @@ async fn create_gateway(
     let f = checked(p, f)?;
     let id = Uuid::now_v7();
     let events = rules::create_gateway(id, principal.org_id, f, Utc::now())?;
-    let (gateway, _) = create_stream::<Gateway>(&state, meta.metadata(&principal), id, events).await?;
+    let (gateway, _) = create_stream::<Gateway>(&state, &meta.write_context(&principal), id, events).await?;
     Ok(Json(gateway_json(&gateway)).into_response())
 }
 
@@ -434,12 +426,13 @@ async fn update_gateway(
     let after = gateway_fields(&mut p, &fields, GatewayFields::from(&gateway), false);
     let after = checked(p, after)?;
     let now = Utc::now();
-    let (gateway, _) = state
+    let gateway = state
         .ledger
-        .write::<Gateway, McError>(&gateway.id.to_string(), &meta.metadata(&principal), |g| {
+        .write::<Gateway, McError>(&gateway.id.to_string(), &meta.write_context(&principal), |g| {
             Ok(rules::update_gateway(g, after.clone(), now)?)
         })
-        .await?;
+        .await?
+        .into_model();
     Ok(Json(gateway_json(&gateway)).into_response())
 }
 
@@ -536,7 +529,7 @@ async fn create_board(
     let f = board_fields(&state, &principal, &fields, BoardFields::default(), true).await?;
     let id = Uuid::now_v7();
     let events = rules::create_board(id, principal.org_id, f, Utc::now())?;
-    let (board, _) = create_stream::<Board>(&state, meta.metadata(&principal), id, events).await?;
+    let (board, _) = create_stream::<Board>(&state, &meta.write_context(&principal), id, events).await?;
     Ok(Json(board_json(&board)).into_response())
 }
 
@@ -569,12 +562,13 @@ async fn update_board(
     checked(p, ())?;
     let after = board_fields(&state, &principal, &fields, BoardFields::from(&board), false).await?;
     let now = Utc::now();
-    let (board, _) = state
+    let board = state
         .ledger
-        .write::<Board, McError>(&board.id.to_string(), &meta.metadata(&principal), |b| {
+        .write::<Board, McError>(&board.id.to_string(), &meta.write_context(&principal), |b| {
             Ok(rules::update_board(b, after.clone(), now)?)
         })
-        .await?;
+        .await?
+        .into_model();
     Ok(Json(board_json(&board)).into_response())
 }
 
@@ -632,7 +626,7 @@ pub fn workspace_root(state: &AppState, agent: &McAgent) -> String {
     state
         .ledger
         .models
-        .gateways
+        .cache::<Gateway>()
         .get(&agent.gateway_id.to_string())
         .map(|g| g.model.workspace_root.clone())
         .unwrap_or_default()
@@ -764,7 +758,7 @@ async fn create_agent(
         soul_template: soul,
         now: Utc::now(),
     })?;
-    let (_, appended) = create_stream::<McAgent>(&state, meta.metadata(&principal), id, events).await?;
+    let (_, appended) = create_stream::<McAgent>(&state, &meta.write_context(&principal), id, events).await?;
     let trigger = appended.last().ok_or_else(|| McError::internal("nothing appended"))?;
     settle(&state, trigger, StatusCode::OK).await
 }
@@ -878,18 +872,20 @@ async fn update_agent(
         Some(b) => state
             .ledger
             .models
-            .boards
+            .cache::<Board>()
             .get(&b.to_string())
             .map(|c| BoardRef::from(c.model.as_ref())),
         None => None,
     };
     let now = Utc::now();
-    let (after, appended) = state
+    let written = state
         .ledger
-        .write::<McAgent, McError>(&agent.id.to_string(), &meta.metadata(&principal), |a| {
+        .write::<McAgent, McError>(&agent.id.to_string(), &meta.write_context(&principal), |a| {
             Ok(rules::update_agent(a, patch.clone(), target, current, force, now)?)
         })
         .await?;
+    let appended = written.appended;
+    let after = written.model.ok_or_else(|| McError::not_found("Not Found"))?;
     let reprovisions = appended
         .as_ref()
         .and_then(|a| a.events.last())
@@ -900,49 +896,69 @@ async fn update_agent(
     }
 }
 
-/// Puts back what an agent was at an older version (its name, status, heartbeat, identity
-/// and templates; not its placement) through the Update Agent rules, reprovisioning when
-/// that changes its templates. Errors are the ledger API's problem+json.
-pub async fn restore_agent(
-    state: &AppState,
-    principal: &Principal,
-    meta: &RequestMeta,
-    id: &str,
-    target: Option<McAgent>,
-    version: i64,
-) -> Result<Response, super::ledger::Problem> {
-    let problem = |e: McError| {
-        let detail = e.detail.as_str().map(str::to_string).unwrap_or_else(|| e.detail.to_string());
-        super::ledger::Problem::new(e.status, detail)
-    };
-    require_admin(principal).map_err(problem)?;
-    let target = target
-        .ok_or_else(|| super::ledger::Problem::new(StatusCode::NOT_FOUND, format!("mc_agent/{id} has no state at version {version}")))?;
-    let agent: McAgent = find(state, principal, id, "Not Found").await.map_err(problem)?;
-    let patch = AgentPatch {
-        name: Some(target.name),
-        status: Some(target.status),
-        heartbeat_config: Some(Some(target.heartbeat_config)),
-        identity_profile: Some(target.identity_profile),
-        identity_template: Some(target.identity_template),
-        soul_template: Some(target.soul_template),
-        ..Default::default()
-    };
-    let now = Utc::now();
-    let (after, appended) = state
-        .ledger
-        .write::<McAgent, McError>(&agent.id.to_string(), &meta.metadata(principal), |a| {
-            Ok(rules::update_agent(a, patch.clone(), None, None, false, now)?)
+impl Audited for Gateway {
+    const SURFACE: Surface = Surface::MissionControl;
+
+    /// Gateway tokens never leave the process.
+    fn public(&self) -> Value {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        if let Some(fields) = value.as_object_mut() {
+            fields.remove("token");
+        }
+        value
+    }
+}
+
+impl Audited for Board {
+    const SURFACE: Surface = Surface::MissionControl;
+}
+
+impl Audited for McAgent {
+    const SURFACE: Surface = Surface::MissionControl;
+
+    fn render(&self, state: &AppState) -> Value {
+        agent_json(self, &workspace_root(state, self))
+    }
+
+    /// Puts back what an agent was at an older version (its name, status, heartbeat,
+    /// identity and templates; not its placement) through the Update Agent rules,
+    /// reprovisioning when that changes its templates.
+    fn restore(request: RestoreRequest<'_>, target: Self) -> BoxFuture<'_, Result<Response, Refusal>> {
+        Box::pin(async move {
+            let refusal = |e: McError| {
+                let detail = e.detail.as_str().map(str::to_string).unwrap_or_else(|| e.detail.to_string());
+                Refusal::new(e.status, detail)
+            };
+            let (state, principal) = (request.state, request.principal);
+            require_admin(principal).map_err(refusal)?;
+            let agent: McAgent = find(state, principal, request.id, "Not Found").await.map_err(refusal)?;
+            let patch = AgentPatch {
+                name: Some(target.name),
+                status: Some(target.status),
+                heartbeat_config: Some(Some(target.heartbeat_config)),
+                identity_profile: Some(target.identity_profile),
+                identity_template: Some(target.identity_template),
+                soul_template: Some(target.soul_template),
+                ..Default::default()
+            };
+            let now = Utc::now();
+            let written = state
+                .ledger
+                .write::<McAgent, McError>(&agent.id.to_string(), &request.meta.write_context(principal), |a| {
+                    Ok(rules::update_agent(a, patch.clone(), None, None, false, now)?)
+                })
+                .await
+                .map_err(|e| refusal(e.into()))?;
+            let trigger = written
+                .appended
+                .as_ref()
+                .and_then(|a| a.events.last())
+                .filter(|e| e.data.get("reprovision").and_then(Value::as_bool) == Some(true));
+            match trigger {
+                Some(trigger) => settle(state, trigger, StatusCode::OK).await.map_err(refusal),
+                None => Ok(agent_response(state, &written.into_model(), StatusCode::OK)),
+            }
         })
-        .await
-        .map_err(|e| problem(e.into()))?;
-    let trigger = appended
-        .as_ref()
-        .and_then(|a| a.events.last())
-        .filter(|e| e.data.get("reprovision").and_then(Value::as_bool) == Some(true));
-    match trigger {
-        Some(trigger) => settle(state, trigger, StatusCode::OK).await.map_err(problem),
-        None => Ok(agent_response(state, &after, StatusCode::OK)),
     }
 }
 
@@ -985,12 +1001,13 @@ async fn agent_heartbeat(
     checked(p, ())?;
     let agent: McAgent = find(&state, &principal, &id, "Not Found").await?;
     let now = Utc::now();
-    let (after, _) = state
+    let after = state
         .ledger
-        .write::<McAgent, McError>(&agent.id.to_string(), &meta.metadata(&principal), |_| {
+        .write::<McAgent, McError>(&agent.id.to_string(), &meta.write_context(&principal), |_| {
             Ok(rules::heartbeat(status.clone(), now)?)
         })
-        .await?;
+        .await?
+        .into_model();
     Ok(agent_response(&state, &after, StatusCode::OK))
 }
 

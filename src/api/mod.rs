@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod container_agents;
+pub mod idempotency;
 pub mod instances;
 pub mod ledger;
 pub mod mission_control;
@@ -19,11 +20,12 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use fleetledger_events::Metadata;
-use sha2::{Digest, Sha256};
 
 use crate::auth::Principal;
+pub use crate::ledger::IfMatch;
+use crate::ledger::{WriteContext, WriteError};
 use crate::state::AppState;
-use crate::store::{IdempotencyRecord, StoreError};
+use crate::store::StoreError;
 
 /// Which API a path belongs to: for metrics, and for answering in its error envelope when
 /// a request is refused before it reaches a handler.
@@ -88,6 +90,27 @@ impl Surface {
     }
 }
 
+/// A surface's error envelope: how it says "this status, this message". What every
+/// surface answers the same way (a failed precondition, a missing resource, a refused
+/// media type) is written once against this.
+pub trait Envelope: IntoResponse + Sized {
+    fn status(status: StatusCode, message: &str) -> Self;
+    /// A 500 whose cause is logged, never shown.
+    fn internal(error: impl std::fmt::Display) -> Self;
+}
+
+/// A write the ledger did not commit, in a surface's envelope: the decision's own
+/// refusal as it is, `missing` as 404, a stale `If-Match` as 412, the rest as 500.
+pub fn refused<E: Envelope>(error: WriteError<E>, missing: &str) -> E {
+    match error {
+        WriteError::Rejected(e) => e,
+        WriteError::Missing => E::status(StatusCode::NOT_FOUND, missing),
+        WriteError::PreconditionFailed { .. } => E::status(StatusCode::PRECONDITION_FAILED, "Precondition failed"),
+        WriteError::Duplicate => E::internal("an event with this id is already stored"),
+        WriteError::Store(e) => E::internal(e),
+    }
+}
+
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
@@ -100,34 +123,6 @@ pub struct RequestMeta {
     pub if_match: Option<IfMatch>,
     pub method: String,
     pub path: String,
-}
-
-/// A parsed `If-Match` header.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum IfMatch {
-    Any,
-    Version(i64),
-    /// Not an ETag this server issues; it can never match.
-    Unknown,
-}
-
-impl IfMatch {
-    fn parse(value: &str) -> IfMatch {
-        let value = value.trim();
-        if value == "*" {
-            return IfMatch::Any;
-        }
-        let tag = value.strip_prefix("W/").unwrap_or(value).trim_matches('"');
-        tag.parse().map(IfMatch::Version).unwrap_or(IfMatch::Unknown)
-    }
-
-    pub fn matches(&self, version: i64) -> bool {
-        match self {
-            IfMatch::Any => true,
-            IfMatch::Version(v) => *v == version,
-            IfMatch::Unknown => false,
-        }
-    }
 }
 
 fn header(headers: &HeaderMap, name: impl axum::http::header::AsHeaderName) -> Option<String> {
@@ -163,32 +158,17 @@ impl RequestMeta {
         }
     }
 
-    /// Fingerprint of the request an idempotency key is bound to.
-    pub fn request_hash(&self, body: &[u8]) -> String {
-        let mut h = Sha256::new();
-        h.update(self.method.as_bytes());
-        h.update(b" ");
-        h.update(self.path.as_bytes());
-        h.update(b"\n");
-        h.update(body);
-        hex::encode(h.finalize())
-    }
-
-    /// The record that makes a retry with the same key replay `response`.
-    pub fn idempotency_record(&self, principal: &Principal, body: &[u8], response: &BufferedResponse) -> Option<IdempotencyRecord> {
-        let key = self.idempotency_key.clone()?;
-        Some(IdempotencyRecord {
-            org_id: principal.org_id.to_string(),
-            key,
-            request_hash: self.request_hash(body),
-            status: response.status.as_u16(),
-            headers: response.headers.clone(),
-            body: response.body.to_vec(),
-        })
+    /// What a write by `principal` carries into the one write path.
+    pub fn write_context(&self, principal: &Principal) -> WriteContext {
+        WriteContext {
+            metadata: self.metadata(principal),
+            if_match: self.if_match.clone(),
+            event_id: None,
+        }
     }
 }
 
-/// A response built before its events commit, so it can be stored for replay.
+/// A response whose body is already serialised.
 #[derive(Clone, Debug)]
 pub struct BufferedResponse {
     pub status: StatusCode,
@@ -211,31 +191,6 @@ impl IntoResponse for BufferedResponse {
 
 pub fn etag(version: i64) -> (String, String) {
     ("etag".into(), format!("\"{version}\""))
-}
-
-/// What a stored idempotency record says about this request.
-pub enum Replay {
-    /// Same key, same request: answer as the first time.
-    Same(BufferedResponse),
-    /// Same key, another request.
-    Mismatch,
-}
-
-pub async fn replay(state: &AppState, principal: &Principal, meta: &RequestMeta, body: &[u8]) -> Result<Option<Replay>, StoreError> {
-    let Some(key) = &meta.idempotency_key else {
-        return Ok(None);
-    };
-    let Some(record) = state.ledger.store.idempotent_response(&principal.org_id.to_string(), key).await? else {
-        return Ok(None);
-    };
-    if record.request_hash != meta.request_hash(body) {
-        return Ok(Some(Replay::Mismatch));
-    }
-    Ok(Some(Replay::Same(BufferedResponse {
-        status: StatusCode::from_u16(record.status).unwrap_or(StatusCode::OK),
-        headers: record.headers,
-        body: Bytes::from(record.body),
-    })))
 }
 
 /// The outcome a worker recorded for `trigger` (an event caused by it in the same stream),

@@ -10,6 +10,9 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use futures::future::BoxFuture;
+
+use super::Surface;
 use chrono::{DateTime, Utc};
 use fleetledger_events::go_json;
 use fleetledger_events::profile::ConfigChangeMode;
@@ -18,20 +21,19 @@ use fleetledger_projections::profile::{self as profile_model, Profile};
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::{etag, read_body, replay, BufferedResponse, Replay, RequestMeta};
+use super::{etag, read_body, refused, BufferedResponse, RequestMeta};
 use crate::auth::{bearer_token, AuthFailure, Principal};
 use crate::domain::profile::{
     self as rules, ChangeConfig, Config, ConvenienceFields, CreateProfile, KernelConfig, KernelPatch, SourceOverride,
 };
 use crate::domain::{fleet as fleet_rules, DomainError};
-use crate::ledger::Decision;
+use crate::ledger::WriteContext;
 use crate::state::AppState;
 use crate::store::StoreError;
+use crate::streams::{Audited, Refusal, RestoreRequest};
 
 /// Fleeti reads at most this much of a mutation body.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
-/// Attempts at a write that lost a race and was not conditional (`If-Match`).
-const WRITE_ATTEMPTS: usize = 8;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -74,6 +76,15 @@ impl FleetiError {
     fn internal(what: &str, error: impl std::fmt::Display) -> Self {
         tracing::error!(%error, "{what}");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, what)
+    }
+}
+
+impl super::Envelope for FleetiError {
+    fn status(status: StatusCode, message: &str) -> Self {
+        FleetiError::new(status, message)
+    }
+    fn internal(error: impl std::fmt::Display) -> Self {
+        FleetiError::internal("Failed to update profile", error)
     }
 }
 
@@ -138,7 +149,7 @@ fn org_fleets(state: &AppState, org_id: Uuid) -> Vec<Fleet> {
     state
         .ledger
         .models
-        .fleets
+        .cache::<Fleet>()
         .all()
         .into_iter()
         .map(|c| (*c.model).clone())
@@ -151,7 +162,13 @@ fn assigned_fleets(state: &AppState, profile: &Profile) -> Vec<Fleet> {
     let mut fleets: Vec<Fleet> = profile
         .fleet_ids
         .iter()
-        .filter_map(|id| state.ledger.models.fleets.get(&fleet_rules::fleet_stream_id(profile.org_id, id)))
+        .filter_map(|id| {
+            state
+                .ledger
+                .models
+                .cache::<Fleet>()
+                .get(&fleet_rules::fleet_stream_id(profile.org_id, id))
+        })
         .map(|c| (*c.model).clone())
         .collect();
     fleets.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
@@ -232,7 +249,12 @@ fn profile_summary(state: &AppState, p: &Profile) -> Value {
 
 /// A profile the caller may see, with its stream version; anything else is 404.
 fn visible_profile(state: &AppState, principal: &Principal, id: &str) -> Result<(i64, std::sync::Arc<Profile>), FleetiError> {
-    let cached = state.ledger.models.profiles.get(id.trim()).ok_or_else(FleetiError::not_found)?;
+    let cached = state
+        .ledger
+        .models
+        .cache::<Profile>()
+        .get(id.trim())
+        .ok_or_else(FleetiError::not_found)?;
     let p = &cached.model;
     if p.org_id != principal.org_id || p.deleted_at.is_some() || !principal.may(id.trim(), "read") {
         return Err(FleetiError::not_found());
@@ -460,18 +482,6 @@ async fn body_bytes(body: Body) -> Result<Option<bytes::Bytes>, FleetiError> {
         .map_err(|e| FleetiError::internal("Failed to read request body", e))
 }
 
-/// Replays an earlier answer for the same idempotency key, if there is one.
-async fn replayed(state: &AppState, principal: &Principal, meta: &RequestMeta, body: &[u8]) -> Result<Option<Response>, FleetiError> {
-    match replay(state, principal, meta, body).await? {
-        Some(Replay::Same(response)) => Ok(Some(response.into_response())),
-        Some(Replay::Mismatch) => Err(FleetiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "Idempotency-Key was already used with a different request",
-        )),
-        None => Ok(None),
-    }
-}
-
 // ---- handlers -----------------------------------------------------------------------------
 
 #[utoipa::path(get, path = "/api/v1/fleets", tag = "profiles", security(("bearer" = [])),
@@ -499,9 +509,6 @@ async fn create_fleet(
     let body = body_bytes(body)
         .await?
         .ok_or_else(|| FleetiError::bad_request("Request body is too large"))?;
-    if let Some(response) = replayed(&state, &principal, &meta, &body).await? {
-        return Ok(response);
-    }
     if !principal.may_write() {
         return Err(FleetiError::forbidden());
     }
@@ -518,29 +525,22 @@ async fn create_fleet(
         return Err(FleetiError::bad_request("Request body must contain a single JSON object"));
     }
     let stream_id = fleet_rules::fleet_stream_id(principal.org_id, fleet_id.trim());
-    let existing = state.ledger.models.fleets.get(&stream_id);
-    let events = fleet_rules::create_fleet(
-        existing.as_ref().map(|c| c.model.as_ref()),
-        fleet_rules::CreateFleet {
-            org_id: principal.org_id,
-            fleet_id,
-            name,
-            now: Utc::now(),
-        },
-    )
-    .map_err(domain_error)?;
-    let decision = Decision::new(stream_id, 0, None, events);
-    let fleet = decision.after.clone().expect("a created fleet exists");
-    let response = go_response(StatusCode::CREATED, &json!({ "fleet": fleet_json(&fleet) }), vec![etag(1)]);
-    let record = meta.idempotency_record(&principal, &body, &response);
-    match state.ledger.commit(decision, meta.metadata(&principal), record).await {
-        Ok(_) => Ok(response.into_response()),
-        Err(StoreError::Conflict { .. }) => Err(FleetiError::new(StatusCode::CONFLICT, "Fleet already exists")),
-        Err(StoreError::IdempotencyKeyTaken) => replayed(&state, &principal, &meta, &body)
-            .await?
-            .ok_or_else(|| FleetiError::internal("Failed to create fleet", "idempotency record vanished")),
-        Err(e) => Err(FleetiError::internal("Failed to create fleet", e)),
-    }
+    let command = fleet_rules::CreateFleet {
+        org_id: principal.org_id,
+        fleet_id,
+        name,
+        now: Utc::now(),
+    };
+    let written = state
+        .ledger
+        .write_stream::<Fleet, FleetiError>(&stream_id, &meta.write_context(&principal), |existing| {
+            fleet_rules::create_fleet(existing, command.clone()).map_err(domain_error)
+        })
+        .await
+        .map_err(|e| refused(e, "Fleet not found"))?;
+    let version = written.version;
+    let fleet = written.into_model();
+    Ok(go_response(StatusCode::CREATED, &json!({ "fleet": fleet_json(&fleet) }), vec![etag(version)]).into_response())
 }
 
 #[utoipa::path(get, path = "/api/v1/profiles", tag = "profiles", security(("bearer" = [])),
@@ -550,7 +550,7 @@ async fn list_profiles(State(state): State<AppState>, FleetiPrincipal(principal)
     let mut profiles: Vec<Profile> = state
         .ledger
         .models
-        .profiles
+        .cache::<Profile>()
         .all()
         .into_iter()
         .map(|c| (*c.model).clone())
@@ -600,9 +600,6 @@ async fn create_profile(
     body: Body,
 ) -> Result<Response, FleetiError> {
     let body = body_bytes(body).await?;
-    if let Some(response) = replayed(&state, &principal, &meta, body.as_deref().unwrap_or_default()).await? {
-        return Ok(response);
-    }
     if !principal.may_write() {
         return Err(FleetiError::forbidden());
     }
@@ -613,7 +610,7 @@ async fn create_profile(
         if state
             .ledger
             .models
-            .fleets
+            .cache::<Fleet>()
             .get(&fleet_rules::fleet_stream_id(principal.org_id, fleet_id))
             .is_none()
         {
@@ -626,38 +623,33 @@ async fn create_profile(
         None => None,
     };
     let profile_id = Uuid::now_v7();
-    let events = rules::create_profile(
-        None,
-        CreateProfile {
-            profile_id,
-            org_id: principal.org_id,
-            name: request.name.unwrap_or_default(),
-            description: request.description.unwrap_or_default(),
-            fleet_ids,
-            config,
-            convenience: request.convenience,
-            raw_nix: request.raw_nix.unwrap_or_default(),
-            config_schema_version: request.config_schema_version,
-            now: Utc::now(),
-        },
-        &state.settings.available_kernels,
-    )
-    .map_err(domain_error)?;
-    let decision = Decision::new(profile_id.to_string(), 0, None, events);
-    let profile = decision.after.clone().expect("a created profile exists");
-    let response = go_response(
+    let command = CreateProfile {
+        profile_id,
+        org_id: principal.org_id,
+        name: request.name.unwrap_or_default(),
+        description: request.description.unwrap_or_default(),
+        fleet_ids,
+        config,
+        convenience: request.convenience,
+        raw_nix: request.raw_nix.unwrap_or_default(),
+        config_schema_version: request.config_schema_version,
+        now: Utc::now(),
+    };
+    let written = state
+        .ledger
+        .write_stream::<Profile, FleetiError>(&profile_id.to_string(), &meta.write_context(&principal), |existing| {
+            rules::create_profile(existing, command.clone(), &state.settings.available_kernels).map_err(domain_error)
+        })
+        .await
+        .map_err(|e| refused(e, "Profile not found"))?;
+    let version = written.version;
+    let profile = written.into_model();
+    Ok(go_response(
         StatusCode::CREATED,
         &json!({ "profile": profile_detail(&state, &profile) }),
-        vec![etag(1)],
-    );
-    let record = meta.idempotency_record(&principal, &body, &response);
-    match state.ledger.commit(decision, meta.metadata(&principal), record).await {
-        Ok(_) => Ok(response.into_response()),
-        Err(StoreError::IdempotencyKeyTaken) => replayed(&state, &principal, &meta, &body)
-            .await?
-            .ok_or_else(|| FleetiError::internal("Failed to create profile", "idempotency record vanished")),
-        Err(e) => Err(FleetiError::internal("Failed to create profile", e)),
-    }
+        vec![etag(version)],
+    )
+    .into_response())
 }
 
 #[utoipa::path(put, path = "/api/v1/profiles/{id}", tag = "profiles", security(("bearer" = [])),
@@ -701,13 +693,12 @@ async fn change_profile(
 ) -> Result<Response, FleetiError> {
     let id = id.trim().to_string();
     let body = body_bytes(body).await?;
-    if let Some(response) = replayed(&state, &principal, &meta, body.as_deref().unwrap_or_default()).await? {
-        return Ok(response);
-    }
     let (version, _) = visible_profile(&state, &principal, &id)?;
     if !principal.may(&id, "configure") {
         return Err(FleetiError::forbidden());
     }
+    // A stale precondition answers before the body is read, as it always has; the write
+    // checks it again where the stream's writes are serialised.
     if meta.if_match.as_ref().is_some_and(|m| !m.matches(version)) {
         return Err(FleetiError::precondition_failed());
     }
@@ -732,49 +723,29 @@ async fn change_profile(
         reason: None,
         now: Utc::now(),
     };
-    for attempt in 0..WRITE_ATTEMPTS {
-        // The cache holds this process's writes; after a lost race, ask the store.
-        let cached = if attempt == 0 {
-            state.ledger.models.profiles.get(&id)
-        } else {
-            None
-        };
-        let current = match cached {
-            Some(c) => c,
-            None => state
-                .ledger
-                .models
-                .refresh::<Profile>(&id)
-                .await?
-                .ok_or_else(FleetiError::not_found)?,
-        };
-        if meta.if_match.as_ref().is_some_and(|m| !m.matches(current.version)) {
-            return Err(FleetiError::precondition_failed());
-        }
-        let before = (*current.model).clone();
-        let events = rules::change_config(Some(&before), command.clone(), &state.settings.available_kernels).map_err(domain_error)?;
-        let decision = Decision::new(id.clone(), current.version, Some(before.clone()), events);
-        let after = decision.after.clone().expect("a changed profile exists");
-        let created_new_revision = after.latest_revision != before.latest_revision;
-        let response = go_response(
-            StatusCode::OK,
-            &json!({ "profile": profile_detail(&state, &after), "created_new_revision": created_new_revision }),
-            vec![etag(decision.version())],
-        );
-        let record = meta.idempotency_record(&principal, &body, &response);
-        match state.ledger.commit(decision, meta.metadata(&principal), record).await {
-            Ok(_) => return Ok(response.into_response()),
-            Err(StoreError::Conflict { .. }) if meta.if_match.is_some() => return Err(FleetiError::precondition_failed()),
-            Err(StoreError::Conflict { .. }) => continue,
-            Err(StoreError::IdempotencyKeyTaken) => {
-                return replayed(&state, &principal, &meta, &body)
-                    .await?
-                    .ok_or_else(|| FleetiError::internal("Failed to update profile", "idempotency record vanished"))
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(FleetiError::internal("Failed to update profile", "too many concurrent writers"))
+    change_config(&state, &meta.write_context(&principal), &id, command).await
+}
+
+/// Appends a config change through Fleeti's rules and answers like Fleeti's PUT.
+async fn change_config(state: &AppState, context: &WriteContext, id: &str, command: ChangeConfig) -> Result<Response, FleetiError> {
+    let mut revision_before = 0;
+    let written = state
+        .ledger
+        .write::<Profile, FleetiError>(id, context, |before| {
+            revision_before = before.latest_revision;
+            rules::change_config(Some(before), command.clone(), &state.settings.available_kernels).map_err(domain_error)
+        })
+        .await
+        .map_err(|e| refused(e, "Profile not found"))?;
+    let version = written.version;
+    let after = written.into_model();
+    let created_new_revision = after.latest_revision != revision_before;
+    Ok(go_response(
+        StatusCode::OK,
+        &json!({ "profile": profile_detail(state, &after), "created_new_revision": created_new_revision }),
+        vec![etag(version)],
+    )
+    .into_response())
 }
 
 #[utoipa::path(delete, path = "/api/v1/profiles/{id}", tag = "profiles", security(("bearer" = [])),
@@ -787,31 +758,19 @@ async fn delete_profile(
     Path(id): Path<String>,
 ) -> Result<Response, FleetiError> {
     let id = id.trim().to_string();
-    if let Some(response) = replayed(&state, &principal, &meta, b"").await? {
-        return Ok(response);
-    }
-    let (version, profile) = visible_profile(&state, &principal, &id)?;
+    visible_profile(&state, &principal, &id)?;
     if !principal.may(&id, "configure") {
         return Err(FleetiError::forbidden());
     }
-    if meta.if_match.as_ref().is_some_and(|m| !m.matches(version)) {
-        return Err(FleetiError::precondition_failed());
-    }
-    let events = rules::delete_profile(Some(&profile), Utc::now()).map_err(domain_error)?;
-    let decision = Decision::new(id.clone(), version, Some((*profile).clone()), events);
-    let response = BufferedResponse {
-        status: StatusCode::NO_CONTENT,
-        headers: vec![],
-        body: bytes::Bytes::new(),
-    };
-    let record = meta.idempotency_record(&principal, b"", &response);
-    match state.ledger.commit(decision, meta.metadata(&principal), record).await {
-        Ok(_) => Ok(response.into_response()),
-        Err(StoreError::Conflict { .. }) if meta.if_match.is_some() => Err(FleetiError::precondition_failed()),
-        // A concurrent change or delete: deleting again decides against the new state.
-        Err(StoreError::Conflict { .. }) => Box::pin(delete_profile(State(state), FleetiPrincipal(principal), meta, Path(id))).await,
-        Err(e) => Err(e.into()),
-    }
+    let now = Utc::now();
+    state
+        .ledger
+        .write::<Profile, FleetiError>(&id, &meta.write_context(&principal), |profile| {
+            rules::delete_profile(Some(profile), now).map_err(domain_error)
+        })
+        .await
+        .map_err(|e| refused(e, "Profile not found"))?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn profile_revisions(state: &AppState, principal: &Principal, id: &str) -> Result<Vec<profile_model::ProfileRevision>, FleetiError> {
@@ -865,6 +824,54 @@ async fn get_revision(
         .find(|r| r.revision == wanted)
         .ok_or_else(|| FleetiError::new(StatusCode::NOT_FOUND, "Revision not found"))?;
     Ok(go_response(StatusCode::OK, &json!({ "revision": revision_json(found, true) }), vec![]).into_response())
+}
+
+impl Audited for Fleet {
+    const SURFACE: Surface = Surface::Profiles;
+}
+
+impl Audited for Profile {
+    const SURFACE: Surface = Surface::Profiles;
+
+    /// Fleeti's profile detail, through Go's encoder so numbers read exactly as a Fleeti
+    /// client sees them.
+    fn render(&self, state: &AppState) -> Value {
+        let detail = profile_detail(state, self);
+        serde_json::from_str(&go_json::to_string(&detail)).unwrap_or(detail)
+    }
+
+    /// Puts back version N's config, raw Nix and schema version through the PUT rules,
+    /// recording where it came from and why.
+    fn restore(request: RestoreRequest<'_>, target: Self) -> BoxFuture<'_, Result<Response, Refusal>> {
+        Box::pin(async move {
+            if target.deleted_at.is_some() {
+                return Err(Refusal::new(
+                    StatusCode::NOT_FOUND,
+                    format!("profile/{} has no configuration at version {}", request.id, request.version),
+                ));
+            }
+            let command = ChangeConfig {
+                mode: ConfigChangeMode::Restore,
+                fields: vec!["config".into(), "raw_nix".into(), "config_schema_version".into()],
+                config: Some(target.config.as_object().cloned()),
+                convenience: ConvenienceFields::default(),
+                raw_nix: Some(target.raw_nix.clone()),
+                config_schema_version: Some(target.config_schema_version),
+                restored_from_version: Some(request.version),
+                reason: request.reason.clone(),
+                now: Utc::now(),
+            };
+            let context = request.meta.write_context(request.principal);
+            change_config(request.state, &context, request.id, command).await.map_err(|e| {
+                let status = if e.status == StatusCode::BAD_REQUEST {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                } else {
+                    e.status
+                };
+                Refusal::new(status, e.message)
+            })
+        })
+    }
 }
 
 #[derive(utoipa::OpenApi)]

@@ -16,25 +16,24 @@ use fleetledger_events::envelope::micros;
 use fleetledger_events::runtime::RuntimeEvent;
 use fleetledger_projections::org::Org;
 use fleetledger_projections::runtime::Runtime;
+use futures::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::{read_body, RequestMeta};
+use super::{read_body, refused, RequestMeta, Surface};
 use crate::auth::{presented_token, Principal, Role};
 use crate::domain::runtime::config::{self, at, ConfigLimits, FieldError, Problems};
 use crate::domain::runtime::{self as rules, CreateRuntime, Ensured, MaterializedSandbox, StartAction};
 use crate::domain::validation::required;
 use crate::domain::DomainError;
-use crate::ledger::{Decision, WriteError};
 use crate::state::AppState;
 use crate::store::StoreError;
+use crate::streams::{Audited, Refusal, RestoreRequest};
 use crate::tenancy;
 
 /// Request bodies over this size are refused with 413.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
-/// Attempts at a write that lost a race to another writer of the same runtime.
-const WRITE_ATTEMPTS: usize = 8;
 const DEFAULT_PAGE: i64 = 50;
 const DEFAULT_EXTEND_SECONDS: i64 = 300;
 
@@ -94,6 +93,32 @@ impl DreadnodeError {
     fn internal(error: impl std::fmt::Display) -> Self {
         tracing::error!(%error, "runtimes API failure");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error", "internal_error")
+    }
+}
+
+impl super::Envelope for DreadnodeError {
+    fn status(status: StatusCode, message: &str) -> Self {
+        let kind = match status {
+            StatusCode::BAD_REQUEST => "bad_request",
+            StatusCode::UNAUTHORIZED => "authentication_error",
+            StatusCode::FORBIDDEN => "permission_denied",
+            StatusCode::NOT_FOUND => "not_found",
+            StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+            StatusCode::CONFLICT => "conflict",
+            StatusCode::PRECONDITION_FAILED => "precondition_failed",
+            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+            StatusCode::UNPROCESSABLE_ENTITY => "validation_error",
+            StatusCode::TOO_MANY_REQUESTS => "rate_limited",
+            StatusCode::BAD_GATEWAY => "bad_gateway",
+            StatusCode::SERVICE_UNAVAILABLE => "service_unavailable",
+            StatusCode::GATEWAY_TIMEOUT => "gateway_timeout",
+            _ => "internal_error",
+        };
+        DreadnodeError::new(status, message, kind)
+    }
+    fn internal(error: impl std::fmt::Display) -> Self {
+        DreadnodeError::internal(error)
     }
 }
 
@@ -286,26 +311,21 @@ pub fn config_json(r: &Runtime) -> Value {
 
 // ---- writes -------------------------------------------------------------------------------
 
-/// Decides against the current runtime and commits, retrying on a lost race. A decision
-/// with no events commits nothing and answers the runtime as it is.
+/// Decides against the current runtime through the one write path. A decision with no
+/// events commits nothing and answers the runtime as it is.
 async fn write(
     state: &AppState,
     principal: &Principal,
     meta: &RequestMeta,
     id: &str,
-    decide: impl FnMut(&Runtime) -> Result<Vec<RuntimeEvent>, DreadnodeError>,
+    mut decide: impl FnMut(&Runtime) -> Result<Vec<RuntimeEvent>, DreadnodeError>,
 ) -> Result<Runtime, DreadnodeError> {
-    match state.ledger.write(id, &meta.metadata(principal), decide).await {
-        Ok((runtime, _)) => Ok(runtime),
-        Err(WriteError::Rejected(e)) => Err(e),
-        Err(WriteError::Missing) => Err(DreadnodeError::not_found("Runtime")),
-        Err(WriteError::Busy) => Err(DreadnodeError::new(
-            StatusCode::CONFLICT,
-            "The runtime kept changing; try again",
-            "conflict",
-        )),
-        Err(WriteError::Store(e)) => Err(e.into()),
-    }
+    let written = state
+        .ledger
+        .write(id, &meta.write_context(principal), |r| decide(r))
+        .await
+        .map_err(|e| refused(e, "Runtime not found"))?;
+    Ok(written.into_model())
 }
 
 /// Replaces a runtime's config with an already normalized one; shared with restore.
@@ -398,7 +418,7 @@ async fn list_runtimes(
     let mut runtimes: Vec<Runtime> = state
         .ledger
         .models
-        .runtimes
+        .cache::<Runtime>()
         .all()
         .into_iter()
         .map(|c| (*c.model).clone())
@@ -472,48 +492,43 @@ async fn create_runtime(
         DreadnodeError::validation(p.0)
     })?;
     let id = rules::runtime_id_for_key(org.id, &workspace, &key);
-    for _ in 0..WRITE_ATTEMPTS {
-        let existing = state.ledger.models.refresh::<Runtime>(&id.to_string()).await?;
-        let command = CreateRuntime {
-            runtime_id: id,
-            org_id: org.id,
-            workspace: workspace.clone(),
-            key: Some(key.clone()),
-            name: name.clone(),
-            description: description.clone(),
-            project: project.clone(),
-            owner: principal.principal_id.clone(),
-            config: config.clone(),
-            config_given: given.is_some(),
-            now: Utc::now(),
-        };
-        let events = match rules::ensure_runtime(existing.as_ref().map(|c| c.model.as_ref()), command, key.clone())? {
-            Ensured::Existing => {
-                let runtime = existing.map(|c| (*c.model).clone()).expect("an existing runtime");
-                let mut body = runtime_json(&runtime, Some(&principal));
-                body["created"] = false.into();
-                return Ok((StatusCode::OK, Json(body)).into_response());
-            }
-            Ensured::Created(events) => events,
-        };
-        let decision = Decision::new(id.to_string(), 0, None, events);
-        let runtime = decision.after.clone().expect("a created runtime exists");
-        match state.ledger.commit(decision, meta.metadata(&principal), None).await {
-            Ok(_) => {
-                let mut body = runtime_json(&runtime, Some(&principal));
-                body["created"] = true.into();
-                return Ok((StatusCode::CREATED, Json(body)).into_response());
-            }
-            // Created by someone else meanwhile: decide again against it.
-            Err(StoreError::Conflict { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(DreadnodeError::new(
-        StatusCode::CONFLICT,
-        "The runtime kept changing; try again",
-        "conflict",
-    ))
+    let command = CreateRuntime {
+        runtime_id: id,
+        org_id: org.id,
+        workspace: workspace.clone(),
+        key: Some(key.clone()),
+        name,
+        description,
+        project,
+        owner: principal.principal_id.clone(),
+        config,
+        config_given: given.is_some(),
+        now: Utc::now(),
+    };
+    // An ensure: concurrent ensures of one key meet on one stream, and only one creates it.
+    let mut created = false;
+    let written =
+        state
+            .ledger
+            .write_stream::<Runtime, DreadnodeError>(&id.to_string(), &meta.write_context(&principal), |existing| {
+                match rules::ensure_runtime(existing, command.clone(), key.clone())? {
+                    Ensured::Existing => {
+                        created = false;
+                        Ok(vec![])
+                    }
+                    Ensured::Created(events) => {
+                        created = true;
+                        Ok(events)
+                    }
+                }
+            })
+            .await
+            .map_err(|e| refused(e, "Runtime not found"))?;
+    let runtime = written.into_model();
+    let mut body = runtime_json(&runtime, Some(&principal));
+    body["created"] = created.into();
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(body)).into_response())
 }
 
 #[utoipa::path(get, path = "/api/v1/org/{org}/ws/{workspace}/runtimes/{id}", tag = "runtimes", security(("bearer" = []), ("api_key" = [])),
@@ -751,6 +766,49 @@ async fn keepalive_runtime(
     })
     .await?;
     Ok(Json(runtime_json(&after, Some(&principal))).into_response())
+}
+
+impl Audited for Runtime {
+    const SURFACE: Surface = Surface::Runtimes;
+
+    /// The runtime with its durable config, so a diff between versions shows the change.
+    fn render(&self, _state: &AppState) -> Value {
+        runtime_json(self, None)
+    }
+
+    /// Puts back the config a runtime had at a version, through the PUT rules of today (a
+    /// limit lowered since then refuses it), recording where it came from.
+    fn restore(request: RestoreRequest<'_>, target: Self) -> BoxFuture<'_, Result<Response, Refusal>> {
+        Box::pin(async move {
+            let limits = config_limits(request.state);
+            let config = config::normalize(&target.config, &[json!("config")], &limits).map_err(|errors| {
+                let problems: Vec<String> = errors.iter().map(|e| format!("{}: {}", json!(e.loc), e.msg)).collect();
+                Refusal::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!("version {}'s config is no longer valid: {}", request.version, problems.join("; ")),
+                )
+            })?;
+            let current = request
+                .state
+                .ledger
+                .models
+                .get_or_load::<Runtime>(request.id)
+                .await?
+                .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, format!("no resource runtime/{}", request.id)))?;
+            let after = commit_config(
+                request.state,
+                request.principal,
+                request.meta,
+                &current.model,
+                config,
+                Some(request.version),
+                request.reason.clone(),
+            )
+            .await
+            .map_err(|e| Refusal::new(e.status(), e.detail()))?;
+            Ok(Json(config_json(&after)).into_response())
+        })
+    }
 }
 
 #[derive(utoipa::OpenApi)]

@@ -14,6 +14,7 @@ pub fn fleet_stream_id(org_id: Uuid, fleet_id: &str) -> String {
     Uuid::new_v5(&FLEET_NAMESPACE, format!("{org_id}/{fleet_id}").as_bytes()).to_string()
 }
 
+#[derive(Clone)]
 pub struct CreateFleet {
     pub org_id: Uuid,
     pub fleet_id: String,

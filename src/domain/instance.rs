@@ -112,6 +112,7 @@ pub fn apply_paths(config: &mut Value, paths: &[ConfigPath]) -> Result<(), Strin
     Ok(())
 }
 
+#[derive(Clone)]
 pub struct CreateInstance {
     pub instance_id: Uuid,
     pub org_id: Uuid,

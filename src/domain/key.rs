@@ -10,6 +10,7 @@ use super::DomainError;
 pub const ROLES: [&str; 3] = ["admin", "member", "viewer"];
 pub const PERMISSIONS: [&str; 5] = ["read", "interact", "configure", "files", "channels"];
 
+#[derive(Clone)]
 pub struct IssueKey {
     pub key_id: Uuid,
     pub org_id: Uuid,

@@ -538,6 +538,7 @@ pub fn change_config(state: Option<&Profile>, cmd: ChangeConfig, available_kerne
     })])
 }
 
+#[derive(Clone)]
 pub struct CreateProfile {
     pub profile_id: Uuid,
     pub org_id: Uuid,

@@ -5,16 +5,16 @@
 //! Applying an event is idempotent: a model at or past the event's stream version ignores
 //! it, the next version is folded in, and a gap reloads the row from the store.
 
+use std::any::Any;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use dashmap::DashMap;
-use fleetledger_events::{stream_type, DomainEvent, EventEnvelope};
-use fleetledger_projections::container::{ContainerAgent, ContainerProfile, Skill};
-use fleetledger_projections::instance::Instance;
-use fleetledger_projections::mission_control::{Board, Gateway, McAgent};
-use fleetledger_projections::{fleet::Fleet, key::Key, org::Org, profile::Profile, runtime::Runtime, ReadModel};
+use fleetledger_events::{DomainEvent, EventEnvelope};
+use fleetledger_projections::ReadModel;
+use futures::future::BoxFuture;
 
 use super::{EventStore, StoreError};
 
@@ -82,21 +82,57 @@ impl<M: ReadModel> ModelCache<M> {
     }
 }
 
-/// All read models of this process.
+/// What every model cache does, without naming its model type: load its rows, and apply
+/// an event from the log.
+pub trait ModelCacheOps: Any + Send + Sync {
+    fn as_any(&self) -> &dyn Any;
+    fn load<'a>(&'a self, models: &'a ReadModels) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn apply<'a>(&'a self, models: &'a ReadModels, envelope: &'a EventEnvelope) -> BoxFuture<'a, Result<(), StoreError>>;
+}
+
+impl<M: ReadModel> ModelCacheOps for ModelCache<M> {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn load<'a>(&'a self, models: &'a ReadModels) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            for row in models.store.list_models(M::KIND).await? {
+                let model: M = serde_json::from_str(&row.doc).map_err(|e| StoreError::Corrupt(format!("{} {}: {e}", row.kind, row.id)))?;
+                models.remember(self, &row.id, row.version, model);
+            }
+            Ok(())
+        })
+    }
+
+    fn apply<'a>(&'a self, models: &'a ReadModels, envelope: &'a EventEnvelope) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let id = envelope.stream_id.as_str();
+            let cached = self.version_of(id);
+            if cached >= envelope.stream_version {
+                return Ok(());
+            }
+            if cached == envelope.stream_version - 1 {
+                let event = M::Event::from_envelope(envelope).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let before = self.get(id).map(|c| (*c.model).clone());
+                if let Some(model) = M::evolve(before, &event) {
+                    models.remember(self, id, envelope.stream_version, model);
+                }
+                return Ok(());
+            }
+            if let Some(row) = models.store.load_model(M::KIND, id).await? {
+                let model: M = serde_json::from_str(&row.doc).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                models.remember(self, id, row.version, model);
+            }
+            Ok(())
+        })
+    }
+}
+
+/// All read models of this process: one cache per registered stream type.
 pub struct ReadModels {
     store: Arc<dyn EventStore>,
-    pub orgs: ModelCache<Org>,
-    pub keys: ModelCache<Key>,
-    pub fleets: ModelCache<Fleet>,
-    pub profiles: ModelCache<Profile>,
-    pub runtimes: ModelCache<Runtime>,
-    pub gateways: ModelCache<Gateway>,
-    pub boards: ModelCache<Board>,
-    pub agents: ModelCache<McAgent>,
-    pub instances: ModelCache<Instance>,
-    pub skills: ModelCache<Skill>,
-    pub container_profiles: ModelCache<ContainerProfile>,
-    pub container_agents: ModelCache<ContainerAgent>,
+    caches: HashMap<&'static str, Box<dyn ModelCacheOps>>,
     lookups: DashMap<(&'static str, String), String>,
     followed: AtomicI64,
 }
@@ -108,42 +144,26 @@ impl ReadModels {
         let head = store.head().await?;
         let models = Arc::new(ReadModels {
             store: store.clone(),
-            orgs: ModelCache::default(),
-            keys: ModelCache::default(),
-            fleets: ModelCache::default(),
-            profiles: ModelCache::default(),
-            runtimes: ModelCache::default(),
-            gateways: ModelCache::default(),
-            boards: ModelCache::default(),
-            agents: ModelCache::default(),
-            instances: ModelCache::default(),
-            skills: ModelCache::default(),
-            container_profiles: ModelCache::default(),
-            container_agents: ModelCache::default(),
+            caches: crate::streams::all().iter().map(|s| (s.name(), s.new_cache())).collect(),
             lookups: DashMap::new(),
             followed: AtomicI64::new(head),
         });
-        models.load_kind(&models.orgs).await?;
-        models.load_kind(&models.keys).await?;
-        models.load_kind(&models.fleets).await?;
-        models.load_kind(&models.profiles).await?;
-        models.load_kind(&models.runtimes).await?;
-        models.load_kind(&models.gateways).await?;
-        models.load_kind(&models.boards).await?;
-        models.load_kind(&models.agents).await?;
-        models.load_kind(&models.instances).await?;
-        models.load_kind(&models.container_agents).await?;
-        models.load_kind(&models.container_profiles).await?;
-        models.load_kind(&models.skills).await?;
+        for cache in models.caches.values() {
+            cache.load(&models).await?;
+        }
         Ok(models)
     }
 
-    async fn load_kind<M: ReadModel>(&self, cache: &ModelCache<M>) -> Result<(), StoreError> {
-        for row in self.store.list_models(M::KIND).await? {
-            let model: M = serde_json::from_str(&row.doc).map_err(|e| StoreError::Corrupt(format!("{} {}: {e}", row.kind, row.id)))?;
-            self.remember(cache, &row.id, row.version, model);
-        }
-        Ok(())
+    /// The cache of one read model type.
+    ///
+    /// # Panics
+    /// When `M` is not in the stream-type registry (a programming error the registry's
+    /// tests rule out).
+    pub fn cache<M: ReadModel>(&self) -> &ModelCache<M> {
+        self.caches
+            .get(M::KIND)
+            .and_then(|c| c.as_any().downcast_ref::<ModelCache<M>>())
+            .unwrap_or_else(|| panic!("read model {} is not in the stream-type registry", M::KIND))
     }
 
     fn remember<M: ReadModel>(&self, cache: &ModelCache<M>, id: &str, version: i64, model: M) {
@@ -161,54 +181,39 @@ impl ReadModels {
     }
 
     /// Records a model this process has just committed.
-    pub fn committed<M: ReadModel>(&self, id: &str, version: i64, model: M)
-    where
-        Self: CacheOf<M>,
-    {
-        self.remember(self.cache(), id, version, model);
+    pub fn committed<M: ReadModel>(&self, id: &str, version: i64, model: M) {
+        self.remember(self.cache::<M>(), id, version, model);
     }
 
     /// Loads one model from the store into the cache (for a lookup miss that another
     /// process may have just written).
-    pub async fn refresh<M: ReadModel>(&self, id: &str) -> Result<Option<Cached<M>>, StoreError>
-    where
-        Self: CacheOf<M>,
-    {
+    pub async fn refresh<M: ReadModel>(&self, id: &str) -> Result<Option<Cached<M>>, StoreError> {
         if let Some(row) = self.store.load_model(M::KIND, id).await? {
             let model: M = serde_json::from_str(&row.doc).map_err(|e| StoreError::Corrupt(format!("{} {}: {e}", row.kind, row.id)))?;
-            self.remember(self.cache(), id, row.version, model);
+            self.remember(self.cache::<M>(), id, row.version, model);
         }
-        Ok(self.cache().get(id))
+        Ok(self.cache::<M>().get(id))
     }
 
     /// A model by id as this process knows it, asking the store on a miss (a model another
     /// replica wrote a moment ago).
-    pub async fn get_or_load<M: ReadModel>(&self, id: &str) -> Result<Option<Cached<M>>, StoreError>
-    where
-        Self: CacheOf<M>,
-    {
-        match self.cache().get(id) {
+    pub async fn get_or_load<M: ReadModel>(&self, id: &str) -> Result<Option<Cached<M>>, StoreError> {
+        match self.cache::<M>().get(id) {
             Some(cached) => Ok(Some(cached)),
             None => self.refresh::<M>(id).await,
         }
     }
 
     /// A model of `org` that is not deleted, by id.
-    pub async fn live_in_org<M: ReadModel>(&self, org: uuid::Uuid, id: uuid::Uuid) -> Result<Option<Arc<M>>, StoreError>
-    where
-        Self: CacheOf<M>,
-    {
+    pub async fn live_in_org<M: ReadModel>(&self, org: uuid::Uuid, id: uuid::Uuid) -> Result<Option<Arc<M>>, StoreError> {
         let found = self.get_or_load::<M>(&id.to_string()).await?;
         Ok(found.map(|c| c.model).filter(|m| !m.is_deleted() && m.org_id() == org.to_string()))
     }
 
     /// Every model of `org` that is not deleted.
-    pub fn all_live_in_org<M: ReadModel>(&self, org: uuid::Uuid) -> Vec<Arc<M>>
-    where
-        Self: CacheOf<M>,
-    {
+    pub fn all_live_in_org<M: ReadModel>(&self, org: uuid::Uuid) -> Vec<Arc<M>> {
         let org = org.to_string();
-        self.cache()
+        self.cache::<M>()
             .all()
             .into_iter()
             .map(|c| c.model)
@@ -237,42 +242,11 @@ impl ReadModels {
     }
 
     async fn apply(&self, envelope: &EventEnvelope) -> Result<(), StoreError> {
-        match envelope.stream_type.as_str() {
-            stream_type::ORG => self.apply_to(&self.orgs, envelope).await,
-            stream_type::KEY => self.apply_to(&self.keys, envelope).await,
-            stream_type::FLEET => self.apply_to(&self.fleets, envelope).await,
-            stream_type::PROFILE => self.apply_to(&self.profiles, envelope).await,
-            stream_type::RUNTIME => self.apply_to(&self.runtimes, envelope).await,
-            stream_type::GATEWAY => self.apply_to(&self.gateways, envelope).await,
-            stream_type::BOARD => self.apply_to(&self.boards, envelope).await,
-            stream_type::MC_AGENT => self.apply_to(&self.agents, envelope).await,
-            stream_type::INSTANCE => self.apply_to(&self.instances, envelope).await,
-            stream_type::CONTAINER_AGENT => self.apply_to(&self.container_agents, envelope).await,
-            stream_type::CONTAINER_PROFILE => self.apply_to(&self.container_profiles, envelope).await,
-            stream_type::SKILL => self.apply_to(&self.skills, envelope).await,
-            _ => Ok(()),
+        match self.caches.get(envelope.stream_type.as_str()) {
+            Some(cache) => cache.apply(self, envelope).await,
+            // A stream type this build does not know has no read model here.
+            None => Ok(()),
         }
-    }
-
-    async fn apply_to<M: ReadModel>(&self, cache: &ModelCache<M>, envelope: &EventEnvelope) -> Result<(), StoreError> {
-        let id = envelope.stream_id.as_str();
-        let cached = cache.version_of(id);
-        if cached >= envelope.stream_version {
-            return Ok(());
-        }
-        if cached == envelope.stream_version - 1 {
-            let event = M::Event::from_envelope(envelope).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let before = cache.get(id).map(|c| (*c.model).clone());
-            if let Some(model) = M::evolve(before, &event) {
-                self.remember(cache, id, envelope.stream_version, model);
-            }
-            return Ok(());
-        }
-        if let Some(row) = self.store.load_model(M::KIND, id).await? {
-            let model: M = serde_json::from_str(&row.doc).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            self.remember(cache, id, row.version, model);
-        }
-        Ok(())
     }
 
     /// Follows the log until `shutdown` fires: woken by this process's commits, and
@@ -289,71 +263,5 @@ impl ReadModels {
                 _ = shutdown.changed() => return,
             }
         }
-    }
-}
-
-/// Which cache holds a model type.
-pub trait CacheOf<M> {
-    fn cache(&self) -> &ModelCache<M>;
-}
-
-impl CacheOf<Org> for ReadModels {
-    fn cache(&self) -> &ModelCache<Org> {
-        &self.orgs
-    }
-}
-impl CacheOf<Key> for ReadModels {
-    fn cache(&self) -> &ModelCache<Key> {
-        &self.keys
-    }
-}
-impl CacheOf<Fleet> for ReadModels {
-    fn cache(&self) -> &ModelCache<Fleet> {
-        &self.fleets
-    }
-}
-impl CacheOf<Profile> for ReadModels {
-    fn cache(&self) -> &ModelCache<Profile> {
-        &self.profiles
-    }
-}
-impl CacheOf<Runtime> for ReadModels {
-    fn cache(&self) -> &ModelCache<Runtime> {
-        &self.runtimes
-    }
-}
-impl CacheOf<Gateway> for ReadModels {
-    fn cache(&self) -> &ModelCache<Gateway> {
-        &self.gateways
-    }
-}
-impl CacheOf<Board> for ReadModels {
-    fn cache(&self) -> &ModelCache<Board> {
-        &self.boards
-    }
-}
-impl CacheOf<McAgent> for ReadModels {
-    fn cache(&self) -> &ModelCache<McAgent> {
-        &self.agents
-    }
-}
-impl CacheOf<Instance> for ReadModels {
-    fn cache(&self) -> &ModelCache<Instance> {
-        &self.instances
-    }
-}
-impl CacheOf<Skill> for ReadModels {
-    fn cache(&self) -> &ModelCache<Skill> {
-        &self.skills
-    }
-}
-impl CacheOf<ContainerProfile> for ReadModels {
-    fn cache(&self) -> &ModelCache<ContainerProfile> {
-        &self.container_profiles
-    }
-}
-impl CacheOf<ContainerAgent> for ReadModels {
-    fn cache(&self) -> &ModelCache<ContainerAgent> {
-        &self.container_agents
     }
 }

@@ -69,7 +69,8 @@ pub struct Snapshot {
 /// Stream versions between snapshots.
 pub const SNAPSHOT_EVERY: i64 = 256;
 
-/// The response to replay for a later request with the same `Idempotency-Key`.
+/// What an `Idempotency-Key` is bound to: the request that first used it and, once that
+/// request has been answered, its response (`status` 0 while it is in progress).
 #[derive(Clone, Debug)]
 pub struct IdempotencyRecord {
     pub org_id: String,
@@ -78,6 +79,23 @@ pub struct IdempotencyRecord {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl IdempotencyRecord {
+    /// Whether the request holding the key has not been answered yet.
+    pub fn in_progress(&self) -> bool {
+        self.status == 0
+    }
+}
+
+/// The outcome of claiming an idempotency key.
+#[derive(Clone, Debug)]
+pub enum IdempotencyClaim {
+    /// The key was free (or its record had expired): this request holds it now.
+    Claimed,
+    /// Another request holds the key.
+    Taken(IdempotencyRecord),
 }
 
 /// How long an idempotency record answers for its key.
@@ -92,7 +110,6 @@ pub struct AppendRequest {
     pub metadata: Metadata,
     pub read_models: Vec<ReadModelWrite>,
     pub snapshots: Vec<Snapshot>,
-    pub idempotency: Option<IdempotencyRecord>,
 }
 
 #[derive(Clone, Debug)]
@@ -119,8 +136,6 @@ pub struct StoredModel {
 pub enum StoreError {
     #[error("stream {stream_id} is at version {actual}, not {expected}")]
     Conflict { stream_id: String, expected: i64, actual: i64 },
-    #[error("the idempotency key is already in use")]
-    IdempotencyKeyTaken,
     #[error("the log is not empty; import needs an empty store")]
     NotEmpty,
     #[error("imported events must continue the log without gaps (expected position {expected}, got {actual})")]
@@ -169,8 +184,30 @@ pub trait EventStore: Send + Sync + 'static {
     async fn head(&self) -> Result<i64, StoreError>;
     async fn load_model(&self, kind: &str, id: &str) -> Result<Option<StoredModel>, StoreError>;
     async fn list_models(&self, kind: &str) -> Result<Vec<StoredModel>, StoreError>;
-    /// The stored response for an idempotency key, if it is younger than the TTL.
-    async fn idempotent_response(&self, org_id: &str, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
+    /// Binds an unused (or expired) idempotency key to a request, or says who holds it.
+    async fn claim_idempotency(
+        &self,
+        org_id: &str,
+        key: &str,
+        request_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<IdempotencyClaim, StoreError>;
+    /// Takes over a claim whose holder never answered (it was claimed at `claimed_at`).
+    /// `false` when someone else took it over first.
+    async fn take_over_idempotency(
+        &self,
+        org_id: &str,
+        key: &str,
+        claimed_at: DateTime<Utc>,
+        request_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Records the response of the request holding the key.
+    async fn complete_idempotency(&self, record: &IdempotencyRecord) -> Result<(), StoreError>;
+    /// Frees a key whose request failed without a response worth replaying.
+    async fn release_idempotency(&self, org_id: &str, key: &str, request_hash: &str) -> Result<(), StoreError>;
+    /// Whether the log holds an event of the org written with this idempotency key since `since`.
+    async fn idempotency_key_used(&self, org_id: &str, key: &str, since: DateTime<Utc>) -> Result<bool, StoreError>;
     async fn record_key_usage(&self, usage: &[(String, DateTime<Utc>)]) -> Result<(), StoreError>;
     async fn key_usage(&self) -> Result<HashMap<String, DateTime<Utc>>, StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;

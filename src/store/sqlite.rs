@@ -171,28 +171,13 @@ async fn append_one(
             .execute(&mut **tx)
             .await?;
     }
-    if let Some(record) = &request.idempotency {
-        let stored = sqlx::query(
-            "INSERT INTO idempotency_keys (org_id, idem_key, request_hash, status, headers, body, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (org_id, idem_key) DO UPDATE SET \
-             request_hash = excluded.request_hash, status = excluded.status, headers = excluded.headers, \
-             body = excluded.body, created_at = excluded.created_at WHERE idempotency_keys.created_at < ?8",
-        )
-        .bind(&record.org_id)
-        .bind(&record.key)
-        .bind(&record.request_hash)
-        .bind(record.status as i32)
-        .bind(headers_to_json(&record.headers))
-        .bind(&record.body)
-        .bind(&updated_at)
-        .bind(micros::format(&(now - IDEMPOTENCY_TTL)))
-        .execute(&mut **tx)
-        .await?;
-        if stored.rows_affected() == 0 {
-            return Err(Failure::Rejected(StoreError::IdempotencyKeyTaken));
-        }
-    }
     Ok(Appended { events })
+}
+
+fn parse_time(text: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Corrupt(format!("a stored time is not RFC 3339: {e}")))
 }
 
 /// SQLite names the violated columns rather than the constraint.
@@ -416,24 +401,105 @@ impl EventStore for SqliteStore {
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
-    async fn idempotent_response(&self, org_id: &str, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
-        let row: Option<(String, i32, String, Vec<u8>)> = sqlx::query_as(
-            "SELECT request_hash, status, headers, body FROM idempotency_keys \
-             WHERE org_id = ?1 AND idem_key = ?2 AND created_at >= ?3",
+    async fn claim_idempotency(
+        &self,
+        org_id: &str,
+        key: &str,
+        request_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<IdempotencyClaim, StoreError> {
+        let claimed = sqlx::query(
+            "INSERT INTO idempotency_keys (org_id, idem_key, request_hash, status, headers, body, created_at) \
+             VALUES (?1, ?2, ?3, 0, '[]', x'', ?4) ON CONFLICT (org_id, idem_key) DO UPDATE SET \
+             request_hash = excluded.request_hash, status = 0, headers = '[]', body = x'', created_at = excluded.created_at \
+             WHERE idempotency_keys.created_at < ?5",
         )
         .bind(org_id)
         .bind(key)
-        .bind(micros::format(&(Utc::now() - IDEMPOTENCY_TTL)))
-        .fetch_optional(&self.pool)
+        .bind(request_hash)
+        .bind(micros::format(&now))
+        .bind(micros::format(&(now - IDEMPOTENCY_TTL)))
+        .execute(&self.pool)
         .await?;
-        Ok(row.map(|(request_hash, status, headers, body)| IdempotencyRecord {
+        if claimed.rows_affected() > 0 {
+            return Ok(IdempotencyClaim::Claimed);
+        }
+        let (request_hash, status, headers, body, created_at): (String, i32, String, Vec<u8>, String) = sqlx::query_as(
+            "SELECT request_hash, status, headers, body, created_at FROM idempotency_keys WHERE org_id = ?1 AND idem_key = ?2",
+        )
+        .bind(org_id)
+        .bind(key)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(IdempotencyClaim::Taken(IdempotencyRecord {
             org_id: org_id.to_string(),
             key: key.to_string(),
             request_hash,
             status: status as u16,
             headers: headers_from_json(&headers),
             body,
+            created_at: parse_time(&created_at)?,
         }))
+    }
+
+    async fn take_over_idempotency(
+        &self,
+        org_id: &str,
+        key: &str,
+        claimed_at: DateTime<Utc>,
+        request_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let taken = sqlx::query(
+            "UPDATE idempotency_keys SET request_hash = ?4, created_at = ?5 \
+             WHERE org_id = ?1 AND idem_key = ?2 AND created_at = ?3 AND status = 0",
+        )
+        .bind(org_id)
+        .bind(key)
+        .bind(micros::format(&claimed_at))
+        .bind(request_hash)
+        .bind(micros::format(&now))
+        .execute(&self.pool)
+        .await?;
+        Ok(taken.rows_affected() > 0)
+    }
+
+    async fn complete_idempotency(&self, record: &IdempotencyRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE idempotency_keys SET status = ?4, headers = ?5, body = ?6 \
+             WHERE org_id = ?1 AND idem_key = ?2 AND request_hash = ?3",
+        )
+        .bind(&record.org_id)
+        .bind(&record.key)
+        .bind(&record.request_hash)
+        .bind(i32::from(record.status))
+        .bind(headers_to_json(&record.headers))
+        .bind(&record.body)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn release_idempotency(&self, org_id: &str, key: &str, request_hash: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM idempotency_keys WHERE org_id = ?1 AND idem_key = ?2 AND request_hash = ?3 AND status = 0")
+            .bind(org_id)
+            .bind(key)
+            .bind(request_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn idempotency_key_used(&self, org_id: &str, key: &str, since: DateTime<Utc>) -> Result<bool, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM events WHERE recorded_at >= ?3 \
+             AND json_extract(metadata, '$.org_id') = ?1 AND json_extract(metadata, '$.idempotency_key') = ?2)",
+        )
+        .bind(org_id)
+        .bind(key)
+        .bind(micros::format(&since))
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     async fn record_key_usage(&self, usage: &[(String, DateTime<Utc>)]) -> Result<(), StoreError> {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use fleetledger_events::{Actor, DomainEvent, EventEnvelope, Metadata, NewEvent};
+use fleetledger_events::{Actor, EventEnvelope, Metadata, NewEvent};
 use fleetledger_projections::ReadModel;
 use futures::StreamExt;
 use tokio::sync::watch;
@@ -24,6 +24,7 @@ use uuid::Uuid;
 use crate::bus::feed::{self, Filter};
 use crate::bus::nats::JetStream;
 use crate::bus::{envelope_of, BusError};
+use crate::ledger::{Ledger, WriteContext, WriteError};
 use crate::store::{AppendRequest, EventStore, ExpectedVersion, StoreError};
 
 /// The workers this build runs in `serve` and `fleetledger worker`; sandboxes live under
@@ -64,6 +65,7 @@ const OUTCOME_NAMESPACE: Uuid = Uuid::from_u128(0x776f_726b_6572_4000_8000_666c_
 #[derive(Clone)]
 pub struct WorkerContext {
     pub store: Arc<dyn EventStore>,
+    pub ledger: Ledger,
     pub worker: String,
 }
 
@@ -90,8 +92,8 @@ impl WorkerContext {
         }
     }
 
-    /// Appends the outcome of handling `trigger` to a stream, caused by it. Returns
-    /// `false` when that outcome was already recorded.
+    /// Appends the outcome of `trigger` to a stream without a read model, caused by it.
+    /// Returns `false` when that outcome was already recorded.
     pub async fn record_outcome(
         &self,
         trigger: &EventEnvelope,
@@ -114,75 +116,39 @@ impl WorkerContext {
             metadata: self.outcome_metadata(trigger),
             read_models: vec![],
             snapshots: vec![],
-            idempotency: None,
         };
-        self.append_outcome(stream_id, || std::future::ready(Ok(request.clone()))).await
-    }
-
-    /// Appends what `build` makes (read again after a lost race). `false` when the
-    /// outcome was already recorded.
-    async fn append_outcome<F, Fut>(&self, stream_id: &str, mut build: F) -> Result<bool, StoreError>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<AppendRequest, StoreError>>,
-    {
-        for _ in 0..10 {
-            match self.store.append(build().await?).await {
-                Ok(_) => return Ok(true),
-                Err(StoreError::DuplicateEvent) => return Ok(false),
-                // Another process appended to the same stream at the same moment.
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(e),
-            }
+        match self.ledger.store.append(request).await {
+            Ok(_) => Ok(true),
+            Err(StoreError::DuplicateEvent) => Ok(false),
+            Err(e) => Err(e),
         }
-        Err(StoreError::Conflict {
-            stream_id: stream_id.to_string(),
-            expected: 0,
-            actual: 0,
-        })
     }
 
-    /// Appends the outcome of `trigger` to a stream with a read model, keeping the stored
-    /// model current with it (as every write through the ledger does). Returns `false`
-    /// when that outcome was already recorded.
+    /// Appends the outcome of `trigger` to a stream with a read model, through the one
+    /// write path (so the stored model stays current with it). Returns `false` when that
+    /// outcome was already recorded.
     pub async fn record_model_outcome<M: ReadModel>(
         &self,
         trigger: &EventEnvelope,
         stream_id: &str,
         outcome: M::Event,
     ) -> Result<bool, StoreError> {
-        let event = outcome.to_new_event(self.outcome_id(trigger));
-        let metadata = self.outcome_metadata(trigger);
-        self.append_outcome(stream_id, || async {
-            // The stored model, when it is current, saves folding the whole stream.
-            let current = self.store.stream_version(stream_id).await?;
-            let (version, before) = match self.store.load_model(M::KIND, stream_id).await? {
-                Some(row) if row.version == current => {
-                    let model: M = serde_json::from_str(&row.doc).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                    (current, Some(model))
-                }
-                _ => {
-                    let events = self.store.read_stream(stream_id, 1).await?;
-                    let version = events.last().map_or(0, |e| e.stream_version);
-                    (version, M::fold(&events).map_err(|e| StoreError::Corrupt(e.to_string()))?)
-                }
-            };
-            let read_models = match M::evolve(before, &outcome) {
-                Some(after) => crate::audit::model_rows(stream_id, version + 1, &after)?,
-                None => vec![],
-            };
-            Ok(AppendRequest {
-                stream_type: M::KIND.to_string(),
-                stream_id: stream_id.to_string(),
-                expected: ExpectedVersion::Exact(version),
-                events: vec![event.clone()],
-                metadata: metadata.clone(),
-                read_models,
-                snapshots: vec![],
-                idempotency: None,
-            })
-        })
-        .await
+        let context = WriteContext {
+            metadata: self.outcome_metadata(trigger),
+            if_match: None,
+            event_id: Some(self.outcome_id(trigger)),
+        };
+        match self
+            .ledger
+            .write_stream::<M, std::convert::Infallible>(stream_id, &context, |_| Ok(vec![outcome.clone()]))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(WriteError::Duplicate) => Ok(false),
+            Err(WriteError::Store(e)) => Err(e),
+            Err(WriteError::Rejected(never)) => match never {},
+            Err(WriteError::Missing | WriteError::PreconditionFailed { .. }) => Ok(false),
+        }
     }
 }
 
@@ -257,9 +223,10 @@ async fn deliver(worker: &dyn Worker, ctx: &WorkerContext, event: &EventEnvelope
 }
 
 /// Runs a worker until `shutdown` fires.
-pub async fn run(worker: Arc<dyn Worker>, store: Arc<dyn EventStore>, source: Source, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(worker: Arc<dyn Worker>, ledger: Ledger, source: Source, mut shutdown: watch::Receiver<bool>) {
     let ctx = WorkerContext {
-        store: store.clone(),
+        store: ledger.store.clone(),
+        ledger,
         worker: worker.name().to_string(),
     };
     let result = tokio::select! {

@@ -313,7 +313,6 @@ pub fn test_append_for(org: &str, stream: &str, expected: i64, n: usize) -> flee
         },
         read_models: vec![],
         snapshots: vec![],
-        idempotency: None,
     }
 }
 

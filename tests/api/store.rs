@@ -37,7 +37,6 @@ fn request(stream: &str, expected: i64, n: usize) -> AppendRequest {
         },
         read_models: vec![],
         snapshots: vec![],
-        idempotency: None,
     }
 }
 

@@ -21,6 +21,7 @@ use super::DomainError;
 pub const DEFAULT_TIMEOUT_SECONDS: i64 = 3600;
 const MAX_KEY_CHARS: usize = 128;
 
+#[derive(Clone)]
 pub struct CreateRuntime {
     pub runtime_id: Uuid,
     pub org_id: Uuid,
