@@ -394,7 +394,14 @@ async fn keys(settings: &StoreSettings, command: KeysCommand) -> anyhow::Result<
             }
         }
         KeysCommand::Revoke { key_id } => {
-            let key = tenancy::revoke_key(&ledger, key_id, cli_actor(), Utc::now()).await?;
+            let org = ledger
+                .models
+                .get_or_load::<Key>(&key_id.to_string())
+                .await?
+                .with_context(|| format!("no key {key_id}"))?
+                .model
+                .org_id;
+            let (key, _) = tenancy::revoke_key(&ledger, key_id, &tenancy::host_context(org, cli_actor()), Utc::now()).await?;
             eprintln!("revoked key {}", key.id);
         }
     }

@@ -144,20 +144,19 @@ pub async fn issue_key(ledger: &Ledger, new: NewKey, actor: Actor, now: DateTime
     Ok((token, written.into_model()))
 }
 
-pub async fn revoke_key(ledger: &Ledger, key_id: Uuid, actor: Actor, now: DateTime<Utc>) -> Result<Key, TenancyError> {
-    let org = ledger
-        .models
-        .get_or_load::<Key>(&key_id.to_string())
-        .await?
-        .ok_or(DomainError::NotFound)?
-        .model
-        .org_id;
+/// Revokes a key, as `context` says (who, and the version it must be at); returns the
+/// key and its stream version.
+pub async fn revoke_key(ledger: &Ledger, key_id: Uuid, context: &WriteContext, now: DateTime<Utc>) -> Result<(Key, i64), TenancyError> {
     let written = ledger
-        .write::<Key, DomainError>(&key_id.to_string(), &context(org, actor), |current| {
-            domain::key::revoke_key(Some(current), now)
-        })
+        .write::<Key, DomainError>(&key_id.to_string(), context, |current| domain::key::revoke_key(Some(current), now))
         .await?;
-    Ok(written.into_model())
+    let version = written.version;
+    Ok((written.into_model(), version))
+}
+
+/// The context of a write the host makes on an org's behalf (the CLI, bootstrap).
+pub fn host_context(org_id: Uuid, actor: Actor) -> WriteContext {
+    context(org_id, actor)
 }
 
 /// On an empty store: org `default` with workspace `default` and an admin key, whose

@@ -20,11 +20,11 @@ use fleetledger_projections::ReadModel;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::{read_body, RequestMeta, Surface};
+use super::{read_body, tagged, RequestMeta, Surface};
 use crate::auth::{presented_token, Principal, Role};
 use crate::domain::container::{self as rules, AUTONOMY_LEVELS, PRIVILEGED_SCOPES, SKILL_SCOPES};
 use crate::domain::DomainError;
-use crate::ledger::WriteError;
+use crate::ledger::{WriteContext, WriteError};
 use crate::state::AppState;
 use crate::store::StoreError;
 use crate::streams::Audited;
@@ -162,14 +162,13 @@ async fn body_of(body: Body) -> Result<Map<String, Value>, HillError> {
 
 /// A live model of the caller's org by id.
 async fn find<M: ReadModel>(state: &AppState, principal: &Principal, id: &str, what: &str) -> Result<M, HillError> {
-    let id = Uuid::parse_str(id.trim()).map_err(|_| HillError::not_found(what))?;
-    let model = state
-        .ledger
-        .models
-        .live_in_org::<M>(principal.org_id, id)
-        .await?
-        .ok_or_else(|| HillError::not_found(what))?;
-    Ok((*model).clone())
+    Ok(found::<M>(state, principal, id, what).await?.1)
+}
+
+/// Like `find`, with the model's stream version.
+async fn found<M: ReadModel>(state: &AppState, principal: &Principal, id: &str, what: &str) -> Result<(i64, M), HillError> {
+    let cached = super::live::<M, HillError>(state, principal.org_id, id, &format!("{what} not found")).await?;
+    Ok((cached.version, (*cached.model).clone()))
 }
 
 fn live<M: ReadModel>(state: &AppState, principal: &Principal) -> Vec<M> {
@@ -202,7 +201,7 @@ async fn create_stream<M: ReadModel>(
     principal: &Principal,
     id: Uuid,
     event: M::Event,
-) -> Result<M, HillError> {
+) -> Result<(M, i64), HillError> {
     let written = state
         .ledger
         .write_stream::<M, HillError>(&id.to_string(), &meta.write_context(principal), |existing| match existing {
@@ -210,7 +209,9 @@ async fn create_stream<M: ReadModel>(
             None => Ok(vec![event.clone()]),
         })
         .await?;
-    written.model.ok_or_else(|| HillError::internal("a created resource exists"))
+    let version = written.version;
+    let model = written.model.ok_or_else(|| HillError::internal("a created resource exists"))?;
+    Ok((model, version))
 }
 
 fn defined(id: Uuid, principal: &Principal, fields: Map<String, Value>) -> Defined {
@@ -231,9 +232,9 @@ async fn update_fields<M: ReadModel>(
     id: Uuid,
     after: Map<String, Value>,
     event: impl Fn(Changed) -> M::Event,
-) -> Result<M, HillError> {
+) -> Result<(M, i64), HillError> {
     let now = Utc::now();
-    let model = state
+    let written = state
         .ledger
         .write::<M, HillError>(&id.to_string(), &meta.write_context(principal), |current| {
             let before = serde_json::to_value(current)
@@ -243,26 +244,24 @@ async fn update_fields<M: ReadModel>(
             let changes = rules::changed_fields(&before, &after);
             Ok(vec![event(Changed { changes, at: now })])
         })
-        .await?
-        .into_model();
-    Ok(model)
+        .await?;
+    let version = written.version;
+    Ok((written.into_model(), version))
 }
 
+/// Records a resource's deletion; answers Hill90's `{"deleted": true}` at the new version.
 async fn remove<M: ReadModel>(
     state: &AppState,
-    meta: &RequestMeta,
-    principal: &Principal,
+    context: &WriteContext,
     id: Uuid,
     event: impl Fn(Removed) -> M::Event,
-) -> Result<(), HillError> {
+) -> Result<Response, HillError> {
     let now = Utc::now();
-    state
+    let written = state
         .ledger
-        .write::<M, HillError>(&id.to_string(), &meta.write_context(principal), |_| {
-            Ok(vec![event(Removed { at: now })])
-        })
+        .write::<M, HillError>(&id.to_string(), context, |_| Ok(vec![event(Removed { at: now })]))
         .await?;
-    Ok(())
+    Ok(tagged(written.version, Json(json!({ "deleted": true }))))
 }
 
 // ---- skills -------------------------------------------------------------------------------
@@ -358,8 +357,9 @@ async fn create_skill(
     require_admin(&principal)?;
     let id = Uuid::now_v7();
     let fields = skill_fields(id, &body_of(body).await?, Map::new(), true)?;
-    let skill: Skill = create_stream(&state, &meta, &principal, id, SkillEvent::Created(defined(id, &principal, fields))).await?;
-    Ok((StatusCode::CREATED, Json(skill_json(&skill))).into_response())
+    let (skill, version): (Skill, _) =
+        create_stream(&state, &meta, &principal, id, SkillEvent::Created(defined(id, &principal, fields))).await?;
+    Ok(tagged(version, (StatusCode::CREATED, Json(skill_json(&skill)))))
 }
 
 #[utoipa::path(get, path = "/skills/{id}", tag = "container_agents", security(("bearer" = [])), params(("id" = String, Path, description = "Id")),
@@ -369,7 +369,8 @@ async fn get_skill(
     HillPrincipal(principal): HillPrincipal,
     Path(id): Path<String>,
 ) -> Result<Response, HillError> {
-    Ok(Json(skill_json(&find::<Skill>(&state, &principal, &id, "Skill").await?)).into_response())
+    let (version, skill) = found::<Skill>(&state, &principal, &id, "Skill").await?;
+    Ok(tagged(version, Json(skill_json(&skill))))
 }
 
 fn fields_of<M: serde::Serialize>(model: &M, keys: &[&str]) -> Map<String, Value> {
@@ -393,8 +394,8 @@ async fn update_skill(
     let skill = find::<Skill>(&state, &principal, &id, "Skill").await?;
     let base = fields_of(&skill, &["name", "scope", "tools_config", "tools"]);
     let after = skill_fields(skill.id, &body_of(body).await?, base, false)?;
-    let skill: Skill = update_fields(&state, &meta, &principal, skill.id, after, SkillEvent::Updated).await?;
-    Ok(Json(skill_json(&skill)).into_response())
+    let (skill, version): (Skill, _) = update_fields(&state, &meta, &principal, skill.id, after, SkillEvent::Updated).await?;
+    Ok(tagged(version, Json(skill_json(&skill))))
 }
 
 #[utoipa::path(delete, path = "/skills/{id}", tag = "container_agents", security(("bearer" = [])), params(("id" = String, Path, description = "Id")),
@@ -407,8 +408,7 @@ async fn delete_skill(
 ) -> Result<Response, HillError> {
     require_admin(&principal)?;
     let skill = find::<Skill>(&state, &principal, &id, "Skill").await?;
-    remove::<Skill>(&state, &meta, &principal, skill.id, SkillEvent::Deleted).await?;
-    Ok(Json(json!({ "deleted": true })).into_response())
+    remove::<Skill>(&state, &meta.write_context(&principal), skill.id, SkillEvent::Deleted).await
 }
 
 // ---- container profiles -------------------------------------------------------------------
@@ -481,7 +481,7 @@ async fn create_profile(
     require_admin(&principal)?;
     let fields = profile_fields(&body_of(body).await?, Map::new(), true)?;
     let id = Uuid::now_v7();
-    let profile: ContainerProfile = create_stream(
+    let (profile, version): (ContainerProfile, _) = create_stream(
         &state,
         &meta,
         &principal,
@@ -489,7 +489,7 @@ async fn create_profile(
         ContainerProfileEvent::Created(defined(id, &principal, fields)),
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(profile_json(&profile))).into_response())
+    Ok(tagged(version, (StatusCode::CREATED, Json(profile_json(&profile)))))
 }
 
 #[utoipa::path(get, path = "/container-profiles/{id}", tag = "container_agents", security(("bearer" = [])), params(("id" = String, Path, description = "Id")),
@@ -525,8 +525,9 @@ async fn update_profile(
         "default_pids_limit",
     ];
     let after = profile_fields(&body_of(body).await?, fields_of(&profile, &keys), false)?;
-    let profile: ContainerProfile = update_fields(&state, &meta, &principal, profile.id, after, ContainerProfileEvent::Updated).await?;
-    Ok(Json(profile_json(&profile)).into_response())
+    let (profile, version): (ContainerProfile, _) =
+        update_fields(&state, &meta, &principal, profile.id, after, ContainerProfileEvent::Updated).await?;
+    Ok(tagged(version, Json(profile_json(&profile))))
 }
 
 #[utoipa::path(delete, path = "/container-profiles/{id}", tag = "container_agents", security(("bearer" = [])), params(("id" = String, Path, description = "Id")),
@@ -548,8 +549,7 @@ async fn delete_profile(
             "Container profile is in use by one or more agents",
         ));
     }
-    remove::<ContainerProfile>(&state, &meta, &principal, profile.id, ContainerProfileEvent::Deleted).await?;
-    Ok(Json(json!({ "deleted": true })).into_response())
+    remove::<ContainerProfile>(&state, &meta.write_context(&principal), profile.id, ContainerProfileEvent::Deleted).await
 }
 
 // ---- agents -------------------------------------------------------------------------------
@@ -582,13 +582,14 @@ pub fn agent_json(state: &AppState, a: &ContainerAgent) -> Value {
     })
 }
 
-/// An agent the caller may see: admins see all of the org's, others only their own.
-async fn visible_agent(state: &AppState, principal: &Principal, id: &str) -> Result<ContainerAgent, HillError> {
-    let agent = find::<ContainerAgent>(state, principal, id, "Agent").await?;
+/// An agent the caller may see, with its stream version: admins see all of the org's,
+/// others only their own.
+async fn visible_agent(state: &AppState, principal: &Principal, id: &str) -> Result<(i64, ContainerAgent), HillError> {
+    let (version, agent) = found::<ContainerAgent>(state, principal, id, "Agent").await?;
     if !is_admin(principal) && agent.created_by != principal.principal_id {
         return Err(HillError::not_found("Agent"));
     }
-    Ok(agent)
+    Ok((version, agent))
 }
 
 fn uuid_list(body: &Map<String, Value>, name: &str) -> Result<Option<Vec<Value>>, HillError> {
@@ -810,7 +811,7 @@ async fn create_agent(
     base.insert("name".into(), name.into());
     base.insert("tools_config".into(), rules::default_tools_config());
     let fields = apply_agent_body(&state, &principal, id, &base, &body)?;
-    let agent: ContainerAgent = create_stream(
+    let (agent, version): (ContainerAgent, _) = create_stream(
         &state,
         &meta,
         &principal,
@@ -818,7 +819,7 @@ async fn create_agent(
         ContainerAgentEvent::Created(defined(id, &principal, fields)),
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(agent_json(&state, &agent))).into_response())
+    Ok(tagged(version, (StatusCode::CREATED, Json(agent_json(&state, &agent)))))
 }
 
 #[utoipa::path(get, path = "/agents/{id}", tag = "container_agents", security(("bearer" = [])), params(("id" = String, Path, description = "Id")),
@@ -828,7 +829,8 @@ async fn get_agent(
     HillPrincipal(principal): HillPrincipal,
     Path(id): Path<String>,
 ) -> Result<Response, HillError> {
-    Ok(Json(agent_json(&state, &visible_agent(&state, &principal, &id).await?)).into_response())
+    let (version, agent) = visible_agent(&state, &principal, &id).await?;
+    Ok(tagged(version, Json(agent_json(&state, &agent))))
 }
 
 #[utoipa::path(put, path = "/agents/{id}", tag = "container_agents", security(("bearer" = [])), params(("id" = String, Path, description = "Id")), request_body(content = Object, description = "`{name, description, tools_config, cpus, mem_limit, pids_limit, soul_md, rules_md, model_policy_id, model_names, skill_ids, container_profile_id, autonomy_level}`"),
@@ -840,7 +842,7 @@ async fn update_agent(
     Path(id): Path<String>,
     body: Body,
 ) -> Result<Response, HillError> {
-    let agent = visible_agent(&state, &principal, &id).await?;
+    let (_, agent) = visible_agent(&state, &principal, &id).await?;
     if !principal.may_write() {
         return Err(HillError::new(StatusCode::FORBIDDEN, "Insufficient permissions"));
     }
@@ -852,7 +854,7 @@ async fn update_agent(
         ));
     }
     let now = Utc::now();
-    let after = state
+    let written = state
         .ledger
         .write::<ContainerAgent, HillError>(&agent.id.to_string(), &meta.write_context(&principal), |current| {
             if current.status == "running" {
@@ -869,37 +871,32 @@ async fn update_agent(
                 at: now,
             })])
         })
-        .await?
-        .into_model();
-    Ok(Json(agent_json(&state, &after)).into_response())
+        .await?;
+    let version = written.version;
+    Ok(tagged(version, Json(agent_json(&state, &written.into_model()))))
 }
 
 /// Removes the agent's container (when it has one) and records it stopped; a removal that
 /// fails is recorded with the stop, never left `running`.
-async fn stop_container(
-    state: &AppState,
-    principal: &Principal,
-    meta: &RequestMeta,
-    agent: &ContainerAgent,
-) -> Result<ContainerAgent, HillError> {
+async fn stop_container(state: &AppState, context: &WriteContext, agent: &ContainerAgent) -> Result<(ContainerAgent, i64), HillError> {
     let removal_error = match &agent.container_id {
         Some(container) => state.containers.remove(&agent.id.to_string(), container).await.err(),
         None => None,
     };
     let now = Utc::now();
     let container_id = agent.container_id.clone();
-    let after = state
+    let written = state
         .ledger
-        .write::<ContainerAgent, HillError>(&agent.id.to_string(), &meta.write_context(principal), |_| {
+        .write::<ContainerAgent, HillError>(&agent.id.to_string(), context, |_| {
             Ok(vec![ContainerAgentEvent::Stopped(ContainerStopped {
                 container_id: container_id.clone(),
                 removal_error: removal_error.clone(),
                 at: now,
             })])
         })
-        .await?
-        .into_model();
-    Ok(after)
+        .await?;
+    let version = written.version;
+    Ok((written.into_model(), version))
 }
 
 #[utoipa::path(post, path = "/agents/{id}/start", tag = "container_agents", security(("bearer" = [])), params(("id" = String, Path, description = "Id")),
@@ -911,7 +908,9 @@ async fn start_agent(
     Path(id): Path<String>,
 ) -> Result<Response, HillError> {
     require_admin(&principal)?;
-    let agent = visible_agent(&state, &principal, &id).await?;
+    let (version, agent) = visible_agent(&state, &principal, &id).await?;
+    // The container runs before the start is recorded: a stale precondition stops it first.
+    meta.precondition::<HillError>(version)?;
     if agent.status == "running" {
         return Err(HillError::new(StatusCode::CONFLICT, "Agent is already running"));
     }
@@ -941,12 +940,12 @@ async fn start_agent(
         }),
         Err(error) => ContainerAgentEvent::StartFailed(ContainerFailed { error, at: now }),
     };
-    let after = state
+    let written = state
         .ledger
         .write::<ContainerAgent, HillError>(&agent.id.to_string(), &meta.write_context(&principal), |_| Ok(vec![event.clone()]))
-        .await?
-        .into_model();
-    Ok(Json(agent_json(&state, &after)).into_response())
+        .await?;
+    let version = written.version;
+    Ok(tagged(version, Json(agent_json(&state, &written.into_model()))))
 }
 
 #[utoipa::path(post, path = "/agents/{id}/stop", tag = "container_agents", security(("bearer" = [])), params(("id" = String, Path, description = "Id")),
@@ -958,9 +957,11 @@ async fn stop_agent(
     Path(id): Path<String>,
 ) -> Result<Response, HillError> {
     require_admin(&principal)?;
-    let agent = visible_agent(&state, &principal, &id).await?;
-    let after = stop_container(&state, &principal, &meta, &agent).await?;
-    Ok(Json(agent_json(&state, &after)).into_response())
+    let (version, agent) = visible_agent(&state, &principal, &id).await?;
+    // The container is removed before the stop is recorded.
+    meta.precondition::<HillError>(version)?;
+    let (after, version) = stop_container(&state, &meta.write_context(&principal), &agent).await?;
+    Ok(tagged(version, Json(agent_json(&state, &after))))
 }
 
 #[utoipa::path(delete, path = "/agents/{id}", tag = "container_agents", security(("bearer" = [])), params(("id" = String, Path, description = "Id")),
@@ -972,12 +973,15 @@ async fn delete_agent(
     Path(id): Path<String>,
 ) -> Result<Response, HillError> {
     require_admin(&principal)?;
-    let agent = visible_agent(&state, &principal, &id).await?;
+    let (version, agent) = visible_agent(&state, &principal, &id).await?;
+    meta.precondition::<HillError>(version)?;
+    let mut context = meta.write_context(&principal);
     if agent.container_id.is_some() {
-        stop_container(&state, &principal, &meta, &agent).await?;
+        stop_container(&state, &context, &agent).await?;
+        // The precondition held for the delete as a whole; its second step follows its first.
+        context.if_match = None;
     }
-    remove::<ContainerAgent>(&state, &meta, &principal, agent.id, ContainerAgentEvent::Deleted).await?;
-    Ok(Json(json!({ "deleted": true })).into_response())
+    remove::<ContainerAgent>(&state, &context, agent.id, ContainerAgentEvent::Deleted).await
 }
 
 impl Audited for Skill {

@@ -22,8 +22,7 @@ use fleetledger_projections::key::Key;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::Surface;
-use super::{read_body, RequestMeta};
+use super::{read_body, tagged, RequestMeta, Surface};
 use crate::auth::{presented_token, Principal, Role};
 use crate::domain::instance::{self as rules, CreateInstance};
 use crate::domain::key::PERMISSIONS;
@@ -372,7 +371,7 @@ async fn create_key(
     let name = checked(p, name)?.unwrap_or_default();
     let mut scopes = Vec::new();
     for id in &instance_ids {
-        let instance = visible_instance(&state, &principal, id).await?;
+        let (_, instance) = visible_instance(&state, &principal, id).await?;
         scopes.push(KeyScope {
             resource_id: instance.id.to_string(),
             permissions: permissions.clone(),
@@ -400,7 +399,7 @@ async fn create_key(
     .await?;
     let mut body = key_json(&key, true);
     body["raw_key"] = token.expose().into();
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    Ok(tagged(1, (StatusCode::CREATED, Json(body))))
 }
 
 fn org_keys(state: &AppState, principal: &Principal) -> Vec<Key> {
@@ -425,14 +424,14 @@ async fn list_keys(State(state): State<AppState>, ChowderPrincipal(principal): C
     Ok(Json(keys).into_response())
 }
 
-async fn org_key(state: &AppState, principal: &Principal, id: &str) -> Result<Key, ChowderError> {
+async fn org_key(state: &AppState, principal: &Principal, id: &str) -> Result<(i64, Key), ChowderError> {
     let missing = || ChowderError::new(StatusCode::NOT_FOUND, "Key not found.");
     let id = Uuid::parse_str(id.trim()).map_err(|_| missing())?;
     let key = state.ledger.models.refresh::<Key>(&id.to_string()).await?.ok_or_else(missing)?;
     if key.model.org_id != principal.org_id {
         return Err(missing());
     }
-    Ok((*key.model).clone())
+    Ok((key.version, (*key.model).clone()))
 }
 
 #[utoipa::path(get, path = "/v1/keys/{id}", tag = "instances", security(("bearer" = [])),
@@ -443,7 +442,8 @@ async fn get_key(
     Path(id): Path<String>,
 ) -> Result<Response, ChowderError> {
     require_org_key(&principal)?;
-    Ok(Json(key_json(&org_key(&state, &principal, &id).await?, true)).into_response())
+    let (version, key) = org_key(&state, &principal, &id).await?;
+    Ok(tagged(version, Json(key_json(&key, true))))
 }
 
 #[utoipa::path(delete, path = "/v1/keys/{id}", tag = "instances", security(("bearer" = [])),
@@ -451,12 +451,13 @@ async fn get_key(
 async fn revoke_key(
     State(state): State<AppState>,
     ChowderPrincipal(principal): ChowderPrincipal,
+    meta: RequestMeta,
     Path(id): Path<String>,
 ) -> Result<Response, ChowderError> {
     require_org_key(&principal)?;
-    let key = org_key(&state, &principal, &id).await?;
-    tenancy::revoke_key(&state.ledger, key.id, principal.actor(), Utc::now()).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    let (_, key) = org_key(&state, &principal, &id).await?;
+    let (_, version) = tenancy::revoke_key(&state.ledger, key.id, &meta.write_context(&principal), Utc::now()).await?;
+    Ok(tagged(version, StatusCode::NO_CONTENT))
 }
 
 // ---- instances ----------------------------------------------------------------------------
@@ -482,28 +483,22 @@ pub fn instance_json(i: &Instance) -> Value {
 }
 
 /// An instance of the caller's org that is not terminated, whatever the key's scopes.
-async fn visible_instance(state: &AppState, principal: &Principal, id: &str) -> Result<Instance, ChowderError> {
-    let id = Uuid::parse_str(id.trim()).map_err(|_| ChowderError::not_found())?;
-    let instance = state
-        .ledger
-        .models
-        .live_in_org::<Instance>(principal.org_id, id)
-        .await?
-        .ok_or_else(ChowderError::not_found)?;
-    Ok((*instance).clone())
+async fn visible_instance(state: &AppState, principal: &Principal, id: &str) -> Result<(i64, Instance), ChowderError> {
+    let cached = super::live::<Instance, ChowderError>(state, principal.org_id, id, "Instance not found.").await?;
+    Ok((cached.version, (*cached.model).clone()))
 }
 
 /// An instance the caller may act on with `permission`: another org's is 404, one the
 /// key does not cover (or not with this permission) is 403.
-async fn permitted_instance(state: &AppState, principal: &Principal, id: &str, permission: &str) -> Result<Instance, ChowderError> {
-    let instance = visible_instance(state, principal, id).await?;
+async fn permitted_instance(state: &AppState, principal: &Principal, id: &str, permission: &str) -> Result<(i64, Instance), ChowderError> {
+    let (version, instance) = visible_instance(state, principal, id).await?;
     if !principal.may(&instance.id.to_string(), permission) {
         return Err(ChowderError::new(
             StatusCode::FORBIDDEN,
             format!("This key does not have the '{permission}' permission on this instance."),
         ));
     }
-    Ok(instance)
+    Ok((version, instance))
 }
 
 #[utoipa::path(post, path = "/v1/instances", tag = "instances", security(("bearer" = [])),
@@ -537,14 +532,14 @@ async fn create_instance(
         region,
         now: Utc::now(),
     };
-    let instance = state
+    let written = state
         .ledger
         .write_stream::<Instance, ChowderError>(&id.to_string(), &meta.write_context(&principal), |_| {
             Ok(rules::create_instance(command.clone())?)
         })
-        .await?
-        .into_model();
-    Ok((StatusCode::CREATED, Json(instance_json(&instance))).into_response())
+        .await?;
+    let version = written.version;
+    Ok(tagged(version, (StatusCode::CREATED, Json(instance_json(&written.into_model())))))
 }
 
 #[utoipa::path(get, path = "/v1/instances", tag = "instances", security(("bearer" = [])),
@@ -569,8 +564,8 @@ async fn get_instance(
     ChowderPrincipal(principal): ChowderPrincipal,
     Path(id): Path<String>,
 ) -> Result<Response, ChowderError> {
-    let instance = permitted_instance(&state, &principal, &id, "read").await?;
-    Ok(Json(instance_json(&instance)).into_response())
+    let (version, instance) = permitted_instance(&state, &principal, &id, "read").await?;
+    Ok(tagged(version, Json(instance_json(&instance))))
 }
 
 #[utoipa::path(get, path = "/v1/instances/{id}/status", tag = "instances", security(("bearer" = [])),
@@ -580,7 +575,7 @@ async fn instance_status(
     ChowderPrincipal(principal): ChowderPrincipal,
     Path(id): Path<String>,
 ) -> Result<Response, ChowderError> {
-    let i = permitted_instance(&state, &principal, &id, "read").await?;
+    let (_, i) = permitted_instance(&state, &principal, &id, "read").await?;
     Ok(
         Json(json!({ "id": i.id, "status": i.status, "error_message": i.error_message, "updated_at": chowder_time(&i.updated_at) }))
             .into_response(),
@@ -594,14 +589,14 @@ async fn write(
     meta: &RequestMeta,
     instance: &Instance,
     mut decide: impl FnMut(&Instance) -> Result<Vec<fleetledger_events::instance::InstanceEvent>, ChowderError>,
-) -> Result<(Instance, Option<crate::store::Appended>), ChowderError> {
+) -> Result<(Instance, i64, Option<crate::store::Appended>), ChowderError> {
     let written = state
         .ledger
         .write(&instance.id.to_string(), &meta.write_context(principal), |i| decide(i))
         .await?;
-    let appended = written.appended;
+    let (version, appended) = (written.version, written.appended);
     let model = written.model.ok_or_else(ChowderError::not_found)?;
-    Ok((model, appended))
+    Ok((model, version, appended))
 }
 
 #[utoipa::path(patch, path = "/v1/instances/{id}", tag = "instances", security(("bearer" = [])),
@@ -616,14 +611,14 @@ async fn update_instance(
     Path(id): Path<String>,
     body: Body,
 ) -> Result<Response, ChowderError> {
-    let instance = permitted_instance(&state, &principal, &id, "configure").await?;
+    let (_, instance) = permitted_instance(&state, &principal, &id, "configure").await?;
     let fields = body_of(body).await?;
     let mut p = Problems::default();
     let name = name_field(&mut p, &fields, false);
     let overrides = object_field(&mut p, &fields, "openclaw_config");
     let (name, overrides) = checked(p, (name, overrides))?;
     let now = Utc::now();
-    let (after, appended) = write(&state, &principal, &meta, &instance, |i| {
+    let (after, version, appended) = write(&state, &principal, &meta, &instance, |i| {
         Ok(rules::update_instance(i, name.clone(), overrides.clone(), now)?)
     })
     .await?;
@@ -632,7 +627,7 @@ async fn update_instance(
         .and_then(|a| a.events.last())
         .filter(|e| e.data.get("apply_live").and_then(Value::as_bool) == Some(true));
     let Some(trigger) = live else {
-        return Ok(Json(instance_json(&after)).into_response());
+        return Ok(tagged(version, Json(instance_json(&after))));
     };
     let outcome = super::outcome_of(&state, trigger).await?;
     let unavailable = |why: &str| ChowderError::new(StatusCode::BAD_GATEWAY, json!({ "error": format!("Gateway unavailable – {why}") }));
@@ -643,8 +638,8 @@ async fn update_instance(
         }
         Some(_) => {
             let current = state.ledger.models.refresh::<Instance>(&trigger.stream_id).await?;
-            let shown = current.map(|c| (*c.model).clone()).unwrap_or(after);
-            Ok(Json(instance_json(&shown)).into_response())
+            let (version, shown) = current.map_or((version, after), |c| (c.version, (*c.model).clone()));
+            Ok(tagged(version, Json(instance_json(&shown))))
         }
     }
 }
@@ -656,10 +651,10 @@ async fn transition(
     id: &str,
     decide: fn(&Instance, DateTime<Utc>) -> Result<Vec<fleetledger_events::instance::InstanceEvent>, DomainError>,
 ) -> Result<Response, ChowderError> {
-    let instance = permitted_instance(state, principal, id, "configure").await?;
+    let (_, instance) = permitted_instance(state, principal, id, "configure").await?;
     let now = Utc::now();
-    let (after, _) = write(state, principal, meta, &instance, |i| Ok(decide(i, now)?)).await?;
-    Ok(Json(instance_json(&after)).into_response())
+    let (after, version, _) = write(state, principal, meta, &instance, |i| Ok(decide(i, now)?)).await?;
+    Ok(tagged(version, Json(instance_json(&after))))
 }
 
 #[utoipa::path(post, path = "/v1/instances/{id}/stop", tag = "instances", security(("bearer" = [])),
@@ -693,11 +688,11 @@ async fn delete_instance(
     meta: RequestMeta,
     Path(id): Path<String>,
 ) -> Result<Response, ChowderError> {
-    let instance = visible_instance(&state, &principal, &id).await?;
+    let (_, instance) = visible_instance(&state, &principal, &id).await?;
     require_org_key(&principal)?;
     let now = Utc::now();
-    write(&state, &principal, &meta, &instance, |i| Ok(rules::terminate(i, now)?)).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    let (_, version, _) = write(&state, &principal, &meta, &instance, |i| Ok(rules::terminate(i, now)?)).await?;
+    Ok(tagged(version, StatusCode::NO_CONTENT))
 }
 
 impl Audited for Instance {

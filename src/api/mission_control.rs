@@ -25,7 +25,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::{read_body, RequestMeta, Surface, REQUEST_ID};
+use super::{read_body, tagged, RequestMeta, Surface, REQUEST_ID};
 use crate::auth::{presented_token, Principal, Role};
 use crate::domain::mission_control::{self as rules, AgentPatch, BoardFields, BoardRef, CreateAgent, GatewayFields};
 use crate::domain::validation::{self, at, boolean, integer, lenient_model, string, FieldError, Problems};
@@ -188,15 +188,13 @@ fn require_admin(principal: &Principal) -> Result<(), McError> {
 
 /// A live resource of the caller's org by id; anything else is 404 `detail`.
 async fn find<M: ReadModel>(state: &AppState, principal: &Principal, id: &str, detail: &str) -> Result<M, McError> {
-    let missing = || McError::not_found(detail);
-    let id = Uuid::parse_str(id.trim()).map_err(|_| missing())?;
-    let model = state
-        .ledger
-        .models
-        .live_in_org::<M>(principal.org_id, id)
-        .await?
-        .ok_or_else(missing)?;
-    Ok((*model).clone())
+    Ok(found::<M>(state, principal, id, detail).await?.1)
+}
+
+/// Like `find`, with the resource's stream version.
+async fn found<M: ReadModel>(state: &AppState, principal: &Principal, id: &str, detail: &str) -> Result<(i64, M), McError> {
+    let cached = super::live::<M, McError>(state, principal.org_id, id, detail).await?;
+    Ok((cached.version, (*cached.model).clone()))
 }
 
 /// Every live model of the caller's org that `keep` keeps.
@@ -303,14 +301,15 @@ async fn create_stream<M: ReadModel>(
     context: &WriteContext,
     id: Uuid,
     events: Vec<M::Event>,
-) -> Result<(M, Vec<fleetledger_events::EventEnvelope>), McError> {
+) -> Result<(M, i64, Vec<fleetledger_events::EventEnvelope>), McError> {
     let written = state
         .ledger
         .write_stream::<M, McError>(&id.to_string(), context, |_| Ok(events.clone()))
         .await?;
+    let version = written.version;
     let appended = written.appended.map(|a| a.events).unwrap_or_default();
     let model = written.model.ok_or_else(|| McError::internal("a created resource exists"))?;
-    Ok((model, appended))
+    Ok((model, version, appended))
 }
 
 /// Records a resource's deletion (once) and answers `{"ok": true}`.
@@ -327,13 +326,13 @@ async fn soft_delete<M: ReadModel>(
     find::<M>(state, principal, id, missing).await?;
     let now = Utc::now();
     let stream_id = Uuid::parse_str(id.trim()).map_err(|_| McError::not_found(missing))?.to_string();
-    state
+    let written = state
         .ledger
         .write::<M, McError>(&stream_id, &meta.write_context(principal), |m| {
             Ok(rules::deleted_at(deleted_at(m), now).map(&event).into_iter().collect())
         })
         .await?;
-    Ok(Json(json!({ "ok": true })).into_response())
+    Ok(tagged(written.version, Json(json!({ "ok": true }))))
 }
 
 // ---- gateways -----------------------------------------------------------------------------
@@ -393,8 +392,8 @@ async fn create_gateway(
     let f = checked(p, f)?;
     let id = Uuid::now_v7();
     let events = rules::create_gateway(id, principal.org_id, f, Utc::now())?;
-    let (gateway, _) = create_stream::<Gateway>(&state, &meta.write_context(&principal), id, events).await?;
-    Ok(Json(gateway_json(&gateway)).into_response())
+    let (gateway, version, _) = create_stream::<Gateway>(&state, &meta.write_context(&principal), id, events).await?;
+    Ok(tagged(version, Json(gateway_json(&gateway))))
 }
 
 #[utoipa::path(get, path = "/api/v1/gateways/{id}", tag = "mission_control", security(("bearer" = [])),
@@ -404,8 +403,8 @@ async fn get_gateway(
     McPrincipal(principal): McPrincipal,
     Path(id): Path<String>,
 ) -> Result<Response, McError> {
-    let gateway: Gateway = find(&state, &principal, &id, "Gateway not found").await?;
-    Ok(Json(gateway_json(&gateway)).into_response())
+    let (version, gateway) = found::<Gateway>(&state, &principal, &id, "Gateway not found").await?;
+    Ok(tagged(version, Json(gateway_json(&gateway))))
 }
 
 #[utoipa::path(patch, path = "/api/v1/gateways/{id}", tag = "mission_control", security(("bearer" = [])),
@@ -426,14 +425,14 @@ async fn update_gateway(
     let after = gateway_fields(&mut p, &fields, GatewayFields::from(&gateway), false);
     let after = checked(p, after)?;
     let now = Utc::now();
-    let gateway = state
+    let written = state
         .ledger
         .write::<Gateway, McError>(&gateway.id.to_string(), &meta.write_context(&principal), |g| {
             Ok(rules::update_gateway(g, after.clone(), now)?)
         })
-        .await?
-        .into_model();
-    Ok(Json(gateway_json(&gateway)).into_response())
+        .await?;
+    let version = written.version;
+    Ok(tagged(version, Json(gateway_json(&written.into_model()))))
 }
 
 #[utoipa::path(delete, path = "/api/v1/gateways/{id}", tag = "mission_control", security(("bearer" = [])),
@@ -529,8 +528,8 @@ async fn create_board(
     let f = board_fields(&state, &principal, &fields, BoardFields::default(), true).await?;
     let id = Uuid::now_v7();
     let events = rules::create_board(id, principal.org_id, f, Utc::now())?;
-    let (board, _) = create_stream::<Board>(&state, &meta.write_context(&principal), id, events).await?;
-    Ok(Json(board_json(&board)).into_response())
+    let (board, version, _) = create_stream::<Board>(&state, &meta.write_context(&principal), id, events).await?;
+    Ok(tagged(version, Json(board_json(&board))))
 }
 
 #[utoipa::path(get, path = "/api/v1/boards/{id}", tag = "mission_control", security(("bearer" = [])),
@@ -540,8 +539,8 @@ async fn get_board(
     McPrincipal(principal): McPrincipal,
     Path(id): Path<String>,
 ) -> Result<Response, McError> {
-    let board: Board = find(&state, &principal, &id, "Board not found").await?;
-    Ok(Json(board_json(&board)).into_response())
+    let (version, board) = found::<Board>(&state, &principal, &id, "Board not found").await?;
+    Ok(tagged(version, Json(board_json(&board))))
 }
 
 #[utoipa::path(patch, path = "/api/v1/boards/{id}", tag = "mission_control", security(("bearer" = [])),
@@ -562,14 +561,14 @@ async fn update_board(
     checked(p, ())?;
     let after = board_fields(&state, &principal, &fields, BoardFields::from(&board), false).await?;
     let now = Utc::now();
-    let board = state
+    let written = state
         .ledger
         .write::<Board, McError>(&board.id.to_string(), &meta.write_context(&principal), |b| {
             Ok(rules::update_board(b, after.clone(), now)?)
         })
-        .await?
-        .into_model();
-    Ok(Json(board_json(&board)).into_response())
+        .await?;
+    let version = written.version;
+    Ok(tagged(version, Json(board_json(&written.into_model()))))
 }
 
 #[utoipa::path(delete, path = "/api/v1/boards/{id}", tag = "mission_control", security(("bearer" = [])),
@@ -632,8 +631,8 @@ pub fn workspace_root(state: &AppState, agent: &McAgent) -> String {
         .unwrap_or_default()
 }
 
-fn agent_response(state: &AppState, agent: &McAgent, status: StatusCode) -> Response {
-    (status, Json(agent_json(agent, &workspace_root(state, agent)))).into_response()
+fn agent_response(state: &AppState, agent: &McAgent, version: i64, status: StatusCode) -> Response {
+    tagged(version, (status, Json(agent_json(agent, &workspace_root(state, agent)))))
 }
 
 /// After an event that reprovisions: waits for the reprovisioner's outcome and answers
@@ -654,7 +653,7 @@ async fn settle(state: &AppState, trigger: &fleetledger_events::EventEnvelope, s
         let error = outcome.data.get("error").and_then(Value::as_str).unwrap_or("unknown error");
         return Err(McError::new(StatusCode::BAD_GATEWAY, &format!("Gateway update failed: {error}")));
     }
-    Ok(agent_response(state, &agent.model, status))
+    Ok(agent_response(state, &agent.model, agent.version, status))
 }
 
 #[derive(Deserialize)]
@@ -758,7 +757,7 @@ async fn create_agent(
         soul_template: soul,
         now: Utc::now(),
     })?;
-    let (_, appended) = create_stream::<McAgent>(&state, &meta.write_context(&principal), id, events).await?;
+    let (_, _, appended) = create_stream::<McAgent>(&state, &meta.write_context(&principal), id, events).await?;
     let trigger = appended.last().ok_or_else(|| McError::internal("nothing appended"))?;
     settle(&state, trigger, StatusCode::OK).await
 }
@@ -770,8 +769,8 @@ async fn get_agent(
     McPrincipal(principal): McPrincipal,
     Path(id): Path<String>,
 ) -> Result<Response, McError> {
-    let agent: McAgent = find(&state, &principal, &id, "Not Found").await?;
-    Ok(agent_response(&state, &agent, StatusCode::OK))
+    let (version, agent) = found::<McAgent>(&state, &principal, &id, "Not Found").await?;
+    Ok(agent_response(&state, &agent, version, StatusCode::OK))
 }
 
 #[derive(Deserialize)]
@@ -884,7 +883,7 @@ async fn update_agent(
             Ok(rules::update_agent(a, patch.clone(), target, current, force, now)?)
         })
         .await?;
-    let appended = written.appended;
+    let (version, appended) = (written.version, written.appended);
     let after = written.model.ok_or_else(|| McError::not_found("Not Found"))?;
     let reprovisions = appended
         .as_ref()
@@ -892,7 +891,7 @@ async fn update_agent(
         .filter(|e| e.data.get("reprovision").and_then(Value::as_bool) == Some(true));
     match reprovisions {
         Some(trigger) => settle(&state, trigger, StatusCode::OK).await,
-        None => Ok(agent_response(&state, &after, StatusCode::OK)),
+        None => Ok(agent_response(&state, &after, version, StatusCode::OK)),
     }
 }
 
@@ -956,7 +955,10 @@ impl Audited for McAgent {
                 .filter(|e| e.data.get("reprovision").and_then(Value::as_bool) == Some(true));
             match trigger {
                 Some(trigger) => settle(state, trigger, StatusCode::OK).await.map_err(refusal),
-                None => Ok(agent_response(state, &written.into_model(), StatusCode::OK)),
+                None => {
+                    let version = written.version;
+                    Ok(agent_response(state, &written.into_model(), version, StatusCode::OK))
+                }
             }
         })
     }
@@ -1001,14 +1003,14 @@ async fn agent_heartbeat(
     checked(p, ())?;
     let agent: McAgent = find(&state, &principal, &id, "Not Found").await?;
     let now = Utc::now();
-    let after = state
+    let written = state
         .ledger
         .write::<McAgent, McError>(&agent.id.to_string(), &meta.write_context(&principal), |_| {
             Ok(rules::heartbeat(status.clone(), now)?)
         })
-        .await?
-        .into_model();
-    Ok(agent_response(&state, &after, StatusCode::OK))
+        .await?;
+    let version = written.version;
+    Ok(agent_response(&state, &written.into_model(), version, StatusCode::OK))
 }
 
 #[derive(utoipa::OpenApi)]

@@ -193,6 +193,43 @@ pub fn etag(version: i64) -> (String, String) {
     ("etag".into(), format!("\"{version}\""))
 }
 
+/// A live (not deleted) resource of `org` by id, with its stream version; anything else
+/// (a malformed id, another org's resource, a deleted one) is the surface's 404 `missing`.
+pub async fn live<M: fleetledger_projections::ReadModel, E: Envelope>(
+    state: &AppState,
+    org: uuid::Uuid,
+    id: &str,
+    missing: &str,
+) -> Result<crate::store::cache::Cached<M>, E> {
+    let not_found = || E::status(StatusCode::NOT_FOUND, missing);
+    let id = uuid::Uuid::parse_str(id.trim()).map_err(|_| not_found())?;
+    match state.ledger.models.live_in_org::<M>(org, id).await {
+        Ok(found) => found.ok_or_else(not_found),
+        Err(error) => Err(E::internal(error)),
+    }
+}
+
+/// A response about one resource at a stream version, with that version as its `ETag`
+/// (what a later `If-Match` names).
+pub fn tagged(version: i64, response: impl IntoResponse) -> Response {
+    let mut response = response.into_response();
+    if let Ok(value) = HeaderValue::try_from(format!("\"{version}\"")) {
+        response.headers_mut().insert(axum::http::header::ETAG, value);
+    }
+    response
+}
+
+impl RequestMeta {
+    /// Refuses early, before any side effect, when `If-Match` names another version than
+    /// the one just read; the write path checks again where writes are serialised.
+    pub fn precondition<E: Envelope>(&self, version: i64) -> Result<(), E> {
+        match &self.if_match {
+            Some(expected) if !expected.matches(version) => Err(E::status(StatusCode::PRECONDITION_FAILED, "Precondition failed")),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// The outcome a worker recorded for `trigger` (an event caused by it in the same stream),
 /// waited for as long as the settings allow a write to wait for its side effect.
 pub async fn outcome_of(

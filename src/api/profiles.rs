@@ -763,14 +763,14 @@ async fn delete_profile(
         return Err(FleetiError::forbidden());
     }
     let now = Utc::now();
-    state
+    let written = state
         .ledger
         .write::<Profile, FleetiError>(&id, &meta.write_context(&principal), |profile| {
             rules::delete_profile(Some(profile), now).map_err(domain_error)
         })
         .await
         .map_err(|e| refused(e, "Profile not found"))?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(super::tagged(written.version, StatusCode::NO_CONTENT))
 }
 
 async fn profile_revisions(state: &AppState, principal: &Principal, id: &str) -> Result<Vec<profile_model::ProfileRevision>, FleetiError> {

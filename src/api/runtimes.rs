@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::{read_body, refused, RequestMeta, Surface};
+use super::{read_body, refused, tagged, RequestMeta, Surface};
 use crate::auth::{presented_token, Principal, Role};
 use crate::domain::runtime::config::{self, at, ConfigLimits, FieldError, Problems};
 use crate::domain::runtime::{self as rules, CreateRuntime, Ensured, MaterializedSandbox, StartAction};
@@ -319,13 +319,14 @@ async fn write(
     meta: &RequestMeta,
     id: &str,
     mut decide: impl FnMut(&Runtime) -> Result<Vec<RuntimeEvent>, DreadnodeError>,
-) -> Result<Runtime, DreadnodeError> {
+) -> Result<(Runtime, i64), DreadnodeError> {
     let written = state
         .ledger
         .write(id, &meta.write_context(principal), |r| decide(r))
         .await
         .map_err(|e| refused(e, "Runtime not found"))?;
-    Ok(written.into_model())
+    let version = written.version;
+    Ok((written.into_model(), version))
 }
 
 /// Replaces a runtime's config with an already normalized one; shared with restore.
@@ -337,7 +338,7 @@ pub async fn commit_config(
     config: Value,
     restored_from_version: Option<i64>,
     reason: Option<String>,
-) -> Result<Runtime, DreadnodeError> {
+) -> Result<(Runtime, i64), DreadnodeError> {
     authorize_owner(principal, runtime)?;
     let now = Utc::now();
     write(state, principal, meta, &runtime.id.to_string(), |current| {
@@ -524,11 +525,12 @@ async fn create_runtime(
             })
             .await
             .map_err(|e| refused(e, "Runtime not found"))?;
+    let version = written.version;
     let runtime = written.into_model();
     let mut body = runtime_json(&runtime, Some(&principal));
     body["created"] = created.into();
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(body)).into_response())
+    Ok(tagged(version, (status, Json(body))))
 }
 
 #[utoipa::path(get, path = "/api/v1/org/{org}/ws/{workspace}/runtimes/{id}", tag = "runtimes", security(("bearer" = []), ("api_key" = [])),
@@ -540,8 +542,8 @@ async fn get_runtime(
     Path((org, workspace, id)): Path<(String, String, String)>,
 ) -> Result<Response, DreadnodeError> {
     let org = workspace_of(&state, &principal, &org, &workspace).await?;
-    let (_, runtime) = find_runtime(&state, &principal, &org, &workspace, &id).await?;
-    Ok(Json(runtime_json(&runtime, Some(&principal))).into_response())
+    let (version, runtime) = find_runtime(&state, &principal, &org, &workspace, &id).await?;
+    Ok(tagged(version, Json(runtime_json(&runtime, Some(&principal)))))
 }
 
 #[utoipa::path(get, path = "/api/v1/org/{org}/ws/{workspace}/runtimes/{id}/config", tag = "runtimes", security(("bearer" = []), ("api_key" = [])),
@@ -553,8 +555,8 @@ async fn get_config(
     Path((org, workspace, id)): Path<(String, String, String)>,
 ) -> Result<Response, DreadnodeError> {
     let org = workspace_of(&state, &principal, &org, &workspace).await?;
-    let (_, runtime) = find_runtime(&state, &principal, &org, &workspace, &id).await?;
-    Ok(Json(config_json(&runtime)).into_response())
+    let (version, runtime) = find_runtime(&state, &principal, &org, &workspace, &id).await?;
+    Ok(tagged(version, Json(config_json(&runtime))))
 }
 
 #[utoipa::path(put, path = "/api/v1/org/{org}/ws/{workspace}/runtimes/{id}/config", tag = "runtimes", security(("bearer" = []), ("api_key" = [])),
@@ -587,16 +589,26 @@ async fn replace_config(
         _ => return Err(DreadnodeError::validation(p.0)),
     };
     let (_, runtime) = find_runtime(&state, &principal, &org, &workspace, &id).await?;
-    let after = commit_config(&state, &principal, &meta, &runtime, config, None, None).await?;
-    Ok(Json(config_json(&after)).into_response())
+    let (after, version) = commit_config(&state, &principal, &meta, &runtime, config, None, None).await?;
+    Ok(tagged(version, Json(config_json(&after))))
 }
 
-/// The runtime a lifecycle call drives, once the caller is known to own it.
-async fn owned_runtime(state: &AppState, principal: &Principal, org: &str, workspace: &str, id: &str) -> Result<Runtime, DreadnodeError> {
+/// The runtime a lifecycle call drives and its version, once the caller is known to own
+/// it and its `If-Match` (if any) is known to hold: lifecycle calls touch the sandbox
+/// before they record it.
+async fn owned_runtime(
+    state: &AppState,
+    principal: &Principal,
+    meta: &RequestMeta,
+    org: &str,
+    workspace: &str,
+    id: &str,
+) -> Result<(i64, Runtime), DreadnodeError> {
     let org = workspace_of(state, principal, org, workspace).await?;
-    let (_, runtime) = find_runtime(state, principal, &org, workspace, id).await?;
+    let (version, runtime) = find_runtime(state, principal, &org, workspace, id).await?;
     authorize_owner(principal, &runtime)?;
-    Ok(runtime)
+    meta.precondition::<DreadnodeError>(version)?;
+    Ok((version, runtime))
 }
 
 fn sandbox_unavailable(error: impl std::fmt::Display) -> DreadnodeError {
@@ -613,11 +625,11 @@ async fn start_runtime(
     Path((org, workspace, id)): Path<(String, String, String)>,
     body: Body,
 ) -> Result<Response, DreadnodeError> {
-    let runtime = owned_runtime(&state, &principal, &org, &workspace, &id).await?;
+    let (version, runtime) = owned_runtime(&state, &principal, &meta, &org, &workspace, &id).await?;
     json_body(body).await?;
     let id = runtime.id.to_string();
     match rules::start_action(&runtime) {
-        StartAction::AlreadyRunning => return Ok(Json(runtime_json(&runtime, Some(&principal))).into_response()),
+        StartAction::AlreadyRunning => return Ok(tagged(version, Json(runtime_json(&runtime, Some(&principal))))),
         StartAction::Resume => return switch(&state, &principal, &meta, runtime, Switch::Resume).await,
         StartAction::Materialize => {}
     }
@@ -626,7 +638,7 @@ async fn start_runtime(
     let handle = state.sandboxes.describe(&sandbox_id);
     let now = Utc::now();
     let mut materialize = false;
-    let started = write(&state, &principal, &meta, &id, |current| {
+    let (started, version) = write(&state, &principal, &meta, &id, |current| {
         materialize = rules::start_action(current) == StartAction::Materialize;
         if !materialize {
             return Ok(vec![]);
@@ -640,7 +652,7 @@ async fn start_runtime(
     })
     .await?;
     if !materialize {
-        return Ok(Json(runtime_json(&started, Some(&principal))).into_response());
+        return Ok(tagged(version, Json(runtime_json(&started, Some(&principal)))));
     }
     if let Err(error) = state.sandboxes.create(&sandbox_id, &id, &started.config).await {
         // Recorded as failed: the runtime goes back to idle and a retry starts afresh.
@@ -648,7 +660,7 @@ async fn start_runtime(
         write(&state, &principal, &meta, &id, |current| Ok(rules::reset(Some(current), now)?)).await?;
         return Err(sandbox_unavailable(error));
     }
-    Ok(Json(runtime_json(&started, Some(&principal))).into_response())
+    Ok(tagged(version, Json(runtime_json(&started, Some(&principal)))))
 }
 
 #[utoipa::path(post, path = "/api/v1/org/{org}/ws/{workspace}/runtimes/{id}/pause", tag = "runtimes", security(("bearer" = []), ("api_key" = [])),
@@ -660,7 +672,7 @@ async fn pause_runtime(
     meta: RequestMeta,
     Path((org, workspace, id)): Path<(String, String, String)>,
 ) -> Result<Response, DreadnodeError> {
-    let runtime = owned_runtime(&state, &principal, &org, &workspace, &id).await?;
+    let (_, runtime) = owned_runtime(&state, &principal, &meta, &org, &workspace, &id).await?;
     switch(&state, &principal, &meta, runtime, Switch::Pause).await
 }
 
@@ -673,7 +685,7 @@ async fn resume_runtime(
     meta: RequestMeta,
     Path((org, workspace, id)): Path<(String, String, String)>,
 ) -> Result<Response, DreadnodeError> {
-    let runtime = owned_runtime(&state, &principal, &org, &workspace, &id).await?;
+    let (_, runtime) = owned_runtime(&state, &principal, &meta, &org, &workspace, &id).await?;
     switch(&state, &principal, &meta, runtime, Switch::Resume).await
 }
 
@@ -705,8 +717,8 @@ async fn switch(
         .map_err(sandbox_unavailable)?;
     }
     let now = Utc::now();
-    let after = write(state, principal, meta, &runtime.id.to_string(), |current| Ok(decide(current, now)?)).await?;
-    Ok(Json(runtime_json(&after, Some(principal))).into_response())
+    let (after, version) = write(state, principal, meta, &runtime.id.to_string(), |current| Ok(decide(current, now)?)).await?;
+    Ok(tagged(version, Json(runtime_json(&after, Some(principal)))))
 }
 
 #[utoipa::path(post, path = "/api/v1/org/{org}/ws/{workspace}/runtimes/{id}/reset", tag = "runtimes", security(("bearer" = []), ("api_key" = [])),
@@ -718,10 +730,10 @@ async fn reset_runtime(
     meta: RequestMeta,
     Path((org, workspace, id)): Path<(String, String, String)>,
 ) -> Result<Response, DreadnodeError> {
-    let runtime = owned_runtime(&state, &principal, &org, &workspace, &id).await?;
+    let (_, runtime) = owned_runtime(&state, &principal, &meta, &org, &workspace, &id).await?;
     let now = Utc::now();
     let mut killed = None;
-    let after = write(&state, &principal, &meta, &runtime.id.to_string(), |current| {
+    let (after, version) = write(&state, &principal, &meta, &runtime.id.to_string(), |current| {
         killed = current.sandbox.as_ref().map(|s| s.id.clone());
         Ok(rules::reset(Some(current), now)?)
     })
@@ -729,7 +741,7 @@ async fn reset_runtime(
     if let Some(sandbox_id) = killed {
         state.sandboxes.destroy(&sandbox_id).await.map_err(sandbox_unavailable)?;
     }
-    Ok(Json(runtime_json(&after, Some(&principal))).into_response())
+    Ok(tagged(version, Json(runtime_json(&after, Some(&principal)))))
 }
 
 #[utoipa::path(post, path = "/api/v1/org/{org}/ws/{workspace}/runtimes/{id}/keepalive", tag = "runtimes", security(("bearer" = []), ("api_key" = [])),
@@ -758,14 +770,14 @@ async fn keepalive_runtime(
     if !p.0.is_empty() {
         return Err(DreadnodeError::validation(p.0));
     }
-    let runtime = owned_runtime(&state, &principal, &org, &workspace, &id).await?;
+    let (_, runtime) = owned_runtime(&state, &principal, &meta, &org, &workspace, &id).await?;
     let now = Utc::now();
     let extend = extend.unwrap_or(DEFAULT_EXTEND_SECONDS);
-    let after = write(&state, &principal, &meta, &runtime.id.to_string(), |current| {
+    let (after, version) = write(&state, &principal, &meta, &runtime.id.to_string(), |current| {
         Ok(rules::keepalive(Some(current), extend, max, now)?)
     })
     .await?;
-    Ok(Json(runtime_json(&after, Some(&principal))).into_response())
+    Ok(tagged(version, Json(runtime_json(&after, Some(&principal)))))
 }
 
 impl Audited for Runtime {
@@ -795,7 +807,7 @@ impl Audited for Runtime {
                 .get_or_load::<Runtime>(request.id)
                 .await?
                 .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, format!("no resource runtime/{}", request.id)))?;
-            let after = commit_config(
+            let (after, version) = commit_config(
                 request.state,
                 request.principal,
                 request.meta,
@@ -806,7 +818,7 @@ impl Audited for Runtime {
             )
             .await
             .map_err(|e| Refusal::new(e.status(), e.detail()))?;
-            Ok(Json(config_json(&after)).into_response())
+            Ok(tagged(version, Json(config_json(&after))))
         })
     }
 }

@@ -205,9 +205,9 @@ impl ReadModels {
     }
 
     /// A model of `org` that is not deleted, by id.
-    pub async fn live_in_org<M: ReadModel>(&self, org: uuid::Uuid, id: uuid::Uuid) -> Result<Option<Arc<M>>, StoreError> {
+    pub async fn live_in_org<M: ReadModel>(&self, org: uuid::Uuid, id: uuid::Uuid) -> Result<Option<Cached<M>>, StoreError> {
         let found = self.get_or_load::<M>(&id.to_string()).await?;
-        Ok(found.map(|c| c.model).filter(|m| !m.is_deleted() && m.org_id() == org.to_string()))
+        Ok(found.filter(|c| !c.model.is_deleted() && c.model.org_id() == org.to_string()))
     }
 
     /// Every model of `org` that is not deleted.

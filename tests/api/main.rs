@@ -14,6 +14,7 @@ mod container_agents;
 mod fake_gateway;
 mod feed;
 mod mission_control;
+mod preconditions;
 mod profiles;
 mod profiles_body;
 mod relay;

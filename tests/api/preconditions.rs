@@ -1,0 +1,351 @@
+//! The one write path, seen from every surface: `ETag` on reads and writes, a stale
+//! `If-Match` refused with 412 in the surface's own envelope and nothing appended,
+//! `Idempotency-Key` replaying the first answer byte for byte, the same key with another
+//! body refused, concurrent requests with one key executed once, and unconditional
+//! concurrent writers of one resource never refused.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::both_backends;
+use crate::helpers::{call, serve_settings, spawn_configured, Answer, Backend, TestApp, TestStore};
+
+/// One resource of a surface and how to read and change it.
+struct Target {
+    name: &'static str,
+    read: String,
+    write_method: Method,
+    write: String,
+    /// A change that differs for every `n`.
+    body: fn(usize) -> Value,
+    stream_type: &'static str,
+    stream_id: String,
+    /// The error message of the surface's envelope, or `None` when the body is not it.
+    message: fn(&Answer) -> Option<String>,
+}
+
+fn fleeti(a: &Answer) -> Option<String> {
+    // Go's encoder: one field, a trailing newline.
+    let v: Value = serde_json::from_str(a.text.strip_suffix('\n')?).ok()?;
+    (v.as_object()?.len() == 1).then(|| v["error"].as_str().map(str::to_string))?
+}
+
+fn dreadnode(a: &Answer) -> Option<String> {
+    let v: Value = serde_json::from_str(&a.text).ok()?;
+    (v["code"] == a.status && v["type"].is_string()).then(|| v["detail"].as_str().map(str::to_string))?
+}
+
+fn fastapi(a: &Answer) -> Option<String> {
+    let v: Value = serde_json::from_str(&a.text).ok()?;
+    v["detail"].as_str().map(str::to_string)
+}
+
+fn mission_control(a: &Answer) -> Option<String> {
+    let v: Value = serde_json::from_str(&a.text).ok()?;
+    v["request_id"].as_str()?;
+    v["detail"].as_str().map(str::to_string)
+}
+
+fn hill90(a: &Answer) -> Option<String> {
+    let v: Value = serde_json::from_str(&a.text).ok()?;
+    (v.as_object()?.len() == 1).then(|| v["error"].as_str().map(str::to_string))?
+}
+
+fn problem(a: &Answer) -> Option<String> {
+    if a.header("content-type") != Some("application/problem+json") {
+        return None;
+    }
+    let v: Value = serde_json::from_str(&a.text).ok()?;
+    (v["status"] == a.status).then(|| v["detail"].as_str().map(str::to_string))?
+}
+
+async fn spawn(backend: Backend) -> Option<TestApp> {
+    let store = TestStore::new(backend).await?;
+    let serve = serve_settings();
+    let workers = fleetledger::workers::registry(store.dir.path(), &serve.drivers);
+    Some(spawn_configured(store, serve, workers).await)
+}
+
+async fn created(app: &TestApp, path: &str, body: Value) -> Value {
+    let answer = call(app, Method::POST, path, &app.admin_key, Some(body)).await;
+    assert!((200..300).contains(&answer.status), "{path}: {} {}", answer.status, answer.text);
+    answer.json()
+}
+
+/// One resource on every surface (and the ledger's restore of a profile).
+async fn targets(app: &TestApp) -> Vec<Target> {
+    let profile = app.create_profile(json!({"name": "P", "config": {"n": 0}})).await;
+    let runtimes = "/api/v1/org/default/ws/default/runtimes";
+    let runtime = created(app, runtimes, json!({"key": "recon"})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let gateway = created(
+        app,
+        "/api/v1/gateways",
+        json!({"name": "edge", "url": "", "workspace_root": "edge"}),
+    )
+    .await;
+    let agent = created(app, "/api/v1/agents", json!({"name": "Lead", "gateway_id": gateway["id"]})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let instance = created(
+        app,
+        "/v1/instances",
+        json!({"name": "assistant", "model_provider": "anthropic", "openclaw_version": "2026.9.6"}),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The instance worker provisions it; its outcome events must be in before versions are compared.
+    for _ in 0..400 {
+        let read = call(app, Method::GET, &format!("/v1/instances/{instance}"), &app.admin_key, None).await;
+        if read.json()["status"] == "running" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let hill = created(app, "/agents", json!({"agent_id": "researcher", "name": "Researcher"})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    vec![
+        Target {
+            name: "profiles",
+            read: format!("/api/v1/profiles/{profile}"),
+            write_method: Method::PUT,
+            write: format!("/api/v1/profiles/{profile}"),
+            body: |n| json!({"config": {"n": n + 1}}),
+            stream_type: "profile",
+            stream_id: profile.clone(),
+            message: fleeti,
+        },
+        Target {
+            name: "runtimes",
+            read: format!("{runtimes}/{runtime}"),
+            write_method: Method::PUT,
+            write: format!("{runtimes}/{runtime}/config"),
+            body: |n| json!({"config": {"sandbox": {"timeout_seconds": 600 + n}}}),
+            stream_type: "runtime",
+            stream_id: runtime,
+            message: dreadnode,
+        },
+        Target {
+            name: "mission control",
+            read: format!("/api/v1/agents/{agent}"),
+            write_method: Method::PATCH,
+            write: format!("/api/v1/agents/{agent}"),
+            body: |n| json!({"name": format!("Lead {n}")}),
+            stream_type: "mc_agent",
+            stream_id: agent,
+            message: mission_control,
+        },
+        Target {
+            name: "instances",
+            read: format!("/v1/instances/{instance}"),
+            write_method: Method::PATCH,
+            write: format!("/v1/instances/{instance}"),
+            body: |n| json!({"name": format!("assistant {n}")}),
+            stream_type: "instance",
+            stream_id: instance,
+            message: fastapi,
+        },
+        Target {
+            name: "container agents",
+            read: format!("/agents/{hill}"),
+            write_method: Method::PUT,
+            write: format!("/agents/{hill}"),
+            body: |n| json!({"description": format!("take {n}")}),
+            stream_type: "container_agent",
+            stream_id: hill,
+            message: hill90,
+        },
+        Target {
+            name: "ledger restore",
+            read: format!("/api/v1/ledger/resources/profile/{profile}"),
+            write_method: Method::POST,
+            write: format!("/api/v1/ledger/resources/profile/{profile}/restore"),
+            body: |n| json!({"version": 1, "reason": format!("take {n}")}),
+            stream_type: "profile",
+            stream_id: profile,
+            message: problem,
+        },
+    ]
+}
+
+/// The events of a stream, through the ledger API.
+async fn history(app: &TestApp, t: &Target) -> Vec<Value> {
+    let answer = call(
+        app,
+        Method::GET,
+        &format!("/api/v1/ledger/streams/{}/{}", t.stream_type, t.stream_id),
+        &app.admin_key,
+        None,
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    answer.json()["events"].as_array().unwrap().clone()
+}
+
+fn etag_version(a: &Answer) -> Option<i64> {
+    a.header("etag")?.trim_matches('"').parse().ok()
+}
+
+async fn send(app: &TestApp, t: &Target, body: Value, headers: &[(&str, String)]) -> Answer {
+    let mut builder = app.admin(t.write_method.clone(), &t.write).json(&body);
+    for (name, value) in headers {
+        builder = builder.header(*name, value);
+    }
+    Answer::of(builder).await
+}
+
+async fn etags_and_if_match_on_every_surface(backend: Backend) {
+    let Some(app) = spawn(backend).await else { return };
+    for t in targets(&app).await {
+        let read = call(&app, Method::GET, &t.read, &app.admin_key, None).await;
+        assert_eq!(read.status, 200, "{}: {}", t.name, read.text);
+        let version = etag_version(&read).unwrap_or_else(|| panic!("{}: a read has an ETag: {:?}", t.name, read.headers));
+        let before = history(&app, &t).await.len() as i64;
+        assert_eq!(version, before, "{}: the ETag is the stream version", t.name);
+
+        let stale = send(&app, &t, (t.body)(1), &[("if-match", format!("\"{}\"", version - 1))]).await;
+        assert_eq!(stale.status, 412, "{}: {}", t.name, stale.text);
+        assert_eq!(
+            (t.message)(&stale).as_deref(),
+            Some("Precondition failed"),
+            "{}: 412 in the surface's envelope: {}",
+            t.name,
+            stale.text
+        );
+        assert_eq!(history(&app, &t).await.len() as i64, before, "{}: nothing appended", t.name);
+
+        let fresh = send(&app, &t, (t.body)(2), &[("if-match", format!("\"{version}\""))]).await;
+        assert_eq!(fresh.status, 200, "{}: {}", t.name, fresh.text);
+        let after = etag_version(&fresh).unwrap_or_else(|| panic!("{}: a write has an ETag", t.name));
+        assert!(after > version, "{}: the write's ETag names its new version", t.name);
+        assert_eq!(history(&app, &t).await.len() as i64, after, "{}", t.name);
+
+        let any = send(&app, &t, (t.body)(3), &[("if-match", "*".into())]).await;
+        assert_eq!(any.status, 200, "{}: If-Match: * keeps writing: {}", t.name, any.text);
+    }
+}
+
+async fn idempotency_keys_on_every_surface(backend: Backend) {
+    let Some(app) = spawn(backend).await else { return };
+    for t in targets(&app).await {
+        let key = format!("key-{}", uuid::Uuid::new_v4());
+        let first = send(&app, &t, (t.body)(10), &[("idempotency-key", key.clone())]).await;
+        assert_eq!(first.status, 200, "{}: {}", t.name, first.text);
+        let count = history(&app, &t).await.len();
+
+        let again = send(&app, &t, (t.body)(10), &[("idempotency-key", key.clone())]).await;
+        assert_eq!(again.status, first.status, "{}", t.name);
+        assert_eq!(again.text, first.text, "{}: replayed byte for byte", t.name);
+        assert_eq!(again.header("idempotent-replayed"), Some("true"), "{}", t.name);
+        assert_eq!(again.header("etag"), first.header("etag"), "{}", t.name);
+        assert_eq!(first.header("idempotent-replayed"), None, "{}", t.name);
+        assert_eq!(history(&app, &t).await.len(), count, "{}: a replay appends nothing", t.name);
+
+        let other = send(&app, &t, (t.body)(11), &[("idempotency-key", key.clone())]).await;
+        assert_eq!(other.status, 422, "{}: {}", t.name, other.text);
+        assert_eq!(
+            (t.message)(&other).as_deref(),
+            Some("Idempotency-Key was already used with a different request"),
+            "{}: 422 in the surface's envelope: {}",
+            t.name,
+            other.text
+        );
+        assert_eq!(history(&app, &t).await.len(), count, "{}", t.name);
+
+        // Two at once with one new key: one runs, the other gets its answer (or 409).
+        let key = format!("key-{}", uuid::Uuid::new_v4());
+        let headers = [("idempotency-key", key)];
+        let (a, b) = tokio::join!(send(&app, &t, (t.body)(12), &headers), send(&app, &t, (t.body)(12), &headers));
+        for answer in [&a, &b] {
+            assert!(
+                answer.status == 200 || answer.status == 409,
+                "{}: {} {}",
+                t.name,
+                answer.status,
+                answer.text
+            );
+        }
+        assert!(a.status == 200 || b.status == 200, "{}: one of them ran", t.name);
+        assert_eq!(
+            history(&app, &t).await.len(),
+            count + 1,
+            "{}: two requests with one key appended exactly once",
+            t.name
+        );
+    }
+}
+
+async fn concurrent_patches_with_one_if_match_let_one_through(backend: Backend) {
+    let Some(app) = spawn(backend).await else { return };
+    let gateway = created(
+        &app,
+        "/api/v1/gateways",
+        json!({"name": "edge", "url": "", "workspace_root": "edge"}),
+    )
+    .await;
+    let agent = created(&app, "/api/v1/agents", json!({"name": "Lead", "gateway_id": gateway["id"]})).await;
+    let path = format!("/api/v1/agents/{}", agent["id"].as_str().unwrap());
+    let version = etag_version(&call(&app, Method::GET, &path, &app.admin_key, None).await).unwrap();
+    let patch = |name: &'static str| {
+        Answer::of(
+            app.admin(Method::PATCH, &path)
+                .header("if-match", format!("\"{version}\""))
+                .json(&json!({ "name": name })),
+        )
+    };
+    let (a, b) = tokio::join!(patch("First"), patch("Second"));
+    let mut statuses = [a.status, b.status];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 412], "{} / {}", a.text, b.text);
+}
+
+async fn unconditional_writers_are_never_refused(backend: Backend) {
+    let Some(app) = spawn(backend).await else { return };
+    let app = std::sync::Arc::new(app);
+    for t in targets(&app).await.into_iter().filter(|t| t.name != "ledger restore") {
+        let t = std::sync::Arc::new(t);
+        let before = history(&app, &t).await.len() as i64;
+        let writers: Vec<_> = (0..32)
+            .map(|n| {
+                let (app, t) = (app.clone(), t.clone());
+                tokio::spawn(async move {
+                    let request_id = format!("writer-{n}-{}", uuid::Uuid::new_v4());
+                    let answer = send(&app, &t, (t.body)(100 + n), &[("x-request-id", request_id.clone())]).await;
+                    (request_id, answer)
+                })
+            })
+            .collect();
+        let mut acknowledged = Vec::new();
+        for writer in writers {
+            let (request_id, answer) = writer.await.unwrap();
+            assert_eq!(answer.status, 200, "{}: {}", t.name, answer.text);
+            acknowledged.push((request_id, etag_version(&answer).expect("an ETag")));
+        }
+        let events = history(&app, &t).await;
+        let versions: Vec<i64> = events.iter().map(|e| e["stream_version"].as_i64().unwrap()).collect();
+        assert_eq!(versions, (1..=versions.len() as i64).collect::<Vec<_>>(), "{}: contiguous", t.name);
+        assert_eq!(versions.len() as i64, before + 32, "{}: one event per write", t.name);
+        for (request_id, version) in acknowledged {
+            let event = &events[(version - 1) as usize];
+            assert_eq!(
+                event["metadata"]["request_id"], request_id,
+                "{}: the acknowledged write is the event at its ETag's version",
+                t.name
+            );
+        }
+    }
+}
+
+both_backends!(
+    etags_and_if_match_on_every_surface,
+    idempotency_keys_on_every_surface,
+    concurrent_patches_with_one_if_match_let_one_through,
+    unconditional_writers_are_never_refused,
+);
