@@ -134,10 +134,10 @@ pub struct ServeSettings {
     )]
     pub available_models: Vec<String>,
 
-    /// Refuse `POST /v1/organization/signup` (new organizations are then made with
-    /// `fleetledger orgs create`).
-    #[arg(long, env = "FLEETLEDGER_DISABLE_SIGNUP")]
-    pub disable_signup: bool,
+    /// Let anyone create an organization with `POST /v1/organization/signup` (and get its
+    /// admin key). Off by default: organizations are made with `fleetledger orgs create`.
+    #[arg(long, env = "FLEETLEDGER_ALLOW_SIGNUP")]
+    pub allow_signup: bool,
 
     /// Seconds to let in-flight requests finish after SIGTERM/Ctrl-C.
     #[arg(long, env = "FLEETLEDGER_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]

@@ -243,9 +243,9 @@ async fn issue(state: &AppState, new: NewKey, actor: Actor) -> Result<(crate::au
 
 #[utoipa::path(post, path = "/v1/organization/signup", tag = "instances",
     request_body(content = Object, description = "`{name}`"),
-    responses((status = 201, description = "`{organization, api_key}`; the org key is shown once"), (status = 403, description = "Signup is disabled")))]
+    responses((status = 201, description = "`{organization, api_key}`; the org key is shown once"), (status = 403, description = "Signup is off (the server runs without `--allow-signup`)")))]
 async fn signup(State(state): State<AppState>, body: Body) -> Result<Response, ChowderError> {
-    if state.settings.disable_signup {
+    if !state.settings.allow_signup {
         return Err(ChowderError::new(StatusCode::FORBIDDEN, "Signup is disabled."));
     }
     let fields = body_of(body).await?;
