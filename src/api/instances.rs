@@ -471,7 +471,7 @@ pub fn instance_json(i: &Instance) -> Value {
         "model_provider": i.model_provider,
         "sandbox_provider": "local",
         "sandbox_id": i.sandbox_id,
-        "gateway_url": i.gateway_url,
+        "gateway_url": i.sandbox_id.as_deref().and_then(|id| crate::boundary::sandbox_url(i.gateway_url.as_deref(), id)),
         "openclaw_version": i.openclaw_version,
         "openclaw_config": i.openclaw_config,
         "region": i.region,

@@ -50,7 +50,14 @@ async fn running_instance(app: &TestApp, key: &str, config: Value) -> Value {
     assert_eq!(created.status, 201, "{}", created.text);
     assert_eq!(created.json()["status"], "provisioning");
     let id = created.json()["id"].as_str().unwrap().to_string();
-    wait_for_status(app, key, &id, "running").await
+    let running = wait_for_status(app, key, &id, "running").await;
+    // A local sandbox is named by its id, never by its directory on the server.
+    assert_eq!(
+        running["gateway_url"].as_str(),
+        Some(format!("local://{}", running["sandbox_id"].as_str().unwrap()).as_str()),
+        "{running}"
+    );
+    running
 }
 
 async fn wait_for_status(app: &TestApp, key: &str, id: &str, status: &str) -> Value {

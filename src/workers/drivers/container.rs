@@ -50,7 +50,7 @@ impl ContainerDriver for LocalContainerDriver {
         let dir = self.dir(&spec.agent);
         tokio::fs::create_dir_all(&dir)
             .await
-            .map_err(|e| format!("cannot create the container directory {}: {e}", dir.display()))?;
+            .map_err(|e| format!("cannot create the agent's container directory: {}", crate::boundary::io_reason(&e)))?;
         let container_id = format!("local-{}", uuid::Uuid::new_v4().simple());
         let resolved = json!({
             "container_id": container_id,
