@@ -14,6 +14,8 @@
 //! redelivered or late event provisions what was asked for then, and the outcome's
 //! deterministic id makes a redelivery record (and provision) nothing twice.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::Utc;
 use fleetledger_events::mission_control::{
@@ -23,7 +25,6 @@ use fleetledger_events::{stream_type, EventEnvelope};
 use fleetledger_projections::mission_control::{Board, Gateway, McAgent};
 use fleetledger_projections::ReadModel;
 use serde_json::{json, Map, Value};
-use std::sync::Arc;
 
 use super::drivers::openclaw::OpenClawDriver;
 use super::drivers::workspace::{self, LocalWorkspaceDriver, WorkspaceDriver, WorkspaceTarget};
