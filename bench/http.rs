@@ -163,7 +163,7 @@ async fn main() {
             max_sandbox_timeout_seconds: 86_400,
             sandbox_provider: "docker".into(),
             apply_timeout_seconds: 10,
-            disable_signup: false,
+            allow_signup: false,
             default_agent_image: "ghcr.io/hill90/agentbox:latest".into(),
             available_models: vec!["gpt-4.1".into(), "claude-sonnet-4".into(), "gemini-2.5-pro".into()],
         },

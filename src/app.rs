@@ -15,6 +15,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use crate::api::rate_limit::{self, RateLimits};
 use crate::auth::{Authenticator, KeyUsage};
+use crate::boundary::Boundary;
 use crate::bus::nats::{JetStream, NatsSettings};
 use crate::bus::relay::{self, RelaySettings};
 use crate::bus::BusError;
@@ -175,6 +176,7 @@ impl Application {
             sandboxes: Arc::new(LocalSandboxDriver::new(&settings.store.data_dir)),
             containers: container_driver(&settings)?,
             claims: Default::default(),
+            boundary: Arc::new(Boundary::new(&settings.store.data_dir, &settings.serve.drivers.boundary)),
         };
         let listener = TcpListener::bind(settings.serve.listen).await?;
         tracing::info!("listening on http://{}", listener.local_addr()?);

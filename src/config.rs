@@ -58,6 +58,27 @@ pub struct DriverSettings {
     /// The OpenClaw CLI the `openclaw` instance driver runs.
     #[arg(long, env = "FLEETLEDGER_OPENCLAW_BIN", default_value = "openclaw")]
     pub openclaw_bin: std::path::PathBuf,
+
+    #[command(flatten)]
+    pub boundary: BoundarySettings,
+}
+
+/// What requests may make the server touch besides its data dir: the trust boundary's
+/// settings, read by the API (which refuses what they do not allow) and by the drivers
+/// (which check again at the moment of the side effect).
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct BoundarySettings {
+    /// Absolute directories a `local` Mission Control gateway's `workspace_root` may lie in
+    /// (comma-separated). Otherwise a workspace root is a relative name inside
+    /// `<data dir>/workspaces/`.
+    #[arg(long, env = "FLEETLEDGER_WORKSPACE_ROOT_ALLOW", value_delimiter = ',', value_parser = crate::boundary::allowed_root)]
+    pub workspace_root_allow: Vec<PathBuf>,
+
+    /// Restrict OpenClaw gateway URLs to these host names, IP addresses or CIDR blocks
+    /// (comma-separated). Otherwise any host is allowed; link-local and cloud metadata
+    /// addresses (169.254.0.0/16, fe80::/10, fd00:ec2::254) are refused either way.
+    #[arg(long, env = "FLEETLEDGER_GATEWAY_ALLOW", value_delimiter = ',')]
+    pub gateway_allow: Vec<crate::boundary::HostRule>,
 }
 
 impl Default for DriverSettings {
@@ -66,6 +87,7 @@ impl Default for DriverSettings {
             instance_driver: "local".into(),
             container_driver: "local".into(),
             openclaw_bin: "openclaw".into(),
+            boundary: BoundarySettings::default(),
         }
     }
 }
@@ -134,10 +156,10 @@ pub struct ServeSettings {
     )]
     pub available_models: Vec<String>,
 
-    /// Refuse `POST /v1/organization/signup` (new organizations are then made with
-    /// `fleetledger orgs create`).
-    #[arg(long, env = "FLEETLEDGER_DISABLE_SIGNUP")]
-    pub disable_signup: bool,
+    /// Let anyone create an organization with `POST /v1/organization/signup` (and get its
+    /// admin key). Off by default: organizations are made with `fleetledger orgs create`.
+    #[arg(long, env = "FLEETLEDGER_ALLOW_SIGNUP")]
+    pub allow_signup: bool,
 
     /// Seconds to let in-flight requests finish after SIGTERM/Ctrl-C.
     #[arg(long, env = "FLEETLEDGER_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]

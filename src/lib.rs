@@ -9,6 +9,7 @@
 //! - [`ledger`]: commits decisions with their read models.
 //! - [`store`]: the event store trait, PostgreSQL and SQLite backends, read-model cache.
 //! - [`auth`], [`tenancy`]: keys, principals, orgs and workspaces.
+//! - [`boundary`]: the trust boundary: which paths and destinations requests may reach.
 //! - [`bus`]: CloudEvents, the log feed, JetStream and the relay; [`workers`]: the worker runtime.
 //!
 //! Events live in the `fleetledger-events` crate, read models in `fleetledger-projections`.
@@ -17,6 +18,7 @@ pub mod api;
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod boundary;
 pub mod bus;
 pub mod cli;
 pub mod config;

@@ -23,4 +23,6 @@ pub struct AppState {
     pub containers: Arc<dyn crate::workers::drivers::container::ContainerDriver>,
     /// Idempotency keys this process's requests hold.
     pub claims: Arc<crate::api::idempotency::Claims>,
+    /// Decides which paths and destinations requests may make the server reach.
+    pub boundary: Arc<crate::boundary::Boundary>,
 }

@@ -242,9 +242,9 @@ async fn issue(state: &AppState, new: NewKey, actor: Actor) -> Result<(crate::au
 
 #[utoipa::path(post, path = "/v1/organization/signup", tag = "instances",
     request_body(content = Object, description = "`{name}`"),
-    responses((status = 201, description = "`{organization, api_key}`; the org key is shown once"), (status = 403, description = "Signup is disabled")))]
+    responses((status = 201, description = "`{organization, api_key}`; the org key is shown once"), (status = 403, description = "Signup is off (the server runs without `--allow-signup`)")))]
 async fn signup(State(state): State<AppState>, body: Body) -> Result<Response, ChowderError> {
-    if state.settings.disable_signup {
+    if !state.settings.allow_signup {
         return Err(ChowderError::new(StatusCode::FORBIDDEN, "Signup is disabled."));
     }
     let fields = body_of(body).await?;
@@ -472,7 +472,7 @@ pub fn instance_json(i: &Instance) -> Value {
         "model_provider": i.model_provider,
         "sandbox_provider": "local",
         "sandbox_id": i.sandbox_id,
-        "gateway_url": i.gateway_url,
+        "gateway_url": i.sandbox_id.as_deref().and_then(|id| crate::boundary::sandbox_url(i.gateway_url.as_deref(), id)),
         "openclaw_version": i.openclaw_version,
         "openclaw_config": i.openclaw_config,
         "region": i.region,

@@ -27,6 +27,7 @@ use uuid::Uuid;
 
 use super::{read_body, tagged, RequestMeta, Surface, REQUEST_ID};
 use crate::auth::{presented_token, Principal, Role};
+use crate::boundary::{Boundary, GatewayUrl, Refused};
 use crate::domain::mission_control::{self as rules, AgentPatch, BoardFields, BoardRef, CreateAgent, GatewayFields};
 use crate::domain::validation::{self, at, boolean, integer, lenient_model, string, FieldError, Problems};
 use crate::domain::DomainError;
@@ -350,6 +351,27 @@ fn gateway_json(g: &Gateway) -> Value {
     })
 }
 
+/// The boundary's rules on the gateway a create or update would leave: where its URL
+/// leads and, for a `local` gateway, where its workspace root lies. A field that already
+/// has a problem is not checked again.
+fn boundary_problems(p: &mut Problems, boundary: &Boundary, f: &GatewayFields) {
+    let mut refuse = |field: &str, why: Refused, input: &str| {
+        let loc = at(&body_loc(), field);
+        if !p.0.iter().any(|e| e.loc == loc) {
+            p.found(&loc, "value_error", format!("Value error, {why}"), json!(input));
+        }
+    };
+    match boundary.gateway_url(&f.url) {
+        Err(why) => refuse("url", why, &f.url),
+        Ok(GatewayUrl::Local) => {
+            if let Err(why) = boundary.check_workspace_root(&f.workspace_root) {
+                refuse("workspace_root", why, &f.workspace_root);
+            }
+        }
+        Ok(GatewayUrl::Unset | GatewayUrl::Remote(_)) => {}
+    }
+}
+
 fn gateway_fields(p: &mut Problems, fields: &Map<String, Value>, base: GatewayFields, creating: bool) -> GatewayFields {
     let mut f = base;
     if creating || fields.contains_key("name") {
@@ -376,8 +398,8 @@ async fn list_gateways(State(state): State<AppState>, McPrincipal(principal): Mc
 }
 
 #[utoipa::path(post, path = "/api/v1/gateways", tag = "mission_control", security(("bearer" = [])),
-    request_body(content = Object, description = "`{name, url?, token?, workspace_root}`; `url` empty (provisioning skipped), `local`, or ws(s)://"),
-    responses((status = 200, description = "The gateway")))]
+    request_body(content = Object, description = "`{name, url?, token?, workspace_root}`; `url` empty (provisioning skipped), `local`, or ws(s):// to an allowed host; a `local` gateway's `workspace_root` is a relative name under the server's workspaces directory (or inside an operator-allowed root)"),
+    responses((status = 200, description = "The gateway"), (status = 422, description = "Validation failed, including a URL or workspace root the server does not allow")))]
 async fn create_gateway(
     State(state): State<AppState>,
     McPrincipal(principal): McPrincipal,
@@ -389,6 +411,7 @@ async fn create_gateway(
     let mut p = Problems::default();
     let fields = lenient_model(&mut p, &body_loc(), &body).unwrap_or_default();
     let f = gateway_fields(&mut p, &fields, GatewayFields::default(), true);
+    boundary_problems(&mut p, &state.boundary, &f);
     let f = checked(p, f)?;
     let id = Uuid::now_v7();
     let events = rules::create_gateway(id, principal.org_id, f, Utc::now())?;
@@ -409,7 +432,7 @@ async fn get_gateway(
 
 #[utoipa::path(patch, path = "/api/v1/gateways/{id}", tag = "mission_control", security(("bearer" = [])),
     params(("id" = String, Path, description = "Gateway id")), request_body(content = Object, description = "Any of `{name, url, token, workspace_root}`"),
-    responses((status = 200, description = "The gateway")))]
+    responses((status = 200, description = "The gateway"), (status = 422, description = "Validation failed, including a URL or workspace root the server does not allow")))]
 async fn update_gateway(
     State(state): State<AppState>,
     McPrincipal(principal): McPrincipal,
@@ -423,6 +446,7 @@ async fn update_gateway(
     let mut p = Problems::default();
     let fields = lenient_model(&mut p, &body_loc(), &body).unwrap_or_default();
     let after = gateway_fields(&mut p, &fields, GatewayFields::from(&gateway), false);
+    boundary_problems(&mut p, &state.boundary, &after);
     let after = checked(p, after)?;
     let now = Utc::now();
     let written = state

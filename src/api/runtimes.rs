@@ -266,7 +266,7 @@ pub fn runtime_json(r: &Runtime, viewer: Option<&Principal>) -> Value {
             "id": s.id,
             "provider": s.provider,
             "provider_sandbox_id": s.id,
-            "sandbox_url": s.sandbox_url,
+            "sandbox_url": crate::boundary::sandbox_url(s.sandbox_url.as_deref(), &s.id),
             "status": r.status.as_str(),
             "config_digest": s.config_digest,
             "config_version": s.config_version.to_string(),

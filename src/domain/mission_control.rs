@@ -41,15 +41,11 @@ pub struct GatewayFields {
     pub workspace_root: String,
 }
 
+/// A gateway's own rules. Where its URL leads and where a `local` workspace root lies are
+/// the trust boundary's to decide (`crate::boundary`), before a command is built.
 fn check_gateway(f: &GatewayFields) -> Result<(), DomainError> {
     if f.name.trim().is_empty() {
         return Err(DomainError::invalid("name must not be empty"));
-    }
-    let url = f.url.trim();
-    if !(url.is_empty() || url == "local" || url.starts_with("ws://") || url.starts_with("wss://")) {
-        return Err(DomainError::invalid(
-            "url must be empty, `local`, or a ws:// or wss:// OpenClaw gateway URL",
-        ));
     }
     if f.workspace_root.trim().is_empty() {
         return Err(DomainError::invalid("workspace_root must not be empty"));

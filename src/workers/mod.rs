@@ -28,7 +28,7 @@ use crate::ledger::{Ledger, WriteContext, WriteError};
 use crate::store::{AppendRequest, EventStore, ExpectedVersion, StoreError};
 
 /// The workers this build runs in `serve` and `fleetledger worker`; sandboxes live under
-/// `data_dir`.
+/// `data_dir`, and what else they may reach is `settings.boundary`.
 pub fn registry(data_dir: &std::path::Path, settings: &crate::config::DriverSettings) -> Vec<Arc<dyn Worker>> {
     use drivers::instance_sandbox::{InstanceSandbox, LocalInstanceSandbox, OpenClawCliSandbox};
     let sandboxes: Arc<dyn InstanceSandbox> = match settings.instance_driver.as_str() {
@@ -36,7 +36,9 @@ pub fn registry(data_dir: &std::path::Path, settings: &crate::config::DriverSett
         _ => Arc::new(LocalInstanceSandbox::new(data_dir)),
     };
     vec![
-        Arc::new(reprovisioner::Reprovisioner),
+        Arc::new(reprovisioner::Reprovisioner {
+            boundary: Arc::new(crate::boundary::Boundary::new(data_dir, &settings.boundary)),
+        }),
         Arc::new(instances::InstanceWorker { sandboxes }),
     ]
 }

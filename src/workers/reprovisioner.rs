@@ -5,9 +5,16 @@
 //! heartbeat change is written to the gateway's config (`mc_agent.heartbeat_synced`), and
 //! a deleted agent is removed from its gateway (`mc_agent.deprovisioned`).
 //!
+//! The gateway's URL and a `local` gateway's workspace root go through the boundary here
+//! again, at the moment of the side effect: a gateway recorded before a rule changed (or
+//! whose name now resolves elsewhere) fails its provisioning, path-free, and nothing is
+//! written or sent.
+//!
 //! It renders the agent as it was at the triggering event (folded from the log), so a
 //! redelivered or late event provisions what was asked for then, and the outcome's
 //! deterministic id makes a redelivery record (and provision) nothing twice.
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -22,10 +29,13 @@ use serde_json::{json, Map, Value};
 use super::drivers::openclaw::OpenClawDriver;
 use super::drivers::workspace::{self, LocalWorkspaceDriver, WorkspaceDriver, WorkspaceTarget};
 use super::{Worker, WorkerContext, WorkerError};
+use crate::boundary::{Boundary, GatewayUrl};
 use crate::store::{EventStore, StoreError};
 
-#[derive(Default)]
-pub struct Reprovisioner;
+pub struct Reprovisioner {
+    /// Where `local` workspaces may go and which gateways may be reached.
+    pub boundary: Arc<Boundary>,
+}
 
 /// A stored read model by id.
 async fn load<M: ReadModel>(store: &dyn EventStore, id: &str) -> Result<Option<M>, StoreError> {
@@ -105,12 +115,13 @@ impl Reprovisioner {
             token: gateway.token.clone(),
             gateway_agent_id: agent.gateway_agent_id(),
             session_key: agent.session_key(),
+            workspace_root: gateway.workspace_root.clone(),
             workspace_path: agent.workspace_path(&gateway.workspace_root),
             agent_name: agent.name.clone(),
             heartbeat: agent.heartbeat_config.clone(),
         };
-        let driver: Box<dyn WorkspaceDriver> = match url.as_str() {
-            "" => {
+        let driver: Box<dyn WorkspaceDriver> = match self.boundary.gateway_url(&url) {
+            Ok(GatewayUrl::Unset) => {
                 return Ok(matches!(task, Task::Provision { .. }).then(|| {
                     AgentEvent::ProvisionSkipped(AgentProvisionSkipped {
                         reason: "the gateway has no URL".into(),
@@ -118,11 +129,14 @@ impl Reprovisioner {
                     })
                 }))
             }
-            "local" => Box::new(LocalWorkspaceDriver),
-            u if u.starts_with("ws://") || u.starts_with("wss://") => Box::new(OpenClawDriver {
-                creating: matches!(task, Task::Provision { creating: true, .. }),
+            Ok(GatewayUrl::Local) => Box::new(LocalWorkspaceDriver {
+                boundary: self.boundary.clone(),
             }),
-            other => return Ok(failed(format!("no driver for gateway URL {other:?}"))),
+            Ok(GatewayUrl::Remote(_)) => Box::new(OpenClawDriver {
+                creating: matches!(task, Task::Provision { creating: true, .. }),
+                boundary: self.boundary.clone(),
+            }),
+            Err(refused) => return Ok(failed(format!("the gateway's URL is not allowed on this server: {refused}"))),
         };
         let force = match task {
             Task::Provision { force, .. } => force,

@@ -398,7 +398,7 @@ async fn start_and_stop_with_the_local_driver(backend: Backend) {
         failed["error_message"]
             .as_str()
             .unwrap()
-            .contains("cannot create the container directory"),
+            .contains("cannot create the agent's container directory: not a directory"),
         "{failed}"
     );
 

@@ -176,7 +176,7 @@ pub fn serve_settings() -> ServeSettings {
         max_sandbox_timeout_seconds: 86_400,
         sandbox_provider: "docker".into(),
         apply_timeout_seconds: 10,
-        disable_signup: false,
+        allow_signup: false,
         default_agent_image: "ghcr.io/hill90/agentbox:latest".into(),
         available_models: vec!["gpt-4.1".into(), "claude-sonnet-4".into(), "gemini-2.5-pro".into()],
     }
@@ -213,6 +213,19 @@ impl TestApp {
         }
     }
 
+    /// Fails when `text` names the server's data dir (as given or canonical): responses
+    /// never show where the server keeps its files.
+    pub fn assert_no_server_path(&self, text: &str) {
+        let dir = self.store.dir.path();
+        for form in [Some(dir.to_path_buf()), dir.canonicalize().ok()].into_iter().flatten() {
+            let form = form.to_string_lossy();
+            assert!(
+                !text.contains(form.as_ref()),
+                "a response names the server's data dir {form}: {text}"
+            );
+        }
+    }
+
     pub fn admin(&self, method: Method, path: &str) -> RequestBuilder {
         self.request(method, path, &self.admin_key)
     }
@@ -236,14 +249,17 @@ impl TestApp {
     }
 }
 
-/// A request with `key` as bearer token (none when empty) and an optional JSON body, answered.
+/// A request with `key` as bearer token (none when empty) and an optional JSON body,
+/// answered. No answer may name the server's data dir (checked here, for every call).
 pub async fn call(app: &TestApp, method: Method, path: &str, key: &str, body: Option<Value>) -> Answer {
     let builder = app.request(method, path, key);
-    Answer::of(match body {
+    let answer = Answer::of(match body {
         Some(b) => builder.json(&b),
         None => builder,
     })
-    .await
+    .await;
+    app.assert_no_server_path(&answer.text);
+    answer
 }
 
 /// Status, headers and exact body bytes of a response.

@@ -6,7 +6,8 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::helpers::{call, serve_settings, spawn_configured, Backend, TestApp, TestNats, TestStore};
+use crate::cli::{start_server, start_server_with, Server};
+use crate::helpers::{call, serve_settings, spawn_configured, Answer, Backend, TestApp, TestNats, TestStore};
 
 async fn spawn(backend: Backend, tweak: impl FnOnce(&mut fleetledger::config::ServeSettings)) -> Option<(TestApp, Option<TestNats>)> {
     let store = TestStore::new(backend).await?;
@@ -18,6 +19,8 @@ async fn spawn(backend: Backend, tweak: impl FnOnce(&mut fleetledger::config::Se
     if let Some(n) = &nats {
         serve.bus = n.bus();
     }
+    // These scenarios sign organizations up; signup is off unless the operator allows it.
+    serve.allow_signup = true;
     tweak(&mut serve);
     let workers = fleetledger::workers::registry(store.dir.path(), &serve.drivers);
     Some((spawn_configured(store, serve, workers).await, nats))
@@ -47,7 +50,14 @@ async fn running_instance(app: &TestApp, key: &str, config: Value) -> Value {
     assert_eq!(created.status, 201, "{}", created.text);
     assert_eq!(created.json()["status"], "provisioning");
     let id = created.json()["id"].as_str().unwrap().to_string();
-    wait_for_status(app, key, &id, "running").await
+    let running = wait_for_status(app, key, &id, "running").await;
+    // A local sandbox is named by its id, never by its directory on the server.
+    assert_eq!(
+        running["gateway_url"].as_str(),
+        Some(format!("local://{}", running["sandbox_id"].as_str().unwrap()).as_str()),
+        "{running}"
+    );
+    running
 }
 
 async fn wait_for_status(app: &TestApp, key: &str, id: &str, status: &str) -> Value {
@@ -437,13 +447,23 @@ async fn a_sandbox_that_cannot_be_made_is_an_error(backend: Backend) {
     assert_eq!(running["error_message"], Value::Null);
 }
 
-async fn signup_can_be_disabled(backend: Backend) {
-    let Some((app, _nats)) = spawn(backend, |s| s.disable_signup = true).await else {
-        return;
-    };
-    let answer = call(&app, Method::POST, "/v1/organization/signup", "", Some(json!({"name": "Nope"}))).await;
-    assert_eq!((answer.status, answer.json()), (403, json!({"detail": "Signup is disabled."})));
-    assert_eq!(call(&app, Method::GET, "/v1/instances", "chd_org_wrong", None).await.status, 401);
+/// Signup is off by default: `fleetledger serve` without `--allow-signup` answers 403 in
+/// Chowder's envelope; `FLEETLEDGER_ALLOW_SIGNUP=true` turns it on.
+async fn signup_is_off_unless_allowed(backend: Backend) {
+    let Some(store) = TestStore::new(backend).await else { return };
+    let client = reqwest::Client::new();
+    let signup = |server: &Server| client.post(server.url("/v1/organization/signup")).json(&json!({"name": "Nope"}));
+    let mut server = start_server(&store);
+    let off = Answer::of(signup(&server)).await;
+    assert_eq!((off.status, off.json()), (403, json!({"detail": "Signup is disabled."})));
+    let wrong = Answer::of(client.get(server.url("/v1/instances")).bearer_auth("chd_org_wrong")).await;
+    assert_eq!(wrong.status, 401);
+    server.terminate();
+    let mut server = start_server_with(&store, &[("FLEETLEDGER_ALLOW_SIGNUP", "true")]);
+    let on = Answer::of(signup(&server)).await;
+    server.terminate();
+    assert_eq!(on.status, 201, "{}", on.text);
+    assert!(on.json()["api_key"].as_str().unwrap().starts_with("chd_org_"));
 }
 
 both_backends!(
@@ -452,7 +472,7 @@ both_backends!(
     an_unreachable_sandbox_is_502_and_recorded,
     a_stopped_instance_applies_changes_at_start,
     concurrent_patches_all_land_and_the_file_matches,
-    signup_can_be_disabled,
+    signup_is_off_unless_allowed,
     a_sandbox_that_cannot_be_made_is_an_error,
 );
 

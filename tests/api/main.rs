@@ -13,6 +13,7 @@ mod cli;
 mod container_agents;
 mod fake_gateway;
 mod feed;
+mod host_boundary;
 mod mission_control;
 mod preconditions;
 mod profiles;

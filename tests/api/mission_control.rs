@@ -22,7 +22,7 @@ async fn spawn_mc(backend: Backend, tweak: impl FnOnce(&mut fleetledger::config:
         serve.bus = n.bus();
     }
     tweak(&mut serve);
-    let workers = fleetledger::workers::registry(store.dir.path(), &Default::default());
+    let workers = fleetledger::workers::registry(store.dir.path(), &serve.drivers);
     let app = spawn_configured(store, serve, workers).await;
     Some((app, nats))
 }
@@ -33,16 +33,22 @@ async fn ok(app: &TestApp, method: Method, path: &str, body: Value) -> Value {
     answer.json()
 }
 
-/// A local gateway rooted in the test's data dir, a board on it, and the root path.
+/// Where a `local` gateway's relative `workspace_root` lies: under the data dir.
+pub fn workspaces(app: &TestApp, root: &str) -> std::path::PathBuf {
+    app.store.dir.path().join("workspaces").join(root)
+}
+
+/// A local gateway with workspace root `claws` (in the data dir), a board on it, and
+/// where the root is on disk.
 async fn gateway_and_board(app: &TestApp) -> (String, String, std::path::PathBuf) {
-    let root = app.store.dir.path().join("workspaces");
     let gateway = ok(
         app,
         Method::POST,
         "/api/v1/gateways",
-        json!({"name": "edge", "url": "local", "token": "s3cret", "workspace_root": root.to_str().unwrap()}),
+        json!({"name": "edge", "url": "local", "token": "s3cret", "workspace_root": "claws"}),
     )
     .await;
+    let root = workspaces(app, "claws");
     assert!(gateway.get("token").is_none(), "the token is never returned: {gateway}");
     let gateway_id = gateway["id"].as_str().unwrap().to_string();
     let board = ok(
@@ -91,7 +97,8 @@ async fn agents_provision_their_workspace_locally(backend: Backend) {
         json!({"every": "10m", "target": "last", "includeReasoning": false})
     );
     let workspace = root.join(format!("workspace-mc-{id}"));
-    assert_eq!(agent["workspace_path"], workspace.to_str().unwrap());
+    // The path as the gateway names it: relative to the workspaces directory.
+    assert_eq!(agent["workspace_path"], format!("claws/workspace-mc-{id}"));
     for file in [
         "AGENTS.md",
         "SOUL.md",
@@ -227,12 +234,12 @@ async fn update_agent_rules(backend: Backend) {
     );
 
     // Moving to a board on another gateway moves the agent there (and reprovisions).
-    let root2 = app.store.dir.path().join("ws2");
+    let root2 = workspaces(&app, "ws2");
     let gw2 = ok(
         &app,
         Method::POST,
         "/api/v1/gateways",
-        json!({"name": "gw2", "url": "local", "workspace_root": root2.to_str().unwrap()}),
+        json!({"name": "gw2", "url": "local", "workspace_root": "ws2"}),
     )
     .await;
     let board2 = ok(
@@ -329,13 +336,14 @@ async fn failed_provisioning_is_502_and_recorded(backend: Backend) {
         return;
     };
     // A workspace root that is a file: the local driver cannot write there.
-    let blocked = app.store.dir.path().join("not-a-dir");
+    let blocked = workspaces(&app, "not-a-dir");
+    std::fs::create_dir_all(blocked.parent().unwrap()).unwrap();
     std::fs::write(&blocked, "x").unwrap();
     let gateway = ok(
         &app,
         Method::POST,
         "/api/v1/gateways",
-        json!({"name": "broken", "url": "local", "workspace_root": blocked.to_str().unwrap()}),
+        json!({"name": "broken", "url": "local", "workspace_root": "not-a-dir"}),
     )
     .await;
     let created = call(
@@ -358,7 +366,11 @@ async fn failed_provisioning_is_502_and_recorded(backend: Backend) {
         (agent["provision_state"].as_str(), agent["is_gateway_main"].as_bool()),
         (Some("failed"), Some(true))
     );
-    assert!(agent["last_provision_error"].as_str().unwrap().contains("not-a-dir"));
+    // Useful, and without the server's paths.
+    assert_eq!(
+        agent["last_provision_error"],
+        "cannot create the agent's workspace: not a directory"
+    );
     let id = agent["id"].as_str().unwrap().to_string();
 
     // The change is recorded even though the gateway failed; a forced retry after the fix works.
@@ -462,9 +474,9 @@ async fn a_separate_worker_process_serves_the_wait(backend: Backend) {
         .trim()
         .to_string();
     let url = |path: &str| format!("http://{}{path}", server.addr);
-    let root = store.dir.path().join("ws");
+    let root = store.dir.path().join("workspaces").join("ws");
     let gateway = Answer::of(client.post(url("/api/v1/gateways")).bearer_auth(&key).json(&json!({
-        "name": "gw", "url": "local", "workspace_root": root.to_str().unwrap()
+        "name": "gw", "url": "local", "workspace_root": "ws"
     })))
     .await
     .json();

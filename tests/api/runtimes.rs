@@ -460,6 +460,8 @@ async fn lifecycle_materializes_and_never_rebuilds(backend: Backend) {
     let started = call(&app, Method::POST, &path(&id, "/start"), &key, Some(json!({}))).await.json();
     assert_eq!(started["status"], "running");
     let sandbox = started["instance"]["provider_sandbox_id"].as_str().unwrap().to_string();
+    // The sandbox is named by its id, never by its directory on the server.
+    assert_eq!(started["instance"]["sandbox_url"], format!("local://{sandbox}"));
     let dir = app.store.dir.path().join("sandboxes").join(&sandbox);
     let materialized: Value = serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
     assert_eq!(materialized["config"]["resources"]["cpu_cores"], 3);

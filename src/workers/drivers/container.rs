@@ -50,7 +50,7 @@ impl ContainerDriver for LocalContainerDriver {
         let dir = self.dir(&spec.agent);
         tokio::fs::create_dir_all(&dir)
             .await
-            .map_err(|e| format!("cannot create the container directory {}: {e}", dir.display()))?;
+            .map_err(|e| format!("cannot create the agent's container directory: {}", crate::boundary::io_reason(&e)))?;
         let container_id = format!("local-{}", uuid::Uuid::new_v4().simple());
         let resolved = json!({
             "container_id": container_id,
@@ -100,6 +100,17 @@ impl DockerContainerDriver {
     }
 }
 
+/// A Docker Engine failure as callers see it: the engine's own message, but never the
+/// socket path this server reaches it by.
+fn docker_reason(error: &bollard::errors::Error) -> String {
+    use bollard::errors::Error;
+    match error {
+        Error::SocketNotFoundError(_) => "the Docker Engine's socket was not found".into(),
+        Error::IOError { err } => crate::boundary::io_reason(err),
+        other => other.to_string(),
+    }
+}
+
 /// A CPU limit in billionths of a CPU.
 fn nano_cpus(cpus: &str) -> Option<i64> {
     cpus.trim().parse::<f64>().ok().map(|c| (c * 1e9).round() as i64)
@@ -131,11 +142,11 @@ impl ContainerDriver for DockerContainerDriver {
             .docker
             .create_container(Some(options), body)
             .await
-            .map_err(|e| format!("cannot create the container: {e}"))?;
+            .map_err(|e| format!("cannot create the container: {}", docker_reason(&e)))?;
         self.docker
             .start_container(&created.id, None)
             .await
-            .map_err(|e| format!("cannot start container {}: {e}", created.id))?;
+            .map_err(|e| format!("cannot start container {}: {}", created.id, docker_reason(&e)))?;
         Ok(created.id)
     }
 
@@ -148,7 +159,7 @@ impl ContainerDriver for DockerContainerDriver {
         match self.docker.remove_container(container_id, Some(options)).await {
             Ok(()) => Ok(()),
             Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
-            Err(e) => Err(format!("cannot remove container {container_id}: {e}")),
+            Err(e) => Err(format!("cannot remove container {container_id}: {}", docker_reason(&e))),
         }
     }
 }
@@ -192,6 +203,21 @@ mod tests {
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
         (url, calls)
+    }
+
+    #[test]
+    fn docker_failures_never_name_the_socket() {
+        let socket = bollard::errors::Error::SocketNotFoundError("/run/user/1000/docker.sock".into());
+        assert_eq!(docker_reason(&socket), "the Docker Engine's socket was not found");
+        let io = bollard::errors::Error::IOError {
+            err: std::io::Error::from_raw_os_error(13),
+        };
+        assert_eq!(docker_reason(&io), "permission denied");
+        let engine = bollard::errors::Error::DockerResponseServerError {
+            status_code: 500,
+            message: "driver failed".into(),
+        };
+        assert!(docker_reason(&engine).contains("driver failed"));
     }
 
     #[tokio::test]

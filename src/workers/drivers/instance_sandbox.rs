@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use fleetledger_events::instance::ConfigPath;
 use serde_json::Value;
 
+use crate::boundary::{io_reason, redact_path};
 use crate::domain::instance::apply_paths;
 
 #[async_trait]
@@ -62,7 +63,7 @@ impl LocalInstanceSandbox {
 #[async_trait]
 impl InstanceSandbox for LocalInstanceSandbox {
     fn describe(&self, id: &str) -> (String, String) {
-        (id.to_string(), format!("file://{}", self.root.join(id).display()))
+        (id.to_string(), crate::boundary::local_sandbox_url(id))
     }
 
     async fn provision(&self, id: &str, config: &Value) -> Result<(), String> {
@@ -82,7 +83,7 @@ impl InstanceSandbox for LocalInstanceSandbox {
         }
         let path = self.config_path(id);
         let mut config: Value = match tokio::fs::read(&path).await {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| format!("{} is not valid JSON: {e}", path.display()))?,
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| format!("the sandbox's openclaw.json is not valid JSON: {e}"))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Value::Object(Default::default()),
             Err(e) => return Err(unreachable(e.to_string())),
         };
@@ -126,7 +127,10 @@ impl OpenClawCliSandbox {
             .stdin(std::process::Stdio::null())
             .output()
             .await
-            .map_err(|e| format!("cannot run {}: {e}", self.bin.display()))?;
+            .map_err(|e| {
+                tracing::debug!(bin = %self.bin.display(), error = %e, "cannot run the OpenClaw CLI");
+                format!("cannot run the OpenClaw CLI: {}", io_reason(&e))
+            })?;
         if output.status.success() {
             return Ok(());
         }
@@ -136,7 +140,12 @@ impl OpenClawCliSandbox {
             .into_iter()
             .find(|m| !m.is_empty())
             .unwrap_or("the OpenClaw CLI failed");
-        Err(message.lines().last().unwrap_or(message).to_string())
+        let last = message.lines().last().unwrap_or(message);
+        // The CLI runs with the sandbox as HOME: it may name files there, which callers see
+        // as `~/…`, never as a server path.
+        let shown = redact_path(&redact_path(last, &self.root.join(id), "~"), &self.root, "<sandboxes>");
+        tracing::debug!(instance = id, output = %message, "the OpenClaw CLI failed");
+        Err(shown)
     }
 }
 

@@ -7,6 +7,7 @@
 //! in the config's `agents.list` (`config.get` + `config.patch`, skipped when unchanged),
 //! `agents.files.set` per file, `sessions.reset`, and a `chat.send` wake message.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,6 +19,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use uuid::Uuid;
 
 use super::workspace::{Delivered, WorkspaceDriver, WorkspaceFile, WorkspaceTarget};
+use crate::boundary::{Boundary, HostError};
 
 pub const PROTOCOL_VERSION: u64 = 3;
 const SCOPES: [&str; 4] = ["operator.read", "operator.admin", "operator.approvals", "operator.pairing"];
@@ -48,10 +50,18 @@ fn redact(message: &str, token: Option<&str>) -> String {
 }
 
 impl GatewayRpc {
-    /// Connects and completes the `connect.challenge` → `connect` handshake.
-    pub async fn connect(url: &str, token: Option<&str>) -> Result<GatewayRpc, String> {
+    /// Connects, through the boundary (which checks the destination and its resolved
+    /// addresses now), and completes the `connect.challenge` → `connect` handshake.
+    pub async fn connect(boundary: &Boundary, url: &str, token: Option<&str>) -> Result<GatewayRpc, String> {
         let full = url_with_token(url, token)?;
-        let (ws, _) = tokio::time::timeout(FRAME_TIMEOUT, tokio_tungstenite::connect_async(full.as_str()))
+        let stream = tokio::time::timeout(FRAME_TIMEOUT, boundary.connect(url))
+            .await
+            .map_err(|_| "gateway did not answer in time".to_string())?
+            .map_err(|e| match e {
+                HostError::Refused(why) => format!("the gateway is not allowed on this server: {why}"),
+                HostError::Io(e) => format!("cannot reach gateway: {}", crate::boundary::io_reason(&e)),
+            })?;
+        let (ws, _) = tokio::time::timeout(FRAME_TIMEOUT, tokio_tungstenite::client_async_tls(full.as_str(), stream))
             .await
             .map_err(|_| "gateway did not answer in time".to_string())?
             .map_err(|e| redact(&format!("cannot reach gateway: {e}"), token))?;
@@ -151,6 +161,8 @@ async fn sync_heartbeat(rpc: &mut GatewayRpc, target: &WorkspaceTarget) -> Resul
 pub struct OpenClawDriver {
     /// `agents.create` for a new agent, `agents.update` for an existing one.
     pub creating: bool,
+    /// Checks the gateway's address at the moment of each connection.
+    pub boundary: Arc<Boundary>,
 }
 
 #[async_trait]
@@ -158,7 +170,9 @@ impl WorkspaceDriver for OpenClawDriver {
     async fn deliver(&self, target: &WorkspaceTarget, files: Vec<WorkspaceFile>) -> Result<Delivered, String> {
         let token = target.token.as_deref();
         let fail = |e: String| redact(&e, token);
-        let mut rpc = GatewayRpc::connect(&target.gateway_url, token).await.map_err(fail)?;
+        let mut rpc = GatewayRpc::connect(&self.boundary, &target.gateway_url, token)
+            .await
+            .map_err(fail)?;
         let agent = json!({ "agentId": target.gateway_agent_id, "name": target.agent_name, "workspace": target.workspace_path });
         if self.creating {
             match rpc.call("agents.create", agent.clone()).await {
@@ -195,7 +209,7 @@ impl WorkspaceDriver for OpenClawDriver {
 
     async fn sync_heartbeat(&self, target: &WorkspaceTarget) -> Result<bool, String> {
         let token = target.token.as_deref();
-        let mut rpc = GatewayRpc::connect(&target.gateway_url, token)
+        let mut rpc = GatewayRpc::connect(&self.boundary, &target.gateway_url, token)
             .await
             .map_err(|e| redact(&e, token))?;
         sync_heartbeat(&mut rpc, target).await.map_err(|e| redact(&e, token))?;
@@ -205,7 +219,7 @@ impl WorkspaceDriver for OpenClawDriver {
 
     async fn remove(&self, target: &WorkspaceTarget) -> Result<bool, String> {
         let token = target.token.as_deref();
-        let mut rpc = GatewayRpc::connect(&target.gateway_url, token)
+        let mut rpc = GatewayRpc::connect(&self.boundary, &target.gateway_url, token)
             .await
             .map_err(|e| redact(&e, token))?;
         rpc.call("agents.delete", json!({ "agentId": target.gateway_agent_id }))

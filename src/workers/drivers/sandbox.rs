@@ -75,7 +75,7 @@ impl SandboxDriver for LocalSandboxDriver {
     fn describe(&self, id: &str) -> SandboxHandle {
         SandboxHandle {
             provider: "local".into(),
-            url: Some(format!("file://{}", self.dir(id).display())),
+            url: Some(crate::boundary::local_sandbox_url(id)),
         }
     }
 

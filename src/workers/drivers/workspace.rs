@@ -5,11 +5,15 @@
 //! something the context lacks is a reported failure, never an empty string.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use minijinja::{Environment, UndefinedBehavior};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use crate::boundary::{io_reason, Boundary, HostError};
 
 /// Files every workspace gets, in the order they are written.
 pub const FILES: [&str; 7] = [
@@ -85,6 +89,10 @@ pub struct WorkspaceTarget {
     pub token: Option<String>,
     pub gateway_agent_id: String,
     pub session_key: String,
+    /// The gateway's `workspace_root` as stored: a local driver resolves it through the
+    /// boundary, never by joining it itself.
+    pub workspace_root: String,
+    /// `<workspace_root>/workspace-<gateway_agent_id>`: what the gateway and agent see.
     pub workspace_path: String,
     pub agent_name: String,
     pub heartbeat: Value,
@@ -116,29 +124,50 @@ pub trait WorkspaceDriver: Send + Sync {
     }
 }
 
-/// Writes the files under the workspace path on this machine, each atomically.
-pub struct LocalWorkspaceDriver;
+/// Writes the files into the agent's directory under its gateway's workspace root on this
+/// machine, each atomically, in the directory the boundary resolved at this moment.
+pub struct LocalWorkspaceDriver {
+    pub boundary: Arc<Boundary>,
+}
+
+/// The directory name of an agent's workspace under its gateway's root.
+pub fn workspace_dir_name(gateway_agent_id: &str) -> String {
+    format!("workspace-{gateway_agent_id}")
+}
+
+/// Writes a new file at `path`, replacing a leftover one. `create_new` never follows a
+/// link, so a link the agent left at a temp name cannot lead the write elsewhere.
+async fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    match tokio::fs::remove_file(path).await {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(path).await?;
+    file.write_all(bytes).await?;
+    file.flush().await
+}
 
 #[async_trait]
 impl WorkspaceDriver for LocalWorkspaceDriver {
     async fn deliver(&self, target: &WorkspaceTarget, files: Vec<WorkspaceFile>) -> Result<Delivered, String> {
-        let dir = Path::new(&target.workspace_path);
-        tokio::fs::create_dir_all(dir)
-            .await
-            .map_err(|e| format!("cannot create workspace {}: {e}", dir.display()))?;
+        let dir = self
+            .boundary
+            .workspace_dir(&target.workspace_root, &workspace_dir_name(&target.gateway_agent_id))
+            .map_err(|e| match e {
+                HostError::Refused(why) => format!("the agent's workspace is not allowed on this server: {why}"),
+                HostError::Io(e) => format!("cannot create the agent's workspace: {}", io_reason(&e)),
+            })?;
+        tracing::debug!(agent = %target.gateway_agent_id, dir = %dir.display(), "writing workspace files");
         let mut written = Vec::new();
         for file in files {
             let path = dir.join(&file.name);
-            if KEPT.contains(&file.name.as_str()) && tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            if KEPT.contains(&file.name.as_str()) && tokio::fs::symlink_metadata(&path).await.is_ok() {
                 continue;
             }
+            let failed = |e: std::io::Error| format!("cannot write {}: {}", file.name, io_reason(&e));
             let tmp = dir.join(format!(".{}.tmp", file.name));
-            tokio::fs::write(&tmp, file.content.as_bytes())
-                .await
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-            tokio::fs::rename(&tmp, &path)
-                .await
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            write_new(&tmp, file.content.as_bytes()).await.map_err(failed)?;
+            tokio::fs::rename(&tmp, &path).await.map_err(failed)?;
             written.push(file);
         }
         Ok(Delivered {
@@ -174,6 +203,55 @@ mod tests {
         assert!(files[0].content.contains("Close the books"), "{}", files[0].content);
         assert!(files[3].content.contains("- role: lead"), "{}", files[3].content);
         assert_eq!(render(&context(), None, None, true).unwrap().last().unwrap().name, BOOTSTRAP);
+    }
+
+    fn target(root: &str) -> WorkspaceTarget {
+        WorkspaceTarget {
+            gateway_url: "local".into(),
+            token: None,
+            gateway_agent_id: "mc-1".into(),
+            session_key: "agent:mc-1:main".into(),
+            workspace_root: root.into(),
+            workspace_path: format!("{root}/workspace-mc-1"),
+            agent_name: "Ops".into(),
+            heartbeat: json!({}),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_local_driver_writes_only_inside_the_directory_the_boundary_resolved() {
+        let data = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let driver = LocalWorkspaceDriver {
+            boundary: Arc::new(Boundary::new(data.path(), &Default::default())),
+        };
+        let soul = || {
+            vec![WorkspaceFile {
+                name: "SOUL.md".into(),
+                content: "soul".into(),
+            }]
+        };
+        // A link the agent left at the temp name is replaced, not written through.
+        let dir = data.path().join("workspaces/claws/workspace-mc-1");
+        std::fs::create_dir_all(&dir).unwrap();
+        let victim = outside.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.join(".SOUL.md.tmp")).unwrap();
+        driver.deliver(&target("claws"), soul()).await.unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        assert_eq!(std::fs::read_to_string(dir.join("SOUL.md")).unwrap(), "soul");
+        // A root the boundary refuses is never written, and the error names no path.
+        let refused = driver.deliver(&target(outside.path().to_str().unwrap()), soul()).await.unwrap_err();
+        assert!(
+            refused.starts_with("the agent's workspace is not allowed on this server: "),
+            "{refused}"
+        );
+        assert!(!refused.contains(outside.path().to_str().unwrap()), "{refused}");
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 1, "only the victim file");
+        // An I/O failure is described without the path.
+        std::fs::write(data.path().join("workspaces/file"), "x").unwrap();
+        let failed = driver.deliver(&target("file"), soul()).await.unwrap_err();
+        assert_eq!(failed, "cannot create the agent's workspace: not a directory");
     }
 
     #[test]
