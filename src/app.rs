@@ -79,15 +79,9 @@ pub async fn open_ledger(settings: &StoreSettings) -> Result<Ledger, StoreError>
 
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
-    Router::new()
-        .merge(crate::api::system::router())
-        .merge(crate::api::profiles::router())
-        .merge(crate::api::ledger::router())
-        .merge(crate::api::audit::router())
-        .merge(crate::api::runtimes::router())
-        .merge(crate::api::mission_control::router())
-        .merge(crate::api::instances::router())
-        .merge(crate::api::container_agents::router())
+    crate::api::SURFACES
+        .iter()
+        .fold(Router::new(), |router, (surface, _)| router.merge(surface.router()))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::api::idempotency::idempotency,

@@ -40,25 +40,60 @@ pub enum Surface {
     System,
 }
 
+/// Every API surface and the path prefixes it answers under, declared once: `Surface::of`
+/// attributes requests by them and `Surface::router` builds each surface's routes (a test
+/// checks every documented route lies under its surface's prefixes).
+pub const SURFACES: [(Surface, &[&str]); 7] = [
+    (Surface::Ledger, &["/api/v1/ledger"]),
+    (Surface::Profiles, &["/api/v1/profiles", "/api/v1/fleets"]),
+    (Surface::Runtimes, &["/api/v1/org"]),
+    (Surface::MissionControl, &["/api/v1/gateways", "/api/v1/boards", "/api/v1/agents"]),
+    (Surface::Instances, &["/v1"]),
+    (Surface::ContainerAgents, &["/skills", "/container-profiles", "/agents"]),
+    (Surface::System, &["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"]),
+];
+
 impl Surface {
+    /// The surface a path belongs to (a prefix matches whole path segments).
     pub fn of(path: &str) -> Surface {
-        if path.starts_with("/api/v1/profiles") || path.starts_with("/api/v1/fleets") {
-            Surface::Profiles
-        } else if path.starts_with("/api/v1/org/") {
-            Surface::Runtimes
-        } else if ["/api/v1/gateways", "/api/v1/boards", "/api/v1/agents"]
+        let under = |prefix: &str| {
+            path.strip_prefix(prefix)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        };
+        SURFACES
             .iter()
-            .any(|p| path.starts_with(p))
-        {
-            Surface::MissionControl
-        } else if path.starts_with("/v1/") {
-            Surface::Instances
-        } else if ["/skills", "/container-profiles", "/agents"].iter().any(|p| path.starts_with(p)) {
-            Surface::ContainerAgents
-        } else if path.starts_with("/api/v1/ledger") {
-            Surface::Ledger
-        } else {
-            Surface::System
+            .find(|(_, prefixes)| prefixes.iter().any(|p| under(p)))
+            .map_or(Surface::System, |(surface, _)| *surface)
+    }
+
+    /// The surface's routes.
+    pub fn router(self) -> axum::Router<AppState> {
+        match self {
+            Surface::Ledger => ledger::router().merge(audit::router()),
+            Surface::Profiles => profiles::router(),
+            Surface::Runtimes => runtimes::router(),
+            Surface::MissionControl => mission_control::router(),
+            Surface::Instances => instances::router(),
+            Surface::ContainerAgents => container_agents::router(),
+            Surface::System => system::router(),
+        }
+    }
+
+    /// The surface's part of `/openapi.json`.
+    pub fn openapi(self) -> utoipa::openapi::OpenApi {
+        use utoipa::OpenApi;
+        match self {
+            Surface::Ledger => {
+                let mut doc = ledger::LedgerApi::openapi();
+                doc.merge(audit::AuditApi::openapi());
+                doc
+            }
+            Surface::Profiles => profiles::ProfilesApi::openapi(),
+            Surface::Runtimes => runtimes::RuntimesApi::openapi(),
+            Surface::MissionControl => mission_control::MissionControlApi::openapi(),
+            Surface::Instances => instances::InstancesApi::openapi(),
+            Surface::ContainerAgents => container_agents::ContainerAgentsApi::openapi(),
+            Surface::System => system::SystemApi::openapi(),
         }
     }
 
@@ -268,4 +303,40 @@ pub async fn read_body(mut body: Body, limit: usize) -> Result<Option<Bytes>, ax
         }
     }
     Ok((seen <= limit).then(|| buf.freeze()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_documented_route_lies_under_its_surfaces_prefixes() {
+        let doc = system::openapi();
+        for (path, item) in &doc.paths.paths {
+            let operations = [&item.get, &item.post, &item.put, &item.patch, &item.delete];
+            for operation in operations.into_iter().flatten() {
+                let tag = operation.tags.as_ref().and_then(|t| t.first()).expect("every operation is tagged");
+                let expected = match tag.as_str() {
+                    "audit" => Surface::Ledger,
+                    other => SURFACES
+                        .iter()
+                        .map(|(s, _)| *s)
+                        .find(|s| s.name() == other)
+                        .unwrap_or_else(|| panic!("tag {other} names no surface")),
+                };
+                assert_eq!(Surface::of(path), expected, "{path} is documented under {tag}");
+            }
+        }
+    }
+
+    #[test]
+    fn prefixes_match_whole_path_segments() {
+        assert_eq!(Surface::of("/agents"), Surface::ContainerAgents);
+        assert_eq!(Surface::of("/agents/1/start"), Surface::ContainerAgents);
+        assert_eq!(Surface::of("/agentsx"), Surface::System);
+        assert_eq!(Surface::of("/api/v1/agents/1"), Surface::MissionControl);
+        assert_eq!(Surface::of("/v1/instances"), Surface::Instances);
+        assert_eq!(Surface::of("/v10"), Surface::System);
+        assert_eq!(Surface::of("/api/v1/ledger/events"), Surface::Ledger);
+    }
 }

@@ -591,6 +591,39 @@ async fn health_openapi_and_docs(backend: Backend) {
     ] {
         assert!(spec["paths"][path][method].is_object(), "openapi.json lacks {method} {path}");
     }
+    // Every write documents its preconditions and idempotency; every answer about one
+    // resource its ETag.
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            if !["post", "put", "patch", "delete"].contains(&method.as_str()) {
+                continue;
+            }
+            let headers: Vec<&str> = operation["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["in"] == "header")
+                .filter_map(|p| p["name"].as_str())
+                .collect();
+            assert!(
+                headers.contains(&"If-Match") && headers.contains(&"Idempotency-Key"),
+                "{method} {path} documents If-Match and Idempotency-Key: {headers:?}"
+            );
+            assert!(operation["responses"]["412"].is_object(), "{method} {path} documents 412");
+        }
+    }
+    for (path, method, status) in [
+        ("/api/v1/profiles/{id}", "get", "200"),
+        ("/api/v1/profiles/{id}", "put", "200"),
+        ("/api/v1/agents/{id}", "patch", "200"),
+        ("/v1/instances/{id}", "patch", "200"),
+        ("/agents/{id}", "put", "200"),
+    ] {
+        assert!(
+            spec["paths"][path][method]["responses"][status]["headers"]["ETag"].is_object(),
+            "{method} {path} documents its ETag"
+        );
+    }
     let docs = Answer::of(app.client.get(app.url("/docs/"))).await;
     assert_eq!(docs.status, 200);
     assert!(docs.text.contains("swagger"), "the docs page is Swagger UI");
