@@ -6,6 +6,9 @@
 //! Writes that reprovision an agent append their event and then wait, bounded, for the
 //! reprovisioner's outcome: failure → 502, no outcome in time → 504; the change stays
 //! recorded either way.
+//!
+//! A gateway's token is sealed with the org's data key (`secrets`) before the write is
+//! decided, so its events and read model only ever hold the sealed form.
 
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Path, Query, Request, State};
@@ -466,15 +469,19 @@ async fn update_gateway(
     let after = gateway_fields(&mut p, &fields, GatewayFields::from(&gateway), false);
     let token = token_field(&mut p, &fields);
     boundary_problems(&mut p, &state.boundary, &after);
-    let mut after = checked(p, after)?;
-    if let Some(token) = token {
-        after.token = seal_token(&state, &principal, token).await?;
-    }
+    let after = checked(p, after)?;
+    let sealed = match token {
+        Some(token) => Some(seal_token(&state, &principal, token).await?),
+        None => None,
+    };
     let now = Utc::now();
     let written = state
         .ledger
         .write::<Gateway, McError>(&gateway.id.to_string(), &meta.write_context(&principal), |g| {
-            Ok(rules::update_gateway(g, after.clone(), now)?)
+            // A token the body does not set stays the one stored now: after a lost race it
+            // must not come back from the first read (which may be legacy plaintext).
+            let token = sealed.clone().unwrap_or_else(|| g.token.clone());
+            Ok(rules::update_gateway(g, GatewayFields { token, ..after.clone() }, now)?)
         })
         .await?;
     let version = written.version;
