@@ -6,7 +6,7 @@ use std::path::PathBuf;
 /// Where the log lives, and the key that opens the secrets in it. Shared by every command.
 #[derive(clap::Args, Clone, Debug)]
 pub struct StoreSettings {
-    /// Directory for the embedded SQLite database (fleetledger.db) and admin.key.
+    /// Directory for the embedded SQLite database (fleetledger.db), admin.key and master.key.
     #[arg(long, env = "FLEETLEDGER_DATA_DIR", default_value = "./data", global = true)]
     pub data_dir: PathBuf,
 
