@@ -147,6 +147,7 @@ async fn main() {
         store: StoreSettings {
             data_dir: data.path().to_path_buf(),
             database_url: Some(db.url.clone()),
+            master_key: None,
         },
         serve: ServeSettings {
             bus: Default::default(),

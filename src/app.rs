@@ -21,6 +21,7 @@ use crate::bus::relay::{self, RelaySettings};
 use crate::bus::BusError;
 use crate::config::{BusSettings, Settings, StoreSettings};
 use crate::ledger::Ledger;
+use crate::secrets::Keyring;
 use crate::state::AppState;
 use crate::store::cache::ReadModels;
 use crate::store::{self, StoreError};
@@ -36,6 +37,8 @@ pub enum StartupError {
     Bootstrap(#[from] TenancyError),
     #[error("bus: {0}")]
     Bus(#[from] BusError),
+    #[error("secrets: {0}")]
+    Secrets(#[from] crate::secrets::SecretsError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -53,9 +56,11 @@ pub async fn connect_bus(settings: &BusSettings) -> Result<Option<Arc<JetStream>
     Ok(Some(Arc::new(JetStream::connect(nats).await?)))
 }
 
-/// Starts each worker on JetStream when there is one, else on the log.
+/// Starts each worker on JetStream when there is one, else on the log; `secrets` opens
+/// what a worker must send (gateway tokens).
 pub fn spawn_workers(
     ledger: &Ledger,
+    secrets: Arc<Keyring>,
     bus: Option<Arc<JetStream>>,
     poll: Duration,
     workers: Vec<Arc<dyn Worker>>,
@@ -66,7 +71,7 @@ pub fn spawn_workers(
             Some(nats) => Source::JetStream(nats.clone()),
             None => Source::Log { poll },
         };
-        tokio::spawn(workers::run(worker, ledger.clone(), source, stop.clone()));
+        tokio::spawn(workers::run(worker, ledger.clone(), secrets.clone(), source, stop.clone()));
     }
 }
 
@@ -129,6 +134,11 @@ impl Application {
     pub async fn build_with_workers(settings: Settings, workers: Vec<Arc<dyn Worker>>) -> Result<Self, StartupError> {
         crate::telemetry::prometheus();
         let ledger = open_ledger(&settings.store).await?;
+        let (secrets, created) = Keyring::load_or_create(&settings.store, ledger.store.clone()).await?;
+        if let Some(path) = created {
+            tracing::info!(path = %path.display(), "created the master key that wraps the keys of secrets");
+        }
+        let secrets = Arc::new(secrets);
         if let Some(token) = tenancy::bootstrap(&ledger, Utc::now()).await? {
             let path = write_admin_key(&settings.store.data_dir, token.expose())?;
             println!(
@@ -157,13 +167,14 @@ impl Application {
             tokio::spawn(relay::run(ledger.store.clone(), nats.clone(), relay_settings, stopped.clone()));
         }
         if !settings.serve.no_workers {
-            spawn_workers(&ledger, bus, poll, workers, &stopped);
+            spawn_workers(&ledger, secrets.clone(), bus, poll, workers, &stopped);
         }
         let limits = RateLimits::new(settings.serve.rate_limit_per_sec, settings.serve.rate_limit_burst);
         tokio::spawn(limits.clone().prune(Duration::from_secs(60), stopped.clone()));
         let state = AppState {
             auth: Authenticator::new(ledger.models.clone(), ledger.store.clone(), usage.clone()),
             ledger,
+            secrets,
             settings: Arc::new(settings.serve.clone()),
             rendered: Default::default(),
             limits,

@@ -1,4 +1,4 @@
-//! The command line: `serve`, `migrate`, `verify`, `orgs`, `workspaces`, `keys`. Every
+//! The command line: `serve`, `migrate`, `verify`, `orgs`, `workspaces`, `keys`, `secrets`. Every
 //! command uses the same store settings as `serve`, so it works beside a running server.
 
 use std::process::ExitCode;
@@ -81,7 +81,8 @@ pub enum Command {
         #[arg(long)]
         projection: Option<String>,
     },
-    /// Write events as NDJSON to stdout.
+    /// Write events as NDJSON to stdout. Secrets stay sealed (import keeps them; the
+    /// store's data keys are not exported), plaintext from before sealing is written "***".
     Export {
         /// One stream, as TYPE/ID.
         #[arg(long, conflicts_with = "all", required_unless_present = "all")]
@@ -115,6 +116,11 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Manage the master key that wraps the per-org keys sealing secrets in the log.
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,6 +141,27 @@ pub enum OrgsCommand {
     },
     /// List organizations.
     List,
+    /// Destroy an organization's data keys (crypto-shredding): every secret it stored
+    /// (gateway tokens) becomes unreadable everywhere, for good, while the log stays intact
+    /// and still verifies. Its gateways then fail until given a new token, which gets a
+    /// fresh key. Needs --yes; without it, says what it would destroy and exits 2.
+    Forget {
+        /// The organization's slug (or id).
+        org: String,
+        /// Really destroy the keys.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SecretsCommand {
+    /// Re-wrap every data key under a new random master key, in one transaction; the log is
+    /// not touched, and the old master key opens nothing any more. With
+    /// `<data dir>/master.key`, the new key replaces that file (running processes read it
+    /// again when they next need it). With FLEETLEDGER_MASTER_KEY, the new key is printed
+    /// alone on stdout: set it in every process's environment and restart them.
+    RotateMaster,
 }
 
 #[derive(Subcommand, Debug)]
@@ -199,12 +226,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             follow_interval_ms,
         } => {
             let ledger = open_ledger(&cli.store).await?;
+            let keyring = std::sync::Arc::new(crate::secrets::Keyring::load(&cli.store, ledger.store.clone()).await?);
             let workers = crate::workers::registry(&cli.store.data_dir, &drivers);
             let names: Vec<String> = workers.iter().map(|w| w.name().to_string()).collect();
             let (stop, stopped) = tokio::sync::watch::channel(false);
             let bus = crate::app::connect_bus(&bus).await?;
             crate::app::spawn_workers(
                 &ledger,
+                keyring,
                 bus,
                 std::time::Duration::from_millis(follow_interval_ms),
                 workers,
@@ -249,7 +278,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("store is up to date");
         }
         Command::Verify => return verify(&cli.store).await,
-        Command::Orgs { command } => orgs(&cli.store, command).await?,
+        Command::Orgs { command } => return orgs(&cli.store, command).await,
+        Command::Secrets {
+            command: SecretsCommand::RotateMaster,
+        } => rotate_master(&cli.store).await?,
         Command::Workspaces {
             command: WorkspacesCommand::Create { org, slug, name },
         } => {
@@ -297,13 +329,14 @@ async fn verify(settings: &StoreSettings) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn orgs(settings: &StoreSettings, command: OrgsCommand) -> anyhow::Result<()> {
+async fn orgs(settings: &StoreSettings, command: OrgsCommand) -> anyhow::Result<ExitCode> {
     let ledger = open_ledger(settings).await?;
     match command {
         OrgsCommand::Create { slug, name } => {
             let org = tenancy::create_org(&ledger, &slug, name.as_deref().unwrap_or(""), cli_actor(), Utc::now()).await?;
             eprintln!("created organization {} ({})", org.slug, org.id);
         }
+        OrgsCommand::Forget { org, yes } => return forget_org(&ledger, &org, yes).await,
         OrgsCommand::List => {
             let mut orgs: Vec<_> = ledger
                 .models
@@ -320,7 +353,7 @@ async fn orgs(settings: &StoreSettings, command: OrgsCommand) -> anyhow::Result<
             }
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn keys(settings: &StoreSettings, command: KeysCommand) -> anyhow::Result<()> {
@@ -416,6 +449,8 @@ async fn tail(settings: &StoreSettings, follow: bool, stream_type: Option<String
         ..Default::default()
     };
     let print = |e: &fleetledger_events::EventEnvelope| {
+        let public = crate::views::public(e);
+        let e = public.envelope();
         println!(
             "{:>8}  {}  {:<28} {}/{} v{}  by {}",
             e.global_position,
@@ -471,7 +506,7 @@ async fn replay(
 ) -> anyhow::Result<()> {
     let store = store::connect(&settings.url()).await?;
     let print_event = |e: &fleetledger_events::EventEnvelope| match format {
-        Format::Json => println!("{}", serde_json::to_string(e).unwrap_or_default()),
+        Format::Json => println!("{}", serde_json::to_string(&crate::views::public(e)).unwrap_or_default()),
         Format::Table => println!(
             "{:>8}  {}  v{:<4} {:<28} {}  by {}",
             e.global_position,
@@ -531,7 +566,7 @@ async fn export(settings: &StoreSettings, stream: Option<String>) -> anyhow::Res
     if let Some(stream) = stream {
         let (_, id) = split_stream(&stream)?;
         for e in store.read_stream(id, 1).await? {
-            writeln!(out, "{}", serde_json::to_string(&e)?)?;
+            writeln!(out, "{}", serde_json::to_string(&crate::views::archive(&e))?)?;
         }
         return Ok(out.flush()?);
     }
@@ -544,7 +579,7 @@ async fn export(settings: &StoreSettings, stream: Option<String>) -> anyhow::Res
             break;
         };
         for e in &page {
-            writeln!(out, "{}", serde_json::to_string(e)?)?;
+            writeln!(out, "{}", serde_json::to_string(&crate::views::archive(e))?)?;
         }
         after = last;
         bar.set_position(last as u64);
@@ -572,6 +607,15 @@ async fn import(settings: &StoreSettings, file: &str) -> anyhow::Result<()> {
         let e: fleetledger_events::EventEnvelope =
             serde_json::from_str(&line).with_context(|| format!("line {}: not an exported event", n + 1))?;
         if let Err(bad) = chains.entry(e.stream_id.clone()).or_default().check(&e) {
+            if crate::views::has_redacted_secret(&e) {
+                bail!(
+                    "line {}: {} version {} held a plaintext secret from before secrets were sealed, which export \
+                     wrote as \"***\"; its hash covers the plaintext, so this log cannot be imported with its chain intact",
+                    n + 1,
+                    bad.stream,
+                    bad.version
+                );
+            }
             bail!(
                 "line {}: the hash chain breaks at {} version {}: expected {}, found {}",
                 n + 1,
@@ -600,4 +644,73 @@ async fn import(settings: &StoreSettings, file: &str) -> anyhow::Result<()> {
         report.models
     );
     Ok(())
+}
+
+/// `orgs forget`: destroys the org's data keys, or (without `yes`) says what it would
+/// destroy and exits 2.
+async fn forget_org(ledger: &crate::ledger::Ledger, org: &str, yes: bool) -> anyhow::Result<ExitCode> {
+    let found = match tenancy::find_org(ledger, org).await? {
+        Some(found) => Some(found),
+        None => match uuid::Uuid::parse_str(org) {
+            Ok(id) => ledger
+                .models
+                .refresh::<fleetledger_projections::org::Org>(&id.to_string())
+                .await?
+                .map(|c| (*c.model).clone()),
+            Err(_) => None,
+        },
+    };
+    let Some(found) = found else { bail!("no organization {org}") };
+    let org_id = found.id.to_string();
+    let live = crate::secrets::live_keys_of(ledger.store.as_ref(), &org_id).await?;
+    if !yes {
+        eprintln!(
+            "this would destroy {live} data key(s) of organization {} ({org_id}): every secret it stored (gateway \
+             tokens) would become unreadable everywhere, for good. The log is kept. Run again with --yes to do it.",
+            found.slug
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let destroyed = crate::secrets::forget_org(ledger.store.as_ref(), &org_id).await?;
+    eprintln!(
+        "destroyed {destroyed} data key(s) of organization {}: its secrets are unreadable now; its gateways need new tokens",
+        found.slug
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `secrets rotate-master`: re-wraps every data key under a new master key. Progress goes
+/// to stderr; with the key from the environment, the new key alone goes to stdout.
+async fn rotate_master(settings: &StoreSettings) -> anyhow::Result<()> {
+    use secrecy::ExposeSecret;
+    use std::io::Write;
+    let store = store::connect(&settings.url()).await?;
+    let keyring = crate::secrets::Keyring::load(settings, store).await?;
+    if let Some(path) = keyring.key_file().map(std::path::Path::to_path_buf) {
+        let count = crate::secrets::rotate_master_file(&keyring, &path).await?;
+        eprintln!(
+            "re-wrapped {count} data key(s) under a new master key, written to {}; the old key opens nothing any more",
+            path.display()
+        );
+        return Ok(());
+    }
+    let new = crate::secrets::MasterKey::generate();
+    // Printed before the rotation commits: if stdout cannot take it, nothing is changed.
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{}", new.to_base64().expose_secret()).context("printing the new master key")?;
+    stdout.flush().context("printing the new master key")?;
+    match keyring.rewrap_under(new).await {
+        Ok(count) => {
+            eprintln!(
+                "re-wrapped {count} data key(s) under the new master key printed on stdout: set {} to it in every \
+                 process and restart them; the old key opens nothing any more",
+                crate::secrets::MASTER_KEY_ENV
+            );
+            Ok(())
+        }
+        Err(e) => Err(anyhow::anyhow!(e).context(format!(
+            "the rotation failed and changed nothing: keep the current {}; the key printed above was NOT applied",
+            crate::secrets::MASTER_KEY_ENV
+        ))),
+    }
 }

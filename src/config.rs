@@ -3,16 +3,23 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-/// Where the log lives. Shared by every command.
+/// Where the log lives, and the key that opens the secrets in it. Shared by every command.
 #[derive(clap::Args, Clone, Debug)]
 pub struct StoreSettings {
-    /// Directory for the embedded SQLite database (fleetledger.db) and admin.key.
+    /// Directory for the embedded SQLite database (fleetledger.db), admin.key and master.key.
     #[arg(long, env = "FLEETLEDGER_DATA_DIR", default_value = "./data", global = true)]
     pub data_dir: PathBuf,
 
     /// PostgreSQL URL (postgres://…). When unset, the embedded SQLite store is used.
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,
+
+    /// The master key that wraps the per-org keys sealing secrets in the log (gateway
+    /// tokens): 32 bytes in base64, e.g. `openssl rand -base64 32`. Prefer the environment
+    /// (a flag shows in the process list). When unset, `<data dir>/master.key` is used,
+    /// created by `serve` on first start. Every process sharing a store needs the same key.
+    #[arg(long, env = "FLEETLEDGER_MASTER_KEY", global = true, hide_env_values = true)]
+    pub master_key: Option<secrecy::SecretString>,
 }
 
 impl StoreSettings {

@@ -10,6 +10,8 @@
 //! - [`store`]: the event store trait, PostgreSQL and SQLite backends, read-model cache.
 //! - [`auth`], [`tenancy`]: keys, principals, orgs and workspaces.
 //! - [`boundary`]: the trust boundary: which paths and destinations requests may reach.
+//! - [`secrets`]: sealing secrets before they reach the log (per-org data keys under a
+//!   master key); [`views`]: what of an event may leave the process.
 //! - [`bus`]: CloudEvents, the log feed, JetStream and the relay; [`workers`]: the worker runtime.
 //!
 //! Events live in the `fleetledger-events` crate, read models in `fleetledger-projections`.
@@ -24,9 +26,11 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod ledger;
+pub mod secrets;
 pub mod state;
 pub mod store;
 pub mod streams;
 pub mod telemetry;
 pub mod tenancy;
+pub mod views;
 pub mod workers;

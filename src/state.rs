@@ -14,6 +14,8 @@ use crate::workers::drivers::sandbox::SandboxDriver;
 #[derive(Clone)]
 pub struct AppState {
     pub ledger: Ledger,
+    /// Seals secrets (gateway tokens) before they reach the log.
+    pub secrets: Arc<crate::secrets::Keyring>,
     pub auth: Authenticator,
     pub settings: Arc<ServeSettings>,
     /// Serialized read responses by resource id, at the stream version they show.

@@ -3,7 +3,8 @@
 //! one-line summaries, from `fleetledger_projections::ReadModel`), the surface it belongs
 //! to, and how the audit API renders and restores it (`Audited`, implemented next to the
 //! surface that owns the resource). Everything that must know every stream type — the
-//! cache, `rebuild`, the audit API, the ledger's views — iterates [`all`] or asks [`get`].
+//! cache, `rebuild`, the audit API, the ledger's views (`views`, from each event type's
+//! declared redactions) — iterates [`all`] or asks [`get`].
 //!
 //! Adding a stream type: its events (`events/`), its read model (`projections/`), an
 //! `Audited` impl in its surface module, and one line in [`REGISTRY`].
@@ -13,6 +14,7 @@ use std::marker::PhantomData;
 
 use axum::http::StatusCode;
 use axum::response::Response;
+use fleetledger_events::secret::Redactions;
 use fleetledger_events::{DecodeError, DomainEvent, EventEnvelope};
 use fleetledger_projections::container::{ContainerAgent, ContainerProfile, Skill};
 use fleetledger_projections::instance::Instance;
@@ -104,10 +106,10 @@ pub trait Audited: ReadModel {
     /// The surface the resource belongs to.
     const SURFACE: Surface;
 
-    /// The stored model without what must never leave the process (secrets, key hashes):
-    /// what `replay` prints and what `render` starts from by default.
+    /// The stored model without what must never leave the process (its `PRIVATE_FIELDS`:
+    /// secrets, key hashes): what `replay` prints and what `render` starts from by default.
     fn public(&self) -> Value {
-        serde_json::to_value(self).unwrap_or(Value::Null)
+        without_private::<Self>(serde_json::to_value(self).unwrap_or(Value::Null))
     }
 
     /// The resource as its own surface shows it, for time travel and diffs.
@@ -128,6 +130,16 @@ pub trait Audited: ReadModel {
     }
 }
 
+/// A model's JSON without the fields it declares private.
+fn without_private<M: ReadModel>(mut value: Value) -> Value {
+    if let Some(fields) = value.as_object_mut() {
+        for name in M::PRIVATE_FIELDS {
+            fields.remove(*name);
+        }
+    }
+    value
+}
+
 /// One event of a stream with the revision and summary it leads to.
 pub struct Step {
     pub envelope: EventEnvelope,
@@ -142,6 +154,9 @@ pub trait StreamType: Send + Sync {
     /// The `read_models` kinds its projection owns: its own and its lookups'.
     fn kinds(&self) -> Vec<&'static str>;
     fn summary(&self, e: &EventEnvelope) -> String;
+    /// Where `event_type`'s data keeps secret and internal fields (`None` for an event type
+    /// the stream does not have): what `views` redacts.
+    fn redactions(&self, event_type: &str) -> Option<Redactions>;
     /// The stored model after `events`, from a snapshot doc (or nothing), without secrets.
     fn public_state(&self, snapshot: Option<&str>, events: &[EventEnvelope]) -> Result<Option<Value>, DecodeError>;
     /// The resource as its surface shows it after `events` (`null` before it exists).
@@ -200,12 +215,17 @@ impl<M: Audited> StreamType for Registered<M> {
         M::Event::from_envelope(e).map_or_else(|_| e.event_type.clone(), |event| M::summary(&event))
     }
 
+    fn redactions(&self, event_type: &str) -> Option<Redactions> {
+        M::Event::redactions(event_type)
+    }
+
     fn public_state(&self, snapshot: Option<&str>, events: &[EventEnvelope]) -> Result<Option<Value>, DecodeError> {
         Ok(fold::<M>(snapshot, events)?.map(|m| m.public()))
     }
 
     fn rendered(&self, state: &AppState, snapshot: Option<&str>, events: &[EventEnvelope]) -> Result<Value, DecodeError> {
-        Ok(fold::<M>(snapshot, events)?.map_or(Value::Null, |m| m.render(state)))
+        // A surface's own rendering drops the private fields too, whatever it shows.
+        Ok(fold::<M>(snapshot, events)?.map_or(Value::Null, |m| without_private::<M>(m.render(state))))
     }
 
     fn timeline(&self, snapshot: Option<&str>, events: &[EventEnvelope]) -> Result<Vec<Step>, DecodeError> {

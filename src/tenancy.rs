@@ -48,17 +48,9 @@ impl Audited for Org {
     const SURFACE: Surface = Surface::Ledger;
 }
 
+/// Its hash never leaves the process: `Key::PRIVATE_FIELDS`.
 impl Audited for Key {
     const SURFACE: Surface = Surface::Ledger;
-
-    /// A key's hash never leaves the process.
-    fn public(&self) -> serde_json::Value {
-        let mut value = serde_json::to_value(self).unwrap_or_default();
-        if let Some(fields) = value.as_object_mut() {
-            fields.remove("key_hash");
-        }
-        value
-    }
 }
 
 pub fn org_by_slug(ledger: &Ledger, slug: &str) -> Option<Org> {

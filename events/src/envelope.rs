@@ -84,6 +84,9 @@ pub trait DomainEvent: Sized {
     }
     fn data(&self) -> serde_json::Value;
     fn decode(event_type: &str, schema_version: i32, data: &serde_json::Value) -> Result<Self, DecodeError>;
+    /// The fields of `event_type`'s data that never leave the process as stored (secrets
+    /// and internal verifiers); `None` for an event type this enum does not have.
+    fn redactions(event_type: &str) -> Option<crate::secret::Redactions>;
     /// Decodes straight from the stored JSON text (no intermediate `Value`), for bulk folds.
     fn decode_json(event_type: &str, schema_version: i32, json: &str) -> Result<Self, DecodeError>;
 
@@ -146,9 +149,25 @@ pub fn truncate_micros(t: DateTime<Utc>) -> DateTime<Utc> {
 
 /// Declares an aggregate's event enum: one variant per past-tense payload, each with its
 /// stable stored name. `decode` is where upcasters go when a payload gets a new version.
+///
+/// After a variant's name, optionally:
+/// - `version N`: new events of the variant carry schema version N, and every version
+///   from 1 to N decodes into its payload type, which must read them all (e.g. a
+///   [`StoredSecret`](crate::secret::StoredSecret) field reads version 1's plaintext
+///   string and the sealed object that replaced it);
+/// - `secret ["/ptr", …]`: JSON pointers into `data` of secret fields (sealed before they
+///   reach the log; shown as `"***"` by every view out of the process);
+/// - `internal ["/ptr", …]`: fields the process needs that no caller may see.
+///
+/// A new secret field is declared here, as such, next to its event type.
 #[macro_export]
 macro_rules! domain_events {
-    ($(#[$meta:meta])* $enum:ident { $($variant:ident($payload:ty) = $name:literal),* $(,)? }) => {
+    ($(#[$meta:meta])* $enum:ident { $(
+        $variant:ident($payload:ty) = $name:literal
+        $(version $version:literal)?
+        $(secret [$($secret:literal),* $(,)?])?
+        $(internal [$($internal:literal),* $(,)?])?
+    ),* $(,)? }) => {
         $(#[$meta])*
         #[derive(Clone, Debug, PartialEq)]
         pub enum $enum { $($variant($payload)),* }
@@ -157,21 +176,45 @@ macro_rules! domain_events {
             fn event_type(&self) -> &'static str {
                 match self { $(Self::$variant(_) => $name),* }
             }
+            fn schema_version(&self) -> i32 {
+                match self { $(Self::$variant(_) => $crate::__event_version!($($version)?)),* }
+            }
             fn data(&self) -> serde_json::Value {
                 match self { $(Self::$variant(p) => serde_json::to_value(p).expect("event payloads always serialize")),* }
             }
             fn decode(event_type: &str, schema_version: i32, data: &serde_json::Value) -> Result<Self, $crate::DecodeError> {
                 match (event_type, schema_version) {
-                    $(($name, 1) => Ok(Self::$variant($crate::envelope::decode_data(event_type, data)?)),)*
+                    $(($name, v) if (1..=$crate::__event_version!($($version)?)).contains(&v) => Ok(Self::$variant($crate::envelope::decode_data(event_type, data)?)),)*
                     _ => Err($crate::DecodeError::UnknownType { event_type: event_type.to_string(), schema_version }),
                 }
             }
             fn decode_json(event_type: &str, schema_version: i32, json: &str) -> Result<Self, $crate::DecodeError> {
                 match (event_type, schema_version) {
-                    $(($name, 1) => Ok(Self::$variant($crate::envelope::decode_text(event_type, json)?)),)*
+                    $(($name, v) if (1..=$crate::__event_version!($($version)?)).contains(&v) => Ok(Self::$variant($crate::envelope::decode_text(event_type, json)?)),)*
                     _ => Err($crate::DecodeError::UnknownType { event_type: event_type.to_string(), schema_version }),
                 }
             }
+            fn redactions(event_type: &str) -> Option<$crate::secret::Redactions> {
+                match event_type {
+                    $($name => Some($crate::secret::Redactions {
+                        secret: &[$($($secret),*)?],
+                        internal: &[$($($internal),*)?],
+                    }),)*
+                    _ => None,
+                }
+            }
         }
+    };
+}
+
+/// A variant's current schema version: the one it declares, else 1.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __event_version {
+    () => {
+        1
+    };
+    ($version:literal) => {
+        $version
     };
 }

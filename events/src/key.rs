@@ -37,7 +37,9 @@ pub struct KeyRevoked {
 crate::domain_events! {
     /// Events of the `key` stream.
     KeyEvent {
-        Issued(KeyIssued) = "key.issued",
+        // The hash stays in the log (rebuild and authentication need it) but never leaves
+        // the process: it is a verifier of the bearer token.
+        Issued(KeyIssued) = "key.issued" internal ["/key_hash"],
         Revoked(KeyRevoked) = "key.revoked",
     }
 }

@@ -5,6 +5,8 @@
 //! - [`envelope`]: `EventEnvelope`, `NewEvent`, `Metadata` — what the log stores.
 //! - [`chain`]: the per-stream sha256 hash chain.
 //! - [`go_json`]: byte-exact Go `encoding/json` output, the canonical form Fleeti hashes.
+//! - [`secret`]: what the log stores for a secret (sealed, or legacy plaintext) and the
+//!   per-event-type declaration of secret and internal fields.
 //! - [`profile`], [`fleet`], [`org`], [`key`], [`runtime`], [`mission_control`],
 //!   [`instance`], [`container`]: event types per aggregate.
 //!
@@ -21,6 +23,7 @@ pub mod mission_control;
 pub mod org;
 pub mod profile;
 pub mod runtime;
+pub mod secret;
 
 pub use envelope::{Actor, DecodeError, DomainEvent, EventEnvelope, Metadata, NewEvent};
 

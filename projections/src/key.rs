@@ -31,6 +31,7 @@ impl crate::ReadModel for Key {
     type Event = KeyEvent;
     const KIND: &'static str = fleetledger_events::stream_type::KEY;
     const LOOKUPS: &'static [&'static str] = &[crate::lookup::KEY_HASH];
+    const PRIVATE_FIELDS: &'static [&'static str] = &["key_hash"];
 
     fn evolve(state: Option<Self>, event: &KeyEvent) -> Option<Self> {
         match (state, event) {

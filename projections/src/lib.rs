@@ -39,6 +39,10 @@ pub trait ReadModel: Sized + Clone + Serialize + DeserializeOwned + Send + Sync 
     /// A one-line, human description of one of its events (revisions, `tail`, feeds).
     fn summary(event: &Self::Event) -> String;
 
+    /// Fields of the stored model that never leave the process (secrets, verifiers): every
+    /// view of a state drops them. They mirror the event types' declared redactions.
+    const PRIVATE_FIELDS: &'static [&'static str] = &[];
+
     /// The org this resource belongs to.
     fn org_id(&self) -> String;
 

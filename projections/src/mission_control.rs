@@ -6,6 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use fleetledger_events::mission_control::{AgentEvent, BoardEvent, GatewayEvent};
+use fleetledger_events::secret::StoredSecret;
 
 use crate::with_changes;
 use serde::{Deserialize, Serialize};
@@ -18,7 +19,8 @@ pub struct Gateway {
     pub org_id: Uuid,
     pub name: String,
     pub url: String,
-    pub token: Option<String>,
+    /// As the events stored it: sealed (or, from a version 1 event, legacy plaintext).
+    pub token: Option<StoredSecret>,
     pub workspace_root: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -28,6 +30,7 @@ pub struct Gateway {
 impl crate::ReadModel for Gateway {
     type Event = GatewayEvent;
     const KIND: &'static str = fleetledger_events::stream_type::GATEWAY;
+    const PRIVATE_FIELDS: &'static [&'static str] = &["token"];
 
     fn evolve(state: Option<Self>, event: &GatewayEvent) -> Option<Self> {
         match (state, event) {
@@ -283,6 +286,32 @@ mod tests {
     use crate::ReadModel;
     use fleetledger_events::mission_control::{AgentCreated, AgentProvisionFailed, AgentUpdated};
     use serde_json::json;
+
+    #[test]
+    fn a_gateway_keeps_its_token_as_stored_legacy_or_sealed() {
+        use fleetledger_events::DomainEvent;
+        let created = json!({
+            "gateway_id": Uuid::nil(), "org_id": Uuid::nil(), "name": "g", "url": "ws://gw", "token": "old-plain",
+            "workspace_root": "/w", "created_at": "2026-01-01T00:00:00Z",
+        });
+        let v1 = GatewayEvent::decode("gateway.created", 1, &created).unwrap();
+        let gateway = Gateway::evolve(None, &v1).unwrap();
+        assert!(matches!(&gateway.token, Some(StoredSecret::Legacy(p)) if p.expose_legacy() == "old-plain"));
+        let sealed = json!({"kid": "k", "nonce": "bm9uY2U=", "ciphertext": "Y2lwaGVy"});
+        let v2 = GatewayEvent::decode(
+            "gateway.updated",
+            2,
+            &json!({"changes": {"token": sealed}, "at": "2026-01-02T00:00:00Z"}),
+        )
+        .unwrap();
+        let gateway = Gateway::evolve(Some(gateway), &v2).unwrap();
+        assert!(matches!(&gateway.token, Some(StoredSecret::Sealed(s)) if s.kid == "k"));
+        assert_eq!(
+            serde_json::to_value(&gateway).unwrap()["token"],
+            sealed,
+            "the read model stores the sealed form"
+        );
+    }
 
     #[test]
     fn updates_apply_exactly_their_fields_and_outcomes_set_the_provision_state() {

@@ -1,6 +1,7 @@
 //! fleetledger's own API under `/api/v1/ledger`: the change feed as JSON pages and as
 //! Server-Sent Events, and a stream's events. Errors are RFC 9457 problem+json; every
-//! answer is limited to the caller's org; any role may read.
+//! answer is limited to the caller's org; any role may read; every event goes out as its
+//! public view (`views::public`).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -22,6 +23,7 @@ use crate::bus::feed::{self, Filter};
 use crate::bus::CloudEvent;
 use crate::state::AppState;
 use crate::store::StoreError;
+use crate::views::{self, PublicEvent};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -128,6 +130,7 @@ async fn events(
     } else {
         None
     };
+    let events: Vec<PublicEvent> = events.iter().map(views::public).collect();
     Ok(Json(json!({ "events": events, "next_after": next_after })).into_response())
 }
 
@@ -145,6 +148,7 @@ async fn stream_events(
     if events.is_empty() || events.iter().any(|e| e.stream_type != stream_type || e.metadata.org_id != org) {
         return Err(Problem::new(StatusCode::NOT_FOUND, format!("no stream {stream_type}/{stream_id}")));
     }
+    let events: Vec<PublicEvent> = events.iter().map(views::public).collect();
     Ok(Json(json!({ "events": events })).into_response())
 }
 
@@ -171,7 +175,8 @@ impl Drop for SseClient {
     }
 }
 
-/// Server-Sent Events: `id:` global position, `event:` event type, `data:` CloudEvent.
+/// Server-Sent Events: `id:` global position, `event:` event type, `data:` CloudEvent (of
+/// the event's public view).
 /// Resumes after `Last-Event-ID` (or `?after=`); without either it starts live.
 #[utoipa::path(get, path = "/api/v1/ledger/stream", tag = "ledger", security(("bearer" = [])),
     params(("after" = Option<i64>, Query, description = "Resume after this position (or send Last-Event-ID)"),

@@ -6,6 +6,9 @@
 //! Writes that reprovision an agent append their event and then wait, bounded, for the
 //! reprovisioner's outcome: failure → 502, no outcome in time → 504; the change stays
 //! recorded either way.
+//!
+//! A gateway's token is sealed with the org's data key (`secrets`) before the write is
+//! decided, so its events and read model only ever hold the sealed form.
 
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Path, Query, Request, State};
@@ -18,6 +21,7 @@ use axum::{Json, Router};
 use chrono::Utc;
 use fleetledger_events::envelope::micros;
 use fleetledger_events::mission_control::{AgentEvent, BoardEvent, GatewayEvent};
+use fleetledger_events::secret::StoredSecret;
 use fleetledger_projections::mission_control::{Board, Gateway, McAgent};
 use fleetledger_projections::ReadModel;
 use futures::future::BoxFuture;
@@ -32,6 +36,7 @@ use crate::domain::mission_control::{self as rules, AgentPatch, BoardFields, Boa
 use crate::domain::validation::{self, at, boolean, integer, lenient_model, string, FieldError, Problems};
 use crate::domain::DomainError;
 use crate::ledger::{WriteContext, WriteError};
+use crate::secrets::Plaintext;
 use crate::state::AppState;
 use crate::store::StoreError;
 use crate::streams::{Audited, Refusal, RestoreRequest};
@@ -380,13 +385,27 @@ fn gateway_fields(p: &mut Problems, fields: &Map<String, Value>, base: GatewayFi
     if let Some(url) = text_field(p, fields, "url", false) {
         f.url = url.unwrap_or_default();
     }
-    if let Some(token) = text_field(p, fields, "token", true) {
-        f.token = token;
-    }
     if creating || fields.contains_key("workspace_root") {
         f.workspace_root = required_text(p, fields, "workspace_root");
     }
     f
+}
+
+/// A body's `token`: absent → `None`, `null` or blank → `Some(None)`. It is plaintext
+/// only until [`seal_token`] seals it, before anything is decided.
+fn token_field(p: &mut Problems, fields: &Map<String, Value>) -> Option<Option<Plaintext>> {
+    text_field(p, fields, "token", true).map(|token| token.map(Plaintext::from))
+}
+
+/// Seals a new token with the org's data key, so the event never sees the plaintext.
+async fn seal_token(state: &AppState, principal: &Principal, token: Option<Plaintext>) -> Result<Option<StoredSecret>, McError> {
+    let Some(token) = token else { return Ok(None) };
+    let sealed = state
+        .secrets
+        .seal(&principal.org_id.to_string(), &token)
+        .await
+        .map_err(McError::internal)?;
+    Ok(Some(sealed.into()))
 }
 
 #[utoipa::path(get, path = "/api/v1/gateways", tag = "mission_control", security(("bearer" = [])),
@@ -411,8 +430,10 @@ async fn create_gateway(
     let mut p = Problems::default();
     let fields = lenient_model(&mut p, &body_loc(), &body).unwrap_or_default();
     let f = gateway_fields(&mut p, &fields, GatewayFields::default(), true);
+    let token = token_field(&mut p, &fields);
     boundary_problems(&mut p, &state.boundary, &f);
-    let f = checked(p, f)?;
+    let mut f = checked(p, f)?;
+    f.token = seal_token(&state, &principal, token.flatten()).await?;
     let id = Uuid::now_v7();
     let events = rules::create_gateway(id, principal.org_id, f, Utc::now())?;
     let (gateway, version, _) = create_stream::<Gateway>(&state, &meta.write_context(&principal), id, events).await?;
@@ -446,13 +467,21 @@ async fn update_gateway(
     let mut p = Problems::default();
     let fields = lenient_model(&mut p, &body_loc(), &body).unwrap_or_default();
     let after = gateway_fields(&mut p, &fields, GatewayFields::from(&gateway), false);
+    let token = token_field(&mut p, &fields);
     boundary_problems(&mut p, &state.boundary, &after);
     let after = checked(p, after)?;
+    let sealed = match token {
+        Some(token) => Some(seal_token(&state, &principal, token).await?),
+        None => None,
+    };
     let now = Utc::now();
     let written = state
         .ledger
         .write::<Gateway, McError>(&gateway.id.to_string(), &meta.write_context(&principal), |g| {
-            Ok(rules::update_gateway(g, after.clone(), now)?)
+            // A token the body does not set stays the one stored now: after a lost race it
+            // must not come back from the first read (which may be legacy plaintext).
+            let token = sealed.clone().unwrap_or_else(|| g.token.clone());
+            Ok(rules::update_gateway(g, GatewayFields { token, ..after.clone() }, now)?)
         })
         .await?;
     let version = written.version;
@@ -919,17 +948,9 @@ async fn update_agent(
     }
 }
 
+/// Its sealed token never leaves the process: `Gateway::PRIVATE_FIELDS`.
 impl Audited for Gateway {
     const SURFACE: Surface = Surface::MissionControl;
-
-    /// Gateway tokens never leave the process.
-    fn public(&self) -> Value {
-        let mut value = serde_json::to_value(self).unwrap_or_default();
-        if let Some(fields) = value.as_object_mut() {
-            fields.remove("token");
-        }
-        value
-    }
 }
 
 impl Audited for Board {

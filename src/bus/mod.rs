@@ -13,6 +13,8 @@ use fleetledger_events::envelope::micros;
 use fleetledger_events::EventEnvelope;
 use serde::Serialize;
 
+use crate::views::PublicEvent;
+
 /// Subject prefix of the production stream.
 pub const DEFAULT_SUBJECT_PREFIX: &str = "fleetledger";
 pub const DEFAULT_STREAM: &str = "FLEETLEDGER";
@@ -44,9 +46,10 @@ pub fn subject(prefix: &str, e: &EventEnvelope) -> String {
     )
 }
 
-/// A CloudEvents 1.0 JSON event carrying the whole envelope as `data`, with the global
-/// position as the `sequence` extension. (Eight fixed fields; the SDK crate would bring a
-/// transport stack we do not use.)
+/// A CloudEvents 1.0 JSON event carrying the envelope's public view as `data` (secrets
+/// `"***"`, internal fields dropped; see `views`), with the global position as the
+/// `sequence` extension. (Eight fixed fields; the SDK crate would bring a transport stack
+/// we do not use.)
 #[derive(Serialize)]
 pub struct CloudEvent<'a> {
     pub specversion: &'static str,
@@ -57,13 +60,14 @@ pub struct CloudEvent<'a> {
     pub subject: &'a str,
     pub time: String,
     pub datacontenttype: &'static str,
-    pub data: &'a EventEnvelope,
+    pub data: &'a PublicEvent,
     pub sequence: i64,
     pub streamversion: i64,
 }
 
 impl<'a> CloudEvent<'a> {
-    pub fn of(e: &'a EventEnvelope) -> Self {
+    pub fn of(public: &'a PublicEvent) -> Self {
+        let e = public.envelope();
         CloudEvent {
             specversion: "1.0",
             id: e.event_id.to_string(),
@@ -72,18 +76,20 @@ impl<'a> CloudEvent<'a> {
             subject: &e.stream_id,
             time: micros::format(&e.recorded_at),
             datacontenttype: "application/json",
-            data: e,
+            data: public,
             sequence: e.global_position,
             streamversion: e.stream_version,
         }
     }
 
+    /// The CloudEvent of an event's public view: what SSE clients and NATS subscribers get.
     pub fn to_json(e: &EventEnvelope) -> String {
-        serde_json::to_string(&CloudEvent::of(e)).expect("a cloud event serializes")
+        serde_json::to_string(&CloudEvent::of(&crate::views::public(e))).expect("a cloud event serializes")
     }
 }
 
-/// Reads the envelope back out of a CloudEvent.
+/// Reads the envelope back out of a CloudEvent. Its `data` is the public view: a consumer
+/// that needs a secret reads the stored read model, never the message.
 pub fn envelope_of(payload: &[u8]) -> Option<EventEnvelope> {
     #[derive(serde::Deserialize)]
     struct Wrapper {

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use fleetledger_events::mission_control::{
     AgentCreated, AgentEvent, AgentHeartbeat, AgentUpdated, BoardCreated, BoardEvent, Changed, Deleted, GatewayCreated, GatewayEvent,
 };
+use fleetledger_events::secret::StoredSecret;
 use fleetledger_projections::mission_control::{Board, Gateway, McAgent};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
@@ -32,12 +33,13 @@ fn changes<T: Serialize>(before: &T, after: &T) -> Map<String, Value> {
 
 // ---- gateways -----------------------------------------------------------------------------
 
-/// The settable fields of a gateway.
+/// The settable fields of a gateway. The token arrives sealed: the handler seals it
+/// before deciding, so no event is ever decided with a plaintext secret.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct GatewayFields {
     pub name: String,
     pub url: String,
-    pub token: Option<String>,
+    pub token: Option<StoredSecret>,
     pub workspace_root: String,
 }
 

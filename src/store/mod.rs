@@ -9,6 +9,7 @@
 //! Only this module writes SQL.
 
 pub mod cache;
+pub mod data_keys;
 mod postgres;
 mod sqlite;
 
@@ -22,6 +23,7 @@ use fleetledger_events::envelope::truncate_micros;
 use fleetledger_events::{EventEnvelope, Metadata, NewEvent};
 use tokio::sync::{mpsc, oneshot, watch};
 
+pub use data_keys::{DataKey, NewDataKey};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -236,6 +238,24 @@ pub trait EventStore: Send + Sync + 'static {
     /// LISTEN/NOTIFY. Carries the newest head position seen.
     fn commits(&self) -> watch::Receiver<i64>;
     fn backend(&self) -> &'static str;
+
+    // Data keys (`data_keys`): mutable, beside the log and never in it; see `crate::secrets`.
+
+    /// The org's live data key, if it has one.
+    async fn live_data_key(&self, org_id: &str) -> Result<Option<DataKey>, StoreError>;
+    /// A data key by id, live or destroyed.
+    async fn data_key(&self, kid: &str) -> Result<Option<DataKey>, StoreError>;
+    /// Every data key, live and destroyed.
+    async fn data_keys(&self) -> Result<Vec<DataKey>, StoreError>;
+    /// Adds an org's live data key, unless it has one already (the unique index settles a
+    /// race) or live keys are wrapped by another master.
+    async fn add_data_key(&self, key: &DataKey) -> Result<NewDataKey, StoreError>;
+    /// Destroys every live data key of an org: the wrapped key is erased and the row kept
+    /// as a tombstone. Returns how many were destroyed.
+    async fn destroy_data_keys(&self, org_id: &str, at: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Re-wraps every live data key in one transaction (other writers to the table wait),
+    /// recording `master_id` as their new master; any `rewrap` error changes nothing.
+    async fn rewrap_data_keys(&self, master_id: &str, rewrap: data_keys::Rewrap<'_>) -> Result<u64, StoreError>;
 }
 
 /// Opens the store a URL names (`postgres://…` or `sqlite://path`) and migrates it.

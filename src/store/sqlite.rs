@@ -655,4 +655,28 @@ impl EventStore for SqliteStore {
     fn backend(&self) -> &'static str {
         "sqlite"
     }
+
+    async fn live_data_key(&self, org_id: &str) -> Result<Option<DataKey>, StoreError> {
+        data_keys::sqlite::live(&self.pool, org_id).await
+    }
+
+    async fn data_key(&self, kid: &str) -> Result<Option<DataKey>, StoreError> {
+        data_keys::sqlite::by_kid(&self.pool, kid).await
+    }
+
+    async fn data_keys(&self) -> Result<Vec<DataKey>, StoreError> {
+        data_keys::sqlite::all(&self.pool).await
+    }
+
+    async fn add_data_key(&self, key: &DataKey) -> Result<NewDataKey, StoreError> {
+        data_keys::sqlite::add(&self.pool, key).await
+    }
+
+    async fn destroy_data_keys(&self, org_id: &str, at: DateTime<Utc>) -> Result<u64, StoreError> {
+        data_keys::sqlite::destroy(&self.pool, org_id, at).await
+    }
+
+    async fn rewrap_data_keys(&self, master_id: &str, rewrap: data_keys::Rewrap<'_>) -> Result<u64, StoreError> {
+        data_keys::sqlite::rewrap(&self.pool, master_id, rewrap).await
+    }
 }

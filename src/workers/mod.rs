@@ -69,6 +69,8 @@ pub struct WorkerContext {
     pub store: Arc<dyn EventStore>,
     pub ledger: Ledger,
     pub worker: String,
+    /// Opens a secret when a side effect must send it; nothing else may.
+    pub secrets: Arc<crate::secrets::Keyring>,
 }
 
 impl WorkerContext {
@@ -225,11 +227,18 @@ async fn deliver(worker: &dyn Worker, ctx: &WorkerContext, event: &EventEnvelope
 }
 
 /// Runs a worker until `shutdown` fires.
-pub async fn run(worker: Arc<dyn Worker>, ledger: Ledger, source: Source, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    worker: Arc<dyn Worker>,
+    ledger: Ledger,
+    secrets: Arc<crate::secrets::Keyring>,
+    source: Source,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let ctx = WorkerContext {
         store: ledger.store.clone(),
         ledger,
         worker: worker.name().to_string(),
+        secrets,
     };
     let result = tokio::select! {
         r = run_source(worker.as_ref(), &ctx, source) => r,

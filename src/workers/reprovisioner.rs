@@ -21,6 +21,7 @@ use chrono::Utc;
 use fleetledger_events::mission_control::{
     AgentDeprovisioned, AgentEvent, AgentHeartbeatSynced, AgentProvisionFailed, AgentProvisionSkipped, AgentProvisioned,
 };
+use fleetledger_events::secret::StoredSecret;
 use fleetledger_events::{stream_type, EventEnvelope};
 use fleetledger_projections::mission_control::{Board, Gateway, McAgent};
 use fleetledger_projections::ReadModel;
@@ -30,6 +31,7 @@ use super::drivers::openclaw::OpenClawDriver;
 use super::drivers::workspace::{self, LocalWorkspaceDriver, WorkspaceDriver, WorkspaceTarget};
 use super::{Worker, WorkerContext, WorkerError};
 use crate::boundary::{Boundary, GatewayUrl};
+use crate::secrets::{Keyring, Plaintext, SecretsError};
 use crate::store::{EventStore, StoreError};
 
 pub struct Reprovisioner {
@@ -45,6 +47,25 @@ async fn load<M: ReadModel>(store: &dyn EventStore, id: &str) -> Result<Option<M
     serde_json::from_str(&row.doc)
         .map(Some)
         .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// What provisioning answers once the org's data key is gone (`orgs forget`).
+pub const TOKEN_DESTROYED: &str = "the gateway token was destroyed (organization forgotten); set a new token";
+
+/// The gateway's token in plaintext, for the driver that sends it: a sealed token opened
+/// with its org's data key, or a legacy one (stored before tokens were sealed) as it is.
+/// `Err(message)` is a failure to record; a store error is retried.
+async fn open_token(secrets: &Keyring, gateway: &Gateway, stored: &StoredSecret) -> Result<Result<Plaintext, String>, StoreError> {
+    let sealed = match stored {
+        StoredSecret::Sealed(sealed) => sealed,
+        StoredSecret::Legacy(plain) => return Ok(Ok(Plaintext::from(plain.expose_legacy().to_string()))),
+    };
+    Ok(match secrets.open(&gateway.org_id.to_string(), sealed).await {
+        Ok(token) => Ok(token),
+        Err(SecretsError::Destroyed) => Err(TOKEN_DESTROYED.to_string()),
+        Err(SecretsError::Store(e)) => return Err(e),
+        Err(other) => Err(format!("the gateway token cannot be opened: {other}")),
+    })
 }
 
 /// The heartbeat policy with the defaults the templates rely on.
@@ -103,24 +124,23 @@ fn task_of(event: &EventEnvelope) -> Option<Task> {
 impl Reprovisioner {
     /// The outcome of `task` for `agent` (as it was at the trigger); `None` when the
     /// gateway has nothing to do.
-    async fn perform(&self, store: &dyn EventStore, agent: &McAgent, task: Task) -> Result<Option<AgentEvent>, StoreError> {
+    async fn perform(
+        &self,
+        store: &dyn EventStore,
+        secrets: &Keyring,
+        agent: &McAgent,
+        task: Task,
+    ) -> Result<Option<AgentEvent>, StoreError> {
         let at = Utc::now();
         let failed = |error: String| Some(AgentEvent::ProvisionFailed(AgentProvisionFailed { error, at }));
         let Some(gateway) = load::<Gateway>(store, &agent.gateway_id.to_string()).await? else {
             return Ok(failed(format!("gateway {} not found", agent.gateway_id)));
         };
         let url = gateway.url.trim().to_string();
-        let target = WorkspaceTarget {
-            gateway_url: url.clone(),
-            token: gateway.token.clone(),
-            gateway_agent_id: agent.gateway_agent_id(),
-            session_key: agent.session_key(),
-            workspace_root: gateway.workspace_root.clone(),
-            workspace_path: agent.workspace_path(&gateway.workspace_root),
-            agent_name: agent.name.clone(),
-            heartbeat: agent.heartbeat_config.clone(),
-        };
-        let driver: Box<dyn WorkspaceDriver> = match self.boundary.gateway_url(&url) {
+        let gateway_url = self.boundary.gateway_url(&url);
+        // Only the driver that sends the token gets it opened (below).
+        let sends_token = matches!(gateway_url, Ok(GatewayUrl::Remote(_)));
+        let driver: Box<dyn WorkspaceDriver> = match gateway_url {
             Ok(GatewayUrl::Unset) => {
                 return Ok(matches!(task, Task::Provision { .. }).then(|| {
                     AgentEvent::ProvisionSkipped(AgentProvisionSkipped {
@@ -137,6 +157,25 @@ impl Reprovisioner {
                 boundary: self.boundary.clone(),
             }),
             Err(refused) => return Ok(failed(format!("the gateway's URL is not allowed on this server: {refused}"))),
+        };
+        // The token is opened now from the stored read model (never from a bus message),
+        // with the org's data key read afresh.
+        let token = match gateway.token.as_ref().filter(|_| sends_token) {
+            Some(stored) => match open_token(secrets, &gateway, stored).await? {
+                Ok(token) => Some(token),
+                Err(error) => return Ok(failed(error)),
+            },
+            None => None,
+        };
+        let target = WorkspaceTarget {
+            gateway_url: url.clone(),
+            token,
+            gateway_agent_id: agent.gateway_agent_id(),
+            session_key: agent.session_key(),
+            workspace_root: gateway.workspace_root.clone(),
+            workspace_path: agent.workspace_path(&gateway.workspace_root),
+            agent_name: agent.name.clone(),
+            heartbeat: agent.heartbeat_config.clone(),
         };
         let force = match task {
             Task::Provision { force, .. } => force,
@@ -200,7 +239,7 @@ impl Worker for Reprovisioner {
         let Some(agent) = agent.filter(|a| a.deleted_at.is_none() || task == Task::Remove) else {
             return Ok(());
         };
-        if let Some(outcome) = self.perform(ctx.store.as_ref(), &agent, task).await? {
+        if let Some(outcome) = self.perform(ctx.store.as_ref(), &ctx.secrets, &agent, task).await? {
             ctx.record_model_outcome::<McAgent>(event, &event.stream_id, outcome).await?;
         }
         Ok(())

@@ -113,6 +113,7 @@ impl TestStore {
         StoreSettings {
             data_dir: self.dir.path().to_path_buf(),
             database_url: self.db.as_ref().map(|d| d.url.clone()),
+            master_key: None,
         }
     }
 
@@ -127,6 +128,7 @@ impl TestStore {
             .arg(self.dir.path())
             .args(args)
             .env_remove("DATABASE_URL")
+            .env_remove("FLEETLEDGER_MASTER_KEY")
             .env("RUST_LOG", "warn");
         if let Some(db) = &self.db {
             cmd.env("DATABASE_URL", &db.url);

@@ -21,4 +21,5 @@ mod profiles_body;
 mod relay;
 mod runtimes;
 mod sdk;
+mod secrets;
 mod store;

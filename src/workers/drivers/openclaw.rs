@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::{SinkExt, StreamExt};
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -41,12 +42,14 @@ fn url_with_token(url: &str, token: Option<&str>) -> Result<String, String> {
     Ok(parsed.to_string())
 }
 
-/// Removes secrets from a message that may quote the URL.
+/// Removes the token from a message that may quote it or the URL (where it is
+/// form-encoded), before the message becomes an outcome event, a log line or a 502 body.
 fn redact(message: &str, token: Option<&str>) -> String {
-    match token.filter(|t| !t.is_empty()) {
-        Some(t) => message.replace(t, "<redacted>"),
-        None => message.to_string(),
-    }
+    let Some(token) = token.filter(|t| !t.is_empty()) else {
+        return message.to_string();
+    };
+    let encoded: String = url::form_urlencoded::byte_serialize(token.as_bytes()).collect();
+    message.replace(token, "<redacted>").replace(&encoded, "<redacted>")
 }
 
 impl GatewayRpc {
@@ -168,7 +171,7 @@ pub struct OpenClawDriver {
 #[async_trait]
 impl WorkspaceDriver for OpenClawDriver {
     async fn deliver(&self, target: &WorkspaceTarget, files: Vec<WorkspaceFile>) -> Result<Delivered, String> {
-        let token = target.token.as_deref();
+        let token = target.token.as_ref().map(|t| t.expose_secret());
         let fail = |e: String| redact(&e, token);
         let mut rpc = GatewayRpc::connect(&self.boundary, &target.gateway_url, token)
             .await
@@ -208,7 +211,7 @@ impl WorkspaceDriver for OpenClawDriver {
     }
 
     async fn sync_heartbeat(&self, target: &WorkspaceTarget) -> Result<bool, String> {
-        let token = target.token.as_deref();
+        let token = target.token.as_ref().map(|t| t.expose_secret());
         let mut rpc = GatewayRpc::connect(&self.boundary, &target.gateway_url, token)
             .await
             .map_err(|e| redact(&e, token))?;
@@ -218,7 +221,7 @@ impl WorkspaceDriver for OpenClawDriver {
     }
 
     async fn remove(&self, target: &WorkspaceTarget) -> Result<bool, String> {
-        let token = target.token.as_deref();
+        let token = target.token.as_ref().map(|t| t.expose_secret());
         let mut rpc = GatewayRpc::connect(&self.boundary, &target.gateway_url, token)
             .await
             .map_err(|e| redact(&e, token))?;
@@ -244,6 +247,10 @@ mod tests {
         assert_eq!(
             redact("cannot reach ws://gw/?token=s3cret", Some("s3cret")),
             "cannot reach ws://gw/?token=<redacted>"
+        );
+        assert_eq!(
+            redact("cannot reach ws://gw/?token=a+b%2Fc and a b/c", Some("a b/c")),
+            "cannot reach ws://gw/?token=<redacted> and <redacted>"
         );
         assert!(is_unsupported_file("Unsupported file: USER.md"));
     }

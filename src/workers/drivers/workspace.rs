@@ -86,7 +86,8 @@ pub fn render(context: &Value, soul: Option<&str>, identity: Option<&str>, force
 #[derive(Clone, Debug)]
 pub struct WorkspaceTarget {
     pub gateway_url: String,
-    pub token: Option<String>,
+    /// Opened from the sealed token only for a driver that sends it; `Debug` hides it.
+    pub token: Option<crate::secrets::Plaintext>,
     pub gateway_agent_id: String,
     pub session_key: String,
     /// The gateway's `workspace_root` as stored: a local driver resolves it through the
