@@ -429,13 +429,33 @@ impl Keyring {
 
     /// Seals `plaintext` with the org's data key, creating that key on first need.
     pub async fn seal(&self, org_id: &str, plaintext: &Plaintext) -> Result<SealedSecret, SecretsError> {
+        let (kid, data_key) = self.live_key(org_id).await?;
+        seal_with(&data_key, org_id, &kid, plaintext)
+    }
+
+    /// A keyed fingerprint of `message` for an org: HMAC-SHA256 under a key derived from
+    /// the org's data key, so the fingerprint of a request that carried a secret (a
+    /// gateway token, however short) tells nothing about it to whoever reads the store.
+    pub async fn fingerprint(&self, org_id: &str, message: &[u8]) -> Result<String, SecretsError> {
+        use hmac::{Hmac, Mac};
+        let (_, data_key) = self.live_key(org_id).await?;
+        let mut derive = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&data_key).map_err(|_| SecretsError::Tampered)?;
+        derive.update(b"fleetledger/fingerprint/v1");
+        let subkey = Zeroizing::new(derive.finalize().into_bytes().to_vec());
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&subkey).map_err(|_| SecretsError::Tampered)?;
+        mac.update(message);
+        Ok(hex::encode(mac.finalize().into_bytes()))
+    }
+
+    /// The org's live data key and its id, creating the key on first need.
+    async fn live_key(&self, org_id: &str) -> Result<(String, Zeroizing<Vec<u8>>), SecretsError> {
         for _ in 0..5 {
             if let Some(key) = self.store.live_data_key(org_id).await? {
-                return seal_with(&self.unwrap(&key)?, org_id, &key.kid, plaintext);
+                return Ok((key.kid.clone(), self.unwrap(&key)?));
             }
             let master = self.master()?;
             let data_key = Zeroizing::new({
-                let mut bytes = [0u8; KEY_LEN];
+                let mut bytes = vec![0u8; KEY_LEN];
                 OsRng.fill_bytes(&mut bytes);
                 bytes
             });
@@ -449,7 +469,7 @@ impl Keyring {
                 destroyed_at: None,
             };
             match self.store.add_data_key(&row).await? {
-                NewDataKey::Added => return seal_with(data_key.as_slice(), org_id, &kid, plaintext),
+                NewDataKey::Added => return Ok((kid, data_key)),
                 // Another process made the org's key first: use it.
                 NewDataKey::Lost => continue,
                 NewDataKey::OtherMaster => {

@@ -11,6 +11,10 @@
 //!
 //! A claim whose holder died before answering is taken over only when the log shows the
 //! holder recorded nothing; otherwise the retry is told so (409), never run twice.
+//!
+//! What the store keeps tells nothing of secrets a request or its answer carried (a
+//! gateway token, a key shown once): the fingerprint is keyed with the org's data key, and
+//! the kept answer is sealed with it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,12 +27,14 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use chrono::Utc;
 use dashmap::DashMap;
+use fleetledger_events::secret::SealedSecret;
 use futures::StreamExt;
 use http_body_util::BodyExt;
-use sha2::{Digest, Sha256};
+use secrecy::ExposeSecret;
 
 use super::{Surface, IDEMPOTENCY_KEY, REQUEST_ID};
 use crate::auth::presented_token;
+use crate::secrets::Plaintext;
 use crate::state::AppState;
 use crate::store::{IdempotencyClaim, IdempotencyRecord, StoreError};
 
@@ -88,7 +94,24 @@ pub async fn idempotency(State(state): State<AppState>, request: Request, next: 
         // Over every surface's limit: let the surface refuse it as it always does.
         return next.run(Request::from_parts(parts, body)).await;
     };
-    let fingerprint = fingerprint(&parts.method, parts.uri.path_and_query().map_or("", |p| p.as_str()), &bytes);
+    let message = [
+        parts.method.as_str().as_bytes(),
+        b" ",
+        parts.uri.path_and_query().map_or("", |p| p.as_str()).as_bytes(),
+        b"\n",
+        &bytes,
+    ]
+    .concat();
+    let fingerprint = match state.secrets.fingerprint(&org, &message).await {
+        Ok(fingerprint) => fingerprint,
+        Err(error) => {
+            tracing::error!(%error, "cannot fingerprint a request for its idempotency key");
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The request could not be checked for repeats; retry later",
+            );
+        }
+    };
     let request = Request::from_parts(parts, Body::from(bytes));
 
     // One request per key at a time in this process; the store arbitrates between processes.
@@ -127,7 +150,13 @@ async fn hold_and_run(
             );
         }
         if !held.in_progress() {
-            return replay(held);
+            return match replay(state, held).await {
+                Some(answer) => answer,
+                None => refuse(
+                    StatusCode::CONFLICT,
+                    "The answer to the first request with this Idempotency-Key can no longer be read; it is not run again",
+                ),
+            };
         }
         if now - held.created_at > CLAIM_LEASE {
             // Its holder never answered. Run it again only if it recorded nothing.
@@ -199,13 +228,23 @@ async fn run(state: &AppState, org: &str, key: &str, fingerprint: &str, request:
         .filter(|(name, _)| !NOT_REPLAYED.contains(&name.as_str()))
         .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_string())))
         .collect();
+    // Every surface answers in UTF-8 JSON (or nothing); the answer is kept sealed.
+    let kept = match std::str::from_utf8(&body) {
+        Ok(text) => state.secrets.seal(org, &Plaintext::from(text.to_string())).await.ok(),
+        Err(_) => None,
+    };
+    let Some(sealed) = kept.and_then(|sealed| serde_json::to_vec(&sealed).ok()) else {
+        tracing::warn!("could not seal a response to keep for replay; the key is freed");
+        let _ = store.release_idempotency(org, key, fingerprint).await;
+        return Response::from_parts(parts, Body::from(body));
+    };
     let record = IdempotencyRecord {
         org_id: org.to_string(),
         key: key.to_string(),
         request_hash: fingerprint.to_string(),
         status: status.as_u16(),
         headers,
-        body: body.to_vec(),
+        body: sealed,
         created_at: Utc::now(),
     };
     if let Err(error) = store.complete_idempotency(&record).await {
@@ -214,8 +253,17 @@ async fn run(state: &AppState, org: &str, key: &str, fingerprint: &str, request:
     Response::from_parts(parts, Body::from(body))
 }
 
-fn replay(record: IdempotencyRecord) -> Response {
-    let mut response = Response::new(Body::from(record.body));
+/// The kept answer, opened; `None` when it can no longer be (its org was forgotten).
+async fn replay(state: &AppState, record: IdempotencyRecord) -> Option<Response> {
+    let sealed: SealedSecret = serde_json::from_slice(&record.body).ok()?;
+    let body = match state.secrets.open(&record.org_id, &sealed).await {
+        Ok(body) => body,
+        Err(error) => {
+            tracing::warn!(%error, "a kept answer cannot be opened");
+            return None;
+        }
+    };
+    let mut response = Response::new(Body::from(body.expose_secret().to_string()));
     *response.status_mut() = StatusCode::from_u16(record.status).unwrap_or(StatusCode::OK);
     for (name, value) in record.headers {
         if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
@@ -223,18 +271,7 @@ fn replay(record: IdempotencyRecord) -> Response {
         }
     }
     response.headers_mut().insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
-    response
-}
-
-/// What an idempotency key is bound to.
-fn fingerprint(method: &Method, path_and_query: &str, body: &[u8]) -> String {
-    let mut h = Sha256::new();
-    h.update(method.as_str().as_bytes());
-    h.update(b" ");
-    h.update(path_and_query.as_bytes());
-    h.update(b"\n");
-    h.update(body);
-    hex::encode(h.finalize())
+    Some(response)
 }
 
 /// Reads a body up to the limit: `(body, Some(bytes))` when it fits, else the body as it

@@ -349,3 +349,64 @@ both_backends!(
     concurrent_patches_with_one_if_match_let_one_through,
     unconditional_writers_are_never_refused,
 );
+
+/// Every row the idempotency records hold, as text (fingerprint, headers, kept answer).
+async fn idempotency_rows(app: &TestApp) -> Vec<String> {
+    let query = "SELECT request_hash, headers, body FROM idempotency_keys";
+    let rows: Vec<(String, String, Vec<u8>)> = match &app.store.db {
+        None => {
+            let path = app.store.dir.path().join("fleetledger.db");
+            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+            sqlx::query_as(query).fetch_all(&pool).await.unwrap()
+        }
+        Some(db) => {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            sqlx::query_as(query).fetch_all(&pool).await.unwrap()
+        }
+    };
+    rows.into_iter()
+        .map(|(hash, headers, body)| format!("{hash} {headers} {}", String::from_utf8_lossy(&body)))
+        .collect()
+}
+
+async fn kept_answers_reveal_no_secrets(backend: Backend) {
+    let Some(app) = spawn(backend).await else { return };
+    let instance = created(
+        &app,
+        "/v1/instances",
+        json!({"name": "assistant", "model_provider": "anthropic", "openclaw_version": "2026.9.6"}),
+    )
+    .await["id"]
+        .clone();
+    // A key shown once, issued under an Idempotency-Key: the retry shows the same key.
+    let issue = || {
+        Answer::of(
+            app.admin(Method::POST, "/v1/keys")
+                .header("idempotency-key", "issue-ci-key")
+                .json(&json!({"name": "ci", "instance_ids": [instance], "permissions": ["read"]})),
+        )
+    };
+    let first = issue().await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    let raw_key = first.json()["raw_key"].as_str().unwrap().to_string();
+    let again = issue().await;
+    assert_eq!(again.text, first.text);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    // A short, guessable gateway token under an Idempotency-Key.
+    let gateway = Answer::of(
+        app.admin(Method::POST, "/api/v1/gateways")
+            .header("idempotency-key", "gateway-1")
+            .json(&json!({"name": "edge", "url": "", "workspace_root": "edge", "token": "s3cret"})),
+    )
+    .await;
+    assert_eq!(gateway.status, 200, "{}", gateway.text);
+    let rows = idempotency_rows(&app).await;
+    assert_eq!(rows.len(), 2);
+    for row in rows {
+        assert!(!row.contains(&raw_key), "a kept answer holds the key in the clear: {row}");
+        assert!(!row.contains("s3cret"), "a kept record holds the token: {row}");
+        assert!(!row.contains("\"raw_key\""), "kept answers are sealed: {row}");
+    }
+}
+
+both_backends!(kept_answers_reveal_no_secrets);
