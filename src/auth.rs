@@ -107,6 +107,17 @@ impl Principal {
                     .any(|s| s.resource_id == resource_id && s.permissions.iter().any(|p| p == permission)))
     }
 
+    /// Whether this principal may read a stream of its org on the ledger: admins every
+    /// stream, members and viewers every stream but key material, scoped keys only the
+    /// streams their scopes let them read. (The org itself is checked by the caller.)
+    pub fn may_read_stream(&self, stream_type: &str, stream_id: &str) -> bool {
+        if !self.scopes.is_empty() {
+            return self.may(stream_id, "read");
+        }
+        // A stream type this build does not know is treated as key material.
+        self.role == Role::Admin || crate::streams::get(stream_type).is_some_and(|s| !s.admin_only())
+    }
+
     /// Whether this principal may write at all (create resources, change anything).
     pub fn may_write(&self) -> bool {
         self.role >= Role::Member && self.scopes.is_empty()

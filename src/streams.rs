@@ -106,6 +106,9 @@ pub trait Audited: ReadModel {
     /// The surface the resource belongs to.
     const SURFACE: Surface;
 
+    /// Whether only the org's admins may read its streams on the ledger (key material).
+    const ADMIN_ONLY: bool = false;
+
     /// The stored model without what must never leave the process (its `PRIVATE_FIELDS`:
     /// secrets, key hashes): what `replay` prints and what `render` starts from by default.
     fn public(&self) -> Value {
@@ -151,6 +154,7 @@ pub struct Step {
 pub trait StreamType: Send + Sync {
     fn name(&self) -> &'static str;
     fn surface(&self) -> Surface;
+    fn admin_only(&self) -> bool;
     /// The `read_models` kinds its projection owns: its own and its lookups'.
     fn kinds(&self) -> Vec<&'static str>;
     fn summary(&self, e: &EventEnvelope) -> String;
@@ -205,6 +209,10 @@ impl<M: Audited> StreamType for Registered<M> {
 
     fn surface(&self) -> Surface {
         M::SURFACE
+    }
+
+    fn admin_only(&self) -> bool {
+        M::ADMIN_ONLY
     }
 
     fn kinds(&self) -> Vec<&'static str> {

@@ -51,6 +51,7 @@ impl Audited for Org {
 /// Its hash never leaves the process: `Key::PRIVATE_FIELDS`.
 impl Audited for Key {
     const SURFACE: Surface = Surface::Ledger;
+    const ADMIN_ONLY: bool = true;
 }
 
 pub fn org_by_slug(ledger: &Ledger, slug: &str) -> Option<Org> {

@@ -45,7 +45,7 @@ async fn stream_of(state: &AppState, principal: &Principal, stream_type: &str, i
     let first = state.ledger.store.read_stream_between(id, 1, 1).await?;
     let org = principal.org_id.to_string();
     match first.first() {
-        Some(e) if e.stream_type == stream_type && e.metadata.org_id == org && principal.may(id, "read") => {
+        Some(e) if e.stream_type == stream_type && e.metadata.org_id == org && principal.may_read_stream(stream_type, id) => {
             Ok(state.ledger.store.stream_version(id).await?)
         }
         _ => Err(not_found(stream_type, id)),
@@ -314,11 +314,7 @@ async fn changes(
     if !(1..=10_000).contains(&limit) {
         return Err(bad_request("limit must be between 1 and 10000"));
     }
-    let filter = Filter {
-        org_id: Some(principal.org_id.to_string()),
-        stream_type: Some(stream_type.clone()),
-        stream_id: None,
-    };
+    let filter = Filter::for_reader(&principal, Some(stream_type.clone()), None);
     let mut after = 0;
     let mut out = Vec::new();
     loop {
@@ -329,7 +325,7 @@ async fn changes(
                 .actor
                 .as_ref()
                 .is_none_or(|a| &e.metadata.actor.principal_id == a || e.metadata.actor.key_id.as_ref() == Some(a));
-            if recent && by && principal.may(&e.stream_id, "read") && out.len() < limit as usize {
+            if recent && by && out.len() < limit as usize {
                 out.push(json!({
                     "stream_type": e.stream_type,
                     "stream_id": e.stream_id,

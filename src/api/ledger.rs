@@ -98,14 +98,6 @@ struct EventsQuery {
     stream_id: Option<String>,
 }
 
-fn filter_for(principal: &Principal, stream_type: Option<String>, stream_id: Option<String>) -> Filter {
-    Filter {
-        org_id: Some(principal.org_id.to_string()),
-        stream_type: stream_type.filter(|s| !s.is_empty()),
-        stream_id: stream_id.filter(|s| !s.is_empty()),
-    }
-}
-
 /// `{"events": [envelope…], "next_after": n|null}`, oldest first.
 #[utoipa::path(get, path = "/api/v1/ledger/events", tag = "ledger", security(("bearer" = [])),
     params(("after" = Option<i64>, Query, description = "Global position to start after"), ("limit" = Option<i64>, Query, description = "1..1000, default 100"),
@@ -122,7 +114,7 @@ async fn events(
         return Err(Problem::new(StatusCode::BAD_REQUEST, "limit must be between 1 and 1000"));
     }
     let after = query.after.unwrap_or(0).max(0);
-    let filter = filter_for(&principal, query.stream_type, query.stream_id);
+    let filter = Filter::for_reader(&principal, query.stream_type, query.stream_id);
     let (events, scanned) = feed::page(state.ledger.store.as_ref(), after, limit as usize, &filter).await?;
     let head = state.ledger.store.head().await?;
     let next_after = if events.len() == limit as usize && scanned < head {
@@ -143,6 +135,10 @@ async fn stream_events(
     LedgerPrincipal(principal): LedgerPrincipal,
     Path((stream_type, stream_id)): Path<(String, String)>,
 ) -> Result<Response, Problem> {
+    let missing = || Problem::new(StatusCode::NOT_FOUND, format!("no stream {stream_type}/{stream_id}"));
+    if !principal.may_read_stream(&stream_type, &stream_id) {
+        return Err(missing());
+    }
     let events = state.ledger.store.read_stream(&stream_id, 1).await?;
     let org = principal.org_id.to_string();
     if events.is_empty() || events.iter().any(|e| e.stream_type != stream_type || e.metadata.org_id != org) {
@@ -200,7 +196,7 @@ async fn stream(
         (None, Some(after)) => after,
         (None, None) => state.ledger.store.head().await?,
     };
-    let filter = filter_for(&principal, query.stream_type, query.stream_id);
+    let filter = Filter::for_reader(&principal, query.stream_type, query.stream_id);
     let client = SseClient::new();
     let events = feed::follow(
         state.ledger.store.clone(),

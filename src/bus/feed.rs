@@ -6,21 +6,35 @@ use std::time::Duration;
 use fleetledger_events::EventEnvelope;
 use futures::Stream;
 
+use crate::auth::Principal;
 use crate::store::{EventStore, StoreError};
 
-/// Which events a follower wants.
+/// Which events a follower wants, and may see.
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
     pub org_id: Option<String>,
     pub stream_type: Option<String>,
     pub stream_id: Option<String>,
+    /// The caller whose access bounds what is read (none for the host's own tools).
+    pub reader: Option<Principal>,
 }
 
 impl Filter {
+    /// Everything of `principal`'s org that it may read, narrowed as asked.
+    pub fn for_reader(principal: &Principal, stream_type: Option<String>, stream_id: Option<String>) -> Filter {
+        Filter {
+            org_id: Some(principal.org_id.to_string()),
+            stream_type: stream_type.filter(|s| !s.is_empty()),
+            stream_id: stream_id.filter(|s| !s.is_empty()),
+            reader: Some(principal.clone()),
+        }
+    }
+
     pub fn matches(&self, e: &EventEnvelope) -> bool {
         self.org_id.as_ref().is_none_or(|o| &e.metadata.org_id == o)
             && self.stream_type.as_ref().is_none_or(|t| &e.stream_type == t)
             && self.stream_id.as_ref().is_none_or(|s| &e.stream_id == s)
+            && self.reader.as_ref().is_none_or(|p| p.may_read_stream(&e.stream_type, &e.stream_id))
     }
 }
 

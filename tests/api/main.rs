@@ -7,6 +7,7 @@
 mod helpers;
 
 mod instances;
+mod ledger_access;
 
 mod audit;
 mod cli;
