@@ -99,7 +99,9 @@ async fn every_ledger_route_limits_each_key_to_what_it_may_read(backend: Backend
     assert!(filtered.is_empty(), "asking for key streams by name shows nothing either");
 
     // A stream's events, and every resource route, by who may read it.
-    let cases: Vec<(String, String, Vec<(&str, u16)>)> = vec![
+    // (stream type, id, [(key, status)])
+    type Case<'a> = (String, String, Vec<(&'a str, u16)>);
+    let cases: Vec<Case> = vec![
         (
             "key".into(),
             key_stream.clone(),
