@@ -15,7 +15,7 @@ use std::marker::PhantomData;
 use axum::http::StatusCode;
 use axum::response::Response;
 use fleetledger_events::secret::Redactions;
-use fleetledger_events::{DecodeError, DomainEvent, EventEnvelope};
+use fleetledger_events::{DecodeError, DomainEvent, EventEnvelope, NewEvent};
 use fleetledger_projections::container::{ContainerAgent, ContainerProfile, Skill};
 use fleetledger_projections::instance::Instance;
 use fleetledger_projections::mission_control::{Board, Gateway, McAgent};
@@ -161,6 +161,12 @@ pub trait StreamType: Send + Sync {
     /// Where `event_type`'s data keeps secret and internal fields (`None` for an event type
     /// the stream does not have): what `views` redacts.
     fn redactions(&self, event_type: &str) -> Option<Redactions>;
+    /// Every event type with its current schema version; its decoder reads every version
+    /// from 1 to that.
+    fn event_types(&self) -> &'static [(&'static str, i32)];
+    /// A stored event decoded and encoded again, as appending that event today would
+    /// store it (an upcast event comes back at its current schema version).
+    fn reencode(&self, e: &EventEnvelope) -> Result<NewEvent, DecodeError>;
     /// The stored model after `events`, from a snapshot doc (or nothing), without secrets.
     fn public_state(&self, snapshot: Option<&str>, events: &[EventEnvelope]) -> Result<Option<Value>, DecodeError>;
     /// The resource as its surface shows it after `events` (`null` before it exists).
@@ -225,6 +231,14 @@ impl<M: Audited> StreamType for Registered<M> {
 
     fn redactions(&self, event_type: &str) -> Option<Redactions> {
         M::Event::redactions(event_type)
+    }
+
+    fn event_types(&self) -> &'static [(&'static str, i32)] {
+        M::Event::EVENT_TYPES
+    }
+
+    fn reencode(&self, e: &EventEnvelope) -> Result<NewEvent, DecodeError> {
+        Ok(M::Event::from_envelope(e)?.to_new_event(e.event_id))
     }
 
     fn public_state(&self, snapshot: Option<&str>, events: &[EventEnvelope]) -> Result<Option<Value>, DecodeError> {

@@ -78,6 +78,11 @@ pub enum DecodeError {
 /// An aggregate's event type: a stable stored name, a schema version, and the upcasting
 /// decoder that reads every version ever stored.
 pub trait DomainEvent: Sized {
+    /// Every event type with its current schema version; `decode` reads every version from
+    /// 1 to that, which is all a log of this aggregate may hold. The recorded log fixture
+    /// must contain each of them.
+    const EVENT_TYPES: &'static [(&'static str, i32)];
+
     fn event_type(&self) -> &'static str;
     fn schema_version(&self) -> i32 {
         1
@@ -173,6 +178,8 @@ macro_rules! domain_events {
         pub enum $enum { $($variant($payload)),* }
 
         impl $crate::DomainEvent for $enum {
+            const EVENT_TYPES: &'static [(&'static str, i32)] = &[$(($name, $crate::__event_version!($($version)?))),*];
+
             fn event_type(&self) -> &'static str {
                 match self { $(Self::$variant(_) => $name),* }
             }
