@@ -7,12 +7,14 @@
 //! - [`go_json`]: byte-exact Go `encoding/json` output, the canonical form Fleeti hashes.
 //! - [`secret`]: what the log stores for a secret (sealed, or legacy plaintext) and the
 //!   per-event-type declaration of secret and internal fields.
+//! - [`change`]: the serde forms of typed change payloads (absent unchanged, `null` cleared).
 //! - [`profile`], [`fleet`], [`org`], [`key`], [`runtime`], [`mission_control`],
 //!   [`instance`], [`container`]: event types per aggregate.
 //!
 //! Nothing here does I/O.
 
 pub mod chain;
+pub mod change;
 pub mod container;
 pub mod envelope;
 pub mod fleet;

@@ -1,45 +1,25 @@
 //! Container agent read models: skills, container profiles and agents (Hill90).
 //!
-//! Creation records a resource's fields; updates carry exactly the changed fields, applied
-//! by name. An agent's `revision` counts its recorded updates (creation is 1).
+//! Creation records a resource's fields; updates carry exactly the changed fields, each
+//! applied here by name in code, so a field renamed in a read model fails to compile
+//! instead of silently dropping old changes. An agent's `revision` counts its recorded
+//! updates (creation is 1).
 
 use chrono::{DateTime, Utc};
-use fleetledger_events::container::{Changed, ContainerAgentEvent, ContainerProfileEvent, Defined, SkillEvent};
-use serde::de::DeserializeOwned;
+use fleetledger_events::container::{
+    ContainerAgentDefined, ContainerAgentEvent, ContainerProfileDefined, ContainerProfileEvent, SkillDefined, SkillEvent, Tool,
+};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
-/// A model from its recorded fields plus the envelope facts every resource has.
-fn defined<M: DeserializeOwned>(e: &Defined, extra: Value) -> Option<M> {
-    let mut fields = e.fields.clone();
-    fields.insert("id".into(), json!(e.id));
-    fields.insert("org_id".into(), json!(e.org_id));
-    fields.insert("created_by".into(), json!(e.created_by));
-    fields.insert("created_at".into(), json!(e.at));
-    fields.insert("updated_at".into(), json!(e.at));
-    if let Value::Object(extra) = extra {
-        fields.extend(extra);
-    }
-    serde_json::from_value(Value::Object(fields)).ok()
-}
+use crate::set;
 
-/// `model` with the changed fields written over it, updated at the change.
-fn changed<M: Serialize + DeserializeOwned + Clone>(model: M, e: &Changed) -> M {
-    let mut changes = e.changes.clone();
-    changes.insert("updated_at".into(), json!(e.at));
-    crate::with_changes(model, &changes)
-}
-
-fn created(e: &Defined) -> String {
-    format!("created {}", e.fields.get("name").and_then(Value::as_str).unwrap_or_default())
-}
-
-fn updated(e: &Changed) -> String {
-    if e.changes.is_empty() {
+fn updated(names: Vec<&'static str>) -> String {
+    if names.is_empty() {
         "update without changes".into()
     } else {
-        crate::changed_fields(e.changes.keys(), false)
+        crate::changed_fields(names, false)
     }
 }
 
@@ -50,12 +30,30 @@ pub struct Skill {
     pub name: String,
     pub scope: String,
     pub tools_config: Value,
-    pub tools: Vec<Value>,
+    pub tools: Vec<Tool>,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     #[serde(default)]
     pub deleted_at: Option<DateTime<Utc>>,
+}
+
+impl Skill {
+    fn defined(e: &SkillDefined) -> Skill {
+        let f = &e.fields;
+        Skill {
+            id: e.id,
+            org_id: e.org_id,
+            name: f.name.clone(),
+            scope: f.scope.clone(),
+            tools_config: f.tools_config.clone(),
+            tools: f.tools.clone(),
+            created_by: e.created_by.clone(),
+            created_at: e.at,
+            updated_at: e.at,
+            deleted_at: None,
+        }
+    }
 }
 
 impl crate::ReadModel for Skill {
@@ -64,8 +62,16 @@ impl crate::ReadModel for Skill {
 
     fn evolve(state: Option<Self>, event: &SkillEvent) -> Option<Self> {
         match (state, event) {
-            (_, SkillEvent::Created(e)) => defined(e, Value::Null),
-            (Some(s), SkillEvent::Updated(e)) => Some(changed(s, e)),
+            (_, SkillEvent::Created(e)) => Some(Skill::defined(e)),
+            (Some(mut s), SkillEvent::Updated(e)) => {
+                let c = &e.changes;
+                set(&mut s.name, &c.name);
+                set(&mut s.scope, &c.scope);
+                set(&mut s.tools_config, &c.tools_config);
+                set(&mut s.tools, &c.tools);
+                s.updated_at = e.at;
+                Some(s)
+            }
             (Some(s), SkillEvent::Deleted(e)) => Some(Skill {
                 deleted_at: Some(e.at),
                 ..s
@@ -80,8 +86,8 @@ impl crate::ReadModel for Skill {
 
     fn summary(event: &SkillEvent) -> String {
         match event {
-            SkillEvent::Created(e) => created(e),
-            SkillEvent::Updated(e) => updated(e),
+            SkillEvent::Created(e) => format!("created {}", e.fields.name),
+            SkillEvent::Updated(e) => updated(e.changes.names()),
             SkillEvent::Deleted(_) => "deleted".into(),
         }
     }
@@ -108,14 +114,44 @@ pub struct ContainerProfile {
     pub deleted_at: Option<DateTime<Utc>>,
 }
 
+impl ContainerProfile {
+    fn defined(e: &ContainerProfileDefined) -> ContainerProfile {
+        let f = &e.fields;
+        ContainerProfile {
+            id: e.id,
+            org_id: e.org_id,
+            name: f.name.clone(),
+            description: f.description.clone(),
+            docker_image: f.docker_image.clone(),
+            default_cpus: f.default_cpus.clone(),
+            default_mem_limit: f.default_mem_limit.clone(),
+            default_pids_limit: f.default_pids_limit,
+            created_by: e.created_by.clone(),
+            created_at: e.at,
+            updated_at: e.at,
+            deleted_at: None,
+        }
+    }
+}
+
 impl crate::ReadModel for ContainerProfile {
     type Event = ContainerProfileEvent;
     const KIND: &'static str = fleetledger_events::stream_type::CONTAINER_PROFILE;
 
     fn evolve(state: Option<Self>, event: &ContainerProfileEvent) -> Option<Self> {
         match (state, event) {
-            (_, ContainerProfileEvent::Created(e)) => defined(e, Value::Null),
-            (Some(p), ContainerProfileEvent::Updated(e)) => Some(changed(p, e)),
+            (_, ContainerProfileEvent::Created(e)) => Some(ContainerProfile::defined(e)),
+            (Some(mut p), ContainerProfileEvent::Updated(e)) => {
+                let c = &e.changes;
+                set(&mut p.name, &c.name);
+                set(&mut p.description, &c.description);
+                set(&mut p.docker_image, &c.docker_image);
+                set(&mut p.default_cpus, &c.default_cpus);
+                set(&mut p.default_mem_limit, &c.default_mem_limit);
+                set(&mut p.default_pids_limit, &c.default_pids_limit);
+                p.updated_at = e.at;
+                Some(p)
+            }
             (Some(p), ContainerProfileEvent::Deleted(e)) => Some(ContainerProfile {
                 deleted_at: Some(e.at),
                 ..p
@@ -130,8 +166,8 @@ impl crate::ReadModel for ContainerProfile {
 
     fn summary(event: &ContainerProfileEvent) -> String {
         match event {
-            ContainerProfileEvent::Created(e) => created(e),
-            ContainerProfileEvent::Updated(e) => updated(e),
+            ContainerProfileEvent::Created(e) => format!("created {}", e.fields.name),
+            ContainerProfileEvent::Updated(e) => updated(e.changes.names()),
             ContainerProfileEvent::Deleted(_) => "deleted".into(),
         }
     }
@@ -169,18 +205,61 @@ pub struct ContainerAgent {
     pub revision: i64,
 }
 
+impl ContainerAgent {
+    fn defined(e: &ContainerAgentDefined) -> ContainerAgent {
+        let f = &e.fields;
+        ContainerAgent {
+            id: e.id,
+            org_id: e.org_id,
+            agent_id: f.agent_id.clone(),
+            name: f.name.clone(),
+            description: f.description.clone(),
+            tools_config: f.tools_config.clone(),
+            cpus: f.cpus.clone(),
+            mem_limit: f.mem_limit.clone(),
+            pids_limit: f.pids_limit,
+            soul_md: f.soul_md.clone(),
+            rules_md: f.rules_md.clone(),
+            autonomy_level: f.autonomy_level.clone(),
+            model_policy_id: f.model_policy_id,
+            models: f.models.clone(),
+            skill_ids: f.skill_ids.clone(),
+            container_profile_id: f.container_profile_id,
+            status: "stopped".into(),
+            container_id: None,
+            error_message: None,
+            created_by: e.created_by.clone(),
+            created_at: e.at,
+            updated_at: e.at,
+            deleted_at: None,
+            revision: 1,
+        }
+    }
+}
+
 impl crate::ReadModel for ContainerAgent {
     type Event = ContainerAgentEvent;
     const KIND: &'static str = fleetledger_events::stream_type::CONTAINER_AGENT;
 
     fn evolve(state: Option<Self>, event: &ContainerAgentEvent) -> Option<Self> {
         match (state, event) {
-            (_, ContainerAgentEvent::Created(e)) => defined(
-                e,
-                json!({"status": "stopped", "container_id": null, "error_message": null, "deleted_at": null, "revision": 1}),
-            ),
-            (Some(a), ContainerAgentEvent::Updated(e)) => {
-                let mut a = changed(a, e);
+            (_, ContainerAgentEvent::Created(e)) => Some(ContainerAgent::defined(e)),
+            (Some(mut a), ContainerAgentEvent::Updated(e)) => {
+                let c = &e.changes;
+                set(&mut a.name, &c.name);
+                set(&mut a.description, &c.description);
+                set(&mut a.tools_config, &c.tools_config);
+                set(&mut a.cpus, &c.cpus);
+                set(&mut a.mem_limit, &c.mem_limit);
+                set(&mut a.pids_limit, &c.pids_limit);
+                set(&mut a.soul_md, &c.soul_md);
+                set(&mut a.rules_md, &c.rules_md);
+                set(&mut a.autonomy_level, &c.autonomy_level);
+                set(&mut a.model_policy_id, &c.model_policy_id);
+                set(&mut a.models, &c.models);
+                set(&mut a.skill_ids, &c.skill_ids);
+                set(&mut a.container_profile_id, &c.container_profile_id);
+                a.updated_at = e.at;
                 a.revision += 1;
                 Some(a)
             }
@@ -218,8 +297,8 @@ impl crate::ReadModel for ContainerAgent {
 
     fn summary(event: &ContainerAgentEvent) -> String {
         match event {
-            ContainerAgentEvent::Created(e) => created(e),
-            ContainerAgentEvent::Updated(e) => updated(e),
+            ContainerAgentEvent::Created(e) => format!("created {}", e.fields.name),
+            ContainerAgentEvent::Updated(e) => updated(e.changes.names()),
             ContainerAgentEvent::Started(e) => format!("started container {} ({})", e.container_id, e.image),
             ContainerAgentEvent::StartFailed(e) => format!("start failed: {}", e.error),
             ContainerAgentEvent::Stopped(e) => match &e.removal_error {
@@ -237,16 +316,4 @@ impl crate::ReadModel for ContainerAgent {
     fn revision(&self) -> Option<i64> {
         Some(self.revision)
     }
-}
-
-/// The default fields of a new agent, as Hill90 creates them.
-pub fn agent_defaults() -> Map<String, Value> {
-    json!({
-        "description": "", "cpus": "1.0", "mem_limit": "1g", "pids_limit": 200, "soul_md": "", "rules_md": "",
-        "autonomy_level": "act_within_scope", "model_policy_id": null, "models": [], "skill_ids": [],
-        "container_profile_id": null,
-    })
-    .as_object()
-    .cloned()
-    .unwrap_or_default()
 }

@@ -64,8 +64,17 @@ pub trait ReadModel: Sized + Clone + Serialize + DeserializeOwned + Send + Sync 
     }
 }
 
+/// Writes a typed change over its field: `None` (absent from the stored change) leaves the
+/// field as it is.
+pub(crate) fn set<T: Clone>(field: &mut T, change: &Option<T>) {
+    if let Some(value) = change {
+        *field = value.clone();
+    }
+}
+
 /// `model` with `changes` written over its fields of the same names (fields it does not
-/// have are ignored).
+/// have are ignored). Only gateway updates are still applied this way, until their events
+/// are typed like every other update's.
 pub(crate) fn with_changes<M: Serialize + DeserializeOwned + Clone>(model: M, changes: &serde_json::Map<String, serde_json::Value>) -> M {
     let Ok(serde_json::Value::Object(mut fields)) = serde_json::to_value(&model) else {
         return model;
@@ -97,8 +106,9 @@ pub(crate) fn config_change(what: String, hash: &str, restored_from: Option<i64>
 }
 
 /// "changed a, b" for an update that names its changed fields.
-pub(crate) fn changed_fields<'a>(fields: impl Iterator<Item = &'a String>, reprovision: bool) -> String {
-    let names: Vec<&str> = fields.map(String::as_str).collect();
+pub(crate) fn changed_fields<S: AsRef<str>>(fields: impl IntoIterator<Item = S>, reprovision: bool) -> String {
+    let fields: Vec<S> = fields.into_iter().collect();
+    let names: Vec<&str> = fields.iter().map(AsRef::as_ref).collect();
     let mut s = format!("changed {}", names.join(", "));
     if reprovision {
         s.push_str(" (reprovision)");

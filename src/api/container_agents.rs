@@ -13,16 +13,18 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use fleetledger_events::container::{
-    Changed, ContainerAgentEvent, ContainerFailed, ContainerProfileEvent, ContainerStarted, ContainerStopped, Defined, Removed, SkillEvent,
+    ContainerAgentEvent, ContainerFailed, ContainerProfileEvent, ContainerStarted, ContainerStopped, Removed, SkillEvent,
 };
-use fleetledger_projections::container::{agent_defaults, ContainerAgent, ContainerProfile, Skill};
+use fleetledger_projections::container::{ContainerAgent, ContainerProfile, Skill};
 use fleetledger_projections::ReadModel;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::{read_body, tagged, RequestMeta, Surface};
 use crate::auth::{presented_token, Principal, Role};
-use crate::domain::container::{self as rules, AUTONOMY_LEVELS, PRIVILEGED_SCOPES, SKILL_SCOPES};
+use crate::domain::container::{
+    self as rules, AgentBody, AgentCommand, AgentRefs, Caller, NewResource, PolicyOwner, ProfileBody, SkillBody, SkillRef,
+};
 use crate::domain::DomainError;
 use crate::ledger::{WriteContext, WriteError};
 use crate::state::AppState;
@@ -88,6 +90,7 @@ impl From<DomainError> for HillError {
             DomainError::NotFound => HillError::not_found("Agent"),
             DomainError::Invalid(m) => HillError::bad_request(m),
             DomainError::AlreadyExists(m) | DomainError::Conflict(m) => HillError::new(StatusCode::CONFLICT, m),
+            DomainError::Forbidden(m) => HillError::new(StatusCode::FORBIDDEN, m),
         }
     }
 }
@@ -181,69 +184,54 @@ fn live<M: ReadModel>(state: &AppState, principal: &Principal) -> Vec<M> {
         .collect()
 }
 
-fn text(fields: &Map<String, Value>, name: &str) -> Result<Option<String>, HillError> {
-    match fields.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(HillError::bad_request(format!("{name} must be a string"))),
+/// The caller, as the container rules see it.
+fn caller(p: &Principal) -> Caller {
+    Caller {
+        principal_id: p.principal_id.clone(),
+        admin: is_admin(p),
     }
 }
 
-fn required_text(fields: &Map<String, Value>, name: &str) -> Result<String, HillError> {
-    text(fields, name)?
-        .filter(|s| !s.trim().is_empty())
-        .ok_or_else(|| HillError::bad_request(format!("{name} is required")))
+/// A resource the caller creates now.
+fn new_resource(principal: &Principal, id: Uuid) -> NewResource {
+    NewResource {
+        id,
+        org_id: principal.org_id,
+        created_by: principal.principal_id.clone(),
+        at: Utc::now(),
+    }
 }
 
+/// Creates a stream by `decide`, which sees whether the stream already exists; answers
+/// the model and its stream version.
 async fn create_stream<M: ReadModel>(
     state: &AppState,
     meta: &RequestMeta,
     principal: &Principal,
     id: Uuid,
-    event: M::Event,
+    decide: impl Fn(Option<&M>) -> Result<Vec<M::Event>, DomainError>,
 ) -> Result<(M, i64), HillError> {
     let written = state
         .ledger
-        .write_stream::<M, HillError>(&id.to_string(), &meta.write_context(principal), |existing| match existing {
-            Some(_) => Err(HillError::new(StatusCode::CONFLICT, "An agent with this agent_id already exists")),
-            None => Ok(vec![event.clone()]),
-        })
+        .write_stream::<M, HillError>(&id.to_string(), &meta.write_context(principal), |existing| Ok(decide(existing)?))
         .await?;
     let version = written.version;
     let model = written.model.ok_or_else(|| HillError::internal("a created resource exists"))?;
     Ok((model, version))
 }
 
-fn defined(id: Uuid, principal: &Principal, fields: Map<String, Value>) -> Defined {
-    Defined {
-        id,
-        org_id: principal.org_id,
-        fields,
-        created_by: principal.principal_id.clone(),
-        at: Utc::now(),
-    }
-}
-
-/// Replaces a resource's fields with `after`, recording exactly what changed.
-async fn update_fields<M: ReadModel>(
+/// Changes a stream by `decide`, against its latest state; answers the model and its
+/// stream version.
+async fn update_stream<M: ReadModel>(
     state: &AppState,
     meta: &RequestMeta,
     principal: &Principal,
     id: Uuid,
-    after: Map<String, Value>,
-    event: impl Fn(Changed) -> M::Event,
+    decide: impl Fn(&M) -> Result<Vec<M::Event>, DomainError>,
 ) -> Result<(M, i64), HillError> {
-    let now = Utc::now();
     let written = state
         .ledger
-        .write::<M, HillError>(&id.to_string(), &meta.write_context(principal), |current| {
-            let before = serde_json::to_value(current)
-                .ok()
-                .and_then(|v| v.as_object().cloned())
-                .unwrap_or_default();
-            let changes = rules::changed_fields(&before, &after);
-            Ok(vec![event(Changed { changes, at: now })])
-        })
+        .write::<M, HillError>(&id.to_string(), &meta.write_context(principal), |current| Ok(decide(current)?))
         .await?;
     let version = written.version;
     Ok((written.into_model(), version))
@@ -273,71 +261,6 @@ fn skill_json(s: &Skill) -> Value {
     })
 }
 
-/// A skill's fields from a body, over `base`.
-fn skill_fields(
-    id: Uuid,
-    body: &Map<String, Value>,
-    mut base: Map<String, Value>,
-    creating: bool,
-) -> Result<Map<String, Value>, HillError> {
-    if creating || body.contains_key("name") {
-        base.insert("name".into(), required_text(body, "name")?.into());
-    }
-    if let Some(scope) = text(body, "scope")? {
-        if !SKILL_SCOPES.contains(&scope.as_str()) {
-            return Err(HillError::bad_request(
-                "scope must be one of: container_local, host_docker, vps_system",
-            ));
-        }
-        base.insert("scope".into(), scope.into());
-    } else if creating {
-        base.insert("scope".into(), "container_local".into());
-    }
-    match body.get("tools_config") {
-        Some(v @ Value::Object(_)) => {
-            base.insert("tools_config".into(), v.clone());
-        }
-        None | Some(Value::Null) if creating => {
-            base.insert("tools_config".into(), rules::default_tools_config());
-        }
-        None | Some(Value::Null) => {}
-        Some(_) => return Err(HillError::bad_request("tools_config must be an object")),
-    }
-    match body.get("tools") {
-        Some(Value::Array(tools)) => {
-            let mut out = Vec::new();
-            for tool in tools {
-                let Some(t) = tool.as_object() else {
-                    return Err(HillError::bad_request("tools must be an array of objects"));
-                };
-                let name = t
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .filter(|n| !n.is_empty())
-                    .ok_or_else(|| HillError::bad_request("Each tool needs a name"))?;
-                let tool_id = t
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .and_then(|s| Uuid::parse_str(s).ok())
-                    .unwrap_or_else(|| Uuid::new_v5(&id, name.as_bytes()));
-                out.push(json!({
-                    "id": tool_id,
-                    "name": name,
-                    "description": t.get("description").and_then(Value::as_str).unwrap_or_default(),
-                    "install_method": t.get("install_method").and_then(Value::as_str).unwrap_or("builtin"),
-                }));
-            }
-            base.insert("tools".into(), Value::Array(out));
-        }
-        None | Some(Value::Null) if creating => {
-            base.insert("tools".into(), json!([]));
-        }
-        None | Some(Value::Null) => {}
-        Some(_) => return Err(HillError::bad_request("tools must be an array")),
-    }
-    Ok(base)
-}
-
 #[utoipa::path(get, path = "/skills", tag = "container_agents", security(("bearer" = [])),
     responses((status = 200, description = "`[skill]` by name")))]
 async fn list_skills(State(state): State<AppState>, HillPrincipal(principal): HillPrincipal) -> Response {
@@ -355,10 +278,12 @@ async fn create_skill(
     body: Body,
 ) -> Result<Response, HillError> {
     require_admin(&principal)?;
-    let id = Uuid::now_v7();
-    let fields = skill_fields(id, &body_of(body).await?, Map::new(), true)?;
-    let (skill, version): (Skill, _) =
-        create_stream(&state, &meta, &principal, id, SkillEvent::Created(defined(id, &principal, fields))).await?;
+    let new = new_resource(&principal, Uuid::now_v7());
+    let body = SkillBody::from_json(&body_of(body).await?);
+    let (skill, version): (Skill, _) = create_stream(&state, &meta, &principal, new.id, |existing| {
+        rules::create_skill(existing, &new, &body)
+    })
+    .await?;
     Ok(tagged(version, (StatusCode::CREATED, Json(skill_json(&skill)))))
 }
 
@@ -373,14 +298,6 @@ async fn get_skill(
     Ok(tagged(version, Json(skill_json(&skill))))
 }
 
-fn fields_of<M: serde::Serialize>(model: &M, keys: &[&str]) -> Map<String, Value> {
-    let all = serde_json::to_value(model)
-        .ok()
-        .and_then(|v| v.as_object().cloned())
-        .unwrap_or_default();
-    all.into_iter().filter(|(k, _)| keys.contains(&k.as_str())).collect()
-}
-
 #[utoipa::path(put, path = "/skills/{id}", tag = "container_agents", security(("bearer" = [])), params(("id" = String, Path, description = "Id")), request_body(content = Object, description = "Any of `{name, scope, tools_config, tools}`"),
     responses((status = 200, description = "The skill")))]
 async fn update_skill(
@@ -392,9 +309,12 @@ async fn update_skill(
 ) -> Result<Response, HillError> {
     require_admin(&principal)?;
     let skill = find::<Skill>(&state, &principal, &id, "Skill").await?;
-    let base = fields_of(&skill, &["name", "scope", "tools_config", "tools"]);
-    let after = skill_fields(skill.id, &body_of(body).await?, base, false)?;
-    let (skill, version): (Skill, _) = update_fields(&state, &meta, &principal, skill.id, after, SkillEvent::Updated).await?;
+    let body = SkillBody::from_json(&body_of(body).await?);
+    let now = Utc::now();
+    let (skill, version): (Skill, _) = update_stream(&state, &meta, &principal, skill.id, |current| {
+        rules::update_skill(current, &body, now)
+    })
+    .await?;
     Ok(tagged(version, Json(skill_json(&skill))))
 }
 
@@ -421,47 +341,6 @@ fn profile_json(p: &ContainerProfile) -> Value {
     })
 }
 
-fn profile_fields(body: &Map<String, Value>, mut base: Map<String, Value>, creating: bool) -> Result<Map<String, Value>, HillError> {
-    if creating || body.contains_key("name") {
-        base.insert("name".into(), required_text(body, "name")?.into());
-    }
-    if creating || body.contains_key("docker_image") {
-        base.insert("docker_image".into(), required_text(body, "docker_image")?.into());
-    }
-    let defaults = [
-        ("description", json!("")),
-        ("default_cpus", json!("1.0")),
-        ("default_mem_limit", json!("1g")),
-    ];
-    for (name, default) in defaults {
-        match text(body, name)? {
-            Some(v) => {
-                base.insert(name.into(), v.into());
-            }
-            None if creating => {
-                base.insert(name.into(), default);
-            }
-            None => {}
-        }
-    }
-    match body.get("default_pids_limit") {
-        Some(v) => {
-            let pids = v
-                .as_i64()
-                .ok_or_else(|| HillError::bad_request("default_pids_limit must be an integer"))?;
-            rules::check_pids(pids)?;
-            base.insert("default_pids_limit".into(), pids.into());
-        }
-        None if creating => {
-            base.insert("default_pids_limit".into(), 200.into());
-        }
-        None => {}
-    }
-    rules::check_cpus(base.get("default_cpus").and_then(Value::as_str).unwrap_or_default())?;
-    rules::mem_limit_bytes(base.get("default_mem_limit").and_then(Value::as_str).unwrap_or_default())?;
-    Ok(base)
-}
-
 #[utoipa::path(get, path = "/container-profiles", tag = "container_agents", security(("bearer" = [])),
     responses((status = 200, description = "`[profile]` by name")))]
 async fn list_profiles(State(state): State<AppState>, HillPrincipal(principal): HillPrincipal) -> Response {
@@ -479,15 +358,11 @@ async fn create_profile(
     body: Body,
 ) -> Result<Response, HillError> {
     require_admin(&principal)?;
-    let fields = profile_fields(&body_of(body).await?, Map::new(), true)?;
-    let id = Uuid::now_v7();
-    let (profile, version): (ContainerProfile, _) = create_stream(
-        &state,
-        &meta,
-        &principal,
-        id,
-        ContainerProfileEvent::Created(defined(id, &principal, fields)),
-    )
+    let body = ProfileBody::from_json(&body_of(body).await?);
+    let new = new_resource(&principal, Uuid::now_v7());
+    let (profile, version): (ContainerProfile, _) = create_stream(&state, &meta, &principal, new.id, |existing| {
+        rules::create_profile(existing, &new, &body)
+    })
     .await?;
     Ok(tagged(version, (StatusCode::CREATED, Json(profile_json(&profile)))))
 }
@@ -516,17 +391,12 @@ async fn update_profile(
 ) -> Result<Response, HillError> {
     require_admin(&principal)?;
     let profile = find::<ContainerProfile>(&state, &principal, &id, "Container profile").await?;
-    let keys = [
-        "name",
-        "description",
-        "docker_image",
-        "default_cpus",
-        "default_mem_limit",
-        "default_pids_limit",
-    ];
-    let after = profile_fields(&body_of(body).await?, fields_of(&profile, &keys), false)?;
-    let (profile, version): (ContainerProfile, _) =
-        update_fields(&state, &meta, &principal, profile.id, after, ContainerProfileEvent::Updated).await?;
+    let body = ProfileBody::from_json(&body_of(body).await?);
+    let now = Utc::now();
+    let (profile, version): (ContainerProfile, _) = update_stream(&state, &meta, &principal, profile.id, |current| {
+        rules::update_profile(current, &body, now)
+    })
+    .await?;
     Ok(tagged(version, Json(profile_json(&profile))))
 }
 
@@ -553,11 +423,6 @@ async fn delete_profile(
 }
 
 // ---- agents -------------------------------------------------------------------------------
-
-/// The automatic model policy of an agent (what `model_names` assigns through).
-fn auto_policy(agent: Uuid) -> Uuid {
-    Uuid::new_v5(&agent, b"model-policy")
-}
 
 /// The agent object, field for field as Hill90 shows it.
 pub fn agent_json(state: &AppState, a: &ContainerAgent) -> Value {
@@ -592,188 +457,49 @@ async fn visible_agent(state: &AppState, principal: &Principal, id: &str) -> Res
     Ok((version, agent))
 }
 
-fn uuid_list(body: &Map<String, Value>, name: &str) -> Result<Option<Vec<Value>>, HillError> {
-    match body.get(name) {
-        None => Ok(None),
-        Some(Value::Array(items)) => Ok(Some(items.clone())),
-        Some(_) => Err(HillError::bad_request(format!("{name} must be an array"))),
-    }
-}
-
-/// Applies a PUT (or a create's body) to an agent's fields, by Hill90's rules.
-fn apply_agent_body(
-    state: &AppState,
-    principal: &Principal,
-    agent: Uuid,
-    current: &Map<String, Value>,
-    body: &Map<String, Value>,
-) -> Result<Map<String, Value>, HillError> {
-    let mut after = current.clone();
-    if body.contains_key("tool_preset_id") {
-        return Err(HillError::bad_request("tool_preset_id is deprecated. Use skill_ids instead."));
-    }
-    if let Some(level) = text(body, "autonomy_level")?.filter(|l| !l.is_empty()) {
-        if !AUTONOMY_LEVELS.contains(&level.as_str()) {
-            return Err(HillError::bad_request(format!(
-                "autonomy_level must be one of: {}",
-                AUTONOMY_LEVELS.join(", ")
-            )));
-        }
-        after.insert("autonomy_level".into(), level.into());
-    }
-    let skill_ids = uuid_list(body, "skill_ids")?;
-    let model_names = uuid_list(body, "model_names")?;
-    if model_names.is_some() && body.contains_key("model_policy_id") {
-        return Err(HillError::bad_request("Use either model_names or model_policy_id, not both"));
-    }
-    match body.get("model_policy_id") {
-        None => {}
-        Some(Value::Null) => {
-            after.insert("model_policy_id".into(), Value::Null);
-            after.insert("models".into(), json!([]));
-        }
-        Some(v) => {
-            let wanted = v.as_str().and_then(|s| Uuid::parse_str(s).ok());
-            let owner = live::<ContainerAgent>(state, principal).into_iter().find(|a| {
-                Some(auto_policy(a.id)) == wanted && !a.models.is_empty() && (is_admin(principal) || a.created_by == principal.principal_id)
-            });
-            let Some(owner) = owner else {
-                return Err(HillError::bad_request("Model policy not found"));
-            };
-            after.insert("model_policy_id".into(), json!(auto_policy(owner.id)));
-            after.insert("models".into(), json!(owner.models));
-        }
-    }
-    if body.contains_key("container_profile_id") {
-        match body.get("container_profile_id") {
-            Some(Value::Null) => {
-                after.insert("container_profile_id".into(), Value::Null);
-            }
-            Some(v) => {
-                let found = v
-                    .as_str()
-                    .and_then(|s| state.ledger.models.cache::<ContainerProfile>().get(s))
-                    .filter(|p| p.model.org_id == principal.org_id && p.model.deleted_at.is_none())
-                    .ok_or_else(|| HillError::bad_request("Container profile not found"))?;
-                after.insert("container_profile_id".into(), json!(found.model.id));
-            }
-            None => {}
-        }
-    }
-    let mut chosen_skills: Option<Vec<Skill>> = None;
-    if let Some(ids) = &skill_ids {
-        let mut skills = Vec::new();
-        for id in ids {
-            let skill = id
-                .as_str()
-                .and_then(|s| state.ledger.models.cache::<Skill>().get(s))
-                .filter(|s| s.model.org_id == principal.org_id && s.model.deleted_at.is_none())
-                .ok_or_else(|| HillError::bad_request("One or more skills not found"))?;
-            skills.push((*skill.model).clone());
-        }
-        let before: Vec<Uuid> = serde_json::from_value(current.get("skill_ids").cloned().unwrap_or(json!([]))).unwrap_or_default();
-        let now: Vec<Uuid> = skills.iter().map(|s| s.id).collect();
-        let touched = before
-            .iter()
-            .filter(|id| !now.contains(id))
-            .chain(now.iter().filter(|id| !before.contains(id)));
-        let privileged = touched
-            .filter_map(|id| state.ledger.models.cache::<Skill>().get(&id.to_string()))
-            .any(|s| PRIVILEGED_SCOPES.contains(&s.model.scope.as_str()));
-        if privileged && !is_admin(principal) {
-            return Err(HillError::new(
-                StatusCode::FORBIDDEN,
-                "Only admins can assign or remove host_docker or vps_system skills",
-            ));
-        }
-        chosen_skills = Some(skills);
-    }
-    if let Some(names) = &model_names {
-        let mut models = Vec::new();
-        let mut unknown = Vec::new();
-        for name in names {
-            match name.as_str() {
-                Some(n) if state.settings.available_models.iter().any(|m| m == n) => models.push(n.to_string()),
-                other => unknown.push(other.map(str::to_string).unwrap_or_else(|| name.to_string())),
-            }
-        }
-        if !unknown.is_empty() {
-            return Err(HillError::bad_request(format!("Unknown model names: {}", unknown.join(", "))));
-        }
-        let policy = if models.is_empty() {
-            Value::Null
-        } else {
-            json!(auto_policy(agent))
-        };
-        after.insert("model_policy_id".into(), policy);
-        after.insert("models".into(), json!(models));
-    }
-    if let Some(cpus) = text(body, "cpus")?.filter(|c| !c.is_empty()) {
-        rules::check_cpus(&cpus)?;
-        after.insert("cpus".into(), cpus.into());
-    }
-    if let Some(mem) = text(body, "mem_limit")?.filter(|m| !m.is_empty()) {
-        rules::mem_limit_bytes(&mem)?;
-        after.insert("mem_limit".into(), mem.into());
-    }
-    if let Some(v) = body.get("pids_limit") {
-        let pids = v
-            .as_i64()
-            .ok_or_else(|| HillError::bad_request("pids_limit must be an integer from 1 to 300"))?;
-        rules::check_pids(pids)?;
-        after.insert("pids_limit".into(), pids.into());
-    }
-    if let Some(name) = text(body, "name")?.filter(|n| !n.trim().is_empty()) {
-        after.insert("name".into(), name.into());
-    }
-    for field in ["description", "soul_md", "rules_md"] {
-        if let Some(v) = text(body, field)? {
-            after.insert(field.into(), v.into());
-        }
-    }
-    let body_tools = match body.get("tools_config") {
-        None | Some(Value::Null) => None,
-        Some(v @ Value::Object(_)) => Some(v.clone()),
-        Some(_) => return Err(HillError::bad_request("tools_config must be an object")),
+/// What an agent body references, looked up for its rules: the skills `skill_ids` names
+/// (live, of the caller's org), the agent's current skills, the named container profile,
+/// and the agent whose policy `model_policy_id` names.
+fn agent_refs(state: &AppState, principal: &Principal, body: &AgentBody, current_skills: &[Uuid]) -> AgentRefs {
+    let skills = state.ledger.models.cache::<Skill>();
+    let named_skill = |id: &str| {
+        skills
+            .get(id)
+            .filter(|s| s.model.org_id == principal.org_id && s.model.deleted_at.is_none())
+            .map(|s| SkillRef::from(&*s.model))
     };
-    match chosen_skills {
-        // The skills decide the tools config; a tools_config in the body is ignored.
-        Some(skills) if !skills.is_empty() => {
-            let configs: Vec<Value> = skills.iter().map(|s| s.tools_config.clone()).collect();
-            after.insert("tools_config".into(), rules::merge_tools_configs(&configs));
-            after.insert("skill_ids".into(), json!(skills.iter().map(|s| s.id).collect::<Vec<_>>()));
-        }
-        Some(_) => {
-            after.insert("skill_ids".into(), json!([]));
-            if let Some(tools) = body_tools {
-                after.insert("tools_config".into(), tools);
-            }
-        }
-        None => {
-            if let Some(tools) = body_tools {
-                after.insert("tools_config".into(), tools);
-            }
-        }
+    AgentRefs {
+        skills: body
+            .named_skills()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|id| id.and_then(named_skill))
+            .collect(),
+        current_skills: current_skills
+            .iter()
+            .filter_map(|id| skills.get(&id.to_string()))
+            .map(|s| SkillRef::from(&*s.model))
+            .collect(),
+        container_profile: body
+            .named_profile()
+            .and_then(|id| state.ledger.models.cache::<ContainerProfile>().get(id))
+            .filter(|p| p.model.org_id == principal.org_id && p.model.deleted_at.is_none())
+            .map(|p| p.model.id),
+        policy_owner: body.named_policy().and_then(|policy| {
+            state
+                .ledger
+                .models
+                .all_live_in_org::<ContainerAgent>(principal.org_id)
+                .into_iter()
+                .find(|a| rules::auto_policy(a.id) == policy)
+                .map(|a| PolicyOwner {
+                    id: a.id,
+                    created_by: a.created_by.clone(),
+                    models: a.models.clone(),
+                })
+        }),
     }
-    Ok(after)
 }
-
-const AGENT_FIELDS: [&str; 14] = [
-    "name",
-    "description",
-    "tools_config",
-    "cpus",
-    "mem_limit",
-    "pids_limit",
-    "soul_md",
-    "rules_md",
-    "autonomy_level",
-    "model_policy_id",
-    "models",
-    "skill_ids",
-    "container_profile_id",
-    "agent_id",
-];
 
 #[utoipa::path(get, path = "/agents", tag = "container_agents", security(("bearer" = [])),
     responses((status = 200, description = "The caller's agents (all of the org's for admins), newest first")))]
@@ -797,27 +523,20 @@ async fn create_agent(
     if !principal.may_write() {
         return Err(HillError::new(StatusCode::FORBIDDEN, "Insufficient permissions"));
     }
-    let body = body_of(body).await?;
-    let agent_id = text(&body, "agent_id")?.unwrap_or_default();
-    if !rules::valid_agent_id(&agent_id) {
-        return Err(HillError::bad_request(
-            "agent_id must be lowercase letters, digits and hyphens, start and end with a letter or digit, at most 63 characters",
-        ));
-    }
-    let name = required_text(&body, "name")?;
-    let id = Uuid::new_v5(&principal.org_id, format!("container_agent/{agent_id}").as_bytes());
-    let mut base = agent_defaults();
-    base.insert("agent_id".into(), agent_id.into());
-    base.insert("name".into(), name.into());
-    base.insert("tools_config".into(), rules::default_tools_config());
-    let fields = apply_agent_body(&state, &principal, id, &base, &body)?;
-    let (agent, version): (ContainerAgent, _) = create_stream(
-        &state,
-        &meta,
-        &principal,
-        id,
-        ContainerAgentEvent::Created(defined(id, &principal, fields)),
-    )
+    let body = AgentBody::from_json(&body_of(body).await?);
+    let (id, agent_id) = rules::new_agent_id(principal.org_id, &body)?;
+    let new = new_resource(&principal, id);
+    let caller = caller(&principal);
+    let cmd = AgentCommand {
+        body: &body,
+        refs: agent_refs(&state, &principal, &body, &[]),
+        caller: &caller,
+        available_models: &state.settings.available_models,
+        now: new.at,
+    };
+    let (agent, version): (ContainerAgent, _) = create_stream(&state, &meta, &principal, id, |existing| {
+        rules::create_agent(existing, &new, &agent_id, &cmd)
+    })
     .await?;
     Ok(tagged(version, (StatusCode::CREATED, Json(agent_json(&state, &agent)))))
 }
@@ -846,34 +565,24 @@ async fn update_agent(
     if !principal.may_write() {
         return Err(HillError::new(StatusCode::FORBIDDEN, "Insufficient permissions"));
     }
-    let body = body_of(body).await?;
-    if agent.status == "running" {
-        return Err(HillError::new(
-            StatusCode::CONFLICT,
-            "Cannot update a running agent. Stop it first.",
-        ));
-    }
+    let body = AgentBody::from_json(&body_of(body).await?);
+    // A running agent is refused before any precondition is checked; the decision checks
+    // again against the latest state.
+    rules::updatable(&agent)?;
+    let caller = caller(&principal);
     let now = Utc::now();
-    let written = state
-        .ledger
-        .write::<ContainerAgent, HillError>(&agent.id.to_string(), &meta.write_context(&principal), |current| {
-            if current.status == "running" {
-                return Err(HillError::new(
-                    StatusCode::CONFLICT,
-                    "Cannot update a running agent. Stop it first.",
-                ));
-            }
-            let before = fields_of(current, &AGENT_FIELDS);
-            let fields = apply_agent_body(&state, &principal, current.id, &before, &body)?;
-            // Recorded even when nothing changed: the attempt is part of the history.
-            Ok(vec![ContainerAgentEvent::Updated(Changed {
-                changes: rules::changed_fields(&before, &fields),
-                at: now,
-            })])
-        })
-        .await?;
-    let version = written.version;
-    Ok(tagged(version, Json(agent_json(&state, &written.into_model()))))
+    let (after, version) = update_stream(&state, &meta, &principal, agent.id, |current: &ContainerAgent| {
+        let cmd = AgentCommand {
+            body: &body,
+            refs: agent_refs(&state, &principal, &body, &current.skill_ids),
+            caller: &caller,
+            available_models: &state.settings.available_models,
+            now,
+        };
+        rules::update_agent(current, &cmd)
+    })
+    .await?;
+    Ok(tagged(version, Json(agent_json(&state, &after))))
 }
 
 /// Removes the agent's container (when it has one) and records it stopped; a removal that

@@ -99,6 +99,7 @@ impl From<DomainError> for ChowderError {
             DomainError::NotFound => ChowderError::not_found(),
             DomainError::Invalid(m) => ChowderError::new(StatusCode::UNPROCESSABLE_ENTITY, m),
             DomainError::AlreadyExists(m) | DomainError::Conflict(m) => ChowderError::new(StatusCode::CONFLICT, m),
+            DomainError::Forbidden(m) => ChowderError::new(StatusCode::FORBIDDEN, m),
         }
     }
 }

@@ -113,6 +113,7 @@ impl From<DomainError> for McError {
             DomainError::NotFound => McError::not_found("Not Found"),
             DomainError::Invalid(m) => McError::unprocessable(&m),
             DomainError::AlreadyExists(m) | DomainError::Conflict(m) => McError::new(StatusCode::CONFLICT, &m),
+            DomainError::Forbidden(m) => McError::new(StatusCode::FORBIDDEN, &m),
         }
     }
 }

@@ -472,6 +472,7 @@ fn domain_error(error: DomainError) -> FleetiError {
         DomainError::Invalid(message) => FleetiError::bad_request(message),
         DomainError::NotFound => FleetiError::not_found(),
         DomainError::AlreadyExists(message) | DomainError::Conflict(message) => FleetiError::new(StatusCode::CONFLICT, message),
+        DomainError::Forbidden(message) => FleetiError::new(StatusCode::FORBIDDEN, message),
     }
 }
 

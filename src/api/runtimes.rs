@@ -134,6 +134,7 @@ impl From<DomainError> for DreadnodeError {
             DomainError::NotFound => DreadnodeError::not_found("Runtime"),
             DomainError::AlreadyExists(m) | DomainError::Conflict(m) => DreadnodeError::new(StatusCode::CONFLICT, m, "conflict"),
             DomainError::Invalid(m) => DreadnodeError::new(StatusCode::UNPROCESSABLE_ENTITY, m, "validation_error"),
+            DomainError::Forbidden(m) => DreadnodeError::new(StatusCode::FORBIDDEN, m, "permission_denied"),
         }
     }
 }

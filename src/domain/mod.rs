@@ -24,12 +24,20 @@ pub enum DomainError {
     /// The resource is not in a state that allows the command.
     #[error("{0}")]
     Conflict(String),
+    /// The caller's role does not allow this command on this resource.
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 impl DomainError {
     pub fn invalid(message: impl Into<String>) -> Self {
         DomainError::Invalid(message.into())
     }
+}
+
+/// One field of a typed change payload: `after` when it differs from `before`.
+pub(crate) fn diff<T: PartialEq + Clone>(before: &T, after: &T) -> Option<T> {
+    (before != after).then(|| after.clone())
 }
 
 #[cfg(test)]
