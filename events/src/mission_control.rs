@@ -1,10 +1,17 @@
 //! Mission Control events: OpenClaw gateways, boards, and the agents provisioned onto them.
+//!
+//! Board and agent updates carry typed changes whose JSON is what the log has always held:
+//! the changed fields by name, in the order declared here, `null` for a field cleared (see
+//! [`crate::change`]); unknown fields are refused, so a renamed field cannot silently drop
+//! old changes. Gateway updates still carry a map of changes.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use crate::change::changed_names;
 use crate::secret::StoredSecret;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -20,8 +27,8 @@ pub struct GatewayCreated {
     pub created_at: DateTime<Utc>,
 }
 
-/// The fields a PATCH changed, with their new values. A gateway's new `token` is sealed
-/// (a [`StoredSecret`]) from schema version 2 on.
+/// The fields a gateway PATCH changed, with their new values. A gateway's new `token` is
+/// sealed (a [`StoredSecret`]) from schema version 2 on.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Changed {
     pub changes: Map<String, Value>,
@@ -54,11 +61,40 @@ pub struct BoardCreated {
     pub created_at: DateTime<Utc>,
 }
 
+/// The fields a board PATCH changed.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoardChanges {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slug: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::change::nullable")]
+    pub description: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::change::nullable")]
+    pub gateway_id: Option<Option<Uuid>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::change::nullable")]
+    pub objective: Option<Option<String>>,
+}
+
+impl BoardChanges {
+    /// The changed fields' names, in stored order.
+    pub fn names(&self) -> Vec<&'static str> {
+        changed_names!(self; name, slug, description, gateway_id, objective)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BoardUpdated {
+    pub changes: BoardChanges,
+    pub at: DateTime<Utc>,
+}
+
 crate::domain_events! {
     /// Events of the `board` stream.
     BoardEvent {
         Created(BoardCreated) = "board.created",
-        Updated(Changed) = "board.updated",
+        Updated(BoardUpdated) = "board.updated",
         Deleted(Deleted) = "board.deleted",
     }
 }
@@ -78,11 +114,45 @@ pub struct AgentCreated {
     pub created_at: DateTime<Utc>,
 }
 
+/// The fields an agent PATCH changed.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentChanges {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::change::nullable")]
+    pub board_id: Option<Option<Uuid>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_gateway_main: Option<bool>,
+    /// Free-form: the agent's heartbeat policy.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::change::present")]
+    pub heartbeat_config: Option<Value>,
+    /// Free-form: what the identity templates render.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::change::nullable")]
+    pub identity_profile: Option<Option<Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::change::nullable")]
+    pub identity_template: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::change::nullable")]
+    pub soul_template: Option<Option<String>>,
+}
+
+impl AgentChanges {
+    /// The changed fields' names, in stored order.
+    pub fn names(&self) -> Vec<&'static str> {
+        changed_names!(self; name, status, board_id, gateway_id, is_gateway_main, heartbeat_config, identity_profile,
+                       identity_template, soul_template)
+    }
+}
+
 /// An accepted PATCH: exactly the fields it changed, and whether the agent's workspace
 /// must be provisioned again (templates, board or scope changed, or `force`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AgentUpdated {
-    pub changes: Map<String, Value>,
+    pub changes: AgentChanges,
     pub reprovision: bool,
     pub force: bool,
     pub updated_at: DateTime<Utc>,
@@ -99,12 +169,43 @@ pub struct AgentHeartbeat {
 pub struct AgentProvisioned {
     pub files: Vec<String>,
     /// sha256 of each file written, by name.
-    pub hashes: Map<String, Value>,
+    pub hashes: FileHashes,
     pub gateway: String,
     /// Files the gateway refused as unsupported (not a failure).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unsupported: Vec<String>,
     pub at: DateTime<Utc>,
+}
+
+/// Hex sha256 of each file, by file name, in the order the files were written; stored as
+/// a JSON object in that order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FileHashes(pub Vec<(String, String)>);
+
+impl Serialize for FileHashes {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(file, hash)| (file, hash)))
+    }
+}
+
+impl<'de> Deserialize<'de> for FileHashes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct InOrder;
+        impl<'de> Visitor<'de> for InOrder {
+            type Value = FileHashes;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of file names to sha256 hashes")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FileHashes, A::Error> {
+                let mut hashes = Vec::new();
+                while let Some(entry) = map.next_entry::<String, String>()? {
+                    hashes.push(entry);
+                }
+                Ok(FileHashes(hashes))
+            }
+        }
+        d.deserialize_map(InOrder)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -202,5 +303,48 @@ mod tests {
         let deleted = GatewayEvent::Deleted(Deleted { at: Utc::now() });
         assert_eq!(deleted.schema_version(), 1, "undeclared variants stay at version 1");
         assert_eq!(crate::key::KeyEvent::redactions("key.issued").unwrap().internal, ["/key_hash"]);
+    }
+
+    /// `names()` lists what the JSON holds, in the same order.
+    fn names_follow_the_json<C: Serialize>(changes: &C, names: Vec<&'static str>) {
+        let Value::Object(json) = serde_json::to_value(changes).unwrap() else {
+            panic!("changes are an object")
+        };
+        assert_eq!(json.keys().map(String::as_str).collect::<Vec<_>>(), names);
+    }
+
+    #[test]
+    fn every_change_is_named_in_stored_order() {
+        let board = BoardChanges {
+            name: Some("b".into()),
+            slug: Some("b".into()),
+            description: Some(None),
+            gateway_id: Some(Some(Uuid::nil())),
+            objective: Some(None),
+        };
+        names_follow_the_json(&board, board.names());
+        let agent = AgentChanges {
+            name: Some("a".into()),
+            status: Some("active".into()),
+            board_id: Some(None),
+            gateway_id: Some(Uuid::nil()),
+            is_gateway_main: Some(true),
+            heartbeat_config: Some(json!({})),
+            identity_profile: Some(None),
+            identity_template: Some(Some("t".into())),
+            soul_template: Some(None),
+        };
+        names_follow_the_json(&agent, agent.names());
+    }
+
+    #[test]
+    fn file_hashes_keep_the_order_they_were_written_in() {
+        let stored = r#"{"SOUL.md":"b","AGENTS.md":"a"}"#;
+        let hashes: FileHashes = serde_json::from_str(stored).unwrap();
+        assert_eq!(
+            hashes.0,
+            [("SOUL.md".to_string(), "b".to_string()), ("AGENTS.md".into(), "a".into())]
+        );
+        assert_eq!(serde_json::to_string(&hashes).unwrap(), stored);
     }
 }

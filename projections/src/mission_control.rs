@@ -1,6 +1,7 @@
 //! Mission Control read models: gateways, boards and agents.
 //!
-//! Updates carry exactly the fields they changed, applied over the model by name. An
+//! Updates carry exactly the fields they changed: board and agent changes are typed and
+//! applied field by field here; gateway changes are still a map applied by name. An
 //! agent's `revision` counts its accepted changes (creation is 1); `provision_state`
 //! follows the reprovisioner's outcome events.
 
@@ -8,7 +9,7 @@ use chrono::{DateTime, Utc};
 use fleetledger_events::mission_control::{AgentEvent, BoardEvent, GatewayEvent};
 use fleetledger_events::secret::StoredSecret;
 
-use crate::with_changes;
+use crate::{set, with_changes};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
@@ -106,10 +107,16 @@ impl crate::ReadModel for Board {
                 updated_at: e.created_at,
                 deleted_at: None,
             }),
-            (Some(b), BoardEvent::Updated(e)) => Some(Board {
-                updated_at: e.at,
-                ..with_changes(b, &e.changes)
-            }),
+            (Some(mut b), BoardEvent::Updated(e)) => {
+                let c = &e.changes;
+                set(&mut b.name, &c.name);
+                set(&mut b.slug, &c.slug);
+                set(&mut b.description, &c.description);
+                set(&mut b.gateway_id, &c.gateway_id);
+                set(&mut b.objective, &c.objective);
+                b.updated_at = e.at;
+                Some(b)
+            }
             (Some(b), BoardEvent::Deleted(e)) => Some(Board {
                 deleted_at: Some(e.at),
                 ..b
@@ -125,7 +132,7 @@ impl crate::ReadModel for Board {
     fn summary(event: &BoardEvent) -> String {
         match event {
             BoardEvent::Created(e) => format!("created board {}", e.name),
-            BoardEvent::Updated(e) => crate::changed_fields(e.changes.keys(), false),
+            BoardEvent::Updated(e) => crate::changed_fields(e.changes.names(), false),
             BoardEvent::Deleted(_) => "deleted".into(),
         }
     }
@@ -213,8 +220,17 @@ impl crate::ReadModel for McAgent {
                 provision_state: ProvisionState::Pending,
                 last_provision_error: None,
             }),
-            (Some(a), AgentEvent::Updated(e)) => {
-                let mut a = with_changes(a, &e.changes);
+            (Some(mut a), AgentEvent::Updated(e)) => {
+                let c = &e.changes;
+                set(&mut a.name, &c.name);
+                set(&mut a.status, &c.status);
+                set(&mut a.board_id, &c.board_id);
+                set(&mut a.gateway_id, &c.gateway_id);
+                set(&mut a.is_gateway_main, &c.is_gateway_main);
+                set(&mut a.heartbeat_config, &c.heartbeat_config);
+                set(&mut a.identity_profile, &c.identity_profile);
+                set(&mut a.identity_template, &c.identity_template);
+                set(&mut a.soul_template, &c.soul_template);
                 a.revision += 1;
                 a.updated_at = e.updated_at;
                 if e.reprovision {
@@ -260,7 +276,7 @@ impl crate::ReadModel for McAgent {
     fn summary(event: &AgentEvent) -> String {
         match event {
             AgentEvent::Created(e) => format!("created agent {}", e.name),
-            AgentEvent::Updated(e) => crate::changed_fields(e.changes.keys(), e.reprovision),
+            AgentEvent::Updated(e) => crate::changed_fields(e.changes.names(), e.reprovision),
             AgentEvent::Heartbeat(_) => "heartbeat".into(),
             AgentEvent::Deleted(_) => "deleted".into(),
             AgentEvent::Provisioned(e) => format!("provisioned {} files via {}", e.files.len(), e.gateway),
@@ -284,7 +300,7 @@ impl crate::ReadModel for McAgent {
 mod tests {
     use super::*;
     use crate::ReadModel;
-    use fleetledger_events::mission_control::{AgentCreated, AgentProvisionFailed, AgentUpdated};
+    use fleetledger_events::mission_control::{AgentChanges, AgentCreated, AgentProvisionFailed, AgentUpdated};
     use serde_json::json;
 
     #[test]
@@ -328,10 +344,12 @@ mod tests {
             soul_template: None,
             created_at: Utc::now(),
         });
-        let mut changes = serde_json::Map::new();
-        changes.insert("soul_template".into(), json!("be kind"));
-        changes.insert("board_id".into(), Value::Null);
-        changes.insert("is_gateway_main".into(), json!(true));
+        let changes = AgentChanges {
+            soul_template: Some(Some("be kind".into())),
+            board_id: Some(None),
+            is_gateway_main: Some(true),
+            ..Default::default()
+        };
         let updated = AgentEvent::Updated(AgentUpdated {
             changes,
             reprovision: true,

@@ -3,7 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use fleetledger_events::mission_control::{
-    AgentCreated, AgentEvent, AgentHeartbeat, AgentUpdated, BoardCreated, BoardEvent, Changed, Deleted, GatewayCreated, GatewayEvent,
+    AgentChanges, AgentCreated, AgentEvent, AgentHeartbeat, AgentUpdated, BoardChanges, BoardCreated, BoardEvent, BoardUpdated, Changed,
+    Deleted, GatewayCreated, GatewayEvent,
 };
 use fleetledger_events::secret::StoredSecret;
 use fleetledger_projections::mission_control::{Board, Gateway, McAgent};
@@ -11,7 +12,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::DomainError;
+use super::{diff, DomainError};
 
 pub const STATUSES: [&str; 3] = ["active", "paused", "retired"];
 
@@ -20,10 +21,7 @@ pub fn default_heartbeat() -> Value {
     json!({"every": "10m", "target": "last", "includeReasoning": false})
 }
 
-/// Fields that, when changed, rewrite the agent's workspace.
-const REPROVISION_FIELDS: [&str; 5] = ["identity_template", "soul_template", "board_id", "gateway_id", "is_gateway_main"];
-
-/// The changes from `before` to `after`, field by field, by their JSON form.
+/// A gateway's changes from `before` to `after`, field by field, by their JSON form.
 fn changes<T: Serialize>(before: &T, after: &T) -> Map<String, Value> {
     let (Ok(Value::Object(old)), Ok(Value::Object(new))) = (serde_json::to_value(before), serde_json::to_value(after)) else {
         return Map::new();
@@ -91,7 +89,7 @@ pub fn update_gateway(state: &Gateway, after: GatewayFields, now: DateTime<Utc>)
 
 // ---- boards -------------------------------------------------------------------------------
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct BoardFields {
     pub name: String,
     pub slug: String,
@@ -154,11 +152,18 @@ pub fn create_board(id: Uuid, org_id: Uuid, mut f: BoardFields, now: DateTime<Ut
 
 pub fn update_board(state: &Board, after: BoardFields, now: DateTime<Utc>) -> Result<Vec<BoardEvent>, DomainError> {
     check_board(&after)?;
-    let changed = changes(&BoardFields::from(state), &after);
-    Ok(if changed.is_empty() {
+    let before = BoardFields::from(state);
+    let changes = BoardChanges {
+        name: diff(&before.name, &after.name),
+        slug: diff(&before.slug, &after.slug),
+        description: diff(&before.description, &after.description),
+        gateway_id: diff(&before.gateway_id, &after.gateway_id),
+        objective: diff(&before.objective, &after.objective),
+    };
+    Ok(if changes.names().is_empty() {
         vec![]
     } else {
-        vec![BoardEvent::Updated(Changed { changes: changed, at: now })]
+        vec![BoardEvent::Updated(BoardUpdated { changes, at: now })]
     })
 }
 
@@ -241,7 +246,7 @@ pub struct AgentPatch {
 }
 
 /// What an agent's fields are, for computing exactly what a PATCH changed.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq)]
 struct AgentFields {
     name: String,
     status: String,
@@ -340,13 +345,29 @@ pub fn update_agent(
         }
         _ => {}
     }
-    let changed = changes(&before, &after);
-    if changed.is_empty() && !force {
+    let changes = AgentChanges {
+        name: diff(&before.name, &after.name),
+        status: diff(&before.status, &after.status),
+        board_id: diff(&before.board_id, &after.board_id),
+        gateway_id: diff(&before.gateway_id, &after.gateway_id),
+        is_gateway_main: diff(&before.is_gateway_main, &after.is_gateway_main),
+        heartbeat_config: diff(&before.heartbeat_config, &after.heartbeat_config),
+        identity_profile: diff(&before.identity_profile, &after.identity_profile),
+        identity_template: diff(&before.identity_template, &after.identity_template),
+        soul_template: diff(&before.soul_template, &after.soul_template),
+    };
+    if changes.names().is_empty() && !force {
         return Ok(vec![]);
     }
-    let reprovision = force || changed.keys().any(|k| REPROVISION_FIELDS.contains(&k.as_str()));
+    // Templates and placement are what the workspace files are rendered from.
+    let reprovision = force
+        || changes.identity_template.is_some()
+        || changes.soul_template.is_some()
+        || changes.board_id.is_some()
+        || changes.gateway_id.is_some()
+        || changes.is_gateway_main.is_some();
     Ok(vec![AgentEvent::Updated(AgentUpdated {
-        changes: changed,
+        changes,
         reprovision,
         force,
         updated_at: now,
@@ -394,7 +415,7 @@ mod tests {
 
     fn changed(events: &[AgentEvent]) -> (Vec<String>, bool) {
         match events {
-            [AgentEvent::Updated(u)] => (u.changes.keys().cloned().collect(), u.reprovision),
+            [AgentEvent::Updated(u)] => (u.changes.names().into_iter().map(String::from).collect(), u.reprovision),
             other => panic!("{other:?}"),
         }
     }

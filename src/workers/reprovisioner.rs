@@ -19,13 +19,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::Utc;
 use fleetledger_events::mission_control::{
-    AgentDeprovisioned, AgentEvent, AgentHeartbeatSynced, AgentProvisionFailed, AgentProvisionSkipped, AgentProvisioned,
+    AgentDeprovisioned, AgentEvent, AgentHeartbeatSynced, AgentProvisionFailed, AgentProvisionSkipped, AgentProvisioned, FileHashes,
 };
 use fleetledger_events::secret::StoredSecret;
-use fleetledger_events::{stream_type, EventEnvelope};
+use fleetledger_events::{stream_type, DomainEvent, EventEnvelope};
 use fleetledger_projections::mission_control::{Board, Gateway, McAgent};
 use fleetledger_projections::ReadModel;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::drivers::openclaw::OpenClawDriver;
 use super::drivers::workspace::{self, LocalWorkspaceDriver, WorkspaceDriver, WorkspaceTarget};
@@ -105,18 +105,18 @@ enum Task {
 }
 
 fn task_of(event: &EventEnvelope) -> Option<Task> {
-    let flag = |name: &str| event.data.get(name).and_then(Value::as_bool) == Some(true);
-    match event.event_type.as_str() {
-        "mc_agent.created" => Some(Task::Provision {
+    // Another build's event type is not ours to act on.
+    match AgentEvent::from_envelope(event).ok()? {
+        AgentEvent::Created(_) => Some(Task::Provision {
             creating: true,
             force: false,
         }),
-        "mc_agent.updated" if flag("reprovision") => Some(Task::Provision {
+        AgentEvent::Updated(u) if u.reprovision => Some(Task::Provision {
             creating: false,
-            force: flag("force"),
+            force: u.force,
         }),
-        "mc_agent.updated" if event.data["changes"].get("heartbeat_config").is_some() => Some(Task::SyncHeartbeat),
-        "mc_agent.deleted" => Some(Task::Remove),
+        AgentEvent::Updated(u) if u.changes.heartbeat_config.is_some() => Some(Task::SyncHeartbeat),
+        AgentEvent::Deleted(_) => Some(Task::Remove),
         _ => None,
     }
 }
@@ -205,7 +205,7 @@ impl Reprovisioner {
         };
         Ok(match driver.deliver(&target, files).await {
             Ok(delivered) => {
-                let hashes: Map<String, Value> = delivered.written.iter().map(|f| (f.name.clone(), f.sha256().into())).collect();
+                let hashes = FileHashes(delivered.written.iter().map(|f| (f.name.clone(), f.sha256())).collect());
                 Some(AgentEvent::Provisioned(AgentProvisioned {
                     files: delivered.written.iter().map(|f| f.name.clone()).collect(),
                     hashes,
