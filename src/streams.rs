@@ -7,7 +7,8 @@
 //! declared redactions) — iterates [`all`] or asks [`get`].
 //!
 //! Adding a stream type: its events (`events/`), its read model (`projections/`), an
-//! `Audited` impl in its surface module, and one line in [`REGISTRY`].
+//! `Audited` impl in its surface module, one line in [`REGISTRY`], and recorded events of
+//! each of its event types appended to the log fixture (`tests/api/log_fixture.rs`).
 
 use std::collections::HashMap;
 use std::marker::PhantomData;

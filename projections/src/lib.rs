@@ -1,8 +1,9 @@
 //! Read models as pure folds over the log: `evolve(state, &event) -> state` for every
 //! stream type, revision counting and history views. No I/O, no async, no clock.
 //!
-//! Layout: [`org`], [`key`], [`fleet`], [`profile`], [`runtime`] — one read model each; [`ReadModel`]
-//! is the trait the store and `rebuild` use to fold any stream generically.
+//! Layout: [`org`], [`key`], [`fleet`], [`profile`], [`runtime`], [`mission_control`],
+//! [`instance`], [`container`] — the read models of each surface; [`ReadModel`] is the trait
+//! the store and `rebuild` use to fold any stream generically.
 
 pub mod container;
 pub mod fleet;
