@@ -408,14 +408,13 @@ async fn record_runtimes(app: &TestApp) {
 /// OpenClaw gateway.
 async fn record_mission_control(app: &TestApp) {
     let admin = app.admin_key.clone();
-    let root = app.store.dir.path().join("workspaces");
-    let gw = json!({"name": "edge", "url": "local", "token": "fixture-token", "workspace_root": root.to_str().unwrap()});
+    let gw = json!({"name": "edge", "url": "local", "token": "fixture-token", "workspace_root": "edge"});
     let gw = id_of(&expect(app, Method::POST, "/api/v1/gateways", &admin, Some(gw), 200).await);
     let renamed = json!({"name": "edge-1", "token": "fixture-token-2"});
     expect(app, Method::PATCH, &format!("/api/v1/gateways/{gw}"), &admin, Some(renamed), 200).await;
     let bare = json!({"name": "bare", "workspace_root": "/nowhere"});
     let bare = id_of(&expect(app, Method::POST, "/api/v1/gateways", &admin, Some(bare), 200).await);
-    let spare = json!({"name": "spare", "url": "local", "workspace_root": root.to_str().unwrap()});
+    let spare = json!({"name": "spare", "url": "local", "workspace_root": "spare"});
     let spare = id_of(&expect(app, Method::POST, "/api/v1/gateways", &admin, Some(spare), 200).await);
     expect(app, Method::DELETE, &format!("/api/v1/gateways/{spare}"), &admin, None, 200).await;
 
@@ -596,7 +595,8 @@ async fn record_container_agents(app: &TestApp, member: &str) {
 #[ignore = "records a new log fixture; run by hand, see the module docs"]
 async fn record_log_fixture() {
     let store = TestStore::new(Backend::Sqlite).await.expect("sqlite");
-    let serve = serve_settings();
+    let mut serve = serve_settings();
+    serve.allow_signup = true;
     let workers = fleetledger::workers::registry(store.dir.path(), &serve.drivers);
     let app = spawn_configured(store, serve, workers).await;
     // The bootstrap created org `default` and the admin key; the CLI adds the rest of
