@@ -3,12 +3,12 @@
 //! Board and agent updates carry typed changes whose JSON is what the log has always held:
 //! the changed fields by name, in the order declared here, `null` for a field cleared (see
 //! [`crate::change`]); unknown fields are refused, so a renamed field cannot silently drop
-//! old changes. Gateway updates still carry a map of changes.
+//! old changes.
 
 use chrono::{DateTime, Utc};
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::change::changed_names;
@@ -27,11 +27,35 @@ pub struct GatewayCreated {
     pub created_at: DateTime<Utc>,
 }
 
-/// The fields a gateway PATCH changed, with their new values. A gateway's new `token` is
-/// sealed (a [`StoredSecret`]) from schema version 2 on.
+/// The fields a gateway PATCH changed. A new `token` is sealed (a [`StoredSecret`]) from
+/// schema version 2 on; `null` clears it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayChanges {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::change::nullable")]
+    pub token: Option<Option<StoredSecret>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_root: Option<String>,
+}
+
+impl GatewayChanges {
+    /// The changed fields' names, in stored order.
+    pub fn names(&self) -> Vec<&'static str> {
+        changed_names!(self; name, url, token, workspace_root)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names().is_empty()
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Changed {
-    pub changes: Map<String, Value>,
+pub struct GatewayUpdated {
+    pub changes: GatewayChanges,
     pub at: DateTime<Utc>,
 }
 
@@ -44,7 +68,7 @@ crate::domain_events! {
     /// Events of the `gateway` stream. Version 2 seals the token.
     GatewayEvent {
         Created(GatewayCreated) = "gateway.created" version 2 secret ["/token"],
-        Updated(Changed) = "gateway.updated" version 2 secret ["/changes/token"],
+        Updated(GatewayUpdated) = "gateway.updated" version 2 secret ["/changes/token"],
         Deleted(Deleted) = "gateway.deleted",
     }
 }

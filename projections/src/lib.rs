@@ -73,21 +73,6 @@ pub(crate) fn set<T: Clone>(field: &mut T, change: &Option<T>) {
     }
 }
 
-/// `model` with `changes` written over its fields of the same names (fields it does not
-/// have are ignored). Only gateway updates are still applied this way, until their events
-/// are typed like every other update's.
-pub(crate) fn with_changes<M: Serialize + DeserializeOwned + Clone>(model: M, changes: &serde_json::Map<String, serde_json::Value>) -> M {
-    let Ok(serde_json::Value::Object(mut fields)) = serde_json::to_value(&model) else {
-        return model;
-    };
-    for (name, value) in changes {
-        if fields.contains_key(name) {
-            fields.insert(name.clone(), value.clone());
-        }
-    }
-    serde_json::from_value(serde_json::Value::Object(fields)).unwrap_or(model)
-}
-
 /// The first characters of a config hash, enough to tell revisions apart in a summary.
 pub(crate) fn short_hash(hash: &str) -> &str {
     hash.get(..12).unwrap_or_default()

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use fleetledger_events::mission_control::{AgentEvent, BoardEvent, GatewayEvent};
 use fleetledger_events::secret::StoredSecret;
 
-use crate::{set, with_changes};
+use crate::set;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
@@ -46,10 +46,15 @@ impl crate::ReadModel for Gateway {
                 updated_at: e.created_at,
                 deleted_at: None,
             }),
-            (Some(g), GatewayEvent::Updated(e)) => Some(Gateway {
-                updated_at: e.at,
-                ..with_changes(g, &e.changes)
-            }),
+            (Some(mut g), GatewayEvent::Updated(e)) => {
+                let c = &e.changes;
+                set(&mut g.name, &c.name);
+                set(&mut g.url, &c.url);
+                set(&mut g.token, &c.token);
+                set(&mut g.workspace_root, &c.workspace_root);
+                g.updated_at = e.at;
+                Some(g)
+            }
             (Some(g), GatewayEvent::Deleted(e)) => Some(Gateway {
                 deleted_at: Some(e.at),
                 ..g
@@ -65,7 +70,7 @@ impl crate::ReadModel for Gateway {
     fn summary(event: &GatewayEvent) -> String {
         match event {
             GatewayEvent::Created(e) => format!("created gateway {}", e.name),
-            GatewayEvent::Updated(e) => crate::changed_fields(e.changes.keys(), false),
+            GatewayEvent::Updated(e) => crate::changed_fields(e.changes.names(), false),
             GatewayEvent::Deleted(_) => "deleted".into(),
         }
     }

@@ -3,13 +3,13 @@
 
 use chrono::{DateTime, Utc};
 use fleetledger_events::mission_control::{
-    AgentChanges, AgentCreated, AgentEvent, AgentHeartbeat, AgentUpdated, BoardChanges, BoardCreated, BoardEvent, BoardUpdated, Changed,
-    Deleted, GatewayCreated, GatewayEvent,
+    AgentChanges, AgentCreated, AgentEvent, AgentHeartbeat, AgentUpdated, BoardChanges, BoardCreated, BoardEvent, BoardUpdated, Deleted,
+    GatewayChanges, GatewayCreated, GatewayEvent, GatewayUpdated,
 };
 use fleetledger_events::secret::StoredSecret;
 use fleetledger_projections::mission_control::{Board, Gateway, McAgent};
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::{diff, DomainError};
@@ -19,14 +19,6 @@ pub const STATUSES: [&str; 3] = ["active", "paused", "retired"];
 /// The heartbeat policy an agent has when none is set (or it is cleared).
 pub fn default_heartbeat() -> Value {
     json!({"every": "10m", "target": "last", "includeReasoning": false})
-}
-
-/// A gateway's changes from `before` to `after`, field by field, by their JSON form.
-fn changes<T: Serialize>(before: &T, after: &T) -> Map<String, Value> {
-    let (Ok(Value::Object(old)), Ok(Value::Object(new))) = (serde_json::to_value(before), serde_json::to_value(after)) else {
-        return Map::new();
-    };
-    new.into_iter().filter(|(k, v)| old.get(k) != Some(v)).collect()
 }
 
 // ---- gateways -----------------------------------------------------------------------------
@@ -79,11 +71,18 @@ pub fn create_gateway(id: Uuid, org_id: Uuid, f: GatewayFields, now: DateTime<Ut
 
 pub fn update_gateway(state: &Gateway, after: GatewayFields, now: DateTime<Utc>) -> Result<Vec<GatewayEvent>, DomainError> {
     check_gateway(&after)?;
-    let changed = changes(&GatewayFields::from(state), &after);
-    Ok(if changed.is_empty() {
+    let before = GatewayFields::from(state);
+    let changed = |differs: bool| differs.then_some(());
+    let changes = GatewayChanges {
+        name: changed(after.name != before.name).map(|_| after.name.clone()),
+        url: changed(after.url != before.url).map(|_| after.url.clone()),
+        token: changed(after.token != before.token).map(|_| after.token.clone()),
+        workspace_root: changed(after.workspace_root != before.workspace_root).map(|_| after.workspace_root.clone()),
+    };
+    Ok(if changes.is_empty() {
         vec![]
     } else {
-        vec![GatewayEvent::Updated(Changed { changes: changed, at: now })]
+        vec![GatewayEvent::Updated(GatewayUpdated { changes, at: now })]
     })
 }
 
