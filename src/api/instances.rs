@@ -15,8 +15,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
+use fleetledger_events::instance::InstanceEvent;
 use fleetledger_events::key::KeyScope;
-use fleetledger_events::Actor;
+use fleetledger_events::{Actor, DomainEvent};
 use fleetledger_projections::instance::Instance;
 use fleetledger_projections::key::Key;
 use serde_json::{json, Map, Value};
@@ -589,7 +590,7 @@ async fn write(
     principal: &Principal,
     meta: &RequestMeta,
     instance: &Instance,
-    mut decide: impl FnMut(&Instance) -> Result<Vec<fleetledger_events::instance::InstanceEvent>, ChowderError>,
+    mut decide: impl FnMut(&Instance) -> Result<Vec<InstanceEvent>, ChowderError>,
 ) -> Result<(Instance, i64, Option<crate::store::Appended>), ChowderError> {
     let written = state
         .ledger
@@ -626,17 +627,15 @@ async fn update_instance(
     let live = appended
         .as_ref()
         .and_then(|a| a.events.last())
-        .filter(|e| e.data.get("apply_live").and_then(Value::as_bool) == Some(true));
+        .filter(|e| matches!(InstanceEvent::from_envelope(e), Ok(InstanceEvent::Updated(u)) if u.apply_live));
     let Some(trigger) = live else {
         return Ok(tagged(version, Json(instance_json(&after))));
     };
     let outcome = super::outcome_of(&state, trigger).await?;
     let unavailable = |why: &str| ChowderError::new(StatusCode::BAD_GATEWAY, json!({ "error": format!("Gateway unavailable – {why}") }));
-    match outcome {
+    match outcome.as_ref().map(InstanceEvent::from_envelope) {
         None => Err(unavailable("the sandbox did not confirm the change in time")),
-        Some(o) if o.event_type == "instance.config_apply_failed" => {
-            Err(unavailable(o.data.get("error").and_then(Value::as_str).unwrap_or("unknown error")))
-        }
+        Some(Ok(InstanceEvent::ConfigApplyFailed(failed))) => Err(unavailable(&failed.error)),
         Some(_) => {
             let current = state.ledger.models.refresh::<Instance>(&trigger.stream_id).await?;
             let (version, shown) = current.map_or((version, after), |c| (c.version, (*c.model).clone()));
@@ -650,7 +649,7 @@ async fn transition(
     principal: &Principal,
     meta: &RequestMeta,
     id: &str,
-    decide: fn(&Instance, DateTime<Utc>) -> Result<Vec<fleetledger_events::instance::InstanceEvent>, DomainError>,
+    decide: fn(&Instance, DateTime<Utc>) -> Result<Vec<InstanceEvent>, DomainError>,
 ) -> Result<Response, ChowderError> {
     let (_, instance) = permitted_instance(state, principal, id, "configure").await?;
     let now = Utc::now();

@@ -22,6 +22,7 @@ use chrono::Utc;
 use fleetledger_events::envelope::micros;
 use fleetledger_events::mission_control::{AgentEvent, BoardEvent, GatewayEvent};
 use fleetledger_events::secret::StoredSecret;
+use fleetledger_events::DomainEvent;
 use fleetledger_projections::mission_control::{Board, Gateway, McAgent};
 use fleetledger_projections::ReadModel;
 use futures::future::BoxFuture;
@@ -689,6 +690,11 @@ fn agent_response(state: &AppState, agent: &McAgent, version: i64, status: Statu
     tagged(version, (status, Json(agent_json(agent, &workspace_root(state, agent)))))
 }
 
+/// Whether an appended agent event asks the reprovisioner to provision again.
+fn reprovisions(e: &fleetledger_events::EventEnvelope) -> bool {
+    matches!(AgentEvent::from_envelope(e), Ok(AgentEvent::Updated(u)) if u.reprovision)
+}
+
 /// After an event that reprovisions: waits for the reprovisioner's outcome and answers
 /// with the agent as it then is, 502 when provisioning failed, 504 when no outcome came.
 async fn settle(state: &AppState, trigger: &fleetledger_events::EventEnvelope, status: StatusCode) -> Result<Response, McError> {
@@ -703,9 +709,11 @@ async fn settle(state: &AppState, trigger: &fleetledger_events::EventEnvelope, s
         .refresh::<McAgent>(&trigger.stream_id)
         .await?
         .ok_or_else(|| McError::not_found("Not Found"))?;
-    if outcome.event_type == "mc_agent.provision_failed" {
-        let error = outcome.data.get("error").and_then(Value::as_str).unwrap_or("unknown error");
-        return Err(McError::new(StatusCode::BAD_GATEWAY, &format!("Gateway update failed: {error}")));
+    if let Ok(AgentEvent::ProvisionFailed(failed)) = AgentEvent::from_envelope(&outcome) {
+        return Err(McError::new(
+            StatusCode::BAD_GATEWAY,
+            &format!("Gateway update failed: {}", failed.error),
+        ));
     }
     Ok(agent_response(state, &agent.model, agent.version, status))
 }
@@ -939,10 +947,7 @@ async fn update_agent(
         .await?;
     let (version, appended) = (written.version, written.appended);
     let after = written.model.ok_or_else(|| McError::not_found("Not Found"))?;
-    let reprovisions = appended
-        .as_ref()
-        .and_then(|a| a.events.last())
-        .filter(|e| e.data.get("reprovision").and_then(Value::as_bool) == Some(true));
+    let reprovisions = appended.as_ref().and_then(|a| a.events.last()).filter(|e| reprovisions(e));
     match reprovisions {
         Some(trigger) => settle(&state, trigger, StatusCode::OK).await,
         None => Ok(agent_response(&state, &after, version, StatusCode::OK)),
@@ -994,11 +999,7 @@ impl Audited for McAgent {
                 })
                 .await
                 .map_err(|e| refusal(e.into()))?;
-            let trigger = written
-                .appended
-                .as_ref()
-                .and_then(|a| a.events.last())
-                .filter(|e| e.data.get("reprovision").and_then(Value::as_bool) == Some(true));
+            let trigger = written.appended.as_ref().and_then(|a| a.events.last()).filter(|e| reprovisions(e));
             match trigger {
                 Some(trigger) => settle(state, trigger, StatusCode::OK).await.map_err(refusal),
                 None => {
