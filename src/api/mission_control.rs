@@ -65,6 +65,8 @@ pub struct McError {
     status: StatusCode,
     detail: Value,
     request_id: Option<String>,
+    /// The agent a failed create made anyway: its `id` in the body and its `Location`.
+    created: Option<Uuid>,
 }
 
 impl McError {
@@ -73,6 +75,7 @@ impl McError {
             status,
             detail: detail.into(),
             request_id: None,
+            created: None,
         }
     }
     pub fn with_request_id(mut self, request_id: Option<&str>) -> Self {
@@ -94,6 +97,7 @@ impl McError {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             detail: Value::Array(detail),
             request_id: None,
+            created: None,
         }
     }
     fn internal(error: impl std::fmt::Display) -> Self {
@@ -139,6 +143,11 @@ impl IntoResponse for McError {
         let mut body = json!({ "detail": self.detail });
         if let Some(id) = self.request_id {
             body["request_id"] = id.into();
+        }
+        if let Some(created) = self.created {
+            body["id"] = created.to_string().into();
+            let location = [(header::LOCATION, format!("/api/v1/agents/{created}"))];
+            return (self.status, location, Json(body)).into_response();
         }
         (self.status, Json(body)).into_response()
     }
@@ -690,6 +699,45 @@ fn agent_response(state: &AppState, agent: &McAgent, version: i64, status: Statu
     tagged(version, (status, Json(agent_json(agent, &workspace_root(state, agent)))))
 }
 
+/// Renders an agent's workspace files as the reprovisioner will (strict: a name the context
+/// lacks is an error), so a template that cannot render is refused before anything is
+/// recorded, as a pydantic problem on the template's field.
+fn check_templates(state: &AppState, agent: &McAgent) -> Result<(), McError> {
+    let models = &state.ledger.models;
+    let Some(gateway) = models.cache::<Gateway>().get(&agent.gateway_id.to_string()) else {
+        // A gateway that is gone fails the provisioning itself, with its own message.
+        return Ok(());
+    };
+    let board = agent.board_id.and_then(|b| models.cache::<Board>().get(&b.to_string()));
+    let context = crate::workers::reprovisioner::template_context(agent, board.as_ref().map(|b| b.model.as_ref()), &gateway.model);
+    let soul = agent.soul_template.as_deref();
+    let identity = agent.identity_template.as_deref();
+    let Err(error) = crate::workers::drivers::workspace::render(&context, soul, identity, false) else {
+        return Ok(());
+    };
+    let (field, input) = if error.starts_with("IDENTITY.md") {
+        ("identity_template", identity)
+    } else {
+        ("soul_template", soul)
+    };
+    let mut p = Problems::default();
+    p.found(
+        &at(&body_loc(), field),
+        "value_error",
+        format!("Value error, the template cannot be rendered: {error}"),
+        json!(input),
+    );
+    Err(McError::validation(p.0))
+}
+
+/// The agent after `events`, checked to render, or the refusal.
+fn rendering(state: &AppState, before: Option<&McAgent>, events: Vec<AgentEvent>) -> Result<Vec<AgentEvent>, McError> {
+    if let Some(after) = events.iter().fold(before.cloned(), McAgent::evolve) {
+        check_templates(state, &after)?;
+    }
+    Ok(events)
+}
+
 /// Whether an appended agent event asks the reprovisioner to provision again.
 fn reprovisions(e: &fleetledger_events::EventEnvelope) -> bool {
     matches!(AgentEvent::from_envelope(e), Ok(AgentEvent::Updated(u)) if u.reprovision)
@@ -777,8 +825,10 @@ async fn list_agents(
 
 #[utoipa::path(post, path = "/api/v1/agents", tag = "mission_control", security(("bearer" = [])),
     request_body(content = Object, description = "`{name, board_id?, gateway_id?, heartbeat_config?, identity_profile?, identity_template?, soul_template?}`"),
-    responses((status = 200, description = "The provisioned agent"), (status = 502, description = "Provisioning failed (the agent is recorded)"),
-              (status = 504, description = "No provisioning outcome in time")))]
+    responses((status = 200, description = "The provisioned agent"),
+              (status = 422, description = "Validation failed, or a template cannot be rendered (nothing recorded)"),
+              (status = 502, description = "Provisioning failed; the agent is recorded: its `id` is in the body and `Location`"),
+              (status = 504, description = "No provisioning outcome in time; the agent is recorded: its `id` is in the body and `Location`")))]
 async fn create_agent(
     State(state): State<AppState>,
     McPrincipal(principal): McPrincipal,
@@ -819,9 +869,17 @@ async fn create_agent(
         soul_template: soul,
         now: Utc::now(),
     })?;
+    let events = rendering(&state, None, events)?;
     let (_, _, appended) = create_stream::<McAgent>(&state, &meta.write_context(&principal), id, events).await?;
     let trigger = appended.last().ok_or_else(|| McError::internal("nothing appended"))?;
-    settle(&state, trigger, StatusCode::OK).await
+    // The agent exists whatever its provisioning did: a failure says which agent it was,
+    // so a client retrying it does not make another.
+    settle(&state, trigger, StatusCode::OK).await.map_err(|mut e| {
+        if e.status.is_server_error() {
+            e.created = Some(id);
+        }
+        e
+    })
 }
 
 #[utoipa::path(get, path = "/api/v1/agents/{id}", tag = "mission_control", security(("bearer" = [])),
@@ -942,7 +1000,8 @@ async fn update_agent(
     let written = state
         .ledger
         .write::<McAgent, McError>(&agent.id.to_string(), &meta.write_context(&principal), |a| {
-            Ok(rules::update_agent(a, patch.clone(), target, current, force, now)?)
+            let events = rules::update_agent(a, patch.clone(), target, current, force, now)?;
+            rendering(&state, Some(a), events)
         })
         .await?;
     let (version, appended) = (written.version, written.appended);
@@ -995,7 +1054,8 @@ impl Audited for McAgent {
             let written = state
                 .ledger
                 .write::<McAgent, McError>(&agent.id.to_string(), &request.meta.write_context(principal), |a| {
-                    Ok(rules::update_agent(a, patch.clone(), None, None, false, now)?)
+                    let events = rules::update_agent(a, patch.clone(), None, None, false, now)?;
+                    rendering(state, Some(a), events)
                 })
                 .await
                 .map_err(|e| refusal(e.into()))?;

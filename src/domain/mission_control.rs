@@ -328,7 +328,9 @@ pub fn update_agent(
         (None, _) => {}
     }
     match patch.is_gateway_main {
-        Some(true) if !after.is_gateway_main || after.board_id.is_some() => {
+        // As Mission Control does: making an agent gateway-main always goes through a board
+        // (the one named, or the agent's own), even when it already is the main agent.
+        Some(true) => {
             let board = target_board
                 .filter(|_| patch.board_id.is_some())
                 .or(current_board)
@@ -503,11 +505,18 @@ mod tests {
             is_gateway_main: Some(false),
             ..Default::default()
         };
-        given(Some(promoted))
+        given(Some(promoted.clone()))
             .when(|s| update_agent(s.unwrap(), demote, None, None, false, Utc::now()))
             .then_err(DomainError::invalid(
                 "board_id is required when converting a gateway-main agent to board scope",
             ));
+        let main_again = AgentPatch {
+            is_gateway_main: Some(true),
+            ..Default::default()
+        };
+        given(Some(promoted))
+            .when(|s| update_agent(s.unwrap(), main_again, None, None, false, Utc::now()))
+            .then_err(DomainError::invalid("board_id is required"));
     }
 
     #[test]

@@ -263,6 +263,12 @@ async fn update_agent_rules(backend: Backend) {
         main["openclaw_session_id"],
         format!("agent:mc-gateway-{}:main", gw2["id"].as_str().unwrap())
     );
+    let again = call(&app, Method::PATCH, &path, &app.admin_key, Some(json!({"is_gateway_main": true}))).await;
+    assert_eq!(
+        (again.status, again.json()["detail"].as_str()),
+        (422, Some("board_id is required")),
+        "a board-less main agent made main again needs a board, as in Mission Control"
+    );
     let back = call(&app, Method::PATCH, &path, &app.admin_key, Some(json!({"is_gateway_main": false}))).await;
     assert_eq!(
         (back.status, back.json()["detail"].as_str()),
@@ -331,6 +337,15 @@ async fn update_agent_rules(backend: Backend) {
     assert_eq!(call(&app, Method::GET, &path, &app.admin_key, None).await.status, 404);
 }
 
+/// How many events an agent's stream holds.
+async fn agent_history(app: &TestApp, id: &str) -> usize {
+    let path = format!("/api/v1/ledger/streams/mc_agent/{id}");
+    call(app, Method::GET, &path, &app.admin_key, None).await.json()["events"]
+        .as_array()
+        .unwrap()
+        .len()
+}
+
 async fn failed_provisioning_is_502_and_recorded(backend: Backend) {
     let Some((app, _nats)) = spawn_mc(backend, |_| {}).await else {
         return;
@@ -346,22 +361,30 @@ async fn failed_provisioning_is_502_and_recorded(backend: Backend) {
         json!({"name": "broken", "url": "local", "workspace_root": "not-a-dir"}),
     )
     .await;
-    let created = call(
-        &app,
-        Method::POST,
-        "/api/v1/agents",
-        &app.admin_key,
-        Some(json!({"name": "Stuck", "gateway_id": gateway["id"]})),
-    )
-    .await;
+    let create = || {
+        Answer::of(
+            app.admin(Method::POST, "/api/v1/agents")
+                .header("idempotency-key", "create-stuck")
+                .json(&json!({"name": "Stuck", "gateway_id": gateway["id"]})),
+        )
+    };
+    let created = create().await;
     assert_eq!(created.status, 502, "{}", created.text);
     assert!(
         created.json()["detail"].as_str().unwrap().starts_with("Gateway update failed: "),
         "{}",
         created.text
     );
+    // The agent exists: the failure names it, so a retry need not make another.
+    let created_id = created.json()["id"].as_str().expect("the 502 names the agent").to_string();
+    assert_eq!(created.header("location"), Some(format!("/api/v1/agents/{created_id}").as_str()));
+    let retry = create().await;
+    assert_eq!((retry.status, retry.text.as_str()), (502, created.text.as_str()));
+    assert_eq!(retry.header("idempotent-replayed"), Some("true"));
     let listed = ok(&app, Method::GET, "/api/v1/agents", Value::Null).await;
+    assert_eq!(listed["total"], 1, "a retry with the key made no second agent");
     let agent = &listed["items"][0];
+    assert_eq!(agent["id"], created_id.as_str());
     assert_eq!(
         (agent["provision_state"].as_str(), agent["is_gateway_main"].as_bool()),
         (Some("failed"), Some(true))
@@ -402,17 +425,43 @@ async fn failed_provisioning_is_502_and_recorded(backend: Backend) {
         "calm"
     );
 
-    // A template naming something undefined fails the provisioning, not the server.
+    // A template naming something undefined is refused before anything is recorded.
+    let before = agent_history(&app, &id).await;
     let bad = call(
         &app,
         Method::PATCH,
         &format!("/api/v1/agents/{id}"),
         &app.admin_key,
-        Some(json!({"soul_template": "{{ agent.nickname }}"})),
+        Some(json!({"soul_template": "Hello {{ nope.x }}"})),
     )
     .await;
-    assert_eq!(bad.status, 502);
-    assert!(bad.json()["detail"].as_str().unwrap().contains("SOUL.md"), "{}", bad.text);
+    assert_eq!(bad.status, 422, "{}", bad.text);
+    let problem = &bad.json()["detail"][0];
+    assert_eq!(
+        (problem["loc"].clone(), problem["type"].as_str()),
+        (json!(["body", "soul_template"]), Some("value_error"))
+    );
+    assert!(problem["msg"].as_str().unwrap().contains("SOUL.md"), "{}", bad.text);
+    assert_eq!(agent_history(&app, &id).await, before, "nothing recorded");
+    assert_eq!(
+        ok(&app, Method::GET, &format!("/api/v1/agents/{id}"), Value::Null).await["soul_template"],
+        "calm"
+    );
+    let refused = call(
+        &app,
+        Method::POST,
+        "/api/v1/agents",
+        &app.admin_key,
+        Some(json!({"name": "Odd", "gateway_id": gateway["id"], "identity_template": "{{ agent.nickname }}"})),
+    )
+    .await;
+    assert_eq!(refused.status, 422, "{}", refused.text);
+    assert_eq!(refused.json()["detail"][0]["loc"], json!(["body", "identity_template"]));
+    assert_eq!(
+        ok(&app, Method::GET, "/api/v1/agents", Value::Null).await["total"],
+        1,
+        "no agent made"
+    );
 
     // A gateway without a URL records provisioning as skipped.
     let bare = ok(
