@@ -29,18 +29,32 @@ use crate::tenancy::{self, TenancyError};
 use crate::workers::drivers::sandbox::LocalSandboxDriver;
 use crate::workers::{self, Source, Worker};
 
+/// Why the service did not start. Each variant says what was being done and keeps the
+/// cause as its source (not in its text), so a report of the chain names each cause once.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    #[error("store: {0}")]
+    #[error("opening the store")]
     Store(#[from] StoreError),
-    #[error("bootstrap: {0}")]
+    #[error("bootstrapping the first organization")]
     Bootstrap(#[from] TenancyError),
-    #[error("bus: {0}")]
+    #[error("connecting to NATS")]
     Bus(#[from] BusError),
-    #[error("secrets: {0}")]
+    #[error("loading the master key")]
     Secrets(#[from] crate::secrets::SecretsError),
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
+    #[error("cannot listen on {addr}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write the admin key to {}", path.display())]
+    AdminKey {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot reach the Docker engine")]
+    Docker(#[source] std::io::Error),
 }
 
 /// Connects to JetStream when NATS is configured.
@@ -75,9 +89,10 @@ pub fn spawn_workers(
     }
 }
 
-/// Opens the store and loads the read models, as every command that touches state does.
-pub async fn open_ledger(settings: &StoreSettings) -> Result<Ledger, StoreError> {
-    let store = store::connect(&settings.url()).await?;
+/// Opens the store and loads the read models, as every command that touches state does;
+/// `open` says whether a missing store may be created.
+pub async fn open_ledger(settings: &StoreSettings, open: store::Open) -> Result<Ledger, StoreError> {
+    let store = store::connect_with(&settings.url(), open).await?;
     let models = ReadModels::load(store.clone()).await?;
     Ok(Ledger::new(store, models))
 }
@@ -133,19 +148,26 @@ impl Application {
     /// Builds the service with a given set of workers (tests bring their own).
     pub async fn build_with_workers(settings: Settings, workers: Vec<Arc<dyn Worker>>) -> Result<Self, StartupError> {
         crate::telemetry::prometheus();
-        let ledger = open_ledger(&settings.store).await?;
+        let ledger = open_ledger(&settings.store, store::Open::CreateIfMissing).await?;
         let (secrets, created) = Keyring::load_or_create(&settings.store, ledger.store.clone()).await?;
         if let Some(path) = created {
             tracing::info!(path = %path.display(), "created the master key that wraps the keys of secrets");
         }
         let secrets = Arc::new(secrets);
         if let Some(token) = tenancy::bootstrap(&ledger, Utc::now()).await? {
-            let path = write_admin_key(&settings.store.data_dir, token.expose())?;
-            println!(
-                "Created organization `default` with an admin key (shown once, also written to {}):",
-                path.display()
+            let path = settings.store.data_dir.join("admin.key");
+            write_admin_key(&path, token.expose()).map_err(|source| StartupError::AdminKey {
+                path: path.clone(),
+                source,
+            })?;
+            // A closed stdout loses nothing: the key is in the file.
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stdout().lock(),
+                "Created organization `default` with an admin key (shown once, also written to {}):\n{}",
+                path.display(),
+                token.expose()
             );
-            println!("{}", token.expose());
         }
         let (stop, stopped) = watch::channel(false);
         tokio::spawn(
@@ -183,8 +205,12 @@ impl Application {
             claims: Default::default(),
             boundary: Arc::new(Boundary::new(&settings.store.data_dir, &settings.serve.drivers.boundary)),
         };
-        let listener = TcpListener::bind(settings.serve.listen).await?;
-        tracing::info!("listening on http://{}", listener.local_addr()?);
+        let addr = settings.serve.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartupError::Listen { addr, source })?;
+        let bound = listener.local_addr().map_err(|source| StartupError::Listen { addr, source })?;
+        tracing::info!("listening on http://{bound}");
         Ok(Application {
             listener,
             router: router(state),
@@ -230,25 +256,25 @@ impl Application {
 fn container_driver(settings: &Settings) -> Result<Arc<dyn crate::workers::drivers::container::ContainerDriver>, StartupError> {
     use crate::workers::drivers::container::{DockerContainerDriver, LocalContainerDriver};
     Ok(match settings.serve.drivers.container_driver.as_str() {
-        "docker" => Arc::new(DockerContainerDriver::connect().map_err(|e| StartupError::Io(std::io::Error::other(e)))?),
+        "docker" => Arc::new(DockerContainerDriver::connect().map_err(|e| StartupError::Docker(std::io::Error::other(e)))?),
         _ => Arc::new(LocalContainerDriver::new(&settings.store.data_dir)),
     })
 }
 
 /// Writes the bootstrap admin key where only its owner can read it.
-fn write_admin_key(data_dir: &std::path::Path, token: &str) -> Result<std::path::PathBuf, std::io::Error> {
+fn write_admin_key(path: &std::path::Path, token: &str) -> Result<(), std::io::Error> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    std::fs::create_dir_all(data_dir)?;
-    let path = data_dir.join("admin.key");
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(&path)?;
-    writeln!(file, "{token}")?;
-    Ok(path)
+        .open(path)?;
+    writeln!(file, "{token}")
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

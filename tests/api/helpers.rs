@@ -123,6 +123,11 @@ impl TestStore {
 
     /// Runs the real binary with this store's settings.
     pub fn cli(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run fleetledger")
+    }
+
+    /// The real binary with this store's settings, to run.
+    pub fn command(&self, args: &[&str]) -> std::process::Command {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_fleetledger"));
         cmd.arg("--data-dir")
             .arg(self.dir.path())
@@ -133,7 +138,7 @@ impl TestStore {
         if let Some(db) = &self.db {
             cmd.env("DATABASE_URL", &db.url);
         }
-        cmd.output().expect("run fleetledger")
+        cmd
     }
 
     /// `keys create` for an org, returning the token printed on stdout.
