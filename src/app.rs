@@ -147,7 +147,11 @@ impl Application {
 
     /// Builds the service with a given set of workers (tests bring their own).
     pub async fn build_with_workers(settings: Settings, workers: Vec<Arc<dyn Worker>>) -> Result<Self, StartupError> {
-        crate::telemetry::prometheus();
+        let running: Vec<&str> = match settings.serve.no_workers {
+            true => vec![],
+            false => workers.iter().map(|w| w.name()).collect(),
+        };
+        crate::telemetry::register(&running);
         let ledger = open_ledger(&settings.store, store::Open::CreateIfMissing).await?;
         let (secrets, created) = Keyring::load_or_create(&settings.store, ledger.store.clone()).await?;
         if let Some(path) = created {
