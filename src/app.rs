@@ -131,6 +131,9 @@ async fn record_http(request: axum::extract::Request, next: axum::middleware::Ne
     response
 }
 
+/// How often the relay's lag is measured for `/metrics`.
+const RELAY_LAG_EVERY: Duration = Duration::from_secs(1);
+
 pub struct Application {
     listener: TcpListener,
     router: Router,
@@ -191,9 +194,10 @@ impl Application {
                 crash_after_publish: settings.serve.relay_crash_after_publish,
             };
             tokio::spawn(relay::run(ledger.store.clone(), nats.clone(), relay_settings, stopped.clone()));
+            tokio::spawn(relay::measure_lag(ledger.store.clone(), RELAY_LAG_EVERY, stopped.clone()));
         }
         if !settings.serve.no_workers {
-            spawn_workers(&ledger, secrets.clone(), bus, poll, workers, &stopped);
+            spawn_workers(&ledger, secrets.clone(), bus.clone(), poll, workers, &stopped);
         }
         let limits = RateLimits::new(settings.serve.rate_limit_per_sec, settings.serve.rate_limit_burst);
         tokio::spawn(limits.clone().prune(Duration::from_secs(60), stopped.clone()));
@@ -208,6 +212,7 @@ impl Application {
             containers: container_driver(&settings)?,
             claims: Default::default(),
             boundary: Arc::new(Boundary::new(&settings.store.data_dir, &settings.serve.drivers.boundary)),
+            bus,
         };
         let addr = settings.serve.listen;
         let listener = TcpListener::bind(addr)

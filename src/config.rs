@@ -195,6 +195,12 @@ pub struct ServeSettings {
     /// Seconds to let in-flight requests finish after SIGTERM/Ctrl-C.
     #[arg(long, env = "FLEETLEDGER_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
+
+    /// `/readyz` answers 503 once the relay is this many seconds behind (the age of the
+    /// oldest event not yet on JetStream). Only with NATS. Every replica shares the relay,
+    /// so all of them turn unready together: keep it well above a normal hiccup.
+    #[arg(long, env = "FLEETLEDGER_READY_MAX_RELAY_LAG_SECONDS", default_value_t = 60.0)]
+    pub ready_max_relay_lag_seconds: f64,
 }
 
 /// Everything `serve` needs.

@@ -27,4 +27,6 @@ pub struct AppState {
     pub claims: Arc<crate::api::idempotency::Claims>,
     /// Decides which paths and destinations requests may make the server reach.
     pub boundary: Arc<crate::boundary::Boundary>,
+    /// JetStream, when NATS is configured (readiness asks whether it is connected).
+    pub bus: Option<Arc<crate::bus::nats::JetStream>>,
 }

@@ -178,6 +178,7 @@ pub fn serve_settings() -> ServeSettings {
             .collect(),
         follow_interval_ms: 50,
         shutdown_grace_seconds: 5,
+        ready_max_relay_lag_seconds: 60.0,
         rate_limit_per_sec: 1000,
         rate_limit_burst: 1000,
         max_sandbox_timeout_seconds: 86_400,
