@@ -22,6 +22,7 @@ use crate::bus::BusError;
 use crate::config::{BusSettings, Settings, StoreSettings};
 use crate::ledger::Ledger;
 use crate::secrets::Keyring;
+use crate::shutdown::{Shutdown, ShutdownTrigger};
 use crate::state::AppState;
 use crate::store::cache::ReadModels;
 use crate::store::{self, StoreError};
@@ -137,7 +138,10 @@ const RELAY_LAG_EVERY: Duration = Duration::from_secs(1);
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    /// Stops the background tasks (workers, relay, cache follower), after the drain.
     stop: watch::Sender<bool>,
+    /// Ends the answers that never end on their own (SSE), as soon as shutdown begins.
+    begin_shutdown: ShutdownTrigger,
     usage: Arc<KeyUsage>,
     grace: Duration,
 }
@@ -199,6 +203,7 @@ impl Application {
         if !settings.serve.no_workers {
             spawn_workers(&ledger, secrets.clone(), bus.clone(), poll, workers, &stopped);
         }
+        let (begin_shutdown, shutdown) = Shutdown::new();
         let limits = RateLimits::new(settings.serve.rate_limit_per_sec, settings.serve.rate_limit_burst);
         tokio::spawn(limits.clone().prune(Duration::from_secs(60), stopped.clone()));
         let state = AppState {
@@ -213,6 +218,7 @@ impl Application {
             claims: Default::default(),
             boundary: Arc::new(Boundary::new(&settings.store.data_dir, &settings.serve.drivers.boundary)),
             bus,
+            shutdown,
         };
         let addr = settings.serve.listen;
         let listener = TcpListener::bind(addr)
@@ -224,6 +230,7 @@ impl Application {
             listener,
             router: router(state),
             stop,
+            begin_shutdown,
             usage,
             grace: Duration::from_secs(settings.serve.shutdown_grace_seconds),
         })
@@ -233,13 +240,16 @@ impl Application {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
-    /// Serves until `shutdown` resolves, then lets in-flight requests finish (up to the
-    /// grace period) and flushes key usage.
+    /// Serves until `shutdown` resolves, then stops accepting connections, ends SSE streams
+    /// at once, lets in-flight requests finish (up to the grace period; workers keep running
+    /// meanwhile, so writes waiting for their side effect get it) and flushes key usage.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), std::io::Error> {
         let (signalled_tx, mut signalled) = watch::channel(false);
+        let begin_shutdown = self.begin_shutdown;
         let serve = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
             shutdown.await;
-            tracing::info!("shutting down: finishing in-flight requests");
+            tracing::info!("shutting down: closing event streams, finishing in-flight requests");
+            begin_shutdown.begin();
             let _ = signalled_tx.send(true);
         });
         let grace = self.grace;

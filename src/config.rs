@@ -192,7 +192,8 @@ pub struct ServeSettings {
     #[arg(long, env = "FLEETLEDGER_ALLOW_SIGNUP")]
     pub allow_signup: bool,
 
-    /// Seconds to let in-flight requests finish after SIGTERM/Ctrl-C.
+    /// Seconds to let in-flight requests (writes, and writes waiting for their side effect)
+    /// finish after SIGTERM/Ctrl-C. Server-Sent Events streams end at once.
     #[arg(long, env = "FLEETLEDGER_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
 

@@ -29,4 +29,7 @@ pub struct AppState {
     pub boundary: Arc<crate::boundary::Boundary>,
     /// JetStream, when NATS is configured (readiness asks whether it is connected).
     pub bus: Option<Arc<crate::bus::nats::JetStream>>,
+    /// Begins when the server starts shutting down: answers that never end on their own
+    /// (Server-Sent Events) end then.
+    pub shutdown: crate::shutdown::Shutdown,
 }

@@ -154,7 +154,7 @@ async fn healthz(State(state): State<AppState>) -> Response {
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Readiness: the store answers; with NATS, the client is connected and the relay is less
-/// than `--ready-max-relay-lag-seconds` behind.
+/// than `--ready-max-relay-lag-seconds` behind; and shutdown has not begun.
 #[utoipa::path(get, path = "/readyz", tag = "system",
     responses((status = 200, description = "`{\"status\":\"ready\",\"store\":{\"status\":\"ok\",…},\"nats\":{\"status\":\"ok|not_configured\"},\"relay_lag_seconds\":{\"status\":\"ok|not_configured\",\"value\":s,\"max\":s}}`"),
               (status = 503, description = "problem+json naming the failing parts in `detail` and `failing`, with every part's status in `checks`")))]
@@ -214,6 +214,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
             (nats, relay_lag)
         }
     };
+    if state.shutdown.has_begun() {
+        failing.push("shutdown".into());
+        reasons.push("the server is shutting down".into());
+    }
     let checks = json!({"store": store, "nats": nats, "relay_lag_seconds": relay_lag});
     if failing.is_empty() {
         return Json(
