@@ -158,6 +158,7 @@ async fn main() {
             available_kernels: vec![],
             follow_interval_ms: 250,
             shutdown_grace_seconds: 1,
+            ready_max_relay_lag_seconds: 60.0,
             // High enough never to refuse a benchmark request; the limiter still runs.
             rate_limit_per_sec: 1_000_000,
             rate_limit_burst: 1_000_000,

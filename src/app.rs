@@ -22,6 +22,7 @@ use crate::bus::BusError;
 use crate::config::{BusSettings, Settings, StoreSettings};
 use crate::ledger::Ledger;
 use crate::secrets::Keyring;
+use crate::shutdown::{Shutdown, ShutdownTrigger};
 use crate::state::AppState;
 use crate::store::cache::ReadModels;
 use crate::store::{self, StoreError};
@@ -29,18 +30,32 @@ use crate::tenancy::{self, TenancyError};
 use crate::workers::drivers::sandbox::LocalSandboxDriver;
 use crate::workers::{self, Source, Worker};
 
+/// Why the service did not start. Each variant says what was being done and keeps the
+/// cause as its source (not in its text), so a report of the chain names each cause once.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    #[error("store: {0}")]
+    #[error("opening the store")]
     Store(#[from] StoreError),
-    #[error("bootstrap: {0}")]
+    #[error("bootstrapping the first organization")]
     Bootstrap(#[from] TenancyError),
-    #[error("bus: {0}")]
+    #[error("connecting to NATS")]
     Bus(#[from] BusError),
-    #[error("secrets: {0}")]
+    #[error("loading the master key")]
     Secrets(#[from] crate::secrets::SecretsError),
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
+    #[error("cannot listen on {addr}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write the admin key to {}", path.display())]
+    AdminKey {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot reach the Docker engine")]
+    Docker(#[source] std::io::Error),
 }
 
 /// Connects to JetStream when NATS is configured.
@@ -75,9 +90,10 @@ pub fn spawn_workers(
     }
 }
 
-/// Opens the store and loads the read models, as every command that touches state does.
-pub async fn open_ledger(settings: &StoreSettings) -> Result<Ledger, StoreError> {
-    let store = store::connect(&settings.url()).await?;
+/// Opens the store and loads the read models, as every command that touches state does;
+/// `open` says whether a missing store may be created.
+pub async fn open_ledger(settings: &StoreSettings, open: store::Open) -> Result<Ledger, StoreError> {
+    let store = store::connect_with(&settings.url(), open).await?;
     let models = ReadModels::load(store.clone()).await?;
     Ok(Ledger::new(store, models))
 }
@@ -116,10 +132,16 @@ async fn record_http(request: axum::extract::Request, next: axum::middleware::Ne
     response
 }
 
+/// How often the relay's lag is measured for `/metrics`.
+const RELAY_LAG_EVERY: Duration = Duration::from_secs(1);
+
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    /// Stops the background tasks (workers, relay, cache follower), after the drain.
     stop: watch::Sender<bool>,
+    /// Ends the answers that never end on their own (SSE), as soon as shutdown begins.
+    begin_shutdown: ShutdownTrigger,
     usage: Arc<KeyUsage>,
     grace: Duration,
 }
@@ -132,20 +154,31 @@ impl Application {
 
     /// Builds the service with a given set of workers (tests bring their own).
     pub async fn build_with_workers(settings: Settings, workers: Vec<Arc<dyn Worker>>) -> Result<Self, StartupError> {
-        crate::telemetry::prometheus();
-        let ledger = open_ledger(&settings.store).await?;
+        let running: Vec<&str> = match settings.serve.no_workers {
+            true => vec![],
+            false => workers.iter().map(|w| w.name()).collect(),
+        };
+        crate::telemetry::register(&running);
+        let ledger = open_ledger(&settings.store, store::Open::CreateIfMissing).await?;
         let (secrets, created) = Keyring::load_or_create(&settings.store, ledger.store.clone()).await?;
         if let Some(path) = created {
             tracing::info!(path = %path.display(), "created the master key that wraps the keys of secrets");
         }
         let secrets = Arc::new(secrets);
         if let Some(token) = tenancy::bootstrap(&ledger, Utc::now()).await? {
-            let path = write_admin_key(&settings.store.data_dir, token.expose())?;
-            println!(
-                "Created organization `default` with an admin key (shown once, also written to {}):",
-                path.display()
+            let path = settings.store.data_dir.join("admin.key");
+            write_admin_key(&path, token.expose()).map_err(|source| StartupError::AdminKey {
+                path: path.clone(),
+                source,
+            })?;
+            // A closed stdout loses nothing: the key is in the file.
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stdout().lock(),
+                "Created organization `default` with an admin key (shown once, also written to {}):\n{}",
+                path.display(),
+                token.expose()
             );
-            println!("{}", token.expose());
         }
         let (stop, stopped) = watch::channel(false);
         tokio::spawn(
@@ -165,10 +198,12 @@ impl Application {
                 crash_after_publish: settings.serve.relay_crash_after_publish,
             };
             tokio::spawn(relay::run(ledger.store.clone(), nats.clone(), relay_settings, stopped.clone()));
+            tokio::spawn(relay::measure_lag(ledger.store.clone(), RELAY_LAG_EVERY, stopped.clone()));
         }
         if !settings.serve.no_workers {
-            spawn_workers(&ledger, secrets.clone(), bus, poll, workers, &stopped);
+            spawn_workers(&ledger, secrets.clone(), bus.clone(), poll, workers, &stopped);
         }
+        let (begin_shutdown, shutdown) = Shutdown::new();
         let limits = RateLimits::new(settings.serve.rate_limit_per_sec, settings.serve.rate_limit_burst);
         tokio::spawn(limits.clone().prune(Duration::from_secs(60), stopped.clone()));
         let state = AppState {
@@ -182,13 +217,20 @@ impl Application {
             containers: container_driver(&settings)?,
             claims: Default::default(),
             boundary: Arc::new(Boundary::new(&settings.store.data_dir, &settings.serve.drivers.boundary)),
+            bus,
+            shutdown,
         };
-        let listener = TcpListener::bind(settings.serve.listen).await?;
-        tracing::info!("listening on http://{}", listener.local_addr()?);
+        let addr = settings.serve.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartupError::Listen { addr, source })?;
+        let bound = listener.local_addr().map_err(|source| StartupError::Listen { addr, source })?;
+        tracing::info!("listening on http://{bound}");
         Ok(Application {
             listener,
             router: router(state),
             stop,
+            begin_shutdown,
             usage,
             grace: Duration::from_secs(settings.serve.shutdown_grace_seconds),
         })
@@ -198,13 +240,16 @@ impl Application {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
-    /// Serves until `shutdown` resolves, then lets in-flight requests finish (up to the
-    /// grace period) and flushes key usage.
+    /// Serves until `shutdown` resolves, then stops accepting connections, ends SSE streams
+    /// at once, lets in-flight requests finish (up to the grace period; workers keep running
+    /// meanwhile, so writes waiting for their side effect get it) and flushes key usage.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), std::io::Error> {
         let (signalled_tx, mut signalled) = watch::channel(false);
+        let begin_shutdown = self.begin_shutdown;
         let serve = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
             shutdown.await;
-            tracing::info!("shutting down: finishing in-flight requests");
+            tracing::info!("shutting down: closing event streams, finishing in-flight requests");
+            begin_shutdown.begin();
             let _ = signalled_tx.send(true);
         });
         let grace = self.grace;
@@ -230,25 +275,25 @@ impl Application {
 fn container_driver(settings: &Settings) -> Result<Arc<dyn crate::workers::drivers::container::ContainerDriver>, StartupError> {
     use crate::workers::drivers::container::{DockerContainerDriver, LocalContainerDriver};
     Ok(match settings.serve.drivers.container_driver.as_str() {
-        "docker" => Arc::new(DockerContainerDriver::connect().map_err(|e| StartupError::Io(std::io::Error::other(e)))?),
+        "docker" => Arc::new(DockerContainerDriver::connect().map_err(|e| StartupError::Docker(std::io::Error::other(e)))?),
         _ => Arc::new(LocalContainerDriver::new(&settings.store.data_dir)),
     })
 }
 
 /// Writes the bootstrap admin key where only its owner can read it.
-fn write_admin_key(data_dir: &std::path::Path, token: &str) -> Result<std::path::PathBuf, std::io::Error> {
+fn write_admin_key(path: &std::path::Path, token: &str) -> Result<(), std::io::Error> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    std::fs::create_dir_all(data_dir)?;
-    let path = data_dir.join("admin.key");
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(&path)?;
-    writeln!(file, "{token}")?;
-    Ok(path)
+        .open(path)?;
+    writeln!(file, "{token}")
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -48,11 +48,18 @@ impl Refused {
 /// A side effect the boundary could not prepare: refused, or the host failed it.
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
-    #[error("{0}")]
+    #[error(transparent)]
     Refused(#[from] Refused),
-    /// The operation was allowed but failed; the text is [`io_reason`], path-free.
+    /// The operation was allowed but failed; the text is [`io_reason`], path-free. The I/O
+    /// error is not its source: its own text may name a path, and the reason says it all.
     #[error("{}", io_reason(.0))]
-    Io(#[from] io::Error),
+    Io(io::Error),
+}
+
+impl From<io::Error> for HostError {
+    fn from(error: io::Error) -> Self {
+        HostError::Io(error)
+    }
 }
 
 /// A path-free description of an I/O failure ("permission denied", "not a directory").

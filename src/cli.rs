@@ -1,5 +1,9 @@
 //! The command line: `serve`, `migrate`, `verify`, `orgs`, `workspaces`, `keys`, `secrets`. Every
 //! command uses the same store settings as `serve`, so it works beside a running server.
+//!
+//! Exit codes: 0 done (also when stdout was closed early, as by `| head`), 1 failed, 2
+//! refused before starting (settings that cannot work, or no store where one must exist:
+//! only `serve`, `migrate` and `import` create one).
 
 use std::process::ExitCode;
 
@@ -10,9 +14,19 @@ use fleetledger_events::Actor;
 use fleetledger_projections::key::Key;
 
 use crate::app::{open_ledger, shutdown_signal, Application};
-use crate::config::{ServeSettings, Settings, StoreSettings};
-use crate::store;
+use crate::config::{ServeSettings, Settings, SettingsError, StoreSettings};
+use crate::store::{self, Open, StoreError};
 use crate::tenancy::{self, NewKey};
+
+/// Writes a line of command output to stdout and answers the `io::Result`. Unlike
+/// `println!`, which panics, a closed stdout (`fleetledger tail | head`) becomes an error
+/// the command returns, and [`report`] ends the command quietly with exit 0.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -48,24 +62,29 @@ pub enum Command {
         #[arg(long, env = "FLEETLEDGER_FOLLOW_INTERVAL_MS", default_value_t = 250)]
         follow_interval_ms: u64,
     },
-    /// Print the change feed, human-readable.
+    /// Print the change feed, human-readable: the whole log, or with --follow new events
+    /// as they are committed.
     Tail {
-        /// Keep printing new events as they are committed.
+        /// Keep printing new events as they are committed, starting at the end of the log
+        /// (with --from-start or --after N, history first).
         #[arg(long, short)]
         follow: bool,
         /// Only this stream type (profile, key, org, …).
         #[arg(long = "type", short = 't')]
         stream_type: Option<String>,
-        /// Start after this global position (default: the beginning).
-        #[arg(long, default_value_t = 0)]
-        after: i64,
+        /// Start after this global position (default: the beginning, or with --follow the end).
+        #[arg(long, conflicts_with = "from_start")]
+        after: Option<i64>,
+        /// Start at the beginning of the log, also with --follow.
+        #[arg(long)]
+        from_start: bool,
     },
     /// Print a stream's state at a version or time (json), or the event sequence (table).
     Replay {
         /// The stream as TYPE/ID (e.g. profile/0191…); without it, the whole log.
         #[arg(long)]
         stream: Option<String>,
-        /// Stop at this stream version.
+        /// Stop at this stream version (past the stream's end: an error, exit 1).
         #[arg(long, conflicts_with = "as_of")]
         to_version: Option<i64>,
         /// Stop at this time (RFC 3339).
@@ -193,7 +212,7 @@ pub enum KeysCommand {
         #[arg(long)]
         expires_at: Option<DateTime<Utc>>,
     },
-    /// List keys (never their tokens).
+    /// List keys with their organization (never their tokens).
     List {
         /// Only this organization's keys.
         #[arg(long)]
@@ -210,7 +229,32 @@ fn cli_actor() -> Actor {
     Actor::system(&format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into())))
 }
 
+/// Ends a failed command: says why on stderr, each cause once, and answers the exit code
+/// (see the module's documentation). A closed stdout is not a failure: the reader has all
+/// it wanted, so nothing is said and the exit code is 0.
+pub fn report(error: &anyhow::Error) -> ExitCode {
+    use std::io::Write as _;
+    let closed_stdout = error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    });
+    if closed_stdout {
+        return ExitCode::SUCCESS;
+    }
+    let _ = writeln!(std::io::stderr(), "error: {error:#}");
+    let refused = error
+        .chain()
+        .any(|cause| cause.is::<SettingsError>() || matches!(cause.downcast_ref::<StoreError>(), Some(StoreError::Missing { .. })));
+    if refused {
+        ExitCode::from(2)
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    cli.store.check()?;
     match cli.command {
         Command::Serve { settings } => {
             let app = Application::build(Settings {
@@ -225,7 +269,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             drivers,
             follow_interval_ms,
         } => {
-            let ledger = open_ledger(&cli.store).await?;
+            let ledger = open_ledger(&cli.store, Open::Existing).await?;
             let keyring = std::sync::Arc::new(crate::secrets::Keyring::load(&cli.store, ledger.store.clone()).await?);
             let workers = crate::workers::registry(&cli.store.data_dir, &drivers);
             let names: Vec<String> = workers.iter().map(|w| w.name().to_string()).collect();
@@ -247,7 +291,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             follow,
             stream_type,
             after,
-        } => tail(&cli.store, follow, stream_type, after).await?,
+            from_start,
+        } => {
+            let start = match (after, from_start || !follow) {
+                (Some(after), _) => Start::After(after),
+                (None, true) => Start::After(0),
+                (None, false) => Start::Head,
+            };
+            tail(&cli.store, follow, stream_type, start).await?
+        }
         Command::Replay {
             stream,
             to_version,
@@ -255,7 +307,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             format,
         } => replay(&cli.store, stream, to_version, as_of, format).await?,
         Command::Rebuild { projection } => {
-            let store = store::connect(&cli.store.url()).await?;
+            let store = store::connect_with(&cli.store.url(), Open::Existing).await?;
             let bar = progress_bar("rebuilding");
             let report = crate::audit::rebuild(store.clone(), projection.as_deref(), |done, total| {
                 bar.set_length(total);
@@ -285,7 +337,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Workspaces {
             command: WorkspacesCommand::Create { org, slug, name },
         } => {
-            let ledger = open_ledger(&cli.store).await?;
+            let ledger = open_ledger(&cli.store, Open::Existing).await?;
             let Some(found) = tenancy::find_org(&ledger, &org).await? else {
                 bail!("no organization {org}")
             };
@@ -309,28 +361,33 @@ fn progress_bar(what: &str) -> indicatif::ProgressBar {
 }
 
 async fn verify(settings: &StoreSettings) -> anyhow::Result<ExitCode> {
-    let store = store::connect(&settings.url()).await?;
+    let store = store::connect_with(&settings.url(), Open::Existing).await?;
     let bar = progress_bar("verifying");
     bar.set_length(store.head().await? as u64);
     let verification = store::verify_log(store.as_ref(), |checked| bar.set_position(checked)).await?;
     bar.finish_and_clear();
     match verification.first_bad {
         None => {
-            println!("ok: {} events verified", verification.checked);
+            out!("ok: {} events verified", verification.checked)?;
             Ok(ExitCode::SUCCESS)
         }
         Some(bad) => {
-            println!(
+            out!(
                 "BROKEN: event {} (stream {} version {}, position {}): expected {}, found {}",
-                bad.event_id, bad.stream, bad.version, bad.global_position, bad.expected, bad.actual
-            );
+                bad.event_id,
+                bad.stream,
+                bad.version,
+                bad.global_position,
+                bad.expected,
+                bad.actual
+            )?;
             Ok(ExitCode::FAILURE)
         }
     }
 }
 
 async fn orgs(settings: &StoreSettings, command: OrgsCommand) -> anyhow::Result<ExitCode> {
-    let ledger = open_ledger(settings).await?;
+    let ledger = open_ledger(settings, Open::Existing).await?;
     match command {
         OrgsCommand::Create { slug, name } => {
             let org = tenancy::create_org(&ledger, &slug, name.as_deref().unwrap_or(""), cli_actor(), Utc::now()).await?;
@@ -346,10 +403,10 @@ async fn orgs(settings: &StoreSettings, command: OrgsCommand) -> anyhow::Result<
                 .map(|c| c.model)
                 .collect();
             orgs.sort_by(|a, b| a.slug.cmp(&b.slug));
-            println!("{:<24} {:<36} {:<24} WORKSPACES", "SLUG", "ID", "NAME");
+            out!("{:<24} {:<36} {:<24} WORKSPACES", "SLUG", "ID", "NAME")?;
             for org in orgs {
                 let workspaces: Vec<&str> = org.workspaces.iter().map(|w| w.slug.as_str()).collect();
-                println!("{:<24} {:<36} {:<24} {}", org.slug, org.id, org.name, workspaces.join(","));
+                out!("{:<24} {:<36} {:<24} {}", org.slug, org.id, org.name, workspaces.join(","))?;
             }
         }
     }
@@ -357,7 +414,7 @@ async fn orgs(settings: &StoreSettings, command: OrgsCommand) -> anyhow::Result<
 }
 
 async fn keys(settings: &StoreSettings, command: KeysCommand) -> anyhow::Result<()> {
-    let ledger = open_ledger(settings).await?;
+    let ledger = open_ledger(settings, Open::Existing).await?;
     match command {
         KeysCommand::Create {
             org,
@@ -379,7 +436,14 @@ async fn keys(settings: &StoreSettings, command: KeysCommand) -> anyhow::Result<
             };
             let (token, key) = tenancy::issue_key(&ledger, new, cli_actor(), Utc::now()).await?;
             eprintln!("issued {} key {} in {} (shown once)", key.role, key.id, found.slug);
-            println!("{}", token.expose());
+            // Not a quiet end like other closed pipes: the key exists and its token is lost.
+            out!("{}", token.expose()).map_err(|e| {
+                anyhow::anyhow!(
+                    "key {} was issued but its token could not be printed ({e}); revoke it with `fleetledger keys revoke {}`",
+                    key.id,
+                    key.id
+                )
+            })?;
         }
         KeysCommand::List { org } => {
             let org_id = match &org {
@@ -401,10 +465,23 @@ async fn keys(settings: &StoreSettings, command: KeysCommand) -> anyhow::Result<
                 .filter(|k| org_id.is_none_or(|o| k.org_id == o))
                 .collect();
             keys.sort_by_key(|k| k.created_at);
-            println!(
-                "{:<36} {:<14} {:<7} {:<16} {:<20} {:<20} STATE",
-                "ID", "PREFIX", "ROLE", "NAME", "CREATED", "LAST USED"
-            );
+            let slugs: std::collections::HashMap<uuid::Uuid, String> = ledger
+                .models
+                .cache::<fleetledger_projections::org::Org>()
+                .all()
+                .into_iter()
+                .map(|c| (c.model.id, c.model.slug.clone()))
+                .collect();
+            out!(
+                "{:<36} {:<16} {:<14} {:<7} {:<16} {:<20} {:<20} STATE",
+                "ID",
+                "ORG",
+                "PREFIX",
+                "ROLE",
+                "NAME",
+                "CREATED",
+                "LAST USED"
+            )?;
             let fmt = |t: &DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%S").to_string();
             for k in keys {
                 let state = match (k.revoked_at, k.expires_at) {
@@ -414,16 +491,18 @@ async fn keys(settings: &StoreSettings, command: KeysCommand) -> anyhow::Result<
                     (None, None) => "active".into(),
                 };
                 let used = usage.get(&k.id.to_string()).map(fmt).unwrap_or_else(|| "never".into());
-                println!(
-                    "{:<36} {:<14} {:<7} {:<16} {:<20} {:<20} {}",
+                let org = slugs.get(&k.org_id).map_or("?", String::as_str);
+                out!(
+                    "{:<36} {:<16} {:<14} {:<7} {:<16} {:<20} {:<20} {}",
                     k.id,
+                    org,
                     k.key_prefix,
                     k.role,
                     k.name,
                     fmt(&k.created_at),
                     used,
                     state
-                );
+                )?;
             }
         }
         KeysCommand::Revoke { key_id } => {
@@ -441,9 +520,17 @@ async fn keys(settings: &StoreSettings, command: KeysCommand) -> anyhow::Result<
     Ok(())
 }
 
-async fn tail(settings: &StoreSettings, follow: bool, stream_type: Option<String>, after: i64) -> anyhow::Result<()> {
+/// Where `tail` starts.
+enum Start {
+    /// After this global position (0: the beginning).
+    After(i64),
+    /// At the end of the log as it is when the command starts.
+    Head,
+}
+
+async fn tail(settings: &StoreSettings, follow: bool, stream_type: Option<String>, start: Start) -> anyhow::Result<()> {
     use futures::StreamExt;
-    let store = store::connect(&settings.url()).await?;
+    let store = store::connect_with(&settings.url(), Open::Existing).await?;
     let filter = crate::bus::feed::Filter {
         stream_type,
         ..Default::default()
@@ -451,7 +538,7 @@ async fn tail(settings: &StoreSettings, follow: bool, stream_type: Option<String
     let print = |e: &fleetledger_events::EventEnvelope| {
         let public = crate::views::public(e);
         let e = public.envelope();
-        println!(
+        out!(
             "{:>8}  {}  {:<28} {}/{} v{}  by {}",
             e.global_position,
             e.recorded_at.format("%Y-%m-%d %H:%M:%S%.3f"),
@@ -460,7 +547,11 @@ async fn tail(settings: &StoreSettings, follow: bool, stream_type: Option<String
             e.stream_id,
             e.stream_version,
             e.metadata.actor.principal_id
-        );
+        )
+    };
+    let after = match start {
+        Start::After(after) => after,
+        Start::Head => store.head().await?,
     };
     if follow {
         let mut events = Box::pin(crate::bus::feed::follow(
@@ -472,7 +563,7 @@ async fn tail(settings: &StoreSettings, follow: bool, stream_type: Option<String
         loop {
             tokio::select! {
                 next = events.next() => match next {
-                    Some(event) => print(&event?),
+                    Some(event) => print(&event?)?,
                     None => return Ok(()),
                 },
                 _ = shutdown_signal() => return Ok(()),
@@ -482,7 +573,9 @@ async fn tail(settings: &StoreSettings, follow: bool, stream_type: Option<String
     let mut cursor = after;
     loop {
         let (page, scanned) = crate::bus::feed::page(store.as_ref(), cursor, 1000, &filter).await?;
-        page.iter().for_each(print);
+        for e in &page {
+            print(e)?;
+        }
         if page.len() < 1000 {
             return Ok(());
         }
@@ -504,10 +597,10 @@ async fn replay(
     as_of: Option<DateTime<Utc>>,
     format: Format,
 ) -> anyhow::Result<()> {
-    let store = store::connect(&settings.url()).await?;
+    let store = store::connect_with(&settings.url(), Open::Existing).await?;
     let print_event = |e: &fleetledger_events::EventEnvelope| match format {
-        Format::Json => println!("{}", serde_json::to_string(&crate::views::public(e)).unwrap_or_default()),
-        Format::Table => println!(
+        Format::Json => out!("{}", serde_json::to_string(&crate::views::public(e)).unwrap_or_default()),
+        Format::Table => out!(
             "{:>8}  {}  v{:<4} {:<28} {}  by {}",
             e.global_position,
             e.recorded_at.format("%Y-%m-%d %H:%M:%S%.3f"),
@@ -525,7 +618,7 @@ async fn replay(
                 return Ok(());
             };
             for e in page.iter().filter(|e| as_of.is_none_or(|t| e.recorded_at <= t)) {
-                print_event(e);
+                print_event(e)?;
             }
             after = last;
         }
@@ -535,14 +628,21 @@ async fn replay(
     if events.first().is_none_or(|e| e.stream_type != stream_type) {
         bail!("no stream {stream}");
     }
+    let current = events.last().map_or(0, |e| e.stream_version);
     let version = match (to_version, as_of) {
+        (Some(v), _) if v > current => bail!("{stream} is at version {current}; --to-version {v} is past its end"),
+        (Some(v), _) if v < 1 => bail!("--to-version counts from 1 (the stream's first event)"),
         (Some(v), _) => v,
         (None, Some(t)) => crate::audit::version_at(&events, t),
         (None, None) => events.len() as i64,
     };
     let upto: Vec<_> = events.into_iter().filter(|e| e.stream_version <= version).collect();
     match format {
-        Format::Table => upto.iter().for_each(print_event),
+        Format::Table => {
+            for e in &upto {
+                print_event(e)?;
+            }
+        }
         Format::Json => {
             let last = upto.last().context("no events at or before that point")?;
             let state = crate::streams::get(stream_type)
@@ -553,7 +653,7 @@ async fn replay(
                 "recorded_at": fleetledger_events::envelope::micros::format(&last.recorded_at),
                 "state": state,
             });
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            out!("{}", serde_json::to_string_pretty(&out)?)?;
         }
     }
     Ok(())
@@ -561,7 +661,7 @@ async fn replay(
 
 async fn export(settings: &StoreSettings, stream: Option<String>) -> anyhow::Result<()> {
     use std::io::Write;
-    let store = store::connect(&settings.url()).await?;
+    let store = store::connect_with(&settings.url(), Open::Existing).await?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if let Some(stream) = stream {
         let (_, id) = split_stream(&stream)?;
@@ -684,7 +784,7 @@ async fn forget_org(ledger: &crate::ledger::Ledger, org: &str, yes: bool) -> any
 async fn rotate_master(settings: &StoreSettings) -> anyhow::Result<()> {
     use secrecy::ExposeSecret;
     use std::io::Write;
-    let store = store::connect(&settings.url()).await?;
+    let store = store::connect_with(&settings.url(), Open::Existing).await?;
     let keyring = crate::secrets::Keyring::load(settings, store).await?;
     if let Some(path) = keyring.key_file().map(std::path::Path::to_path_buf) {
         let count = crate::secrets::rotate_master_file(&keyring, &path).await?;
@@ -696,9 +796,11 @@ async fn rotate_master(settings: &StoreSettings) -> anyhow::Result<()> {
     }
     let new = crate::secrets::MasterKey::generate();
     // Printed before the rotation commits: if stdout cannot take it, nothing is changed.
+    // Not a quiet end like other closed pipes: the rotation must not be taken as done.
+    let not_printed = |e: std::io::Error| anyhow::anyhow!("the new master key could not be printed ({e}); nothing was changed");
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{}", new.to_base64().expose_secret()).context("printing the new master key")?;
-    stdout.flush().context("printing the new master key")?;
+    writeln!(stdout, "{}", new.to_base64().expose_secret()).map_err(not_printed)?;
+    stdout.flush().map_err(not_printed)?;
     match keyring.rewrap_under(new).await {
         Ok(count) => {
             eprintln!(

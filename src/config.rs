@@ -10,7 +10,8 @@ pub struct StoreSettings {
     #[arg(long, env = "FLEETLEDGER_DATA_DIR", default_value = "./data", global = true)]
     pub data_dir: PathBuf,
 
-    /// PostgreSQL URL (postgres://…). When unset, the embedded SQLite store is used.
+    /// PostgreSQL URL (postgres:// or postgresql://). When unset, the embedded SQLite store
+    /// in --data-dir is used; any other scheme is refused (exit 2).
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,
 
@@ -30,6 +31,29 @@ impl StoreSettings {
             _ => format!("sqlite://{}", self.data_dir.join("fleetledger.db").display()),
         }
     }
+
+    /// Refuses a `DATABASE_URL` this build cannot use, before anything is opened: another
+    /// scheme would otherwise be taken for a SQLite path.
+    pub fn check(&self) -> Result<(), SettingsError> {
+        let Some(url) = self.database_url.as_deref().filter(|u| !u.is_empty()) else {
+            return Ok(());
+        };
+        // Only the scheme is named: the rest may hold a password.
+        match url.split_once("://") {
+            Some(("postgres" | "postgresql", _)) => Ok(()),
+            Some((scheme, _)) => Err(SettingsError::UnsupportedScheme(scheme.to_string())),
+            None => Err(SettingsError::NotAUrl),
+        }
+    }
+}
+
+/// Settings that cannot work, found before anything is opened.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("unsupported DATABASE_URL scheme {0}; use postgres:// or postgresql:// (or leave it unset for SQLite in --data-dir)")]
+    UnsupportedScheme(String),
+    #[error("DATABASE_URL is not a URL; use postgres:// or postgresql:// (or leave it unset for SQLite in --data-dir)")]
+    NotAUrl,
 }
 
 /// Where change events go besides the log.
@@ -168,9 +192,16 @@ pub struct ServeSettings {
     #[arg(long, env = "FLEETLEDGER_ALLOW_SIGNUP")]
     pub allow_signup: bool,
 
-    /// Seconds to let in-flight requests finish after SIGTERM/Ctrl-C.
+    /// Seconds to let in-flight requests (writes, and writes waiting for their side effect)
+    /// finish after SIGTERM/Ctrl-C. Server-Sent Events streams end at once.
     #[arg(long, env = "FLEETLEDGER_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
+
+    /// `/readyz` answers 503 once the relay is this many seconds behind (the age of the
+    /// oldest event not yet on JetStream). Only with NATS. Every replica shares the relay,
+    /// so all of them turn unready together: keep it well above a normal hiccup.
+    #[arg(long, env = "FLEETLEDGER_READY_MAX_RELAY_LAG_SECONDS", default_value_t = 60.0)]
+    pub ready_max_relay_lag_seconds: f64,
 }
 
 /// Everything `serve` needs.

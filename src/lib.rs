@@ -1,9 +1,10 @@
 //! fleetledger: one hash-chained event log behind five products' configuration APIs.
 //!
 //! Layout:
-//! - [`cli`], [`config`], [`telemetry`]: the command line, settings, logs.
+//! - [`cli`], [`config`], [`telemetry`]: the command line, settings, logs and metrics.
 //! - [`app`]: builds the router from the surfaces and runs the service; [`state`]: the
-//!   shared [`state::AppState`] every handler reaches.
+//!   shared [`state::AppState`] every handler reaches; [`shutdown`]: the moment shutdown
+//!   begins, which long-lived answers (SSE) watch.
 //! - [`api`]: one module per HTTP surface, each with its DTOs and error envelope.
 //! - [`domain`]: pure decide functions per aggregate.
 //! - [`ledger`]: commits decisions with their read models.
@@ -27,6 +28,7 @@ pub mod config;
 pub mod domain;
 pub mod ledger;
 pub mod secrets;
+pub mod shutdown;
 pub mod state;
 pub mod store;
 pub mod streams;

@@ -10,9 +10,6 @@ async fn main() -> ExitCode {
     let cli = fleetledger::cli::Cli::parse();
     match fleetledger::cli::run(cli).await {
         Ok(code) => code,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
+        Err(error) => fleetledger::cli::report(&error),
     }
 }

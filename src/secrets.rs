@@ -65,7 +65,8 @@ pub enum SecretsError {
     WrongMasterKey(String),
     #[error("{MASTER_KEY_ENV} (or master.key) must be 32 bytes in base64")]
     MalformedMasterKey,
-    #[error("{0}")]
+    /// Reading or writing the master key file; the cause says which and why.
+    #[error("the master key file")]
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Store(#[from] StoreError),

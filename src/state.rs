@@ -27,4 +27,9 @@ pub struct AppState {
     pub claims: Arc<crate::api::idempotency::Claims>,
     /// Decides which paths and destinations requests may make the server reach.
     pub boundary: Arc<crate::boundary::Boundary>,
+    /// JetStream, when NATS is configured (readiness asks whether it is connected).
+    pub bus: Option<Arc<crate::bus::nats::JetStream>>,
+    /// Begins when the server starts shutting down: answers that never end on their own
+    /// (Server-Sent Events) end then.
+    pub shutdown: crate::shutdown::Shutdown,
 }

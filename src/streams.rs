@@ -193,9 +193,9 @@ struct Registered<M>(PhantomData<fn() -> M>);
 fn start<M: ReadModel>(snapshot: Option<&str>) -> Result<Option<M>, DecodeError> {
     snapshot
         .map(|doc| {
-            serde_json::from_str(doc).map_err(|source| DecodeError::Malformed {
+            serde_json::from_str(doc).map_err(|reason| DecodeError::Malformed {
                 event_type: "snapshot".into(),
-                source,
+                reason,
             })
         })
         .transpose()

@@ -1,5 +1,7 @@
-//! Structured logs: `RUST_LOG` filters (default `info`), `FLEETLEDGER_LOG_FORMAT=json`
-//! switches to JSON lines. Logs go to stderr so stdout stays for command output.
+//! Structured logs and metrics. Logs: `RUST_LOG` filters (default `info`),
+//! `FLEETLEDGER_LOG_FORMAT=json` switches to JSON lines; they go to stderr so stdout stays
+//! for command output. Metrics: every series the service exports is declared once, in
+//! [`SERIES`], and exists from start.
 
 use std::io::IsTerminal;
 
@@ -31,4 +33,187 @@ pub fn prometheus() -> &'static metrics_exporter_prometheus::PrometheusHandle {
         let _ = metrics::set_global_recorder(recorder);
         handle
     })
+}
+
+/// What kind of series a metric is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Which label sets a series starts with, so that a rate or an alert on a label value that
+/// has not happened yet compares against 0 instead of finding nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Labels {
+    /// No labels.
+    None,
+    /// `surface` × the statuses in [`HTTP_STATUSES`].
+    SurfaceStatus,
+    /// `surface`.
+    Surface,
+    /// `worker` × `outcome` ([`WORKER_OUTCOMES`]), for the workers this process runs.
+    WorkerOutcome,
+}
+
+/// One exported series: its name, kind, the label sets it starts with and its `# HELP`.
+#[derive(Clone, Copy, Debug)]
+pub struct Series {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub labels: Labels,
+    pub help: &'static str,
+}
+
+const fn series(name: &'static str, kind: Kind, labels: Labels, help: &'static str) -> Series {
+    Series { name, kind, labels, help }
+}
+
+/// Every series the service exports. Adding one is one line here (the README's metrics
+/// table lists them too, and a test checks both against a fresh server's `/metrics`).
+pub const SERIES: &[Series] = &[
+    series(
+        "fleetledger_appends_total",
+        Kind::Counter,
+        Labels::None,
+        "Events committed to the log by this process.",
+    ),
+    series(
+        "fleetledger_relay_lag_events",
+        Kind::Gauge,
+        Labels::None,
+        "Events in the log the relay has not yet published to JetStream (0 without NATS: no relay).",
+    ),
+    series(
+        "fleetledger_relay_lag_seconds",
+        Kind::Gauge,
+        Labels::None,
+        "Age of the oldest event the relay has not yet published to JetStream, from its commit time (0 without NATS: no relay).",
+    ),
+    series(
+        "fleetledger_publish_seconds",
+        Kind::Histogram,
+        Labels::None,
+        "Time to publish one event to JetStream and have it acknowledged (per event of a batch).",
+    ),
+    series(
+        "fleetledger_worker_events_total",
+        Kind::Counter,
+        Labels::WorkerOutcome,
+        "Events a worker took: handled, skipped (its outcome was already recorded) or failed (after retries).",
+    ),
+    series(
+        "fleetledger_sse_clients",
+        Kind::Gauge,
+        Labels::None,
+        "Server-Sent Events connections open now.",
+    ),
+    series(
+        "fleetledger_http_requests_total",
+        Kind::Counter,
+        Labels::SurfaceStatus,
+        "HTTP requests answered, by surface and status.",
+    ),
+    series(
+        "fleetledger_http_request_duration_seconds",
+        Kind::Histogram,
+        Labels::Surface,
+        "Time to answer an HTTP request (until the headers), by surface.",
+    ),
+];
+
+/// The statuses each surface's request counter starts with: success, and the ones alerts
+/// watch for (refused keys, throttling, server-side failures and timeouts). Other statuses
+/// appear when they first happen.
+pub const HTTP_STATUSES: &[&str] = &["200", "401", "429", "500", "502", "503", "504"];
+
+/// Every outcome a worker records in `fleetledger_worker_events_total`.
+pub const WORKER_OUTCOMES: &[&str] = &["handled", "skipped", "failed"];
+
+/// Describes every series and gives it its starting value (counters 0, gauges 0, histograms
+/// empty), for the workers named. Values already there are left as they are, so a second
+/// application in one process (tests) changes nothing.
+pub fn register(workers: &[&str]) {
+    prometheus();
+    for s in SERIES {
+        match s.kind {
+            Kind::Counter => metrics::describe_counter!(s.name, s.help),
+            Kind::Gauge => metrics::describe_gauge!(s.name, s.help),
+            Kind::Histogram => metrics::describe_histogram!(s.name, s.help),
+        }
+        for labels in label_sets(s.labels, workers) {
+            match s.kind {
+                Kind::Counter => metrics::counter!(s.name, labels.clone()).increment(0),
+                Kind::Gauge => metrics::gauge!(s.name, labels.clone()).increment(0.0),
+                // Registering is enough: the exporter renders a histogram with no samples.
+                Kind::Histogram => drop(metrics::histogram!(s.name, labels.clone())),
+            }
+        }
+    }
+}
+
+fn label_sets(labels: Labels, workers: &[&str]) -> Vec<Vec<metrics::Label>> {
+    let surfaces = || crate::api::SURFACES.iter().map(|(surface, _)| surface.name());
+    match labels {
+        Labels::None => vec![vec![]],
+        Labels::Surface => surfaces().map(|s| vec![metrics::Label::new("surface", s)]).collect(),
+        Labels::SurfaceStatus => surfaces()
+            .flat_map(|s| {
+                HTTP_STATUSES
+                    .iter()
+                    .map(move |status| vec![metrics::Label::new("surface", s), metrics::Label::new("status", *status)])
+            })
+            .collect(),
+        Labels::WorkerOutcome => workers
+            .iter()
+            .flat_map(|w| {
+                WORKER_OUTCOMES.iter().map(move |outcome| {
+                    vec![
+                        metrics::Label::new("worker", w.to_string()),
+                        metrics::Label::new("outcome", *outcome),
+                    ]
+                })
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `fleetledger_…` name the code emits is declared in `SERIES`: a series missing
+    /// there would appear only after first use, and without `# HELP`.
+    #[test]
+    fn every_emitted_series_is_declared() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = vec![root];
+        let mut emitted = Vec::new();
+        while let Some(path) = files.pop() {
+            if path.is_dir() {
+                files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") || path.ends_with("telemetry.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for macro_name in ["counter!(", "gauge!(", "histogram!("] {
+                for (at, _) in text.match_indices(macro_name) {
+                    let rest = text[at + macro_name.len()..].trim_start();
+                    if let Some(name) = rest.strip_prefix('"').and_then(|r| r.split('"').next()) {
+                        emitted.push((name.to_string(), path.display().to_string()));
+                    }
+                }
+            }
+        }
+        assert!(emitted.len() >= SERIES.len(), "the scan finds the emitting sites: {emitted:?}");
+        for (name, file) in emitted {
+            assert!(
+                SERIES.iter().any(|s| s.name == name),
+                "{file} emits {name}, which telemetry::SERIES does not declare"
+            );
+        }
+    }
 }

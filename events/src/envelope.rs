@@ -71,8 +71,10 @@ pub struct EventEnvelope {
 pub enum DecodeError {
     #[error("unknown event type {event_type} (schema version {schema_version})")]
     UnknownType { event_type: String, schema_version: i32 },
-    #[error("event {event_type} has malformed data: {source}")]
-    Malformed { event_type: String, source: serde_json::Error },
+    // `reason`, not `source`: the text already carries it, and a report of the chain
+    // would name it twice.
+    #[error("event {event_type} has malformed data: {reason}")]
+    Malformed { event_type: String, reason: serde_json::Error },
 }
 
 /// An aggregate's event type: a stable stored name, a schema version, and the upcasting
@@ -111,17 +113,17 @@ pub trait DomainEvent: Sized {
 
 /// Reads `data` as `T`, naming the event type when it does not fit.
 pub fn decode_data<T: serde::de::DeserializeOwned>(event_type: &str, data: &serde_json::Value) -> Result<T, DecodeError> {
-    T::deserialize(data).map_err(|source| DecodeError::Malformed {
+    T::deserialize(data).map_err(|reason| DecodeError::Malformed {
         event_type: event_type.to_string(),
-        source,
+        reason,
     })
 }
 
 /// Reads JSON text as `T`, naming the event type when it does not fit.
 pub fn decode_text<T: serde::de::DeserializeOwned>(event_type: &str, json: &str) -> Result<T, DecodeError> {
-    serde_json::from_str(json).map_err(|source| DecodeError::Malformed {
+    serde_json::from_str(json).map_err(|reason| DecodeError::Malformed {
         event_type: event_type.to_string(),
-        source,
+        reason,
     })
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -155,25 +155,10 @@ struct StreamQuery {
     stream_id: Option<String>,
 }
 
-/// Counts open SSE connections for as long as it lives.
-struct SseClient;
-
-impl SseClient {
-    fn new() -> Self {
-        metrics::gauge!("fleetledger_sse_clients").increment(1.0);
-        SseClient
-    }
-}
-
-impl Drop for SseClient {
-    fn drop(&mut self) {
-        metrics::gauge!("fleetledger_sse_clients").decrement(1.0);
-    }
-}
-
 /// Server-Sent Events: `id:` global position, `event:` event type, `data:` CloudEvent (of
 /// the event's public view).
-/// Resumes after `Last-Event-ID` (or `?after=`); without either it starts live.
+/// Resumes after `Last-Event-ID` (or `?after=`); without either it starts live. Ends with a
+/// comment when the server shuts down (see `sse`).
 #[utoipa::path(get, path = "/api/v1/ledger/stream", tag = "ledger", security(("bearer" = [])),
     params(("after" = Option<i64>, Query, description = "Resume after this position (or send Last-Event-ID)"),
            ("stream_type" = Option<String>, Query, description = "Only this stream type"), ("stream_id" = Option<String>, Query, description = "Only this stream")),
@@ -197,27 +182,23 @@ async fn stream(
         (None, None) => state.ledger.store.head().await?,
     };
     let filter = Filter::for_reader(&principal, query.stream_type, query.stream_id);
-    let client = SseClient::new();
     let events = feed::follow(
         state.ledger.store.clone(),
         after,
         filter,
         Duration::from_millis(state.settings.follow_interval_ms),
     )
-    .map(move |item| {
-        let _still_connected = &client;
-        Ok(match item {
-            Ok(e) => Event::default()
-                .id(e.global_position.to_string())
-                .event(e.event_type.clone())
-                .data(CloudEvent::to_json(&e)),
-            Err(error) => {
-                tracing::warn!(%error, "SSE feed could not read the log");
-                Event::default().comment("the log could not be read; reconnect with Last-Event-ID")
-            }
-        })
+    .map(|item| match item {
+        Ok(e) => Event::default()
+            .id(e.global_position.to_string())
+            .event(e.event_type.clone())
+            .data(CloudEvent::to_json(&e)),
+        Err(error) => {
+            tracing::warn!(%error, "SSE feed could not read the log");
+            Event::default().comment("the log could not be read; reconnect with Last-Event-ID")
+        }
     });
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Ok(super::sse::respond(events, &state.shutdown))
 }
 
 #[derive(utoipa::OpenApi)]

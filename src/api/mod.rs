@@ -11,6 +11,7 @@ pub mod mission_control;
 pub mod profiles;
 pub mod rate_limit;
 pub mod runtimes;
+pub mod sse;
 pub mod system;
 
 use axum::body::Body;

@@ -1,4 +1,7 @@
-//! Health, the OpenAPI document and the docs UI (served from the binary, no CDN).
+//! Liveness (`/healthz`), readiness (`/readyz`), metrics, the OpenAPI document and the docs
+//! UI (served from the binary, no CDN).
+
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -10,6 +13,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::bus::relay;
 use crate::state::AppState;
 
 #[derive(OpenApi)]
@@ -20,7 +24,7 @@ use crate::state::AppState;
 struct ApiDoc;
 
 #[derive(OpenApi)]
-#[openapi(paths(healthz), tags((name = "system", description = "Health and metrics")))]
+#[openapi(paths(healthz, readyz), tags((name = "system", description = "Health and metrics")))]
 pub struct SystemApi;
 
 /// What every write of every surface shares, documented once: `If-Match` (412 when it no
@@ -128,33 +132,113 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(prometheus_metrics))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi()))
 }
 
-/// Whether the store answers.
+/// Liveness: the process answers. It touches nothing else, so a slow store or an absent
+/// NATS never gets a live process restarted; `/readyz` says whether it can do its work.
 #[utoipa::path(get, path = "/healthz", tag = "system",
-    responses((status = 200, description = "`{\"status\":\"ok\",\"store\":\"sqlite|postgres\",\"position\":N}`"),
-              (status = 503, description = "The store is unreachable (problem+json)")))]
+    responses((status = 200, description = "`{\"status\":\"ok\",\"store\":\"sqlite|postgres\",\"position\":N}` (the log position this process has seen)")))]
 async fn healthz(State(state): State<AppState>) -> Response {
-    match state.ledger.store.ping().await {
-        Ok(()) => Json(json!({
-            "status": "ok",
-            "store": state.ledger.store.backend(),
-            "position": state.ledger.models.position(),
-        }))
-        .into_response(),
-        Err(error) => {
-            tracing::error!(%error, "health check failed");
-            let body = json!({"type": "about:blank", "title": "Service Unavailable", "status": 503, "detail": "the store is unreachable"});
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [(header::CONTENT_TYPE, "application/problem+json")],
-                body.to_string(),
-            )
-                .into_response()
+    Json(json!({
+        "status": "ok",
+        "store": state.ledger.store.backend(),
+        "position": state.ledger.models.position(),
+    }))
+    .into_response()
+}
+
+/// How long one readiness check may take before it counts as failed.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Readiness: the store answers; with NATS, the client is connected and the relay is less
+/// than `--ready-max-relay-lag-seconds` behind; and shutdown has not begun.
+#[utoipa::path(get, path = "/readyz", tag = "system",
+    responses((status = 200, description = "`{\"status\":\"ready\",\"store\":{\"status\":\"ok\",…},\"nats\":{\"status\":\"ok|not_configured\"},\"relay_lag_seconds\":{\"status\":\"ok|not_configured\",\"value\":s,\"max\":s}}`"),
+              (status = 503, description = "problem+json naming the failing parts in `detail` and `failing`, with every part's status in `checks`")))]
+async fn readyz(State(state): State<AppState>) -> Response {
+    let mut failing: Vec<String> = Vec::new();
+    let mut reasons: Vec<String> = Vec::new();
+    let store_ok = match tokio::time::timeout(CHECK_TIMEOUT, state.ledger.store.ping()).await {
+        Ok(Ok(())) => true,
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "readiness: the store is unreachable");
+            false
         }
+        Err(_) => {
+            tracing::warn!("readiness: the store did not answer in time");
+            false
+        }
+    };
+    let backend = state.ledger.store.backend();
+    let store = if store_ok {
+        json!({"status": "ok", "backend": backend})
+    } else {
+        failing.push("store".into());
+        reasons.push("the store is unreachable".into());
+        json!({"status": "unreachable", "backend": backend})
+    };
+    let (nats, relay_lag) = match &state.bus {
+        // Without NATS there is no relay: nothing to be behind.
+        None => (json!({"status": "not_configured"}), json!({"status": "not_configured"})),
+        Some(bus) => {
+            let nats = if bus.connected() {
+                json!({"status": "ok"})
+            } else {
+                failing.push("nats".into());
+                reasons.push("nats is not connected".into());
+                json!({"status": "disconnected"})
+            };
+            let max = state.settings.ready_max_relay_lag_seconds;
+            let lag = match store_ok {
+                true => Some(tokio::time::timeout(CHECK_TIMEOUT, relay::lag(state.ledger.store.as_ref())).await),
+                // The store's own check names the cause.
+                false => None,
+            };
+            let relay_lag = match lag {
+                None => json!({"status": "unknown", "max": max}),
+                Some(Ok(Ok(lag))) if lag.seconds <= max => json!({"status": "ok", "value": lag.seconds, "max": max}),
+                Some(Ok(Ok(lag))) => {
+                    failing.push("relay_lag_seconds".into());
+                    reasons.push(format!("relay_lag_seconds {} is above {max}", lag.seconds));
+                    json!({"status": "behind", "value": lag.seconds, "max": max})
+                }
+                Some(_) => {
+                    failing.push("relay_lag_seconds".into());
+                    reasons.push("relay_lag_seconds could not be measured".into());
+                    json!({"status": "unknown", "max": max})
+                }
+            };
+            (nats, relay_lag)
+        }
+    };
+    if state.shutdown.has_begun() {
+        failing.push("shutdown".into());
+        reasons.push("the server is shutting down".into());
     }
+    let checks = json!({"store": store, "nats": nats, "relay_lag_seconds": relay_lag});
+    if failing.is_empty() {
+        return Json(
+            json!({"status": "ready", "store": checks["store"], "nats": checks["nats"], "relay_lag_seconds": checks["relay_lag_seconds"]}),
+        )
+        .into_response();
+    }
+    let body = json!({
+        "type": "about:blank",
+        "title": "Service Unavailable",
+        "status": 503,
+        "detail": format!("not ready: {}", reasons.join("; ")),
+        "failing": failing,
+        "checks": checks,
+    });
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// Prometheus text exposition of the process's metrics.

@@ -42,6 +42,11 @@ impl JetStream {
         })
     }
 
+    /// Whether the client is connected to a NATS server now (it reconnects on its own).
+    pub fn connected(&self) -> bool {
+        self.context.client().connection_state() == async_nats::connection::State::Connected
+    }
+
     fn stream_config(&self) -> stream::Config {
         stream::Config {
             name: self.settings.stream.clone(),
@@ -74,6 +79,16 @@ impl JetStream {
     /// and returns once JetStream has acknowledged every one.
     pub async fn publish(&self, events: &[EventEnvelope]) -> Result<(), BusError> {
         self.ensure_stream().await?;
+        let published = self.publish_all(events).await;
+        if published.is_err() {
+            // The server may have come back without the stream (restarted with its storage
+            // lost): make sure of it again before the next attempt.
+            self.ready.store(false, Ordering::Release);
+        }
+        published
+    }
+
+    async fn publish_all(&self, events: &[EventEnvelope]) -> Result<(), BusError> {
         let started = Instant::now();
         let mut acks = Vec::with_capacity(events.len());
         for e in events {

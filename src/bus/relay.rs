@@ -2,6 +2,10 @@
 //! checkpoint and publishes to JetStream in global order, advancing the checkpoint only
 //! after JetStream acknowledged. A crash between the two republishes, which JetStream's
 //! dedup window and consumers' idempotency make harmless.
+//!
+//! How far behind the relay is, is measured from the store (the checkpoint every process
+//! shares), not from the relay's own progress: it keeps growing while NATS is away, and
+//! every replica reports it, leader or not.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +14,7 @@ use chrono::Utc;
 use tokio::sync::watch;
 
 use super::nats::JetStream;
-use crate::store::{EventStore, LeaderLease};
+use crate::store::{EventStore, LeaderLease, StoreError};
 
 /// The checkpoint and leadership name of the relay.
 pub const RELAY: &str = "relay";
@@ -74,10 +78,7 @@ async fn lead(
                 continue;
             }
         };
-        let head = *commits.borrow();
-        metrics::gauge!("fleetledger_relay_lag_events").set((head.max(events.last().map_or(0, |e| e.global_position)) - checkpoint) as f64);
         let Some(last) = events.last().map(|e| e.global_position) else {
-            metrics::gauge!("fleetledger_relay_lag_seconds").set(0.0);
             tokio::select! {
                 _ = commits.changed() => {}
                 _ = tokio::time::sleep(settings.poll) => {}
@@ -85,8 +86,6 @@ async fn lead(
             }
             continue;
         };
-        let oldest = (Utc::now() - events[0].recorded_at).num_milliseconds().max(0) as f64 / 1000.0;
-        metrics::gauge!("fleetledger_relay_lag_seconds").set(oldest);
         if let Err(error) = nats.publish(&events).await {
             tracing::warn!(%error, behind = events.len(), "relay: publish failed; retrying");
             tokio::select! {
@@ -106,5 +105,50 @@ async fn lead(
             continue;
         }
         checkpoint = last;
+    }
+}
+
+/// How far the relay is behind the log.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Lag {
+    /// Events after the relay's checkpoint.
+    pub events: i64,
+    /// Seconds since the oldest of them was committed (0 when there is none).
+    pub seconds: f64,
+}
+
+/// The relay's lag now, from its checkpoint and the log.
+pub async fn lag(store: &dyn EventStore) -> Result<Lag, StoreError> {
+    let checkpoint = store.checkpoint(RELAY).await?;
+    let head = store.head().await?;
+    if head <= checkpoint {
+        return Ok(Lag::default());
+    }
+    let oldest = store.read_all(checkpoint, 1, None).await?;
+    let seconds = oldest
+        .first()
+        .map_or(0.0, |e| (Utc::now() - e.recorded_at).num_milliseconds().max(0) as f64 / 1000.0);
+    Ok(Lag {
+        events: head - checkpoint,
+        seconds,
+    })
+}
+
+/// Sets `fleetledger_relay_lag_events` and `fleetledger_relay_lag_seconds` every `every`
+/// until shutdown, whatever the relay is doing (waiting out a failed publish included).
+pub async fn measure_lag(store: Arc<dyn EventStore>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        match lag(store.as_ref()).await {
+            Ok(lag) => {
+                metrics::gauge!("fleetledger_relay_lag_events").set(lag.events as f64);
+                metrics::gauge!("fleetledger_relay_lag_seconds").set(lag.seconds);
+            }
+            // The gauges keep their last values; readiness reports the store itself.
+            Err(error) => tracing::debug!(%error, "relay lag: cannot read the store"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
     }
 }

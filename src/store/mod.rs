@@ -149,10 +149,28 @@ pub enum StoreError {
     DuplicateEvent,
     #[error("stored data cannot be read: {0}")]
     Corrupt(String),
-    #[error(transparent)]
-    Database(#[from] sqlx::Error),
-    #[error(transparent)]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Opening found no store where one must exist: `place` is the SQLite file's path, or
+    /// the PostgreSQL URL with its password masked; `hint` says how to make one.
+    #[error("there is no store at {place}; {hint}")]
+    Missing { place: String, hint: &'static str },
+    // sqlx's errors already show their causes in their text, so these keep no source: a
+    // report of the chain would name each cause twice.
+    #[error("{0}")]
+    Database(sqlx::Error),
+    #[error("{0}")]
+    Migrate(sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        StoreError::Database(error)
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(error: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Migrate(error)
+    }
 }
 
 /// Result of verifying hash chains.
@@ -258,12 +276,49 @@ pub trait EventStore: Send + Sync + 'static {
     async fn rewrap_data_keys(&self, master_id: &str, rewrap: data_keys::Rewrap<'_>) -> Result<u64, StoreError>;
 }
 
-/// Opens the store a URL names (`postgres://…` or `sqlite://path`) and migrates it.
+/// Whether opening a store may create it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Open {
+    /// Create the SQLite file (and its directory) when missing: `serve`, `migrate`, `import`.
+    CreateIfMissing,
+    /// Open only a store that exists, else [`StoreError::Missing`]: every other command, so
+    /// that a mistyped data dir is reported instead of answered from a new empty store.
+    Existing,
+}
+
+/// Opens the store a URL names (`postgres://…` or `sqlite://path`), creating a missing
+/// SQLite store, and migrates it.
 pub async fn connect(url: &str) -> Result<Arc<dyn EventStore>, StoreError> {
+    connect_with(url, Open::CreateIfMissing).await
+}
+
+/// Opens the store a URL names and migrates it; `open` says whether it may be created. A
+/// PostgreSQL database is never created: a missing one is [`StoreError::Missing`].
+pub async fn connect_with(url: &str, open: Open) -> Result<Arc<dyn EventStore>, StoreError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PgStore::connect(url).await?))
+        match PgStore::connect(url).await {
+            Ok(store) => Ok(Arc::new(store)),
+            // 3D000 invalid_catalog_name: the database does not exist.
+            Err(StoreError::Database(sqlx::Error::Database(e))) if e.code().as_deref() == Some("3D000") => Err(StoreError::Missing {
+                place: masked_url(url),
+                hint: "create the database (e.g. `createdb`), then run `fleetledger migrate`",
+            }),
+            Err(e) => Err(e),
+        }
     } else {
-        Ok(Arc::new(SqliteStore::connect(url).await?))
+        Ok(Arc::new(SqliteStore::connect(url, open == Open::CreateIfMissing).await?))
+    }
+}
+
+/// A database URL fit for messages: its password, if any, is `***`.
+pub fn masked_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => "the configured DATABASE_URL".into(),
     }
 }
 

@@ -25,17 +25,24 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database at a `sqlite://` URL or a plain path.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+    /// Opens the database at a `sqlite://` URL or a plain path; with `create`, makes it
+    /// (and its directory) when missing, else a missing one is [`StoreError::Missing`].
+    pub async fn connect(url: &str, create: bool) -> Result<Self, StoreError> {
         let path = url.strip_prefix("sqlite://").unwrap_or(url);
         let path = path.split('?').next().unwrap_or(path);
+        if !create && !std::path::Path::new(path).exists() {
+            return Err(StoreError::Missing {
+                place: path.to_string(),
+                hint: "`fleetledger migrate` (or `serve`) creates one; check --data-dir",
+            });
+        }
         if let Some(parent) = std::path::Path::new(path).parent() {
-            if !parent.as_os_str().is_empty() {
+            if create && !parent.as_os_str().is_empty() {
                 std::fs::create_dir_all(parent).map_err(|e| StoreError::Corrupt(format!("cannot create {parent:?}: {e}")))?;
             }
         }
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
-            .create_if_missing(true)
+            .create_if_missing(create)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(30))

@@ -1,4 +1,5 @@
-//! The binary: bootstrap, CLI beside a running server, crash safety, graceful shutdown.
+//! The binary: bootstrap, CLI beside a running server, crash safety, graceful shutdown,
+//! exit codes, closed pipes and error reports.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
@@ -18,6 +19,28 @@ both_backends!(
     key_use_is_recorded_in_batches,
     the_worker_command_runs_until_sigterm,
     replay_prints_states_and_events,
+    tail_follow_starts_at_the_head_and_reads_history_on_request,
+    commands_other_than_serve_migrate_and_import_refuse_a_missing_store,
+);
+
+/// Scenarios where the backend does not matter run on SQLite.
+macro_rules! sqlite_only {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::helpers::Backend::Sqlite).await
+                }
+            }
+        )*
+    };
+}
+
+sqlite_only!(
+    a_closed_stdout_ends_a_command_quietly,
+    an_unsupported_database_url_is_refused,
+    an_error_names_each_cause_once,
 );
 
 async fn key_use_is_recorded_in_batches(backend: Backend) {
@@ -85,6 +108,205 @@ async fn replay_prints_states_and_events(backend: Backend) {
         .store
         .cli(&["replay", "--stream", &stream, "--as-of", "2000-01-01T00:00:00Z", "--format", "json"]);
     assert!(!early.status.success(), "nothing existed then");
+    // Past the stream's end is an error naming where the stream is, not its last state.
+    for format in ["json", "table"] {
+        let past = app
+            .store
+            .cli(&["replay", "--stream", &stream, "--to-version", "99", "--format", format]);
+        let said = String::from_utf8_lossy(&past.stderr);
+        assert_eq!(past.status.code(), Some(1), "{said}");
+        assert!(past.stdout.is_empty(), "nothing printed");
+        assert_eq!(said, format!("error: {stream} is at version 4; --to-version 99 is past its end\n"));
+    }
+}
+
+/// Runs `tail` with `args` and answers its first `n` lines (then stops it), creating a
+/// profile every 200 ms meanwhile so that a follower has something new to print.
+async fn tail_lines(app: &TestApp, args: &[&str], n: usize) -> Vec<String> {
+    let mut child = app.store.command(args).stdout(Stdio::piped()).spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut lines = Vec::new();
+    while lines.len() < n {
+        assert!(Instant::now() < deadline, "tail printed {lines:?}");
+        app.create_profile(json!({"name": "new"})).await;
+        while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            lines.push(line);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    lines.truncate(n);
+    lines
+}
+
+fn position(line: &str) -> i64 {
+    line.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+async fn tail_follow_starts_at_the_head_and_reads_history_on_request(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else { return };
+    app.create_profile(json!({"name": "old"})).await;
+    let log = fleetledger::store::connect(&app.store.url()).await.unwrap();
+    let head = log.head().await.unwrap();
+    assert!(head >= 4);
+
+    let followed = tail_lines(&app, &["tail", "--follow"], 1).await;
+    assert!(
+        position(&followed[0]) > head && followed[0].contains("profile.created"),
+        "--follow starts at the head, after {head}: {followed:?}"
+    );
+    let from_start = tail_lines(&app, &["tail", "--follow", "--from-start"], 2).await;
+    assert_eq!(from_start.iter().map(|l| position(l)).collect::<Vec<_>>(), [1, 2], "{from_start:?}");
+    let after = tail_lines(&app, &["tail", "--follow", "--after", "2"], 1).await;
+    assert_eq!(position(&after[0]), 3, "{after:?}");
+    // Without --follow, --after still starts the printout and the command ends.
+    let out = app.store.cli(&["tail", "--after", "2"]);
+    assert!(out.status.success());
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(printed.lines().next().map(position), Some(3), "{printed}");
+    assert!(
+        !app.store.cli(&["tail", "--after", "2", "--from-start"]).status.success(),
+        "one start only"
+    );
+}
+
+async fn commands_other_than_serve_migrate_and_import_refuse_a_missing_store(backend: Backend) {
+    let Some(store) = TestStore::new(backend).await else { return };
+    let data_dir = store.dir.path().join("missing");
+    // On PostgreSQL: a database that does not exist, named with a password.
+    let missing_db = store.db.as_ref().map(|db| {
+        let mut url = url::Url::parse(&db.url).unwrap();
+        url.set_path(&format!("{}_missing", url.path()));
+        url.set_password(Some("s3cret")).unwrap();
+        url.to_string()
+    });
+    let run = |args: &[&str]| {
+        let mut cmd = Command::new(binary());
+        cmd.arg("--data-dir")
+            .arg(&data_dir)
+            .args(args)
+            .env_remove("DATABASE_URL")
+            .env_remove("NATS_URL")
+            .env_remove("FLEETLEDGER_MASTER_KEY")
+            .env("RUST_LOG", "warn");
+        if let Some(url) = &missing_db {
+            cmd.env("DATABASE_URL", url);
+        }
+        cmd.output().unwrap()
+    };
+    let named = match &missing_db {
+        Some(url) => url.replace("s3cret", "***"),
+        None => format!("{}", data_dir.join("fleetledger.db").display()),
+    };
+    for args in [
+        &["verify"][..],
+        &["tail"],
+        &["tail", "--follow"],
+        &["replay"],
+        &["export", "--all"],
+        &["rebuild"],
+        &["keys", "list"],
+        &["keys", "create", "--org", "default", "--role", "admin"],
+        &["orgs", "list"],
+        &["orgs", "create", "acme"],
+        &["workspaces", "create", "default", "w"],
+        &["secrets", "rotate-master"],
+        &["worker"],
+    ] {
+        let out = run(args);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {said}");
+        assert!(
+            said.contains(&format!("there is no store at {named}")),
+            "{args:?} names {named}: {said}"
+        );
+        assert!(!said.contains("s3cret"), "{args:?} masks the password: {said}");
+        assert!(!data_dir.exists(), "{args:?} created nothing");
+    }
+    if missing_db.is_none() {
+        // An existing but empty data dir holds no store either.
+        std::fs::create_dir(&data_dir).unwrap();
+        assert_eq!(run(&["verify"]).status.code(), Some(2));
+        assert_eq!(std::fs::read_dir(&data_dir).unwrap().count(), 0, "nothing created");
+        // migrate makes the store, and then the others open it.
+        assert!(run(&["migrate"]).status.success());
+        let verified = run(&["verify"]);
+        assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stderr));
+    }
+}
+
+async fn a_closed_stdout_ends_a_command_quietly(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else { return };
+    let id = app.create_profile(json!({"name": "P"})).await;
+    let stream = format!("profile/{id}");
+    for args in [
+        &["tail"][..],
+        &["tail", "--follow", "--from-start"],
+        &["replay"],
+        &["replay", "--stream", &stream, "--format", "json"],
+        &["export", "--all"],
+        &["keys", "list"],
+        &["orgs", "list"],
+        &["verify"],
+    ] {
+        // The reader is gone before the command writes anything, like `| head` once it has
+        // its lines.
+        let mut child = app
+            .store
+            .command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!((out.status.code(), said.as_ref()), (Some(0), ""), "{args:?} ends quietly");
+    }
+}
+
+async fn an_unsupported_database_url_is_refused(backend: Backend) {
+    let Some(store) = TestStore::new(backend).await else { return };
+    for command in [&["verify"][..], &["serve", "--listen", "127.0.0.1:0"], &["migrate"]] {
+        let out = Command::new(binary())
+            .arg("--data-dir")
+            .arg(store.dir.path())
+            .args(command)
+            .env("DATABASE_URL", "mysql://user:hunter2@db.example/fleet")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{command:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            "error: unsupported DATABASE_URL scheme mysql; use postgres:// or postgresql:// (or leave it unset for SQLite in --data-dir)\n"
+        );
+        assert_eq!(
+            std::fs::read_dir(store.dir.path()).unwrap().count(),
+            0,
+            "{command:?} created nothing"
+        );
+    }
+}
+
+async fn an_error_names_each_cause_once(backend: Backend) {
+    let Some(store) = TestStore::new(backend).await else { return };
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = store.cli(&["serve", "--listen", &addr]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stderr);
+    let last = said.lines().last().unwrap_or_default();
+    assert!(last.starts_with(&format!("error: cannot listen on {addr}: ")), "{said}");
+    assert_eq!(last.matches("Address already in use").count(), 1, "{said}");
 }
 
 /// A `fleetledger serve` process and the address it reports.
@@ -236,6 +458,15 @@ async fn keys_from_the_cli_work_beside_a_running_server(backend: Backend) {
     }
     let revoked = String::from_utf8(app.store.cli(&["keys", "list"]).stdout).unwrap();
     assert!(revoked.contains("revoked"));
+    // Each key's organization is listed by its slug.
+    app.store.create_org("other");
+    app.store.create_key("other", "viewer");
+    let list = String::from_utf8(app.store.cli(&["keys", "list"]).stdout).unwrap();
+    let columns = |line: &str| line.split_whitespace().take(2).map(str::to_string).collect::<Vec<_>>();
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(columns(lines[0]), ["ID", "ORG"], "{list}");
+    assert!(lines.iter().any(|l| l.contains("member") && columns(l)[1] == "default"), "{list}");
+    assert!(lines.iter().any(|l| l.contains("viewer") && columns(l)[1] == "other"), "{list}");
     assert!(!app.store.cli(&["orgs", "create", "default"]).status.success(), "slugs are unique");
     assert!(!app
         .store

@@ -15,6 +15,8 @@ pub struct Behaviour {
     pub fail: Vec<(String, String)>,
     /// Files answered as unsupported.
     pub unsupported: Vec<String>,
+    /// How long `connect` takes to answer: a side effect still in progress.
+    pub connect_delay: Option<std::time::Duration>,
 }
 
 #[derive(Clone)]
@@ -72,6 +74,10 @@ impl FakeGateway {
             let method = frame["method"].as_str().unwrap_or_default().to_string();
             let params = frame["params"].clone();
             self.calls.lock().unwrap().push((method.clone(), params.clone()));
+            let delay = self.behaviour.lock().unwrap().connect_delay.filter(|_| method == "connect");
+            if let Some(delay) = delay {
+                tokio::time::sleep(delay).await;
+            }
             let answer = match self.answer(&method, &params) {
                 Ok(payload) => json!({"type": "res", "id": frame["id"], "ok": true, "payload": payload}),
                 Err(message) => json!({"type": "res", "id": frame["id"], "ok": false, "error": {"message": message}}),

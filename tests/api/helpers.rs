@@ -123,6 +123,11 @@ impl TestStore {
 
     /// Runs the real binary with this store's settings.
     pub fn cli(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run fleetledger")
+    }
+
+    /// The real binary with this store's settings, to run.
+    pub fn command(&self, args: &[&str]) -> std::process::Command {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_fleetledger"));
         cmd.arg("--data-dir")
             .arg(self.dir.path())
@@ -133,7 +138,7 @@ impl TestStore {
         if let Some(db) = &self.db {
             cmd.env("DATABASE_URL", &db.url);
         }
-        cmd.output().expect("run fleetledger")
+        cmd
     }
 
     /// `keys create` for an org, returning the token printed on stdout.
@@ -173,6 +178,7 @@ pub fn serve_settings() -> ServeSettings {
             .collect(),
         follow_interval_ms: 50,
         shutdown_grace_seconds: 5,
+        ready_max_relay_lag_seconds: 60.0,
         rate_limit_per_sec: 1000,
         rate_limit_burst: 1000,
         max_sandbox_timeout_seconds: 86_400,
@@ -545,5 +551,64 @@ pub async fn spawn_configured(
         client: reqwest::Client::new(),
         store,
         _stop: stop,
+    }
+}
+
+/// A `nats-server -js` of the test's own on a free port.
+pub struct OwnNats {
+    child: Option<std::process::Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl OwnNats {
+    /// Not started yet: `start` it (again after `stop`, on the same port and storage).
+    pub fn new() -> OwnNats {
+        OwnNats {
+            child: None,
+            port: Self::free_port(),
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    }
+
+    pub fn start(&mut self) {
+        let binary = ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect("nats-server is installed");
+        let child = std::process::Command::new(binary)
+            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nats-server starts");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "nats-server listens");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnNats {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

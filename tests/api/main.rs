@@ -17,6 +17,7 @@ mod feed;
 mod host_boundary;
 mod log_fixture;
 mod mission_control;
+mod operations;
 mod preconditions;
 mod profiles;
 mod profiles_body;

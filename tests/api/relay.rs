@@ -95,52 +95,6 @@ async fn a_crash_between_publish_and_checkpoint_duplicates_nothing(backend: Back
     assert!(server.terminate().success());
 }
 
-/// A `nats-server -js` of the test's own on a free port.
-struct OwnNats {
-    child: Option<std::process::Child>,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl OwnNats {
-    fn free_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-    }
-
-    fn start(&mut self) {
-        let binary = ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists())
-            .expect("nats-server is installed");
-        let child = std::process::Command::new(binary)
-            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
-            .arg(self.dir.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("nats-server starts");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server listens");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for OwnNats {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 async fn relay_lag(app: &TestApp) -> f64 {
     let text = reqwest::get(app.url("/metrics")).await.unwrap().text().await.unwrap();
     text.lines()
@@ -153,13 +107,9 @@ async fn relay_lag(app: &TestApp) -> f64 {
 async fn writes_go_on_while_nats_is_down_and_the_lag_drains(backend: Backend) {
     let Some(nats) = TestNats::new().await else { return };
     let Some(store) = TestStore::new(backend).await else { return };
-    let mut own = OwnNats {
-        child: None,
-        port: OwnNats::free_port(),
-        dir: tempfile::tempdir().unwrap(),
-    };
+    let mut own = OwnNats::new();
     let bus = fleetledger::config::BusSettings {
-        nats_url: Some(format!("nats://127.0.0.1:{}", own.port)),
+        nats_url: Some(own.url()),
         ..nats.bus()
     };
     // NATS is unreachable at start and for 30 s.
