@@ -296,18 +296,20 @@ fn write_admin_key(path: &std::path::Path, token: &str) -> Result<(), std::io::E
     writeln!(file, "{token}")
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Resolves on SIGTERM or Ctrl-C. The handlers are installed when this is called, not when
+/// it is first awaited: call it before the service says it is listening, so a SIGTERM that
+/// follows at once is a graceful stop rather than the default kill.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    async move {
+        let terminate = async {
+            match terminate {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+        };
+        tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = terminate => {} }
+    }
 }

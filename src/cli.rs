@@ -257,18 +257,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     cli.store.check()?;
     match cli.command {
         Command::Serve { settings } => {
+            let stopped = shutdown_signal();
             let app = Application::build(Settings {
                 store: cli.store,
                 serve: settings,
             })
             .await?;
-            app.run_until_stopped(shutdown_signal()).await?;
+            app.run_until_stopped(stopped).await?;
         }
         Command::Worker {
             bus,
             drivers,
             follow_interval_ms,
         } => {
+            let stopped_by_signal = shutdown_signal();
             let ledger = open_ledger(&cli.store, Open::Existing).await?;
             let keyring = std::sync::Arc::new(crate::secrets::Keyring::load(&cli.store, ledger.store.clone()).await?);
             let workers = crate::workers::registry(&cli.store.data_dir, &drivers);
@@ -284,7 +286,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &stopped,
             );
             tracing::info!(workers = ?names, "running workers");
-            shutdown_signal().await;
+            stopped_by_signal.await;
             let _ = stop.send(true);
         }
         Command::Tail {

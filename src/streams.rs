@@ -27,7 +27,7 @@ use serde_json::Value;
 use crate::api::{RequestMeta, Surface};
 use crate::auth::Principal;
 use crate::state::AppState;
-use crate::store::cache::{ModelCache, ModelCacheOps};
+use crate::store::cache::{ModelCache, ModelCacheOps, ReadModels};
 use crate::store::{FoldEvent, ReadModelWrite, Snapshot, StoreError, SNAPSHOT_EVERY};
 
 /// Every stream type, once. The order is the order `rebuild` reports and lists show.
@@ -172,6 +172,8 @@ pub trait StreamType: Send + Sync {
     fn public_state(&self, snapshot: Option<&str>, events: &[EventEnvelope]) -> Result<Option<Value>, DecodeError>;
     /// The resource as its surface shows it after `events` (`null` before it exists).
     fn rendered(&self, state: &AppState, snapshot: Option<&str>, events: &[EventEnvelope]) -> Result<Value, DecodeError>;
+    /// Whether the resource is deleted now, as this process's cache knows it.
+    fn is_deleted(&self, models: &ReadModels, id: &str) -> bool;
     /// The state, revision and summary after each of `events`.
     fn timeline(&self, snapshot: Option<&str>, events: &[EventEnvelope]) -> Result<Vec<Step>, DecodeError>;
     /// Restores the state after `events` (folded from `snapshot`).
@@ -188,6 +190,15 @@ pub trait StreamType: Send + Sync {
 }
 
 struct Registered<M>(PhantomData<fn() -> M>);
+
+/// A state says so when its resource is deleted: `"deleted": true` and when.
+fn marked<M: ReadModel>(model: &M, mut state: Value) -> Value {
+    if let (Some(at), Some(fields)) = (model.deleted_at(), state.as_object_mut()) {
+        fields.insert("deleted".into(), true.into());
+        fields.insert("deleted_at".into(), fleetledger_events::envelope::micros::format(&at).into());
+    }
+    state
+}
 
 /// The model a fold starts from: a snapshot's doc, or nothing.
 fn start<M: ReadModel>(snapshot: Option<&str>) -> Result<Option<M>, DecodeError> {
@@ -243,12 +254,16 @@ impl<M: Audited> StreamType for Registered<M> {
     }
 
     fn public_state(&self, snapshot: Option<&str>, events: &[EventEnvelope]) -> Result<Option<Value>, DecodeError> {
-        Ok(fold::<M>(snapshot, events)?.map(|m| m.public()))
+        Ok(fold::<M>(snapshot, events)?.map(|m| marked(&m, m.public())))
     }
 
     fn rendered(&self, state: &AppState, snapshot: Option<&str>, events: &[EventEnvelope]) -> Result<Value, DecodeError> {
         // A surface's own rendering drops the private fields too, whatever it shows.
-        Ok(fold::<M>(snapshot, events)?.map_or(Value::Null, |m| without_private::<M>(m.render(state))))
+        Ok(fold::<M>(snapshot, events)?.map_or(Value::Null, |m| marked(&m, without_private::<M>(m.render(state)))))
+    }
+
+    fn is_deleted(&self, models: &ReadModels, id: &str) -> bool {
+        models.cache::<M>().get(id).is_some_and(|c| c.model.is_deleted())
     }
 
     fn timeline(&self, snapshot: Option<&str>, events: &[EventEnvelope]) -> Result<Vec<Step>, DecodeError> {

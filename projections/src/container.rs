@@ -80,8 +80,8 @@ impl crate::ReadModel for Skill {
         }
     }
 
-    fn is_deleted(&self) -> bool {
-        self.deleted_at.is_some()
+    fn deleted_at(&self) -> Option<DateTime<Utc>> {
+        self.deleted_at
     }
 
     fn summary(event: &SkillEvent) -> String {
@@ -160,8 +160,8 @@ impl crate::ReadModel for ContainerProfile {
         }
     }
 
-    fn is_deleted(&self) -> bool {
-        self.deleted_at.is_some()
+    fn deleted_at(&self) -> Option<DateTime<Utc>> {
+        self.deleted_at
     }
 
     fn summary(event: &ContainerProfileEvent) -> String {
@@ -291,8 +291,8 @@ impl crate::ReadModel for ContainerAgent {
         }
     }
 
-    fn is_deleted(&self) -> bool {
-        self.deleted_at.is_some()
+    fn deleted_at(&self) -> Option<DateTime<Utc>> {
+        self.deleted_at
     }
 
     fn summary(event: &ContainerAgentEvent) -> String {

@@ -97,8 +97,9 @@ impl crate::ReadModel for Instance {
         }
     }
 
-    fn is_deleted(&self) -> bool {
-        self.status == TERMINATED
+    /// A terminated instance's sandbox is destroyed; it was terminated when last updated.
+    fn deleted_at(&self) -> Option<DateTime<Utc>> {
+        (self.status == TERMINATED).then_some(self.updated_at)
     }
 
     fn summary(event: &InstanceEvent) -> String {

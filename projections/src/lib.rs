@@ -50,7 +50,12 @@ pub trait ReadModel: Sized + Clone + Serialize + DeserializeOwned + Send + Sync 
     /// Whether the resource is gone for its surface (deleted, terminated): reads answer
     /// 404 and lists leave it out, while its history stays.
     fn is_deleted(&self) -> bool {
-        false
+        self.deleted_at().is_some()
+    }
+
+    /// When the resource was deleted (or terminated) for its surface.
+    fn deleted_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        None
     }
 
     /// The surface's own revision number, where it has one.

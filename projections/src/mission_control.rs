@@ -63,8 +63,8 @@ impl crate::ReadModel for Gateway {
         }
     }
 
-    fn is_deleted(&self) -> bool {
-        self.deleted_at.is_some()
+    fn deleted_at(&self) -> Option<DateTime<Utc>> {
+        self.deleted_at
     }
 
     fn summary(event: &GatewayEvent) -> String {
@@ -130,8 +130,8 @@ impl crate::ReadModel for Board {
         }
     }
 
-    fn is_deleted(&self) -> bool {
-        self.deleted_at.is_some()
+    fn deleted_at(&self) -> Option<DateTime<Utc>> {
+        self.deleted_at
     }
 
     fn summary(event: &BoardEvent) -> String {
@@ -274,8 +274,8 @@ impl crate::ReadModel for McAgent {
         }
     }
 
-    fn is_deleted(&self) -> bool {
-        self.deleted_at.is_some()
+    fn deleted_at(&self) -> Option<DateTime<Utc>> {
+        self.deleted_at
     }
 
     fn summary(event: &AgentEvent) -> String {

@@ -88,6 +88,10 @@ impl crate::ReadModel for Profile {
         }
     }
 
+    fn deleted_at(&self) -> Option<DateTime<Utc>> {
+        self.deleted_at
+    }
+
     fn org_id(&self) -> String {
         self.org_id.to_string()
     }

@@ -254,6 +254,14 @@ async fn restore(
     if !(1..=current).contains(&body.version) {
         return Err(no_version(&stream_type, &id, body.version, current));
     }
+    if kind.is_deleted(&state.ledger.models, &id) {
+        // None of the surfaces can bring a deleted resource back (its sandbox, container
+        // or workspace is gone, or the product has no undelete): say so, rather than 404.
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            format!("{stream_type}/{id} is deleted; a deleted resource cannot be restored (create a new one from this version's state)"),
+        ));
+    }
     let (snapshot, events) = from_snapshot(&state, &stream_type, &id, body.version - 1, body.version).await?;
     let request = RestoreRequest {
         state: &state,

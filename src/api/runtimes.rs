@@ -784,9 +784,12 @@ async fn keepalive_runtime(
 impl Audited for Runtime {
     const SURFACE: Surface = Surface::Runtimes;
 
-    /// The runtime with its durable config, so a diff between versions shows the change.
+    /// The runtime with its durable config, so a state at a version shows what the config
+    /// was and a diff between versions shows how it changed.
     fn render(&self, _state: &AppState) -> Value {
-        runtime_json(self, None)
+        let mut shown = runtime_json(self, None);
+        shown["config"] = self.config.clone();
+        shown
     }
 
     /// Puts back the config a runtime had at a version, through the PUT rules of today (a

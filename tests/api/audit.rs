@@ -17,7 +17,67 @@ both_backends!(
     rebuild_is_byte_identical_and_safe_while_serving,
     export_then_import_round_trips,
     long_streams_travel_through_snapshots,
+    a_deleted_resource_says_so_and_is_not_restored,
+    a_runtime_state_shows_its_config_and_diffs_show_config_changes,
 );
+
+async fn a_deleted_resource_says_so_and_is_not_restored(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else { return };
+    let id = app.create_profile(json!({"name": "P", "config": {"a": 1}})).await;
+    put(&app, &id, json!({"a": 2})).await;
+    let deleted = Answer::of(app.admin(Method::DELETE, &format!("/api/v1/profiles/{id}"))).await;
+    assert_eq!(deleted.status, 204);
+    let now = at(&app, &id, "").await.json();
+    assert_eq!(now["state"]["deleted"], true, "{now}");
+    assert!(now["state"]["deleted_at"].is_string(), "{now}");
+    let before = at(&app, &id, "version=2").await.json();
+    assert!(
+        before["state"].get("deleted").is_none(),
+        "a version before the delete is not deleted: {before}"
+    );
+    let restore = Answer::of(
+        app.admin(Method::POST, &format!("/api/v1/ledger/resources/profile/{id}/restore"))
+            .json(&json!({"version": 1, "reason": "undo"})),
+    )
+    .await;
+    assert_eq!(restore.status, 409, "{}", restore.text);
+    assert_eq!(restore.header("content-type"), Some("application/problem+json"));
+    assert!(
+        restore.json()["detail"].as_str().unwrap().contains("is deleted"),
+        "{}",
+        restore.text
+    );
+}
+
+async fn a_runtime_state_shows_its_config_and_diffs_show_config_changes(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else { return };
+    let runtimes = "/api/v1/org/default/ws/default/runtimes";
+    let created = Answer::of(app.admin(Method::POST, runtimes).json(&json!({"key": "audited"}))).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id = created.json()["id"].as_str().unwrap().to_string();
+    let put = Answer::of(
+        app.admin(Method::PUT, &format!("{runtimes}/{id}/config"))
+            .json(&json!({"config": {"sandbox": {"timeout_seconds": 1234}}})),
+    )
+    .await;
+    assert_eq!(put.status, 200, "{}", put.text);
+    let resource = format!("/api/v1/ledger/resources/runtime/{id}");
+    let second = Answer::of(app.admin(Method::GET, &format!("{resource}?version=2"))).await.json();
+    assert_eq!(second["state"]["config"]["sandbox"]["timeout_seconds"], 1234, "{second}");
+    let first = Answer::of(app.admin(Method::GET, &format!("{resource}?version=1"))).await.json();
+    assert!(first["state"]["config"].is_object(), "{first}");
+    let diff = Answer::of(app.admin(Method::GET, &format!("{resource}/diff?from=1&to=2")))
+        .await
+        .json();
+    assert!(
+        diff["summary"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s.as_str().unwrap().ends_with(" /config/sandbox/timeout_seconds")),
+        "{diff}"
+    );
+}
 
 async fn long_streams_travel_through_snapshots(backend: Backend) {
     let Some(app) = spawn_app(backend).await else { return };
