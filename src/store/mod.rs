@@ -12,6 +12,7 @@
 pub mod cache;
 pub mod data_keys;
 mod postgres;
+mod rows;
 mod sqlite;
 mod write;
 
@@ -61,7 +62,7 @@ pub struct FoldEvent {
 }
 
 /// A stream's read model at a version, kept so folds can start near where they end.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct Snapshot {
     pub stream_id: String,
     pub version: i64,
@@ -126,7 +127,7 @@ impl Appended {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct StoredModel {
     pub kind: String,
     pub id: String,

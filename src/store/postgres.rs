@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use fleetledger_events::{EventEnvelope, Metadata};
+use fleetledger_events::EventEnvelope;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::types::Json;
 use sqlx::{Postgres, QueryBuilder, Transaction};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use super::rows::{EventRow, FoldRow, EVENT_COLUMNS, FOLD_COLUMNS};
 use super::write::{self, announce, Backend, Violation, WriterHandle};
 use super::*;
 
@@ -205,64 +206,7 @@ impl LeaseHolder for PgLease {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct EventRow {
-    global_position: i64,
-    event_id: Uuid,
-    stream_type: String,
-    stream_id: String,
-    stream_version: i64,
-    event_type: String,
-    schema_version: i32,
-    data: Json<serde_json::Value>,
-    metadata: Json<Metadata>,
-    prev_hash: String,
-    hash: String,
-    recorded_at: DateTime<Utc>,
-}
-
-impl From<EventRow> for EventEnvelope {
-    fn from(r: EventRow) -> Self {
-        EventEnvelope {
-            global_position: r.global_position,
-            event_id: r.event_id,
-            stream_type: r.stream_type,
-            stream_id: r.stream_id,
-            stream_version: r.stream_version,
-            event_type: r.event_type,
-            schema_version: r.schema_version,
-            data: r.data.0,
-            metadata: r.metadata.0,
-            prev_hash: r.prev_hash,
-            hash: r.hash,
-            recorded_at: r.recorded_at,
-        }
-    }
-}
-
-const EVENT_COLUMNS: &str = "global_position, event_id, stream_type, stream_id, stream_version, event_type, \
-    schema_version, data, metadata, prev_hash, hash, recorded_at";
-
-#[derive(sqlx::FromRow)]
-struct ModelRow {
-    kind: String,
-    id: String,
-    org_id: String,
-    version: i64,
-    doc: String,
-}
-
-impl From<ModelRow> for StoredModel {
-    fn from(r: ModelRow) -> Self {
-        StoredModel {
-            kind: r.kind,
-            id: r.id,
-            org_id: r.org_id,
-            version: r.version,
-            doc: r.doc,
-        }
-    }
-}
+type Row = EventRow<Uuid>;
 
 #[async_trait]
 impl EventStore for PgStore {
@@ -271,7 +215,7 @@ impl EventStore for PgStore {
     }
 
     async fn read_stream(&self, stream_id: &str, from_version: i64) -> Result<Vec<EventEnvelope>, StoreError> {
-        let rows: Vec<EventRow> = sqlx::query_as(&format!(
+        let rows: Vec<Row> = sqlx::query_as(&format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND stream_version >= $2 ORDER BY stream_version"
         ))
         .bind(stream_id)
@@ -282,7 +226,7 @@ impl EventStore for PgStore {
     }
 
     async fn read_stream_between(&self, stream_id: &str, from_version: i64, to_version: i64) -> Result<Vec<EventEnvelope>, StoreError> {
-        let rows: Vec<EventRow> = sqlx::query_as(&format!(
+        let rows: Vec<Row> = sqlx::query_as(&format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND stream_version >= $2 AND stream_version <= $3 ORDER BY stream_version"
         ))
         .bind(stream_id)
@@ -294,19 +238,14 @@ impl EventStore for PgStore {
     }
 
     async fn snapshot_at(&self, stream_id: &str, version: i64) -> Result<Option<Snapshot>, StoreError> {
-        let row: Option<(String, i64, String, String)> = sqlx::query_as(
+        let row: Option<Snapshot> = sqlx::query_as(
             "SELECT stream_id, version, kind, doc FROM snapshots WHERE stream_id = $1 AND version <= $2 ORDER BY version DESC LIMIT 1",
         )
         .bind(stream_id)
         .bind(version)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|(stream_id, version, kind, doc)| Snapshot {
-            stream_id,
-            version,
-            kind,
-            doc,
-        }))
+        Ok(row)
     }
 
     async fn version_at(&self, stream_id: &str, at: DateTime<Utc>) -> Result<i64, StoreError> {
@@ -319,7 +258,7 @@ impl EventStore for PgStore {
     }
 
     async fn read_all(&self, after: i64, limit: i64, stream_type: Option<&str>) -> Result<Vec<EventEnvelope>, StoreError> {
-        let rows: Vec<EventRow> = sqlx::query_as(&format!(
+        let rows: Vec<Row> = sqlx::query_as(&format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE global_position > $1 AND ($3::text IS NULL OR stream_type = $3) \
              ORDER BY global_position LIMIT $2"
         ))
@@ -332,28 +271,14 @@ impl EventStore for PgStore {
     }
 
     async fn read_all_for_fold(&self, after: i64, limit: i64) -> Result<Vec<FoldEvent>, StoreError> {
-        let rows: Vec<(i64, String, String, i64, String, i32, Json<Box<serde_json::value::RawValue>>)> = sqlx::query_as(
-            "SELECT global_position, stream_type, stream_id, stream_version, event_type, schema_version, data FROM events \
-             WHERE global_position > $1 ORDER BY global_position LIMIT $2",
-        )
+        let rows: Vec<FoldRow> = sqlx::query_as(&format!(
+            "SELECT {FOLD_COLUMNS} FROM events WHERE global_position > $1 ORDER BY global_position LIMIT $2"
+        ))
         .bind(after)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(global_position, stream_type, stream_id, stream_version, event_type, schema_version, data)| FoldEvent {
-                    global_position,
-                    stream_type,
-                    stream_id,
-                    stream_version,
-                    event_type,
-                    schema_version,
-                    data: data.0,
-                },
-            )
-            .collect())
+        Ok(rows.into_iter().map(Into::into).collect())
     }
 
     async fn stream_version(&self, stream_id: &str) -> Result<i64, StoreError> {
@@ -369,20 +294,20 @@ impl EventStore for PgStore {
     }
 
     async fn load_model(&self, kind: &str, id: &str) -> Result<Option<StoredModel>, StoreError> {
-        let row: Option<ModelRow> = sqlx::query_as("SELECT kind, id, org_id, version, doc FROM read_models WHERE kind = $1 AND id = $2")
+        let model = sqlx::query_as("SELECT kind, id, org_id, version, doc FROM read_models WHERE kind = $1 AND id = $2")
             .bind(kind)
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.map(Into::into))
+        Ok(model)
     }
 
     async fn list_models(&self, kind: &str) -> Result<Vec<StoredModel>, StoreError> {
-        let rows: Vec<ModelRow> = sqlx::query_as("SELECT kind, id, org_id, version, doc FROM read_models WHERE kind = $1")
+        let models = sqlx::query_as("SELECT kind, id, org_id, version, doc FROM read_models WHERE kind = $1")
             .bind(kind)
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows.into_iter().map(Into::into).collect())
+        Ok(models)
     }
 
     async fn claim_idempotency(

@@ -13,7 +13,9 @@ use fleetledger_events::EventEnvelope;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Sqlite, Transaction};
 use tokio::sync::watch;
+use uuid::fmt::Hyphenated;
 
+use super::rows::{EventRow, FoldRow, EVENT_COLUMNS, FOLD_COLUMNS};
 use super::write::{self, Backend, Violation, WriterHandle};
 use super::*;
 
@@ -215,72 +217,10 @@ impl LeaseHolder for LocalLease {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct EventRow {
-    global_position: i64,
-    event_id: String,
-    stream_type: String,
-    stream_id: String,
-    stream_version: i64,
-    event_type: String,
-    schema_version: i32,
-    data: String,
-    metadata: String,
-    prev_hash: String,
-    hash: String,
-    recorded_at: String,
-}
+type Row = EventRow<Hyphenated>;
 
-impl TryFrom<EventRow> for EventEnvelope {
-    type Error = StoreError;
-
-    fn try_from(r: EventRow) -> Result<Self, StoreError> {
-        let corrupt = |what: &str, e: &dyn std::fmt::Display| StoreError::Corrupt(format!("event {}: {what}: {e}", r.global_position));
-        Ok(EventEnvelope {
-            global_position: r.global_position,
-            event_id: r.event_id.parse().map_err(|e| corrupt("event_id", &e))?,
-            stream_type: r.stream_type.clone(),
-            stream_id: r.stream_id.clone(),
-            stream_version: r.stream_version,
-            event_type: r.event_type.clone(),
-            schema_version: r.schema_version,
-            data: serde_json::from_str(&r.data).map_err(|e| corrupt("data", &e))?,
-            metadata: serde_json::from_str(&r.metadata).map_err(|e| corrupt("metadata", &e))?,
-            prev_hash: r.prev_hash.clone(),
-            hash: r.hash.clone(),
-            recorded_at: DateTime::parse_from_rfc3339(&r.recorded_at)
-                .map_err(|e| corrupt("recorded_at", &e))?
-                .with_timezone(&Utc),
-        })
-    }
-}
-
-const EVENT_COLUMNS: &str = "global_position, event_id, stream_type, stream_id, stream_version, event_type, \
-    schema_version, data, metadata, prev_hash, hash, recorded_at";
-
-fn envelopes(rows: Vec<EventRow>) -> Result<Vec<EventEnvelope>, StoreError> {
-    rows.into_iter().map(TryInto::try_into).collect()
-}
-
-#[derive(sqlx::FromRow)]
-struct ModelRow {
-    kind: String,
-    id: String,
-    org_id: String,
-    version: i64,
-    doc: String,
-}
-
-impl From<ModelRow> for StoredModel {
-    fn from(r: ModelRow) -> Self {
-        StoredModel {
-            kind: r.kind,
-            id: r.id,
-            org_id: r.org_id,
-            version: r.version,
-            doc: r.doc,
-        }
-    }
+fn envelopes(rows: Vec<Row>) -> Vec<EventEnvelope> {
+    rows.into_iter().map(Into::into).collect()
 }
 
 #[async_trait]
@@ -290,18 +230,18 @@ impl EventStore for SqliteStore {
     }
 
     async fn read_stream(&self, stream_id: &str, from_version: i64) -> Result<Vec<EventEnvelope>, StoreError> {
-        let rows: Vec<EventRow> = sqlx::query_as(&format!(
+        let rows: Vec<Row> = sqlx::query_as(&format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ?1 AND stream_version >= ?2 ORDER BY stream_version"
         ))
         .bind(stream_id)
         .bind(from_version)
         .fetch_all(&self.pool)
         .await?;
-        envelopes(rows)
+        Ok(envelopes(rows))
     }
 
     async fn read_stream_between(&self, stream_id: &str, from_version: i64, to_version: i64) -> Result<Vec<EventEnvelope>, StoreError> {
-        let rows: Vec<EventRow> = sqlx::query_as(&format!(
+        let rows: Vec<Row> = sqlx::query_as(&format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ?1 AND stream_version >= ?2 AND stream_version <= ?3 ORDER BY stream_version"
         ))
         .bind(stream_id)
@@ -309,23 +249,18 @@ impl EventStore for SqliteStore {
         .bind(to_version)
         .fetch_all(&self.pool)
         .await?;
-        envelopes(rows)
+        Ok(envelopes(rows))
     }
 
     async fn snapshot_at(&self, stream_id: &str, version: i64) -> Result<Option<Snapshot>, StoreError> {
-        let row: Option<(String, i64, String, String)> = sqlx::query_as(
+        let row: Option<Snapshot> = sqlx::query_as(
             "SELECT stream_id, version, kind, doc FROM snapshots WHERE stream_id = ?1 AND version <= ?2 ORDER BY version DESC LIMIT 1",
         )
         .bind(stream_id)
         .bind(version)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|(stream_id, version, kind, doc)| Snapshot {
-            stream_id,
-            version,
-            kind,
-            doc,
-        }))
+        Ok(row)
     }
 
     async fn version_at(&self, stream_id: &str, at: DateTime<Utc>) -> Result<i64, StoreError> {
@@ -338,7 +273,7 @@ impl EventStore for SqliteStore {
     }
 
     async fn read_all(&self, after: i64, limit: i64, stream_type: Option<&str>) -> Result<Vec<EventEnvelope>, StoreError> {
-        let rows: Vec<EventRow> = sqlx::query_as(&format!(
+        let rows: Vec<Row> = sqlx::query_as(&format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE global_position > ?1 AND (?3 IS NULL OR stream_type = ?3) \
              ORDER BY global_position LIMIT ?2"
         ))
@@ -347,34 +282,18 @@ impl EventStore for SqliteStore {
         .bind(stream_type)
         .fetch_all(&self.pool)
         .await?;
-        envelopes(rows)
+        Ok(envelopes(rows))
     }
 
     async fn read_all_for_fold(&self, after: i64, limit: i64) -> Result<Vec<FoldEvent>, StoreError> {
-        let rows: Vec<(i64, String, String, i64, String, i32, String)> = sqlx::query_as(
-            "SELECT global_position, stream_type, stream_id, stream_version, event_type, schema_version, data FROM events \
-             WHERE global_position > ?1 ORDER BY global_position LIMIT ?2",
-        )
+        let rows: Vec<FoldRow> = sqlx::query_as(&format!(
+            "SELECT {FOLD_COLUMNS} FROM events WHERE global_position > ?1 ORDER BY global_position LIMIT ?2"
+        ))
         .bind(after)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(
-                |(global_position, stream_type, stream_id, stream_version, event_type, schema_version, data)| {
-                    Ok(FoldEvent {
-                        global_position,
-                        stream_type,
-                        stream_id,
-                        stream_version,
-                        event_type,
-                        schema_version,
-                        data: serde_json::value::RawValue::from_string(data)
-                            .map_err(|e| StoreError::Corrupt(format!("event {global_position}: data: {e}")))?,
-                    })
-                },
-            )
-            .collect()
+        Ok(rows.into_iter().map(Into::into).collect())
     }
 
     async fn stream_version(&self, stream_id: &str) -> Result<i64, StoreError> {
@@ -392,20 +311,20 @@ impl EventStore for SqliteStore {
     }
 
     async fn load_model(&self, kind: &str, id: &str) -> Result<Option<StoredModel>, StoreError> {
-        let row: Option<ModelRow> = sqlx::query_as("SELECT kind, id, org_id, version, doc FROM read_models WHERE kind = ?1 AND id = ?2")
+        let model = sqlx::query_as("SELECT kind, id, org_id, version, doc FROM read_models WHERE kind = ?1 AND id = ?2")
             .bind(kind)
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.map(Into::into))
+        Ok(model)
     }
 
     async fn list_models(&self, kind: &str) -> Result<Vec<StoredModel>, StoreError> {
-        let rows: Vec<ModelRow> = sqlx::query_as("SELECT kind, id, org_id, version, doc FROM read_models WHERE kind = ?1")
+        let models = sqlx::query_as("SELECT kind, id, org_id, version, doc FROM read_models WHERE kind = ?1")
             .bind(kind)
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows.into_iter().map(Into::into).collect())
+        Ok(models)
     }
 
     async fn claim_idempotency(
