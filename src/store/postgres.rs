@@ -13,7 +13,7 @@ use sqlx::{Postgres, QueryBuilder, Transaction};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::rows::{EventRow, FoldRow, EVENT_COLUMNS, FOLD_COLUMNS};
+use super::rows::{EventRow, FoldRow, IdempotencyRow, EVENT_COLUMNS, FOLD_COLUMNS, IDEMPOTENCY_COLUMNS};
 use super::write::{self, announce, Backend, Violation, WriterHandle};
 use super::*;
 
@@ -333,22 +333,14 @@ impl EventStore for PgStore {
         if claimed.rows_affected() > 0 {
             return Ok(IdempotencyClaim::Claimed);
         }
-        let (request_hash, status, headers, body, created_at): (String, i32, String, Vec<u8>, DateTime<Utc>) = sqlx::query_as(
-            "SELECT request_hash, status, headers, body, created_at FROM idempotency_keys WHERE org_id = $1 AND idem_key = $2",
-        )
+        let row: IdempotencyRow = sqlx::query_as(&format!(
+            "SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency_keys WHERE org_id = $1 AND idem_key = $2"
+        ))
         .bind(org_id)
         .bind(key)
         .fetch_one(&self.pool)
         .await?;
-        Ok(IdempotencyClaim::Taken(IdempotencyRecord {
-            org_id: org_id.to_string(),
-            key: key.to_string(),
-            request_hash,
-            status: status as u16,
-            headers: headers_from_json(&headers),
-            body,
-            created_at,
-        }))
+        Ok(IdempotencyClaim::Taken(row.into_record(org_id, key)))
     }
 
     async fn take_over_idempotency(

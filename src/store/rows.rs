@@ -8,7 +8,7 @@ use serde_json::value::RawValue;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::FoldEvent;
+use super::{headers_from_json, FoldEvent, IdempotencyRecord};
 
 /// The columns of an event row, in `EventRow`'s order.
 pub(super) const EVENT_COLUMNS: &str = "global_position, event_id, stream_type, stream_id, stream_version, event_type, \
@@ -68,6 +68,32 @@ impl From<FoldRow> for FoldEvent {
             event_type,
             schema_version,
             data: data.0,
+        }
+    }
+}
+
+/// An idempotency record's stored columns, in `IdempotencyRow`'s order.
+pub(super) const IDEMPOTENCY_COLUMNS: &str = "request_hash, status, headers, body, created_at";
+
+#[derive(sqlx::FromRow)]
+pub(super) struct IdempotencyRow {
+    request_hash: String,
+    status: i32,
+    headers: String,
+    body: Vec<u8>,
+    created_at: DateTime<Utc>,
+}
+
+impl IdempotencyRow {
+    pub(super) fn into_record(self, org_id: &str, key: &str) -> IdempotencyRecord {
+        IdempotencyRecord {
+            org_id: org_id.to_string(),
+            key: key.to_string(),
+            request_hash: self.request_hash,
+            status: self.status as u16,
+            headers: headers_from_json(&self.headers),
+            body: self.body,
+            created_at: self.created_at,
         }
     }
 }

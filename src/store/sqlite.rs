@@ -15,7 +15,7 @@ use sqlx::{QueryBuilder, Sqlite, Transaction};
 use tokio::sync::watch;
 use uuid::fmt::Hyphenated;
 
-use super::rows::{EventRow, FoldRow, EVENT_COLUMNS, FOLD_COLUMNS};
+use super::rows::{EventRow, FoldRow, IdempotencyRow, EVENT_COLUMNS, FOLD_COLUMNS, IDEMPOTENCY_COLUMNS};
 use super::write::{self, Backend, Violation, WriterHandle};
 use super::*;
 
@@ -202,12 +202,6 @@ fn json_list<S: AsRef<str>>(items: &[S]) -> String {
     serde_json::to_string(&items.iter().map(AsRef::as_ref).collect::<Vec<&str>>()).unwrap_or_else(|_| "[]".into())
 }
 
-fn parse_time(text: &str) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| StoreError::Corrupt(format!("a stored time is not RFC 3339: {e}")))
-}
-
 struct LocalLease(#[allow(dead_code)] tokio::sync::OwnedMutexGuard<()>);
 
 #[async_trait]
@@ -350,22 +344,14 @@ impl EventStore for SqliteStore {
         if claimed.rows_affected() > 0 {
             return Ok(IdempotencyClaim::Claimed);
         }
-        let (request_hash, status, headers, body, created_at): (String, i32, String, Vec<u8>, String) = sqlx::query_as(
-            "SELECT request_hash, status, headers, body, created_at FROM idempotency_keys WHERE org_id = ?1 AND idem_key = ?2",
-        )
+        let row: IdempotencyRow = sqlx::query_as(&format!(
+            "SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency_keys WHERE org_id = ?1 AND idem_key = ?2"
+        ))
         .bind(org_id)
         .bind(key)
         .fetch_one(&self.pool)
         .await?;
-        Ok(IdempotencyClaim::Taken(IdempotencyRecord {
-            org_id: org_id.to_string(),
-            key: key.to_string(),
-            request_hash,
-            status: status as u16,
-            headers: headers_from_json(&headers),
-            body,
-            created_at: parse_time(&created_at)?,
-        }))
+        Ok(IdempotencyClaim::Taken(row.into_record(org_id, key)))
     }
 
     async fn take_over_idempotency(
