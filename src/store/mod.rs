@@ -1,27 +1,29 @@
 //! The event store: one trait, two backends (PostgreSQL and SQLite) with one behaviour.
 //!
 //! Appends go through a group-commit writer per process: concurrent appends are batched
-//! into one transaction (each with its own savepoint, so one conflict fails only its own
-//! append), and every caller is answered only after that transaction commits. The
-//! transaction locks the single `log_head` row first, which makes global positions
-//! contiguous and equal to commit order, so tailing `read_all` can never skip an event.
+//! into one transaction (a refused append fails alone), and every caller is answered only
+//! after that transaction commits. The transaction locks the single `log_head` row first,
+//! which makes global positions contiguous and equal to commit order, so tailing
+//! `read_all` can never skip an event. That control flow is written once, in `write`, over
+//! the `write::Backend` statements each backend provides.
 //!
 //! Only this module writes SQL.
 
 pub mod cache;
 pub mod data_keys;
 mod postgres;
+mod rows;
 mod sqlite;
+mod write;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use fleetledger_events::chain::{self, ChainBreak, StreamVerifier};
-use fleetledger_events::envelope::truncate_micros;
+use fleetledger_events::chain::{ChainBreak, StreamVerifier};
 use fleetledger_events::{EventEnvelope, Metadata, NewEvent};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::watch;
 
 pub use data_keys::{DataKey, NewDataKey};
 pub use postgres::PgStore;
@@ -60,7 +62,7 @@ pub struct FoldEvent {
 }
 
 /// A stream's read model at a version, kept so folds can start near where they end.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct Snapshot {
     pub stream_id: String,
     pub version: i64,
@@ -125,7 +127,7 @@ impl Appended {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct StoredModel {
     pub kind: String,
     pub id: String,
@@ -415,48 +417,6 @@ pub async fn verify_stream(store: &dyn EventStore, stream_id: &str) -> Result<Ve
     })
 }
 
-/// Gives an append's events their places: checks the expected version against the
-/// stream's tail, then assigns positions, versions and the hash chain.
-fn place_events(
-    request: &AppendRequest,
-    head: i64,
-    tail: Option<(i64, String)>,
-    now: DateTime<Utc>,
-) -> Result<Vec<EventEnvelope>, StoreError> {
-    let (actual, mut prev_hash) = tail.unwrap_or_else(|| (0, chain::GENESIS.to_string()));
-    if let ExpectedVersion::Exact(expected) = request.expected {
-        if expected != actual {
-            return Err(StoreError::Conflict {
-                stream_id: request.stream_id.clone(),
-                expected,
-                actual,
-            });
-        }
-    }
-    let recorded_at = truncate_micros(now);
-    let mut out = Vec::with_capacity(request.events.len());
-    for (i, event) in request.events.iter().enumerate() {
-        let mut envelope = EventEnvelope {
-            global_position: head + 1 + i as i64,
-            event_id: event.event_id,
-            stream_type: request.stream_type.clone(),
-            stream_id: request.stream_id.clone(),
-            stream_version: actual + 1 + i as i64,
-            event_type: event.event_type.clone(),
-            schema_version: event.schema_version,
-            data: event.data.clone(),
-            metadata: request.metadata.clone(),
-            prev_hash: prev_hash.clone(),
-            hash: String::new(),
-            recorded_at,
-        };
-        envelope.hash = chain::compute_hash(&envelope);
-        prev_hash = envelope.hash.clone();
-        out.push(envelope);
-    }
-    Ok(out)
-}
-
 /// Leadership of a named role (the relay). Dropping it gives the role up.
 pub struct LeaderLease {
     holder: Box<dyn LeaseHolder>,
@@ -472,100 +432,6 @@ impl LeaderLease {
 #[async_trait]
 trait LeaseHolder: Send {
     async fn alive(&mut self) -> bool;
-}
-
-type Job = (AppendRequest, oneshot::Sender<Result<Appended, StoreError>>);
-
-/// The sending half of a group-commit writer.
-#[derive(Clone)]
-struct WriterHandle {
-    jobs: mpsc::Sender<Job>,
-}
-
-impl WriterHandle {
-    async fn append(&self, request: AppendRequest) -> Result<Appended, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.jobs.send((request, reply)).await.map_err(|_| StoreError::WriterStopped)?;
-        answer.await.map_err(|_| StoreError::WriterStopped)?
-    }
-}
-
-/// Why one append of a batch did not happen: refused (its savepoint is rolled back and the
-/// batch goes on) or a failure of the whole transaction.
-enum Failure {
-    Rejected(StoreError),
-    Fatal(sqlx::Error),
-}
-
-impl From<sqlx::Error> for Failure {
-    fn from(error: sqlx::Error) -> Self {
-        Failure::Fatal(error)
-    }
-}
-
-/// Each append's result, and the head after the batch.
-type BatchResult = Result<(Vec<Result<Appended, StoreError>>, i64), sqlx::Error>;
-
-/// The group-commit loop both backends run: takes whatever appends are queued, commits
-/// them with `commit` in one transaction, then answers every caller and announces the
-/// new head.
-async fn run_writer<F, Fut>(mut jobs: mpsc::Receiver<Job>, commits: Arc<watch::Sender<i64>>, commit: F)
-where
-    F: Fn(Vec<AppendRequest>) -> Fut,
-    Fut: std::future::Future<Output = BatchResult>,
-{
-    while let Some(batch) = next_batch(&mut jobs).await {
-        let (requests, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-        let count = requests.len();
-        match commit(requests).await {
-            Ok((results, head)) => {
-                let appended: usize = results.iter().filter_map(|r| r.as_ref().ok()).map(|a| a.events.len()).sum();
-                metrics::counter!("fleetledger_appends_total").increment(appended as u64);
-                announce(&commits, head);
-                for (reply, result) in replies.into_iter().zip(results) {
-                    let _ = reply.send(result);
-                }
-            }
-            Err(error) => {
-                tracing::error!(%error, appends = count, "append batch failed to commit");
-                for reply in replies {
-                    let _ = reply.send(Err(StoreError::Corrupt(format!("the append did not commit: {error}"))));
-                }
-            }
-        }
-    }
-}
-
-/// Moves the announced head forward (never back).
-fn announce(commits: &watch::Sender<i64>, head: i64) {
-    commits.send_if_modified(|h| {
-        let newer = head > *h;
-        if newer {
-            *h = head;
-        }
-        newer
-    });
-}
-
-/// Largest number of appends committed in one transaction.
-const MAX_BATCH: usize = 256;
-
-/// Takes the next batch: waits for one job, then takes whatever else is already queued.
-async fn next_batch(jobs: &mut mpsc::Receiver<Job>) -> Option<Vec<Job>> {
-    let first = jobs.recv().await?;
-    // Concurrent appends arrive microseconds apart; letting them queue before taking the
-    // batch is what makes one commit serve many.
-    for _ in 0..4 {
-        tokio::task::yield_now().await;
-    }
-    let mut batch = vec![first];
-    while batch.len() < MAX_BATCH {
-        match jobs.try_recv() {
-            Ok(job) => batch.push(job),
-            Err(_) => break,
-        }
-    }
-    Some(batch)
 }
 
 fn headers_to_json(headers: &[(String, String)]) -> String {

@@ -6,13 +6,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use fleetledger_events::{EventEnvelope, Metadata};
+use fleetledger_events::EventEnvelope;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::types::Json;
 use sqlx::{Postgres, QueryBuilder, Transaction};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use uuid::Uuid;
 
+use super::rows::{EventRow, FoldRow, IdempotencyRow, EVENT_COLUMNS, FOLD_COLUMNS, IDEMPOTENCY_COLUMNS};
+use super::write::{self, announce, Backend, Violation, WriterHandle};
 use super::*;
 
 /// Connections in the pool: this machine's sweet spot for one writer plus readers.
@@ -35,18 +37,9 @@ impl PgStore {
         let head: i64 = sqlx::query_scalar("SELECT position FROM log_head").fetch_one(&pool).await?;
         let (commit_tx, commits) = watch::channel(head);
         let commit_tx = Arc::new(commit_tx);
-        let (jobs, job_rx) = mpsc::channel(4096);
-        let writer_pool = pool.clone();
-        tokio::spawn(run_writer(job_rx, commit_tx.clone(), move |batch| {
-            let pool = writer_pool.clone();
-            async move { commit_batch(&pool, &batch).await }
-        }));
+        let writer = WriterHandle::start(pool.clone(), commit_tx.clone());
         tokio::spawn(listen_for_commits(pool.clone(), commit_tx));
-        Ok(PgStore {
-            pool,
-            writer: WriterHandle { jobs },
-            commits,
-        })
+        Ok(PgStore { pool, writer, commits })
     }
 
     /// The pool, for tests and tools that inspect the database directly.
@@ -81,85 +74,55 @@ async fn listen_for_commits(pool: PgPool, commits: Arc<watch::Sender<i64>>) {
     }
 }
 
-async fn commit_batch(pool: &PgPool, requests: &[AppendRequest]) -> BatchResult {
-    // Several appends without idempotency records take the set-based path; anything it
-    // does not expect (a duplicate event id, say) rolls it back and the batch is appended
-    // one by one instead.
-    if requests.len() > 1 {
-        match commit_batch_set(pool, requests).await {
-            Ok(done) => return Ok(done),
-            Err(error) => tracing::debug!(%error, "set-based batch failed; appending one by one"),
-        }
-    }
-    commit_batch_each(pool, requests).await
-}
+/// The write path's statements on PostgreSQL; `write` holds the control flow.
+#[async_trait]
+impl Backend for PgPool {
+    type Tx = Transaction<'static, Postgres>;
 
-/// A batch in a fixed number of statements: every tail in one query, every event in one
-/// multi-row insert, every read model in one upsert. Expected versions are checked
-/// against the tails under the head lock, so no statement is expected to fail.
-async fn commit_batch_set(pool: &PgPool, requests: &[AppendRequest]) -> BatchResult {
-    let mut tx = pool.begin().await?;
-    let start: i64 = sqlx::query_scalar("SELECT position FROM log_head WHERE id FOR UPDATE")
-        .fetch_one(&mut *tx)
+    async fn begin(&self) -> Result<(Self::Tx, i64), sqlx::Error> {
+        let mut tx = PgPool::begin(self).await?;
+        let head = sqlx::query_scalar("SELECT position FROM log_head WHERE id FOR UPDATE")
+            .fetch_one(&mut *tx)
+            .await?;
+        Ok((tx, head))
+    }
+
+    async fn tails(&self, tx: &mut Self::Tx, stream_ids: &[&str]) -> Result<HashMap<String, (i64, String)>, sqlx::Error> {
+        // One index probe per stream (newest version first), however long the streams are.
+        let rows: Vec<(String, i64, String)> = sqlx::query_as(
+            "SELECT ids.stream_id, tail.stream_version, tail.hash FROM unnest($1::text[]) AS ids(stream_id) \
+             CROSS JOIN LATERAL (SELECT stream_version, hash FROM events WHERE events.stream_id = ids.stream_id \
+             ORDER BY stream_version DESC LIMIT 1) AS tail",
+        )
+        .bind(stream_ids)
+        .fetch_all(&mut **tx)
         .await?;
-    let mut ids: Vec<&str> = requests.iter().map(|r| r.stream_id.as_str()).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let rows: Vec<(String, i64, String)> = sqlx::query_as(
-        "SELECT DISTINCT ON (stream_id) stream_id, stream_version, hash FROM events \
-         WHERE stream_id = ANY($1) ORDER BY stream_id, stream_version DESC",
-    )
-    .bind(&ids)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut tails: HashMap<String, (i64, String)> = rows.into_iter().map(|(id, v, h)| (id, (v, h))).collect();
-    let now = Utc::now();
-    let mut head = start;
-    let mut placed = Vec::new();
-    let mut models: HashMap<(String, String), &ReadModelWrite> = HashMap::new();
-    let mut snapshots = Vec::new();
-    let mut results = Vec::with_capacity(requests.len());
-    for request in requests {
-        match place_events(request, head, tails.get(&request.stream_id).cloned(), now) {
-            Ok(events) => {
-                if let Some(last) = events.last() {
-                    tails.insert(request.stream_id.clone(), (last.stream_version, last.hash.clone()));
-                    head = last.global_position;
-                }
-                placed.extend(events.iter().cloned());
-                for model in &request.read_models {
-                    // A later append in the batch supersedes an earlier one's row.
-                    models.insert((model.kind.clone(), model.id.clone()), model);
-                }
-                snapshots.extend(request.snapshots.iter());
-                results.push(Ok(Appended { events }));
-            }
-            Err(error) => results.push(Err(error)),
-        }
+        Ok(rows.into_iter().map(|(id, version, hash)| (id, (version, hash))).collect())
     }
-    for chunk in placed.chunks(1000) {
-        insert_events(&mut tx, chunk).await?;
-    }
-    let models: Vec<&ReadModelWrite> = models.into_values().collect();
-    insert_read_models(&mut tx, &models, now).await?;
-    insert_snapshots(&mut tx, &snapshots).await?;
-    if head != start {
-        advance_head(&mut tx, head).await?;
-    }
-    tx.commit().await?;
-    Ok((results, head))
-}
 
-/// Multi-row upsert of read-model rows.
-async fn insert_read_models<R: std::borrow::Borrow<ReadModelWrite>>(
-    tx: &mut Transaction<'static, Postgres>,
-    rows: &[R],
-    now: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    for chunk in rows.chunks(1000) {
+    async fn insert_events(&self, tx: &mut Self::Tx, events: &[EventEnvelope]) -> Result<(), sqlx::Error> {
+        let mut insert = QueryBuilder::<Postgres>::new(format!("INSERT INTO events ({EVENT_COLUMNS}) "));
+        insert.push_values(events, |mut row, e| {
+            row.push_bind(e.global_position)
+                .push_bind(e.event_id)
+                .push_bind(&e.stream_type)
+                .push_bind(&e.stream_id)
+                .push_bind(e.stream_version)
+                .push_bind(&e.event_type)
+                .push_bind(e.schema_version)
+                .push_bind(Json(&e.data))
+                .push_bind(Json(&e.metadata))
+                .push_bind(&e.prev_hash)
+                .push_bind(&e.hash)
+                .push_bind(e.recorded_at);
+        });
+        insert.build().execute(&mut **tx).await?;
+        Ok(())
+    }
+
+    async fn upsert_read_models(&self, tx: &mut Self::Tx, rows: &[&ReadModelWrite], now: DateTime<Utc>) -> Result<(), sqlx::Error> {
         let mut upsert = QueryBuilder::<Postgres>::new("INSERT INTO read_models (kind, id, org_id, version, doc, updated_at) ");
-        upsert.push_values(chunk, |mut row, m| {
-            let m = m.borrow();
+        upsert.push_values(rows, |mut row, m| {
             row.push_bind(&m.kind)
                 .push_bind(&m.id)
                 .push_bind(&m.org_id)
@@ -172,19 +135,12 @@ async fn insert_read_models<R: std::borrow::Borrow<ReadModelWrite>>(
              doc = excluded.doc, updated_at = excluded.updated_at",
         );
         upsert.build().execute(&mut **tx).await?;
+        Ok(())
     }
-    Ok(())
-}
 
-/// Multi-row insert of snapshots (an existing one is kept).
-async fn insert_snapshots<S: std::borrow::Borrow<Snapshot>>(
-    tx: &mut Transaction<'static, Postgres>,
-    snapshots: &[S],
-) -> Result<(), sqlx::Error> {
-    for chunk in snapshots.chunks(1000) {
+    async fn insert_snapshots(&self, tx: &mut Self::Tx, snapshots: &[&Snapshot]) -> Result<(), sqlx::Error> {
         let mut insert = QueryBuilder::<Postgres>::new("INSERT INTO snapshots (stream_id, version, kind, doc) ");
-        insert.push_values(chunk, |mut row, s| {
-            let s = s.borrow();
+        insert.push_values(snapshots, |mut row, s| {
             row.push_bind(&s.stream_id)
                 .push_bind(s.version)
                 .push_bind(&s.kind)
@@ -192,147 +148,53 @@ async fn insert_snapshots<S: std::borrow::Borrow<Snapshot>>(
         });
         insert.push(" ON CONFLICT DO NOTHING");
         insert.build().execute(&mut **tx).await?;
+        Ok(())
     }
-    Ok(())
-}
 
-/// Moves the head and wakes listeners in one round trip.
-async fn advance_head(tx: &mut Transaction<'static, Postgres>, head: i64) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "WITH moved AS (UPDATE log_head SET position = $1 WHERE id RETURNING position) \
-         SELECT pg_notify('fleetledger_events', position::text) FROM moved",
-    )
-    .bind(head)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// Appends one by one, each under its own savepoint, so a refused append leaves the rest.
-async fn commit_batch_each(pool: &PgPool, requests: &[AppendRequest]) -> BatchResult {
-    let mut tx = pool.begin().await?;
-    let start: i64 = sqlx::query_scalar("SELECT position FROM log_head WHERE id FOR UPDATE")
-        .fetch_one(&mut *tx)
-        .await?;
-    let mut head = start;
-    let now = Utc::now();
-    let savepoints = requests.len() > 1;
-    let mut results = Vec::with_capacity(requests.len());
-    for request in requests {
-        if savepoints {
-            sqlx::query("SAVEPOINT append").execute(&mut *tx).await?;
-        }
-        match append_one(&mut tx, request, head, now).await {
-            Ok(appended) => {
-                if savepoints {
-                    sqlx::query("RELEASE SAVEPOINT append").execute(&mut *tx).await?;
-                }
-                head += appended.events.len() as i64;
-                results.push(Ok(appended));
-            }
-            Err(Failure::Rejected(error)) => {
-                if !savepoints {
-                    return Ok((vec![Err(error)], start));
-                }
-                sqlx::query("ROLLBACK TO SAVEPOINT append").execute(&mut *tx).await?;
-                results.push(Err(error));
-            }
-            Err(Failure::Fatal(error)) => return Err(error),
-        }
-    }
-    if head != start {
-        advance_head(&mut tx, head).await?;
-    }
-    tx.commit().await?;
-    Ok((results, head))
-}
-
-/// One multi-row INSERT of placed events.
-async fn insert_events(tx: &mut Transaction<'static, Postgres>, events: &[EventEnvelope]) -> Result<(), sqlx::Error> {
-    let mut insert = QueryBuilder::<Postgres>::new(
-        "INSERT INTO events (global_position, event_id, stream_type, stream_id, stream_version, event_type, \
-         schema_version, data, metadata, prev_hash, hash, recorded_at) ",
-    );
-    insert.push_values(events, |mut row, e| {
-        row.push_bind(e.global_position)
-            .push_bind(e.event_id)
-            .push_bind(&e.stream_type)
-            .push_bind(&e.stream_id)
-            .push_bind(e.stream_version)
-            .push_bind(&e.event_type)
-            .push_bind(e.schema_version)
-            .push_bind(Json(&e.data))
-            .push_bind(Json(&e.metadata))
-            .push_bind(&e.prev_hash)
-            .push_bind(&e.hash)
-            .push_bind(e.recorded_at);
-    });
-    insert.build().execute(&mut **tx).await?;
-    Ok(())
-}
-
-async fn append_one(
-    tx: &mut Transaction<'static, Postgres>,
-    request: &AppendRequest,
-    head: i64,
-    now: DateTime<Utc>,
-) -> Result<Appended, Failure> {
-    let tail: Option<(i64, String)> =
-        sqlx::query_as("SELECT stream_version, hash FROM events WHERE stream_id = $1 ORDER BY stream_version DESC LIMIT 1")
-            .bind(&request.stream_id)
-            .fetch_optional(&mut **tx)
-            .await?;
-    let events = place_events(request, head, tail, now).map_err(Failure::Rejected)?;
-    if !events.is_empty() {
-        insert_events(tx, &events)
-            .await
-            .map_err(|error| classify(error, request, &events))?;
-    }
-    for model in &request.read_models {
-        sqlx::query(
-            "INSERT INTO read_models (kind, id, org_id, version, doc, updated_at) VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (kind, id) DO UPDATE SET org_id = excluded.org_id, version = excluded.version, \
-             doc = excluded.doc, updated_at = excluded.updated_at",
-        )
-        .bind(&model.kind)
-        .bind(&model.id)
-        .bind(&model.org_id)
-        .bind(model.version)
-        .bind(&model.doc)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-    }
-    for snapshot in &request.snapshots {
-        sqlx::query("INSERT INTO snapshots (stream_id, version, kind, doc) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
-            .bind(&snapshot.stream_id)
-            .bind(snapshot.version)
-            .bind(&snapshot.kind)
-            .bind(&snapshot.doc)
+    async fn delete_read_models(&self, tx: &mut Self::Tx, kinds: &[String]) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM read_models WHERE kind = ANY($1)")
+            .bind(kinds)
             .execute(&mut **tx)
             .await?;
+        sqlx::query("DELETE FROM snapshots WHERE kind = ANY($1)")
+            .bind(kinds)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
     }
-    Ok(Appended { events })
-}
 
-/// Maps a failed event insert: the unique `(stream_id, stream_version)` key is the
-/// concurrency guard, so its violation is a conflict.
-fn classify(error: sqlx::Error, request: &AppendRequest, events: &[EventEnvelope]) -> Failure {
-    if let sqlx::Error::Database(db) = &error {
+    /// Moves the head and wakes other processes' listeners in one round trip.
+    async fn advance_head(&self, tx: &mut Self::Tx, head: i64) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "WITH moved AS (UPDATE log_head SET position = $1 WHERE id RETURNING position) \
+             SELECT pg_notify('fleetledger_events', position::text) FROM moved",
+        )
+        .bind(head)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn execute(&self, tx: &mut Self::Tx, statement: &'static str) -> Result<(), sqlx::Error> {
+        sqlx::query(statement).execute(&mut **tx).await?;
+        Ok(())
+    }
+
+    async fn commit(&self, tx: Self::Tx) -> Result<(), sqlx::Error> {
+        tx.commit().await
+    }
+
+    /// By constraint name.
+    fn violation(error: &sqlx::Error) -> Option<Violation> {
+        let sqlx::Error::Database(db) = error else {
+            return None;
+        };
         match db.constraint() {
-            Some("events_stream_version_key") => {
-                let expected = events.first().map(|e| e.stream_version - 1).unwrap_or(0);
-                return Failure::Rejected(StoreError::Conflict {
-                    stream_id: request.stream_id.clone(),
-                    expected,
-                    actual: expected + 1,
-                });
-            }
-            Some("events_event_id_key") => return Failure::Rejected(StoreError::DuplicateEvent),
-            _ => {}
+            Some("events_stream_version_key") => Some(Violation::StreamVersion),
+            Some("events_event_id_key") => Some(Violation::EventId),
+            _ => None,
         }
     }
-    Failure::Fatal(error)
 }
 
 struct PgLease(sqlx::PgConnection);
@@ -344,64 +206,7 @@ impl LeaseHolder for PgLease {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct EventRow {
-    global_position: i64,
-    event_id: Uuid,
-    stream_type: String,
-    stream_id: String,
-    stream_version: i64,
-    event_type: String,
-    schema_version: i32,
-    data: Json<serde_json::Value>,
-    metadata: Json<Metadata>,
-    prev_hash: String,
-    hash: String,
-    recorded_at: DateTime<Utc>,
-}
-
-impl From<EventRow> for EventEnvelope {
-    fn from(r: EventRow) -> Self {
-        EventEnvelope {
-            global_position: r.global_position,
-            event_id: r.event_id,
-            stream_type: r.stream_type,
-            stream_id: r.stream_id,
-            stream_version: r.stream_version,
-            event_type: r.event_type,
-            schema_version: r.schema_version,
-            data: r.data.0,
-            metadata: r.metadata.0,
-            prev_hash: r.prev_hash,
-            hash: r.hash,
-            recorded_at: r.recorded_at,
-        }
-    }
-}
-
-const EVENT_COLUMNS: &str = "global_position, event_id, stream_type, stream_id, stream_version, event_type, \
-    schema_version, data, metadata, prev_hash, hash, recorded_at";
-
-#[derive(sqlx::FromRow)]
-struct ModelRow {
-    kind: String,
-    id: String,
-    org_id: String,
-    version: i64,
-    doc: String,
-}
-
-impl From<ModelRow> for StoredModel {
-    fn from(r: ModelRow) -> Self {
-        StoredModel {
-            kind: r.kind,
-            id: r.id,
-            org_id: r.org_id,
-            version: r.version,
-            doc: r.doc,
-        }
-    }
-}
+type Row = EventRow<Uuid>;
 
 #[async_trait]
 impl EventStore for PgStore {
@@ -410,7 +215,7 @@ impl EventStore for PgStore {
     }
 
     async fn read_stream(&self, stream_id: &str, from_version: i64) -> Result<Vec<EventEnvelope>, StoreError> {
-        let rows: Vec<EventRow> = sqlx::query_as(&format!(
+        let rows: Vec<Row> = sqlx::query_as(&format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND stream_version >= $2 ORDER BY stream_version"
         ))
         .bind(stream_id)
@@ -421,7 +226,7 @@ impl EventStore for PgStore {
     }
 
     async fn read_stream_between(&self, stream_id: &str, from_version: i64, to_version: i64) -> Result<Vec<EventEnvelope>, StoreError> {
-        let rows: Vec<EventRow> = sqlx::query_as(&format!(
+        let rows: Vec<Row> = sqlx::query_as(&format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND stream_version >= $2 AND stream_version <= $3 ORDER BY stream_version"
         ))
         .bind(stream_id)
@@ -433,19 +238,14 @@ impl EventStore for PgStore {
     }
 
     async fn snapshot_at(&self, stream_id: &str, version: i64) -> Result<Option<Snapshot>, StoreError> {
-        let row: Option<(String, i64, String, String)> = sqlx::query_as(
+        let row: Option<Snapshot> = sqlx::query_as(
             "SELECT stream_id, version, kind, doc FROM snapshots WHERE stream_id = $1 AND version <= $2 ORDER BY version DESC LIMIT 1",
         )
         .bind(stream_id)
         .bind(version)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|(stream_id, version, kind, doc)| Snapshot {
-            stream_id,
-            version,
-            kind,
-            doc,
-        }))
+        Ok(row)
     }
 
     async fn version_at(&self, stream_id: &str, at: DateTime<Utc>) -> Result<i64, StoreError> {
@@ -458,7 +258,7 @@ impl EventStore for PgStore {
     }
 
     async fn read_all(&self, after: i64, limit: i64, stream_type: Option<&str>) -> Result<Vec<EventEnvelope>, StoreError> {
-        let rows: Vec<EventRow> = sqlx::query_as(&format!(
+        let rows: Vec<Row> = sqlx::query_as(&format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE global_position > $1 AND ($3::text IS NULL OR stream_type = $3) \
              ORDER BY global_position LIMIT $2"
         ))
@@ -471,28 +271,14 @@ impl EventStore for PgStore {
     }
 
     async fn read_all_for_fold(&self, after: i64, limit: i64) -> Result<Vec<FoldEvent>, StoreError> {
-        let rows: Vec<(i64, String, String, i64, String, i32, Json<Box<serde_json::value::RawValue>>)> = sqlx::query_as(
-            "SELECT global_position, stream_type, stream_id, stream_version, event_type, schema_version, data FROM events \
-             WHERE global_position > $1 ORDER BY global_position LIMIT $2",
-        )
+        let rows: Vec<FoldRow> = sqlx::query_as(&format!(
+            "SELECT {FOLD_COLUMNS} FROM events WHERE global_position > $1 ORDER BY global_position LIMIT $2"
+        ))
         .bind(after)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(global_position, stream_type, stream_id, stream_version, event_type, schema_version, data)| FoldEvent {
-                    global_position,
-                    stream_type,
-                    stream_id,
-                    stream_version,
-                    event_type,
-                    schema_version,
-                    data: data.0,
-                },
-            )
-            .collect())
+        Ok(rows.into_iter().map(Into::into).collect())
     }
 
     async fn stream_version(&self, stream_id: &str) -> Result<i64, StoreError> {
@@ -508,20 +294,20 @@ impl EventStore for PgStore {
     }
 
     async fn load_model(&self, kind: &str, id: &str) -> Result<Option<StoredModel>, StoreError> {
-        let row: Option<ModelRow> = sqlx::query_as("SELECT kind, id, org_id, version, doc FROM read_models WHERE kind = $1 AND id = $2")
+        let model = sqlx::query_as("SELECT kind, id, org_id, version, doc FROM read_models WHERE kind = $1 AND id = $2")
             .bind(kind)
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.map(Into::into))
+        Ok(model)
     }
 
     async fn list_models(&self, kind: &str) -> Result<Vec<StoredModel>, StoreError> {
-        let rows: Vec<ModelRow> = sqlx::query_as("SELECT kind, id, org_id, version, doc FROM read_models WHERE kind = $1")
+        let models = sqlx::query_as("SELECT kind, id, org_id, version, doc FROM read_models WHERE kind = $1")
             .bind(kind)
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows.into_iter().map(Into::into).collect())
+        Ok(models)
     }
 
     async fn claim_idempotency(
@@ -547,22 +333,14 @@ impl EventStore for PgStore {
         if claimed.rows_affected() > 0 {
             return Ok(IdempotencyClaim::Claimed);
         }
-        let (request_hash, status, headers, body, created_at): (String, i32, String, Vec<u8>, DateTime<Utc>) = sqlx::query_as(
-            "SELECT request_hash, status, headers, body, created_at FROM idempotency_keys WHERE org_id = $1 AND idem_key = $2",
-        )
+        let row: IdempotencyRow = sqlx::query_as(&format!(
+            "SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency_keys WHERE org_id = $1 AND idem_key = $2"
+        ))
         .bind(org_id)
         .bind(key)
         .fetch_one(&self.pool)
         .await?;
-        Ok(IdempotencyClaim::Taken(IdempotencyRecord {
-            org_id: org_id.to_string(),
-            key: key.to_string(),
-            request_hash,
-            status: status as u16,
-            headers: headers_from_json(&headers),
-            body,
-            created_at,
-        }))
+        Ok(IdempotencyClaim::Taken(row.into_record(org_id, key)))
     }
 
     async fn take_over_idempotency(
@@ -658,51 +436,11 @@ impl EventStore for PgStore {
         snapshots: &[Snapshot],
         through: i64,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let head: i64 = sqlx::query_scalar("SELECT position FROM log_head WHERE id FOR UPDATE")
-            .fetch_one(&mut *tx)
-            .await?;
-        if head != through {
-            return Ok(false);
-        }
-        sqlx::query("DELETE FROM read_models WHERE kind = ANY($1)")
-            .bind(kinds)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM snapshots WHERE kind = ANY($1)")
-            .bind(kinds)
-            .execute(&mut *tx)
-            .await?;
-        insert_snapshots(&mut tx, snapshots).await?;
-        let now = Utc::now();
-        insert_read_models(&mut tx, rows, now).await?;
-        tx.commit().await?;
-        Ok(true)
+        write::swap_read_models(&self.pool, kinds, rows, snapshots, through).await
     }
 
     async fn import_events(&self, events: &[EventEnvelope]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let mut head: i64 = sqlx::query_scalar("SELECT position FROM log_head WHERE id FOR UPDATE")
-            .fetch_one(&mut *tx)
-            .await?;
-        for chunk in events.chunks(1000) {
-            for e in chunk {
-                if e.global_position != head + 1 {
-                    return Err(StoreError::ImportGap {
-                        expected: head + 1,
-                        actual: e.global_position,
-                    });
-                }
-                head = e.global_position;
-            }
-            insert_events(&mut tx, chunk).await?;
-        }
-        sqlx::query("UPDATE log_head SET position = $1 WHERE id")
-            .bind(head)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        write::import_events(&self.pool, events).await
     }
 
     async fn event_exists(&self, event_id: Uuid) -> Result<bool, StoreError> {

@@ -12,8 +12,11 @@ use fleetledger_events::envelope::micros;
 use fleetledger_events::EventEnvelope;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Sqlite, Transaction};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
+use uuid::fmt::Hyphenated;
 
+use super::rows::{EventRow, FoldRow, IdempotencyRow, EVENT_COLUMNS, FOLD_COLUMNS, IDEMPOTENCY_COLUMNS};
+use super::write::{self, Backend, Violation, WriterHandle};
 use super::*;
 
 pub struct SqliteStore {
@@ -51,15 +54,10 @@ impl SqliteStore {
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         let head: i64 = sqlx::query_scalar("SELECT position FROM log_head").fetch_one(&pool).await?;
         let (commit_tx, commits) = watch::channel(head);
-        let (jobs, job_rx) = mpsc::channel(4096);
-        let writer_pool = pool.clone();
-        tokio::spawn(run_writer(job_rx, Arc::new(commit_tx), move |batch| {
-            let pool = writer_pool.clone();
-            async move { commit_batch(&pool, &batch).await }
-        }));
+        let writer = WriterHandle::start(pool.clone(), Arc::new(commit_tx));
         Ok(SqliteStore {
             pool,
-            writer: WriterHandle { jobs },
+            writer,
             commits,
             leaders: Default::default(),
         })
@@ -70,140 +68,138 @@ impl SqliteStore {
     }
 }
 
-async fn commit_batch(pool: &SqlitePool, requests: &[AppendRequest]) -> BatchResult {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let start: i64 = sqlx::query_scalar("SELECT position FROM log_head WHERE id = 1")
-        .fetch_one(&mut *tx)
-        .await?;
-    let mut head = start;
-    let now = Utc::now();
-    let savepoints = requests.len() > 1;
-    let mut results = Vec::with_capacity(requests.len());
-    for request in requests {
-        if savepoints {
-            sqlx::query("SAVEPOINT append").execute(&mut *tx).await?;
-        }
-        match append_one(&mut tx, request, head, now).await {
-            Ok(appended) => {
-                if savepoints {
-                    sqlx::query("RELEASE SAVEPOINT append").execute(&mut *tx).await?;
-                }
-                head += appended.events.len() as i64;
-                results.push(Ok(appended));
-            }
-            Err(Failure::Rejected(error)) => {
-                if !savepoints {
-                    return Ok((vec![Err(error)], start));
-                }
-                sqlx::query("ROLLBACK TO SAVEPOINT append").execute(&mut *tx).await?;
-                sqlx::query("RELEASE SAVEPOINT append").execute(&mut *tx).await?;
-                results.push(Err(error));
-            }
-            Err(Failure::Fatal(error)) => return Err(error),
-        }
-    }
-    if head != start {
-        sqlx::query("UPDATE log_head SET position = ?1 WHERE id = 1")
-            .bind(head)
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await?;
-    Ok((results, head))
-}
+/// The write path's statements on SQLite; `write` holds the control flow. Lists of ids
+/// are bound as one JSON array (`json_each`), so each statement's text is fixed.
+#[async_trait]
+impl Backend for SqlitePool {
+    type Tx = Transaction<'static, Sqlite>;
 
-/// One multi-row INSERT of placed events.
-async fn insert_events(tx: &mut Transaction<'static, Sqlite>, events: &[EventEnvelope]) -> Result<(), sqlx::Error> {
-    let mut insert = QueryBuilder::<Sqlite>::new(
-        "INSERT INTO events (global_position, event_id, stream_type, stream_id, stream_version, event_type, \
-         schema_version, data, metadata, prev_hash, hash, recorded_at) ",
-    );
-    insert.push_values(events, |mut row, e| {
-        row.push_bind(e.global_position)
-            .push_bind(e.event_id.to_string())
-            .push_bind(e.stream_type.clone())
-            .push_bind(e.stream_id.clone())
-            .push_bind(e.stream_version)
-            .push_bind(e.event_type.clone())
-            .push_bind(e.schema_version)
-            .push_bind(e.data.to_string())
-            .push_bind(serde_json::to_string(&e.metadata).unwrap_or_default())
-            .push_bind(e.prev_hash.clone())
-            .push_bind(e.hash.clone())
-            .push_bind(micros::format(&e.recorded_at));
-    });
-    insert.build().execute(&mut **tx).await?;
-    Ok(())
-}
-
-async fn append_one(
-    tx: &mut Transaction<'static, Sqlite>,
-    request: &AppendRequest,
-    head: i64,
-    now: DateTime<Utc>,
-) -> Result<Appended, Failure> {
-    let tail: Option<(i64, String)> =
-        sqlx::query_as("SELECT stream_version, hash FROM events WHERE stream_id = ?1 ORDER BY stream_version DESC LIMIT 1")
-            .bind(&request.stream_id)
-            .fetch_optional(&mut **tx)
+    /// `BEGIN IMMEDIATE` takes the database's write lock at once: SQLite's equivalent of
+    /// locking the `log_head` row, and no later statement can fail for a busy database.
+    async fn begin(&self) -> Result<(Self::Tx, i64), sqlx::Error> {
+        let mut tx = self.begin_with("BEGIN IMMEDIATE").await?;
+        let head = sqlx::query_scalar("SELECT position FROM log_head WHERE id = 1")
+            .fetch_one(&mut *tx)
             .await?;
-    let events = place_events(request, head, tail, now).map_err(Failure::Rejected)?;
-    if !events.is_empty() {
-        insert_events(tx, &events)
-            .await
-            .map_err(|error| classify(error, request, &events))?;
+        Ok((tx, head))
     }
-    let updated_at = micros::format(&now);
-    for model in &request.read_models {
-        sqlx::query(
-            "INSERT INTO read_models (kind, id, org_id, version, doc, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-             ON CONFLICT (kind, id) DO UPDATE SET org_id = excluded.org_id, version = excluded.version, \
-             doc = excluded.doc, updated_at = excluded.updated_at",
+
+    async fn tails(&self, tx: &mut Self::Tx, stream_ids: &[&str]) -> Result<HashMap<String, (i64, String)>, sqlx::Error> {
+        // One index probe per stream (newest version first), however long the streams are.
+        let rows: Vec<(String, i64, String)> = sqlx::query_as(
+            "SELECT tail.stream_id, tail.stream_version, tail.hash FROM json_each(?1) AS ids \
+             JOIN events AS tail ON tail.global_position = (SELECT global_position FROM events \
+             WHERE stream_id = ids.value ORDER BY stream_version DESC LIMIT 1)",
         )
-        .bind(&model.kind)
-        .bind(&model.id)
-        .bind(&model.org_id)
-        .bind(model.version)
-        .bind(&model.doc)
-        .bind(&updated_at)
-        .execute(&mut **tx)
+        .bind(json_list(stream_ids))
+        .fetch_all(&mut **tx)
         .await?;
+        Ok(rows.into_iter().map(|(id, version, hash)| (id, (version, hash))).collect())
     }
-    for snapshot in &request.snapshots {
-        sqlx::query("INSERT INTO snapshots (stream_id, version, kind, doc) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING")
-            .bind(&snapshot.stream_id)
-            .bind(snapshot.version)
-            .bind(&snapshot.kind)
-            .bind(&snapshot.doc)
+
+    async fn insert_events(&self, tx: &mut Self::Tx, events: &[EventEnvelope]) -> Result<(), sqlx::Error> {
+        let mut insert = QueryBuilder::<Sqlite>::new(format!("INSERT INTO events ({EVENT_COLUMNS}) "));
+        insert.push_values(events, |mut row, e| {
+            row.push_bind(e.global_position)
+                .push_bind(e.event_id.hyphenated())
+                .push_bind(e.stream_type.as_str())
+                .push_bind(e.stream_id.as_str())
+                .push_bind(e.stream_version)
+                .push_bind(e.event_type.as_str())
+                .push_bind(e.schema_version)
+                .push_bind(e.data.to_string())
+                .push_bind(serde_json::to_string(&e.metadata).unwrap_or_default())
+                .push_bind(e.prev_hash.as_str())
+                .push_bind(e.hash.as_str())
+                .push_bind(micros::format(&e.recorded_at));
+        });
+        insert.build().execute(&mut **tx).await?;
+        Ok(())
+    }
+
+    async fn upsert_read_models(&self, tx: &mut Self::Tx, rows: &[&ReadModelWrite], now: DateTime<Utc>) -> Result<(), sqlx::Error> {
+        let updated_at = micros::format(&now);
+        let mut upsert = QueryBuilder::<Sqlite>::new("INSERT INTO read_models (kind, id, org_id, version, doc, updated_at) ");
+        upsert.push_values(rows, |mut row, m| {
+            row.push_bind(m.kind.as_str())
+                .push_bind(m.id.as_str())
+                .push_bind(m.org_id.as_str())
+                .push_bind(m.version)
+                .push_bind(m.doc.as_str())
+                .push_bind(updated_at.as_str());
+        });
+        upsert.push(
+            " ON CONFLICT (kind, id) DO UPDATE SET org_id = excluded.org_id, version = excluded.version, \
+             doc = excluded.doc, updated_at = excluded.updated_at",
+        );
+        upsert.build().execute(&mut **tx).await?;
+        Ok(())
+    }
+
+    async fn insert_snapshots(&self, tx: &mut Self::Tx, snapshots: &[&Snapshot]) -> Result<(), sqlx::Error> {
+        let mut insert = QueryBuilder::<Sqlite>::new("INSERT INTO snapshots (stream_id, version, kind, doc) ");
+        insert.push_values(snapshots, |mut row, s| {
+            row.push_bind(s.stream_id.as_str())
+                .push_bind(s.version)
+                .push_bind(s.kind.as_str())
+                .push_bind(s.doc.as_str());
+        });
+        insert.push(" ON CONFLICT DO NOTHING");
+        insert.build().execute(&mut **tx).await?;
+        Ok(())
+    }
+
+    async fn delete_read_models(&self, tx: &mut Self::Tx, kinds: &[String]) -> Result<(), sqlx::Error> {
+        let kinds = json_list(kinds);
+        sqlx::query("DELETE FROM read_models WHERE kind IN (SELECT value FROM json_each(?1))")
+            .bind(&kinds)
             .execute(&mut **tx)
             .await?;
+        sqlx::query("DELETE FROM snapshots WHERE kind IN (SELECT value FROM json_each(?1))")
+            .bind(&kinds)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
     }
-    Ok(Appended { events })
-}
 
-fn parse_time(text: &str) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| StoreError::Corrupt(format!("a stored time is not RFC 3339: {e}")))
-}
+    /// Only the head moves: this process's writer is the only one, and it announces its
+    /// commits itself.
+    async fn advance_head(&self, tx: &mut Self::Tx, head: i64) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE log_head SET position = ?1 WHERE id = 1")
+            .bind(head)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
 
-/// SQLite names the violated columns rather than the constraint.
-fn classify(error: sqlx::Error, request: &AppendRequest, events: &[EventEnvelope]) -> Failure {
-    if let sqlx::Error::Database(db) = &error {
+    async fn execute(&self, tx: &mut Self::Tx, statement: &'static str) -> Result<(), sqlx::Error> {
+        sqlx::query(statement).execute(&mut **tx).await?;
+        Ok(())
+    }
+
+    async fn commit(&self, tx: Self::Tx) -> Result<(), sqlx::Error> {
+        tx.commit().await
+    }
+
+    /// SQLite names the violated columns rather than the constraint.
+    fn violation(error: &sqlx::Error) -> Option<Violation> {
+        let sqlx::Error::Database(db) = error else {
+            return None;
+        };
         let message = db.message();
         if message.contains("events.stream_id, events.stream_version") {
-            let expected = events.first().map(|e| e.stream_version - 1).unwrap_or(0);
-            return Failure::Rejected(StoreError::Conflict {
-                stream_id: request.stream_id.clone(),
-                expected,
-                actual: expected + 1,
-            });
-        }
-        if message.contains("events.event_id") {
-            return Failure::Rejected(StoreError::DuplicateEvent);
+            Some(Violation::StreamVersion)
+        } else if message.contains("events.event_id") {
+            Some(Violation::EventId)
+        } else {
+            None
         }
     }
-    Failure::Fatal(error)
+}
+
+/// A list bound as one JSON array, read back with `json_each`.
+fn json_list<S: AsRef<str>>(items: &[S]) -> String {
+    serde_json::to_string(&items.iter().map(AsRef::as_ref).collect::<Vec<&str>>()).unwrap_or_else(|_| "[]".into())
 }
 
 struct LocalLease(#[allow(dead_code)] tokio::sync::OwnedMutexGuard<()>);
@@ -215,72 +211,10 @@ impl LeaseHolder for LocalLease {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct EventRow {
-    global_position: i64,
-    event_id: String,
-    stream_type: String,
-    stream_id: String,
-    stream_version: i64,
-    event_type: String,
-    schema_version: i32,
-    data: String,
-    metadata: String,
-    prev_hash: String,
-    hash: String,
-    recorded_at: String,
-}
+type Row = EventRow<Hyphenated>;
 
-impl TryFrom<EventRow> for EventEnvelope {
-    type Error = StoreError;
-
-    fn try_from(r: EventRow) -> Result<Self, StoreError> {
-        let corrupt = |what: &str, e: &dyn std::fmt::Display| StoreError::Corrupt(format!("event {}: {what}: {e}", r.global_position));
-        Ok(EventEnvelope {
-            global_position: r.global_position,
-            event_id: r.event_id.parse().map_err(|e| corrupt("event_id", &e))?,
-            stream_type: r.stream_type.clone(),
-            stream_id: r.stream_id.clone(),
-            stream_version: r.stream_version,
-            event_type: r.event_type.clone(),
-            schema_version: r.schema_version,
-            data: serde_json::from_str(&r.data).map_err(|e| corrupt("data", &e))?,
-            metadata: serde_json::from_str(&r.metadata).map_err(|e| corrupt("metadata", &e))?,
-            prev_hash: r.prev_hash.clone(),
-            hash: r.hash.clone(),
-            recorded_at: DateTime::parse_from_rfc3339(&r.recorded_at)
-                .map_err(|e| corrupt("recorded_at", &e))?
-                .with_timezone(&Utc),
-        })
-    }
-}
-
-const EVENT_COLUMNS: &str = "global_position, event_id, stream_type, stream_id, stream_version, event_type, \
-    schema_version, data, metadata, prev_hash, hash, recorded_at";
-
-fn envelopes(rows: Vec<EventRow>) -> Result<Vec<EventEnvelope>, StoreError> {
-    rows.into_iter().map(TryInto::try_into).collect()
-}
-
-#[derive(sqlx::FromRow)]
-struct ModelRow {
-    kind: String,
-    id: String,
-    org_id: String,
-    version: i64,
-    doc: String,
-}
-
-impl From<ModelRow> for StoredModel {
-    fn from(r: ModelRow) -> Self {
-        StoredModel {
-            kind: r.kind,
-            id: r.id,
-            org_id: r.org_id,
-            version: r.version,
-            doc: r.doc,
-        }
-    }
+fn envelopes(rows: Vec<Row>) -> Vec<EventEnvelope> {
+    rows.into_iter().map(Into::into).collect()
 }
 
 #[async_trait]
@@ -290,18 +224,18 @@ impl EventStore for SqliteStore {
     }
 
     async fn read_stream(&self, stream_id: &str, from_version: i64) -> Result<Vec<EventEnvelope>, StoreError> {
-        let rows: Vec<EventRow> = sqlx::query_as(&format!(
+        let rows: Vec<Row> = sqlx::query_as(&format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ?1 AND stream_version >= ?2 ORDER BY stream_version"
         ))
         .bind(stream_id)
         .bind(from_version)
         .fetch_all(&self.pool)
         .await?;
-        envelopes(rows)
+        Ok(envelopes(rows))
     }
 
     async fn read_stream_between(&self, stream_id: &str, from_version: i64, to_version: i64) -> Result<Vec<EventEnvelope>, StoreError> {
-        let rows: Vec<EventRow> = sqlx::query_as(&format!(
+        let rows: Vec<Row> = sqlx::query_as(&format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ?1 AND stream_version >= ?2 AND stream_version <= ?3 ORDER BY stream_version"
         ))
         .bind(stream_id)
@@ -309,23 +243,18 @@ impl EventStore for SqliteStore {
         .bind(to_version)
         .fetch_all(&self.pool)
         .await?;
-        envelopes(rows)
+        Ok(envelopes(rows))
     }
 
     async fn snapshot_at(&self, stream_id: &str, version: i64) -> Result<Option<Snapshot>, StoreError> {
-        let row: Option<(String, i64, String, String)> = sqlx::query_as(
+        let row: Option<Snapshot> = sqlx::query_as(
             "SELECT stream_id, version, kind, doc FROM snapshots WHERE stream_id = ?1 AND version <= ?2 ORDER BY version DESC LIMIT 1",
         )
         .bind(stream_id)
         .bind(version)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|(stream_id, version, kind, doc)| Snapshot {
-            stream_id,
-            version,
-            kind,
-            doc,
-        }))
+        Ok(row)
     }
 
     async fn version_at(&self, stream_id: &str, at: DateTime<Utc>) -> Result<i64, StoreError> {
@@ -338,7 +267,7 @@ impl EventStore for SqliteStore {
     }
 
     async fn read_all(&self, after: i64, limit: i64, stream_type: Option<&str>) -> Result<Vec<EventEnvelope>, StoreError> {
-        let rows: Vec<EventRow> = sqlx::query_as(&format!(
+        let rows: Vec<Row> = sqlx::query_as(&format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE global_position > ?1 AND (?3 IS NULL OR stream_type = ?3) \
              ORDER BY global_position LIMIT ?2"
         ))
@@ -347,34 +276,18 @@ impl EventStore for SqliteStore {
         .bind(stream_type)
         .fetch_all(&self.pool)
         .await?;
-        envelopes(rows)
+        Ok(envelopes(rows))
     }
 
     async fn read_all_for_fold(&self, after: i64, limit: i64) -> Result<Vec<FoldEvent>, StoreError> {
-        let rows: Vec<(i64, String, String, i64, String, i32, String)> = sqlx::query_as(
-            "SELECT global_position, stream_type, stream_id, stream_version, event_type, schema_version, data FROM events \
-             WHERE global_position > ?1 ORDER BY global_position LIMIT ?2",
-        )
+        let rows: Vec<FoldRow> = sqlx::query_as(&format!(
+            "SELECT {FOLD_COLUMNS} FROM events WHERE global_position > ?1 ORDER BY global_position LIMIT ?2"
+        ))
         .bind(after)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(
-                |(global_position, stream_type, stream_id, stream_version, event_type, schema_version, data)| {
-                    Ok(FoldEvent {
-                        global_position,
-                        stream_type,
-                        stream_id,
-                        stream_version,
-                        event_type,
-                        schema_version,
-                        data: serde_json::value::RawValue::from_string(data)
-                            .map_err(|e| StoreError::Corrupt(format!("event {global_position}: data: {e}")))?,
-                    })
-                },
-            )
-            .collect()
+        Ok(rows.into_iter().map(Into::into).collect())
     }
 
     async fn stream_version(&self, stream_id: &str) -> Result<i64, StoreError> {
@@ -392,20 +305,20 @@ impl EventStore for SqliteStore {
     }
 
     async fn load_model(&self, kind: &str, id: &str) -> Result<Option<StoredModel>, StoreError> {
-        let row: Option<ModelRow> = sqlx::query_as("SELECT kind, id, org_id, version, doc FROM read_models WHERE kind = ?1 AND id = ?2")
+        let model = sqlx::query_as("SELECT kind, id, org_id, version, doc FROM read_models WHERE kind = ?1 AND id = ?2")
             .bind(kind)
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.map(Into::into))
+        Ok(model)
     }
 
     async fn list_models(&self, kind: &str) -> Result<Vec<StoredModel>, StoreError> {
-        let rows: Vec<ModelRow> = sqlx::query_as("SELECT kind, id, org_id, version, doc FROM read_models WHERE kind = ?1")
+        let models = sqlx::query_as("SELECT kind, id, org_id, version, doc FROM read_models WHERE kind = ?1")
             .bind(kind)
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows.into_iter().map(Into::into).collect())
+        Ok(models)
     }
 
     async fn claim_idempotency(
@@ -431,22 +344,14 @@ impl EventStore for SqliteStore {
         if claimed.rows_affected() > 0 {
             return Ok(IdempotencyClaim::Claimed);
         }
-        let (request_hash, status, headers, body, created_at): (String, i32, String, Vec<u8>, String) = sqlx::query_as(
-            "SELECT request_hash, status, headers, body, created_at FROM idempotency_keys WHERE org_id = ?1 AND idem_key = ?2",
-        )
+        let row: IdempotencyRow = sqlx::query_as(&format!(
+            "SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency_keys WHERE org_id = ?1 AND idem_key = ?2"
+        ))
         .bind(org_id)
         .bind(key)
         .fetch_one(&self.pool)
         .await?;
-        Ok(IdempotencyClaim::Taken(IdempotencyRecord {
-            org_id: org_id.to_string(),
-            key: key.to_string(),
-            request_hash,
-            status: status as u16,
-            headers: headers_from_json(&headers),
-            body,
-            created_at: parse_time(&created_at)?,
-        }))
+        Ok(IdempotencyClaim::Taken(row.into_record(org_id, key)))
     }
 
     async fn take_over_idempotency(
@@ -545,73 +450,11 @@ impl EventStore for SqliteStore {
         snapshots: &[Snapshot],
         through: i64,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let head: i64 = sqlx::query_scalar("SELECT position FROM log_head WHERE id = 1")
-            .fetch_one(&mut *tx)
-            .await?;
-        if head != through {
-            return Ok(false);
-        }
-        for kind in kinds {
-            sqlx::query("DELETE FROM read_models WHERE kind = ?1")
-                .bind(kind)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("DELETE FROM snapshots WHERE kind = ?1")
-                .bind(kind)
-                .execute(&mut *tx)
-                .await?;
-        }
-        for chunk in snapshots.chunks(500) {
-            let mut insert = QueryBuilder::<Sqlite>::new("INSERT INTO snapshots (stream_id, version, kind, doc) ");
-            insert.push_values(chunk, |mut row, s| {
-                row.push_bind(s.stream_id.clone())
-                    .push_bind(s.version)
-                    .push_bind(s.kind.clone())
-                    .push_bind(s.doc.clone());
-            });
-            insert.build().execute(&mut *tx).await?;
-        }
-        let now = micros::format(&Utc::now());
-        for chunk in rows.chunks(500) {
-            let mut insert = QueryBuilder::<Sqlite>::new("INSERT INTO read_models (kind, id, org_id, version, doc, updated_at) ");
-            insert.push_values(chunk, |mut row, m| {
-                row.push_bind(m.kind.clone())
-                    .push_bind(m.id.clone())
-                    .push_bind(m.org_id.clone())
-                    .push_bind(m.version)
-                    .push_bind(m.doc.clone())
-                    .push_bind(now.clone());
-            });
-            insert.build().execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(true)
+        write::swap_read_models(&self.pool, kinds, rows, snapshots, through).await
     }
 
     async fn import_events(&self, events: &[EventEnvelope]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let mut head: i64 = sqlx::query_scalar("SELECT position FROM log_head WHERE id = 1")
-            .fetch_one(&mut *tx)
-            .await?;
-        for chunk in events.chunks(500) {
-            for e in chunk {
-                if e.global_position != head + 1 {
-                    return Err(StoreError::ImportGap {
-                        expected: head + 1,
-                        actual: e.global_position,
-                    });
-                }
-                head = e.global_position;
-            }
-            insert_events(&mut tx, chunk).await?;
-        }
-        sqlx::query("UPDATE log_head SET position = ?1 WHERE id = 1")
-            .bind(head)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        write::import_events(&self.pool, events).await
     }
 
     async fn event_exists(&self, event_id: uuid::Uuid) -> Result<bool, StoreError> {

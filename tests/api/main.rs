@@ -26,3 +26,4 @@ mod runtimes;
 mod sdk;
 mod secrets;
 mod store;
+mod store_conformance;
