@@ -111,15 +111,9 @@ fn list(config: &Value, section_name: &str, field: &str, default: &[&str]) -> Ve
     }
 }
 
-/// Union in first-seen order.
+/// Union in first-seen order (skills' lists are as long as a body allows).
 fn union(lists: impl IntoIterator<Item = Vec<String>>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for item in lists.into_iter().flatten() {
-        if !out.contains(&item) {
-            out.push(item);
-        }
-    }
-    out
+    super::first_seen(lists.into_iter().flatten())
 }
 
 /// The tools config of a set of skills: none gives the default, one is taken verbatim,

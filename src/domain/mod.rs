@@ -40,6 +40,24 @@ pub(crate) fn diff<T: PartialEq + Clone>(before: &T, after: &T) -> Option<T> {
     (before != after).then(|| after.clone())
 }
 
+/// The items without repeats, in first-seen order. Lists come from request bodies and may
+/// be as long as a body allows, so repeats are found with a set in one pass rather than by
+/// scanning what was kept for every item.
+pub fn first_seen<T: Eq + std::hash::Hash + Clone>(items: impl IntoIterator<Item = T>) -> Vec<T> {
+    let mut seen = std::collections::HashSet::new();
+    items.into_iter().filter(|item| seen.insert(item.clone())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn first_seen_keeps_the_first_of_each_in_order() {
+        assert_eq!(super::first_seen(["b", "a", "b", "c", "a"]), vec!["b", "a", "c"]);
+        let long: Vec<u32> = (0..100_000).chain(0..100_000).collect();
+        assert_eq!(super::first_seen(long), (0..100_000).collect::<Vec<_>>());
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod testing {
     //! given / when / then for decide functions.

@@ -2,6 +2,8 @@
 //! `kernel`, `openclaw_microvm_enabled`), config validation with Fleeti's messages, kernel
 //! selection, and the revision hash over Go's canonical JSON.
 
+use std::collections::HashSet;
+
 use base64::engine::{general_purpose::GeneralPurpose, DecodePaddingMode, GeneralPurposeConfig};
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -137,12 +139,14 @@ fn optional_string_list(values: &Config, key: &str) -> Result<Vec<String>, Domai
         .collect()
 }
 
-/// Trims, drops blanks and duplicates, keeps first-seen order.
+/// Trims, drops blanks and duplicates, keeps first-seen order. Duplicates are found with
+/// a set, so a body's worth of names costs one pass, not a scan of the output per name.
 pub fn normalize_packages(packages: &[String]) -> Vec<String> {
+    let mut seen: HashSet<&str> = HashSet::with_capacity(packages.len());
     let mut out: Vec<String> = Vec::with_capacity(packages.len());
     for p in packages {
         let p = p.trim();
-        if !p.is_empty() && !out.iter().any(|q| q == p) {
+        if !p.is_empty() && seen.insert(p) {
             out.push(p.to_string());
         }
     }

@@ -5,6 +5,8 @@
 //! optional sections appear only when given, ports are sorted and deduplicated, egress
 //! targets and secret ids are normalized. Equal configs therefore have equal digests.
 
+use std::collections::HashSet;
+
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
@@ -46,7 +48,8 @@ fn build(p: &mut Problems, loc: &[Value], value: Option<&Value>, limits: &Config
 
 fn capabilities(p: &mut Problems, loc: &[Value], value: Option<&Value>) -> Value {
     let mut out = Vec::new();
-    let mut seen: Vec<String> = Vec::new();
+    // A set, so that a long list is checked for repeats in one pass.
+    let mut seen: HashSet<String> = HashSet::new();
     for (i, item) in list(p, loc, value).unwrap_or_default().iter().enumerate() {
         let item_loc = at(loc, i);
         let Some(fields) = model(p, &item_loc, item, &["name", "version", "enabled"]) else {
@@ -55,10 +58,9 @@ fn capabilities(p: &mut Problems, loc: &[Value], value: Option<&Value>) -> Value
         let name = required(p, &at(&item_loc, "name"), fields.get("name").filter(|v| !v.is_null()));
         let name = string(p, &at(&item_loc, "name"), name, false, 1);
         if let Some(name) = &name {
-            if seen.contains(name) {
+            if !seen.insert(name.clone()) {
                 p.value_error(&at(&item_loc, "name"), format!("capability '{name}' is listed more than once"));
             }
-            seen.push(name.clone());
         }
         let version = string(p, &at(&item_loc, "version"), fields.get("version"), true, 1);
         let enabled = boolean(p, &at(&item_loc, "enabled"), fields.get("enabled")).unwrap_or(true);
@@ -99,14 +101,20 @@ fn sandbox(p: &mut Problems, loc: &[Value], value: Option<&Value>, limits: &Conf
         let egress_loc = at(loc, "egress");
         if let Some(e) = model(p, &egress_loc, egress, &["allow"]) {
             let allow_loc = at(&egress_loc, "allow");
+            // Targets in first-seen order without repeats; the set finds a repeat in one
+            // lookup instead of a scan of everything kept so far.
             let mut allow: Vec<String> = Vec::new();
+            let mut kept: HashSet<String> = HashSet::new();
             for (i, target) in list(p, &allow_loc, e.get("allow")).unwrap_or_default().iter().enumerate() {
                 let Some(raw) = string(p, &at(&allow_loc, i), Some(target), false, 0) else {
                     continue;
                 };
                 match egress::normalize_target(&raw) {
-                    Ok(t) if !allow.contains(&t) => allow.push(t),
-                    Ok(_) => {}
+                    Ok(t) => {
+                        if kept.insert(t.clone()) {
+                            allow.push(t);
+                        }
+                    }
                     Err(why) => p.value_error(&at(&allow_loc, i), why),
                 }
             }
