@@ -4,6 +4,8 @@
 //! The stored config is changed by applying exactly the paths the sandbox gets, so the
 //! stored config and a sandbox that applied every change in order are always equal.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use fleetledger_events::instance::{ConfigPath, InstanceAt, InstanceCreated, InstanceEvent, InstanceUpdated};
 use fleetledger_projections::instance::{self as status, Instance};
@@ -53,6 +55,48 @@ pub fn flatten(overrides: &Map<String, Value>) -> Vec<ConfigPath> {
     out
 }
 
+/// The most bytes of `config set` paths one change may flatten to. Every leaf's path
+/// repeats the keys above it, so a body under the 1 MiB limit with a long key (or a deep
+/// chain of keys) above many leaves would flatten to gigabytes, all kept in memory, stored
+/// in the event and sent to the sandbox; real overrides flatten to about their own size.
+pub const MAX_FLATTENED_BYTES: usize = 4 * 1024 * 1024;
+
+/// How many bytes of paths `flatten` writes for `overrides`, counted without writing them
+/// (one pass over the keys).
+pub fn flattened_len(overrides: &Map<String, Value>) -> usize {
+    fn walk(prefix: usize, map: &Map<String, Value>, total: &mut usize) {
+        for (key, value) in map {
+            let len = if is_identifier(key) {
+                if prefix == 0 {
+                    key.len()
+                } else {
+                    prefix + 1 + key.len()
+                }
+            } else {
+                prefix + 2 + serde_json::to_string(key).map_or(key.len(), |quoted| quoted.len())
+            };
+            match value {
+                Value::Object(inner) => walk(len, inner, total),
+                _ => *total = total.saturating_add(len),
+            }
+        }
+    }
+    let mut total = 0;
+    walk(0, overrides, &mut total);
+    total
+}
+
+/// The paths of `overrides`, unless they would be more than `MAX_FLATTENED_BYTES`.
+fn bounded_paths(overrides: &Map<String, Value>) -> Result<Vec<ConfigPath>, DomainError> {
+    if flattened_len(overrides) > MAX_FLATTENED_BYTES {
+        return Err(DomainError::invalid(format!(
+            "openclaw_config is too large: its config paths would take more than {} MiB",
+            MAX_FLATTENED_BYTES / (1024 * 1024)
+        )));
+    }
+    Ok(flatten(overrides))
+}
+
 /// The keys of a path as `flatten` writes them.
 pub fn segments(path: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
@@ -78,38 +122,142 @@ pub fn segments(path: &str) -> Result<Vec<String>, String> {
 }
 
 /// Applies `config set`/`unset` paths to a config, as the CLI does: missing parents are
-/// created as objects (replacing a non-object in the way), other keys are untouched.
+/// created as objects (replacing a non-object in the way), other keys are untouched. A
+/// path that does not parse stops there, with the paths before it applied.
 pub fn apply_paths(config: &mut Value, paths: &[ConfigPath]) -> Result<(), String> {
-    for p in paths {
-        let keys = segments(&p.path)?;
-        let Some((last, parents)) = keys.split_last() else { continue };
-        let mut node = &mut *config;
-        for key in parents {
-            if !node.is_object() {
-                *node = Value::Object(Map::new());
-            }
-            let map = node.as_object_mut().expect("made an object");
-            node = map.entry(key.clone()).or_insert_with(|| Value::Object(Map::new()));
-            if !node.is_object() && p.value.is_some() {
-                *node = Value::Object(Map::new());
-            }
+    let mut root = Node::Value(std::mem::take(config));
+    let applied = paths.iter().try_for_each(|p| apply_path(&mut root, p));
+    *config = root.into_value();
+    applied
+}
+
+fn apply_path(root: &mut Node, p: &ConfigPath) -> Result<(), String> {
+    let keys = segments(&p.path)?;
+    let Some((last, parents)) = keys.split_last() else {
+        return Ok(());
+    };
+    let mut node = root;
+    for key in parents {
+        if !node.is_object() {
+            *node = Node::Object(Entries::default());
         }
-        match (&p.value, node.as_object_mut()) {
-            (Some(value), Some(map)) => {
-                map.insert(last.clone(), value.clone());
-            }
-            (Some(value), None) => {
-                let mut map = Map::new();
-                map.insert(last.clone(), value.clone());
-                *node = Value::Object(map);
-            }
-            (None, Some(map)) => {
-                map.shift_remove(last);
-            }
-            (None, None) => {}
+        node = node.entries().expect("made an object").get_or_insert_object(key);
+        if !node.is_object() && p.value.is_some() {
+            *node = Node::Object(Entries::default());
         }
     }
+    match (&p.value, node.is_object()) {
+        (Some(value), true) => node.entries().expect("an object").insert(last, value.clone()),
+        (Some(value), false) => {
+            let mut entries = Entries::default();
+            entries.insert(last, value.clone());
+            *node = Node::Object(entries);
+        }
+        (None, true) => node.entries().expect("an object").remove(last),
+        (None, false) => {}
+    }
     Ok(())
+}
+
+/// A config while paths are applied to it. The objects paths walk into are held as
+/// `Entries`; everything else stays the `Value` it was. `serde_json::Map` keeps its order
+/// by shifting every later key on a removal, which made unsetting many keys of one object
+/// quadratic; `Entries` removes in O(1) and keeps the others' order all the same.
+enum Node {
+    Value(Value),
+    Object(Entries),
+}
+
+impl Node {
+    fn is_object(&self) -> bool {
+        matches!(self, Node::Object(_) | Node::Value(Value::Object(_)))
+    }
+
+    /// The entries of an object, once it is walked into; `None` for anything else.
+    fn entries(&mut self) -> Option<&mut Entries> {
+        if let Node::Value(Value::Object(map)) = self {
+            let map = std::mem::take(map);
+            *self = Node::Object(Entries::from_map(map));
+        }
+        match self {
+            Node::Object(entries) => Some(entries),
+            Node::Value(_) => None,
+        }
+    }
+
+    fn into_value(self) -> Value {
+        match self {
+            Node::Value(value) => value,
+            Node::Object(entries) => Value::Object(entries.into_map()),
+        }
+    }
+}
+
+/// An object's keys in their order: a removed key leaves an empty slot (dropped when the
+/// object becomes a `Value` again), a new key takes a slot at the end, as in the CLI's
+/// `openclaw.json`.
+#[derive(Default)]
+struct Entries {
+    slots: Vec<Option<(String, Node)>>,
+    index: HashMap<String, usize>,
+}
+
+impl Entries {
+    fn from_map(map: Map<String, Value>) -> Self {
+        let mut entries = Entries {
+            slots: Vec::with_capacity(map.len()),
+            index: HashMap::with_capacity(map.len()),
+        };
+        for (key, value) in map {
+            entries.index.insert(key.clone(), entries.slots.len());
+            entries.slots.push(Some((key, Node::Value(value))));
+        }
+        entries
+    }
+
+    fn slot(&mut self, key: &str) -> Option<&mut Node> {
+        let at = *self.index.get(key)?;
+        self.slots[at].as_mut().map(|(_, node)| node)
+    }
+
+    fn push(&mut self, key: &str, node: Node) -> &mut Node {
+        let at = self.slots.len();
+        self.index.insert(key.to_string(), at);
+        self.slots.push(Some((key.to_string(), node)));
+        &mut self.slots[at].as_mut().expect("just pushed").1
+    }
+
+    /// The value under `key`, made an empty object when there is none.
+    fn get_or_insert_object(&mut self, key: &str) -> &mut Node {
+        match self.index.get(key) {
+            Some(&at) => &mut self.slots[at].as_mut().expect("indexed slots are filled").1,
+            None => self.push(key, Node::Object(Entries::default())),
+        }
+    }
+
+    /// Sets `key`, in its place when it exists, else at the end.
+    fn insert(&mut self, key: &str, value: Value) {
+        match self.slot(key) {
+            Some(node) => *node = Node::Value(value),
+            None => {
+                self.push(key, Node::Value(value));
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &str) {
+        if let Some(at) = self.index.remove(key) {
+            self.slots[at] = None;
+        }
+    }
+
+    fn into_map(self) -> Map<String, Value> {
+        self.slots
+            .into_iter()
+            .flatten()
+            .map(|(key, node)| (key, node.into_value()))
+            .collect()
+    }
 }
 
 #[derive(Clone)]
@@ -130,7 +278,7 @@ pub fn create_instance(cmd: CreateInstance) -> Result<Vec<InstanceEvent>, Domain
     }
     let mut config = Value::Object(Map::new());
     if let Some(initial) = &cmd.openclaw_config {
-        apply_paths(&mut config, &flatten(initial)).map_err(DomainError::Invalid)?;
+        apply_paths(&mut config, &bounded_paths(initial)?).map_err(DomainError::Invalid)?;
     }
     Ok(vec![InstanceEvent::Created(InstanceCreated {
         instance_id: cmd.instance_id,
@@ -157,7 +305,7 @@ pub fn update_instance(
     if name.is_none() && overrides.is_none() {
         return Ok(vec![]);
     }
-    let paths = overrides.as_ref().map(flatten).unwrap_or_default();
+    let paths = overrides.as_ref().map(bounded_paths).transpose()?.unwrap_or_default();
     let mut config = state.openclaw_config.clone();
     apply_paths(&mut config, &paths).map_err(DomainError::Invalid)?;
     Ok(vec![InstanceEvent::Updated(InstanceUpdated {
@@ -196,6 +344,7 @@ pub fn terminate(state: &Instance, now: DateTime<Utc>) -> Result<Vec<InstanceEve
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fleetledger_projections::ReadModel;
     use serde_json::json;
 
     fn obj(v: Value) -> Map<String, Value> {
@@ -240,5 +389,145 @@ mod tests {
         // Keys keep their place; new ones go last, as the CLI writes them.
         let keys: Vec<&String> = config.as_object().unwrap().keys().collect();
         assert_eq!(keys, vec!["agent", "gateway", "list", "fresh"]);
+    }
+
+    /// `apply_paths` as it was written first, over `serde_json::Map` (whose removals shift
+    /// every later key): the reference the faster one must agree with.
+    fn reference_apply(config: &mut Value, paths: &[ConfigPath]) -> Result<(), String> {
+        for p in paths {
+            let keys = segments(&p.path)?;
+            let Some((last, parents)) = keys.split_last() else { continue };
+            let mut node = &mut *config;
+            for key in parents {
+                if !node.is_object() {
+                    *node = Value::Object(Map::new());
+                }
+                let map = node.as_object_mut().expect("made an object");
+                node = map.entry(key.clone()).or_insert_with(|| Value::Object(Map::new()));
+                if !node.is_object() && p.value.is_some() {
+                    *node = Value::Object(Map::new());
+                }
+            }
+            match (&p.value, node.as_object_mut()) {
+                (Some(value), Some(map)) => {
+                    map.insert(last.clone(), value.clone());
+                }
+                (Some(value), None) => {
+                    let mut map = Map::new();
+                    map.insert(last.clone(), value.clone());
+                    *node = Value::Object(map);
+                }
+                (None, Some(map)) => {
+                    map.shift_remove(last);
+                }
+                (None, None) => {}
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn applying_paths_agrees_with_the_reference_on_random_sets_and_unsets() {
+        // A small LCG: the same sequences on every run.
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: u64| {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) % n
+        };
+        for _ in 0..300 {
+            let mut paths = Vec::new();
+            for _ in 0..next(40) {
+                let depth = 1 + next(3);
+                let path: Vec<String> = (0..depth).map(|_| ["a", "b", "c", "d"][next(4) as usize].to_string()).collect();
+                let value = match next(4) {
+                    0 => None,
+                    1 => Some(json!(next(10))),
+                    2 => Some(json!({"x": next(3)})),
+                    _ => Some(json!([next(5)])),
+                };
+                paths.push(ConfigPath {
+                    path: path.join("."),
+                    value,
+                });
+            }
+            let start = match next(3) {
+                0 => json!({"a": {"b": 1}, "c": [1], "d": {"a": {}}}),
+                1 => json!(7),
+                _ => json!({}),
+            };
+            let (mut ours, mut reference) = (start.clone(), start);
+            apply_paths(&mut ours, &paths).unwrap();
+            reference_apply(&mut reference, &paths).unwrap();
+            assert_eq!(
+                serde_json::to_string(&ours).unwrap(),
+                serde_json::to_string(&reference).unwrap(),
+                "{paths:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unsetting_many_keys_keeps_the_rest_in_order_and_readded_keys_go_last() {
+        let n = 20_000;
+        let mut config = json!({});
+        let set: Map<String, Value> = (0..n).map(|i| (format!("k{i}"), json!(i))).collect();
+        apply_paths(&mut config, &flatten(&obj(json!({ "a": set })))).unwrap();
+        // Unset every even key: the odd ones keep their order.
+        let unset: Map<String, Value> = (0..n).step_by(2).map(|i| (format!("k{i}"), Value::Null)).collect();
+        apply_paths(&mut config, &flatten(&obj(json!({ "a": unset })))).unwrap();
+        let keys: Vec<String> = config["a"].as_object().unwrap().keys().cloned().collect();
+        let odd: Vec<String> = (1..n).step_by(2).map(|i| format!("k{i}")).collect();
+        assert!(keys == odd, "{} keys, first {:?}", keys.len(), keys.first());
+        // A key set again after its unset goes last; one set in place keeps its place.
+        apply_paths(&mut config, &flatten(&obj(json!({"a": {"k0": "back", "k1": "kept"}})))).unwrap();
+        let a = config["a"].as_object().unwrap();
+        assert_eq!(a.keys().next().map(String::as_str), Some("k1"));
+        assert_eq!(a.keys().next_back().map(String::as_str), Some("k0"));
+        assert_eq!((a.len(), &a["k0"], &a["k1"]), (n / 2 + 1, &json!("back"), &json!("kept")));
+    }
+
+    #[test]
+    fn a_path_that_does_not_parse_stops_with_the_earlier_paths_applied() {
+        let mut config = json!({});
+        let paths = [
+            ConfigPath {
+                path: "a".into(),
+                value: Some(json!(1)),
+            },
+            ConfigPath {
+                path: "b[\"x".into(),
+                value: Some(json!(2)),
+            },
+        ];
+        assert!(apply_paths(&mut config, &paths).is_err());
+        assert_eq!(config, json!({"a": 1}));
+    }
+
+    #[test]
+    fn the_flattened_length_is_counted_exactly_and_bounded() {
+        let overrides = obj(json!({"agent": {"x y": {"z": 1, "w\"": null}, "t": [1]}, "k": 2, "e": {}}));
+        let written: usize = flatten(&overrides).iter().map(|p| p.path.len()).sum();
+        assert_eq!(flattened_len(&overrides), written);
+        // One long key above many leaves: every leaf's path repeats it.
+        let leaves: Map<String, Value> = (0..1000).map(|i| (format!("k{i}"), json!(0))).collect();
+        let mut bomb = Map::new();
+        bomb.insert("x".repeat(8 * 1024), Value::Object(leaves));
+        assert!(flattened_len(&bomb) > MAX_FLATTENED_BYTES);
+        let created = create_instance(CreateInstance {
+            instance_id: Uuid::nil(),
+            org_id: Uuid::nil(),
+            name: "i".into(),
+            model_provider: "openai".into(),
+            openclaw_version: "1".into(),
+            openclaw_config: None,
+            region: None,
+            now: Utc::now(),
+        })
+        .unwrap();
+        let state = created.iter().fold(None, Instance::evolve).unwrap();
+        assert_eq!(
+            update_instance(&state, None, Some(bomb), Utc::now()).unwrap_err(),
+            DomainError::invalid("openclaw_config is too large: its config paths would take more than 4 MiB")
+        );
     }
 }
