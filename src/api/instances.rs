@@ -7,6 +7,8 @@
 //! the instance worker to apply it to the live sandbox: failure → 502
 //! `{"detail": {"error": "Gateway unavailable – ..."}}` with the change still recorded.
 
+use std::collections::HashSet;
+
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
@@ -28,7 +30,7 @@ use crate::auth::{presented_token, Principal, Role};
 use crate::domain::instance::{self as rules, CreateInstance};
 use crate::domain::key::PERMISSIONS;
 use crate::domain::validation::{at, lenient_model, literal, required, string, FieldError, Problems};
-use crate::domain::DomainError;
+use crate::domain::{first_seen, DomainError};
 use crate::ledger::WriteError;
 use crate::state::AppState;
 use crate::store::StoreError;
@@ -291,18 +293,8 @@ async fn organization(State(state): State<AppState>, ChowderPrincipal(principal)
 
 /// The instance ids and permissions of a scoped key.
 fn key_grants(key: &Key) -> (Vec<String>, Vec<String>) {
-    let mut ids: Vec<String> = Vec::new();
-    let mut permissions: Vec<String> = Vec::new();
-    for scope in &key.scopes {
-        if !ids.contains(&scope.resource_id) {
-            ids.push(scope.resource_id.clone());
-        }
-        for p in &scope.permissions {
-            if !permissions.contains(p) {
-                permissions.push(p.clone());
-            }
-        }
-    }
+    let ids = first_seen(key.scopes.iter().map(|s| s.resource_id.clone()));
+    let permissions = first_seen(key.scopes.iter().flat_map(|s| s.permissions.iter().cloned()));
     (ids, permissions)
 }
 
@@ -371,9 +363,17 @@ async fn create_key(
         },
     };
     let name = checked(p, name)?.unwrap_or_default();
+    // A key holds each instance and each permission once: every instance's scope carries
+    // the permission list, so repeats in the body would multiply into each other.
+    let permissions = first_seen(permissions);
     let mut scopes = Vec::new();
+    let mut granted = HashSet::new();
     for id in &instance_ids {
+        if Uuid::parse_str(id.trim()).is_ok_and(|id| granted.contains(&id)) {
+            continue;
+        }
         let (_, instance) = visible_instance(&state, &principal, id).await?;
+        granted.insert(instance.id);
         scopes.push(KeyScope {
             resource_id: instance.id.to_string(),
             permissions: permissions.clone(),

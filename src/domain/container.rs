@@ -524,7 +524,10 @@ impl AgentBody {
             mem_limit: string(body, "mem_limit"),
             pids_limit: integer(body, "pids_limit"),
             tools_config: object(body, "tools_config"),
-            skill_ids: array(body, "skill_ids"),
+            skill_ids: match array(body, "skill_ids") {
+                Sent::Value(ids) => Sent::Value(distinct_skill_ids(ids)),
+                other => other,
+            },
             model_names: array(body, "model_names"),
             model_policy_id: any(body, "model_policy_id"),
             container_profile_id: any(body, "container_profile_id"),
@@ -549,6 +552,18 @@ impl AgentBody {
             .and_then(Value::as_str)
             .and_then(|s| Uuid::parse_str(s).ok())
     }
+}
+
+/// `skill_ids` with each id once, in first-seen order. A skill is assigned once however
+/// often it is listed (Hill90 keeps assignments as rows of a join table); each listed id
+/// would otherwise be looked up, copied with its tools config, merged and rendered again,
+/// which a body of 25k repeats of one big skill turned into gigabytes. Items that are not
+/// strings are kept: they are refused as they were.
+fn distinct_skill_ids(ids: Vec<Value>) -> Vec<Value> {
+    let mut seen = HashSet::new();
+    ids.into_iter()
+        .filter(|id| id.as_str().is_none_or(|s| seen.insert(s.to_string())))
+        .collect()
 }
 
 /// A skill as an agent's rules see it.
@@ -853,6 +868,15 @@ pub fn update_agent(current: &ContainerAgent, cmd: &AgentCommand) -> Result<Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_skill_listed_many_times_is_assigned_once() {
+        let a = "00000000-0000-0000-0000-00000000000a";
+        let b = "00000000-0000-0000-0000-00000000000b";
+        let body = json!({"skill_ids": [a, b, a, 7, a, b, 7]});
+        let parsed = AgentBody::from_json(body.as_object().unwrap());
+        assert_eq!(parsed.skill_ids, Sent::Value(vec![json!(a), json!(b), json!(7), json!(7)]));
+    }
 
     fn shell(enabled: bool, allowed: &[&str], denied: &[&str], timeout: i64) -> Value {
         json!({"enabled": enabled, "allowed_binaries": allowed, "denied_patterns": denied, "max_timeout": timeout})
