@@ -55,11 +55,31 @@ impl WorkspaceFile {
     }
 }
 
+/// How much work rendering one file may take: minijinja's fuel, about one unit per
+/// instruction. An agent's own templates come from request bodies; a loop of loops would
+/// otherwise keep the reprovisioner busy for hours while the request waits for it. The
+/// built-in templates need a few thousand, and about ten per key of the identity profile.
+const RENDER_FUEL: u64 = 5_000_000;
+/// The largest file a template may render to.
+const MAX_RENDERED_BYTES: usize = 8 * 1024 * 1024;
+
 /// Renders the workspace files for `context`; `soul`/`identity` replace the built-in
-/// SOUL.md/IDENTITY.md templates when given.
+/// SOUL.md/IDENTITY.md templates when given. A template that needs more than its fuel or
+/// renders more than `MAX_RENDERED_BYTES` fails like any other broken template.
 pub fn render(context: &Value, soul: Option<&str>, identity: Option<&str>, force: bool) -> Result<Vec<WorkspaceFile>, String> {
+    render_with_fuel(context, soul, identity, force, RENDER_FUEL)
+}
+
+fn render_with_fuel(
+    context: &Value,
+    soul: Option<&str>,
+    identity: Option<&str>,
+    force: bool,
+    fuel: u64,
+) -> Result<Vec<WorkspaceFile>, String> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_fuel(Some(fuel));
     let mut names: Vec<&str> = FILES.to_vec();
     if force {
         names.push(BOOTSTRAP);
@@ -72,7 +92,7 @@ pub fn render(context: &Value, soul: Option<&str>, identity: Option<&str>, force
                 "IDENTITY.md" => identity.unwrap_or(builtin(name)),
                 _ => builtin(name),
             };
-            env.render_str(source, context)
+            render_bounded(&env, source, context)
                 .map(|content| WorkspaceFile {
                     name: name.to_string(),
                     content,
@@ -80,6 +100,32 @@ pub fn render(context: &Value, soul: Option<&str>, identity: Option<&str>, force
                 .map_err(|e| format!("{name}: {e}"))
         })
         .collect()
+}
+
+/// `env.render_str`, stopped once the output passes `MAX_RENDERED_BYTES`.
+fn render_bounded(env: &Environment, source: &str, context: &Value) -> Result<String, String> {
+    struct Bounded(Vec<u8>);
+    impl std::io::Write for Bounded {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.0.len() + buf.len() > MAX_RENDERED_BYTES {
+                return Err(std::io::Error::other("too large"));
+            }
+            self.0.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut out = Bounded(Vec::new());
+    let template = env.template_from_str(source).map_err(|e| e.to_string())?;
+    match template.render_captured_to(context, &mut out) {
+        Ok(_) => String::from_utf8(out.0).map_err(|e| e.to_string()),
+        Err(e) if e.kind() == minijinja::ErrorKind::WriteFailure => {
+            Err(format!("renders to more than {} MiB", MAX_RENDERED_BYTES / (1024 * 1024)))
+        }
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Where an agent's workspace goes.
@@ -259,5 +305,15 @@ mod tests {
     fn an_undefined_variable_is_a_failure_not_an_empty_string() {
         let error = render(&context(), Some("{{ agent.nickname }}"), None, false).unwrap_err();
         assert!(error.starts_with("SOUL.md: "), "{error}");
+    }
+
+    #[test]
+    fn a_template_that_works_too_long_or_renders_too_much_fails() {
+        let loops = "{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}";
+        let error = render_with_fuel(&context(), Some(loops), None, false, 100_000).unwrap_err();
+        assert!(error.starts_with("SOUL.md: ") && error.contains("fuel"), "{error}");
+        let big = "{% for a in range(20) %}{{ 'x' * 1000000 }}{% endfor %}";
+        let error = render(&context(), None, Some(big), false).unwrap_err();
+        assert_eq!(error, "IDENTITY.md: renders to more than 8 MiB");
     }
 }
