@@ -158,6 +158,7 @@ async fn body_of(body: Body) -> Result<Map<String, Value>, HillError> {
         return Ok(Map::new());
     }
     match serde_json::from_slice(&bytes) {
+        Ok(Value::Object(map)) if super::too_deep_fields(&map) => Err(HillError::bad_request(super::TOO_DEEP)),
         Ok(Value::Object(map)) => Ok(map),
         _ => Err(HillError::bad_request("Request body must be a JSON object")),
     }

@@ -186,6 +186,10 @@ async fn body_of(body: Body) -> Result<Map<String, Value>, ChowderError> {
             ChowderError::validation(p.0)
         })?
     };
+    if super::too_deep(&value) {
+        p.add(&[json!("body")], "json_invalid", super::TOO_DEEP);
+        return Err(ChowderError::validation(p.0));
+    }
     let fields = lenient_model(&mut p, &[json!("body")], &value).unwrap_or_default();
     if p.0.is_empty() {
         Ok(fields)

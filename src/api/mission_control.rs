@@ -231,11 +231,17 @@ async fn body_of(body: Body) -> Result<Value, McError> {
         .await
         .map_err(McError::internal)?
         .ok_or_else(|| McError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large"))?;
-    serde_json::from_slice(&bytes).map_err(|e| {
+    let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
         let mut p = Problems::default();
         p.found(&[json!("body"), json!(e.column())], "json_invalid", "JSON decode error", json!({}));
         McError::validation(p.0)
-    })
+    })?;
+    if super::too_deep(&value) {
+        let mut p = Problems::default();
+        p.found(&body_loc(), "json_invalid", super::TOO_DEEP, json!({}));
+        return Err(McError::validation(p.0));
+    }
+    Ok(value)
 }
 
 fn body_loc() -> Vec<Value> {

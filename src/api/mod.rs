@@ -283,6 +283,43 @@ pub async fn outcome_of(
     .await
 }
 
+/// How deep a request body may nest. serde_json refuses 128 levels, but what a body
+/// carries is stored wrapped in more (an event's data, its envelope, the CloudEvent a
+/// worker reads), and a value that cannot be read back there would stop every reader of
+/// the log at that event. Real configs nest a handful of levels.
+pub const MAX_BODY_DEPTH: usize = 64;
+
+/// What the surfaces say about a body that nests deeper than `MAX_BODY_DEPTH`.
+pub const TOO_DEEP: &str = "JSON nested more than 64 levels deep";
+
+/// Whether a body `value` nests deeper than `MAX_BODY_DEPTH` (the body itself is the first
+/// level). Iterative, so it needs no stack of its own.
+pub fn too_deep(value: &serde_json::Value) -> bool {
+    deeper_than_limit(std::iter::once(value), 1)
+}
+
+/// `too_deep` for a body object already taken apart into its fields.
+pub fn too_deep_fields(fields: &serde_json::Map<String, serde_json::Value>) -> bool {
+    deeper_than_limit(fields.values(), 2)
+}
+
+fn deeper_than_limit<'v>(values: impl Iterator<Item = &'v serde_json::Value>, depth: usize) -> bool {
+    use serde_json::Value;
+    let mut pending: Vec<(&Value, usize)> = values.map(|v| (v, depth)).collect();
+    while let Some((value, depth)) = pending.pop() {
+        let is_container = matches!(value, Value::Array(_) | Value::Object(_));
+        if is_container && depth > MAX_BODY_DEPTH {
+            return true;
+        }
+        match value {
+            Value::Array(items) => pending.extend(items.iter().map(|child| (child, depth + 1))),
+            Value::Object(map) => pending.extend(map.values().map(|child| (child, depth + 1))),
+            _ => {}
+        }
+    }
+    false
+}
+
 /// How much of an oversized body is read and discarded so the client sees the error
 /// response rather than a reset connection.
 const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
@@ -339,5 +376,21 @@ mod tests {
         assert_eq!(Surface::of("/v1/instances"), Surface::Instances);
         assert_eq!(Surface::of("/v10"), Surface::System);
         assert_eq!(Surface::of("/api/v1/ledger/events"), Surface::Ledger);
+    }
+
+    fn nested(levels: usize) -> serde_json::Value {
+        (1..levels).fold(serde_json::json!([]), |inner, _| serde_json::json!({ "k": inner }))
+    }
+
+    #[test]
+    fn bodies_may_nest_up_to_the_limit() {
+        assert!(!super::too_deep(&serde_json::json!(1)));
+        assert!(!super::too_deep(&nested(super::MAX_BODY_DEPTH)));
+        assert!(super::too_deep(&nested(super::MAX_BODY_DEPTH + 1)));
+        assert!(super::too_deep(&serde_json::json!([1, {"a": nested(super::MAX_BODY_DEPTH)}])));
+        let fields = serde_json::json!({"a": nested(super::MAX_BODY_DEPTH - 1)});
+        assert!(!super::too_deep_fields(fields.as_object().unwrap()));
+        let fields = serde_json::json!({"a": nested(super::MAX_BODY_DEPTH)});
+        assert!(super::too_deep_fields(fields.as_object().unwrap()));
     }
 }

@@ -285,6 +285,9 @@ fn decode_object(body: &[u8]) -> Result<(Map<String, Value>, bool), FleetiError>
     if map.is_empty() {
         return Err(FleetiError::bad_request("Request body must include at least one field"));
     }
+    if super::too_deep_fields(&map) {
+        return Err(FleetiError::bad_request("Request body contains invalid fields or values"));
+    }
     Ok((map, trailing))
 }
 

@@ -247,11 +247,17 @@ async fn json_body(body: Body) -> Result<Value, DreadnodeError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(json!({}));
     }
-    serde_json::from_slice(&bytes).map_err(|e| {
+    let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
         let mut p = Problems::default();
         p.add(&[json!("body"), json!(e.column())], "json_invalid", "JSON decode error");
         DreadnodeError::validation(p.0)
-    })
+    })?;
+    if super::too_deep(&value) {
+        let mut p = Problems::default();
+        p.add(&body_loc(), "json_invalid", super::TOO_DEEP);
+        return Err(DreadnodeError::validation(p.0));
+    }
+    Ok(value)
 }
 
 fn body_loc() -> Vec<Value> {
