@@ -152,6 +152,7 @@ async fn main() {
         serve: ServeSettings {
             bus: Default::default(),
             drivers: Default::default(),
+            guards: Default::default(),
             no_workers: true,
             relay_crash_after_publish: None,
             listen: "127.0.0.1:0".parse().unwrap(),

@@ -108,6 +108,10 @@ pub fn router(state: AppState) -> Router {
             crate::api::idempotency::idempotency,
         ))
         .layer(axum::middleware::from_fn_with_state(state.limits.clone(), rate_limit::limit))
+        .layer(axum::middleware::from_fn_with_state(
+            Duration::from_secs(state.settings.guards.request_timeout_seconds),
+            request_timeout,
+        ))
         .with_state(state)
         .layer(axum::middleware::from_fn(record_http))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
@@ -120,6 +124,44 @@ pub fn router(state: AppState) -> Router {
                 .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
         )
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// Answers 503 in the request's surface envelope once it has taken longer than the
+/// request timeout, so that nothing hangs silently; the handler is dropped there. (A write
+/// that was already handed to the store still commits; the log stays the truth and the
+/// cache follows it.) The change feed's SSE stream is exempt: it is meant to stay open.
+async fn request_timeout(
+    axum::extract::State(limit): axum::extract::State<Duration>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let streaming = request.uri().path() == "/api/v1/ledger/stream"
+        || request
+            .headers()
+            .get(axum::http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|accept| accept.contains("text/event-stream"));
+    if streaming {
+        return next.run(request).await;
+    }
+    let surface = crate::api::Surface::of(request.uri().path());
+    let request_id = request
+        .headers()
+        .get(crate::api::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(timeout_seconds = limit.as_secs(), "request timed out");
+            surface.error(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "Request timed out",
+                "request_timeout",
+                request_id.as_deref(),
+            )
+        }
+    }
 }
 
 async fn record_http(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
@@ -311,5 +353,62 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
             }
         };
         tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = terminate => {} }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::routing::get;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    /// A handler slower than the timeout the tests give the middleware.
+    async fn slow() -> &'static str {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        "late"
+    }
+
+    fn app() -> Router {
+        Router::new()
+            .route("/api/v1/profiles/{id}", get(slow))
+            .route("/api/v1/org/{org}/ws/{ws}/runtimes", get(slow))
+            .route("/v1/instances", get(slow))
+            .route("/agents", get(slow))
+            .route("/api/v1/ledger/stream", get(slow))
+            .layer(axum::middleware::from_fn_with_state(Duration::from_millis(50), request_timeout))
+    }
+
+    async fn answer(path: &str) -> (u16, String) {
+        let request = axum::http::Request::get(path)
+            .header("x-request-id", "r-1")
+            .body(Body::empty())
+            .expect("a request");
+        let response = app().oneshot(request).await.expect("an answer");
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.expect("a body").to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn a_slow_request_is_cut_with_503_in_its_surface_envelope() {
+        assert_eq!(
+            answer("/api/v1/profiles/p").await,
+            (503, "{\"error\":\"Request timed out\"}\n".into())
+        );
+        let (status, body) = answer("/api/v1/org/o/ws/w/runtimes").await;
+        let body: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(
+            (status, &body["code"], &body["type"]),
+            (503, &503.into(), &"request_timeout".into())
+        );
+        assert_eq!(answer("/v1/instances").await, (503, "{\"detail\":\"Request timed out\"}".into()));
+        assert_eq!(answer("/agents").await, (503, "{\"error\":\"Request timed out\"}".into()));
+    }
+
+    #[tokio::test]
+    async fn the_event_stream_is_not_cut() {
+        assert_eq!(answer("/api/v1/ledger/stream").await, (200, "late".into()));
     }
 }

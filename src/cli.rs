@@ -49,8 +49,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP service. On an empty store it first creates org `default` and prints an admin key.
     Serve {
+        // Boxed: the service's settings outweigh every other command's arguments.
         #[command(flatten)]
-        settings: ServeSettings,
+        settings: Box<ServeSettings>,
     },
     /// Run the workers only (no HTTP): on JetStream when NATS_URL is set, else on the log.
     Worker {
@@ -260,7 +261,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let stopped = shutdown_signal();
             let app = Application::build(Settings {
                 store: cli.store,
-                serve: settings,
+                serve: *settings,
             })
             .await?;
             app.run_until_stopped(stopped).await?;

@@ -123,6 +123,47 @@ impl Default for DriverSettings {
     }
 }
 
+/// How long a request may take, and how often a client may fail to log in or ask for
+/// the heaviest call.
+#[derive(clap::Args, Clone, Debug)]
+pub struct GuardSettings {
+    /// The longest (seconds) a request may take before it is answered 503 in its surface's
+    /// envelope; the change feed's Server-Sent Events stream is exempt.
+    #[arg(long, env = "FLEETLEDGER_REQUEST_TIMEOUT_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout_seconds: u64,
+
+    /// Failed authentications per minute a client address may make (token bucket refill);
+    /// past the burst, every request with a key from that address is answered 429 until a
+    /// token is back. IPv6 addresses count per /64. `X-Forwarded-For` is not trusted.
+    #[arg(long, env = "FLEETLEDGER_LOGIN_FAILURES_PER_MINUTE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub login_failures_per_minute: u32,
+
+    /// Failed authentications a client address may make in a burst.
+    #[arg(long, env = "FLEETLEDGER_LOGIN_FAILURE_BURST", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub login_failure_burst: u32,
+
+    /// Seconds between two verifications of an organization's whole log
+    /// (`GET /api/v1/ledger/verify`, admin keys only) once its burst is used.
+    #[arg(long, env = "FLEETLEDGER_VERIFY_INTERVAL_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub verify_interval_seconds: u64,
+
+    /// Verifications of an organization's whole log allowed in a burst.
+    #[arg(long, env = "FLEETLEDGER_VERIFY_BURST", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub verify_burst: u32,
+}
+
+impl Default for GuardSettings {
+    fn default() -> Self {
+        GuardSettings {
+            request_timeout_seconds: 30,
+            login_failures_per_minute: 10,
+            login_failure_burst: 20,
+            verify_interval_seconds: 10,
+            verify_burst: 2,
+        }
+    }
+}
+
 /// Settings of the HTTP service.
 #[derive(clap::Args, Clone, Debug)]
 pub struct ServeSettings {
@@ -131,6 +172,9 @@ pub struct ServeSettings {
 
     #[command(flatten)]
     pub drivers: DriverSettings,
+
+    #[command(flatten)]
+    pub guards: GuardSettings,
 
     /// Serve the API and relay only; run workers in `fleetledger worker` processes.
     #[arg(long, env = "FLEETLEDGER_NO_WORKERS")]

@@ -169,6 +169,7 @@ pub fn serve_settings() -> ServeSettings {
     ServeSettings {
         bus: Default::default(),
         drivers: Default::default(),
+        guards: Default::default(),
         no_workers: false,
         relay_crash_after_publish: None,
         listen: "127.0.0.1:0".parse().expect("addr"),
