@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
+use crate::api::login_throttle::{self, LoginThrottle};
 use crate::api::rate_limit::{self, RateLimits};
 use crate::auth::{Authenticator, KeyUsage};
 use crate::boundary::Boundary;
@@ -108,6 +109,7 @@ pub fn router(state: AppState) -> Router {
             crate::api::idempotency::idempotency,
         ))
         .layer(axum::middleware::from_fn_with_state(state.limits.clone(), rate_limit::limit))
+        .layer(axum::middleware::from_fn_with_state(state.logins.clone(), login_throttle::guard))
         .layer(axum::middleware::from_fn_with_state(
             Duration::from_secs(state.settings.guards.request_timeout_seconds),
             request_timeout,
@@ -248,6 +250,9 @@ impl Application {
         let (begin_shutdown, shutdown) = Shutdown::new();
         let limits = RateLimits::new(settings.serve.rate_limit_per_sec, settings.serve.rate_limit_burst);
         tokio::spawn(limits.clone().prune(Duration::from_secs(60), stopped.clone()));
+        let guards = &settings.serve.guards;
+        let logins = LoginThrottle::new(guards.login_failures_per_minute, guards.login_failure_burst);
+        tokio::spawn(logins.clone().prune(Duration::from_secs(60), stopped.clone()));
         let state = AppState {
             auth: Authenticator::new(ledger.models.clone(), ledger.store.clone(), usage.clone()),
             ledger,
@@ -255,6 +260,7 @@ impl Application {
             settings: Arc::new(settings.serve.clone()),
             rendered: Default::default(),
             limits,
+            logins,
             sandboxes: Arc::new(LocalSandboxDriver::new(&settings.store.data_dir)),
             containers: container_driver(&settings)?,
             claims: Default::default(),
@@ -288,7 +294,9 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), std::io::Error> {
         let (signalled_tx, mut signalled) = watch::channel(false);
         let begin_shutdown = self.begin_shutdown;
-        let serve = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
+        // With the peer address on every request: the login throttle counts by it.
+        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
+        let serve = axum::serve(self.listener, service).with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("shutting down: closing event streams, finishing in-flight requests");
             begin_shutdown.begin();

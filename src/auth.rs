@@ -172,6 +172,22 @@ pub fn presented_token(headers: &axum::http::HeaderMap) -> Result<&str, AuthFail
     }
 }
 
+/// Set on a request whose key did not authenticate. The login throttle
+/// (`api::login_throttle`) puts one in every request and counts the failures it sees, so
+/// keys cannot be guessed at line rate on any surface.
+#[derive(Clone, Debug, Default)]
+pub struct LoginAttempt(Arc<std::sync::atomic::AtomicBool>);
+
+impl LoginAttempt {
+    fn fail(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn failed(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// Resolves tokens to principals from the read-model cache, asking the store on a miss
 /// (a key issued by another process a moment ago).
 #[derive(Clone)]
@@ -204,6 +220,18 @@ impl Authenticator {
             role,
             scopes: key.scopes.clone(),
         })
+    }
+
+    /// `authenticate` for the token a request presents, now. A token that does not
+    /// authenticate is noted on the request's `LoginAttempt`, for the login throttle.
+    pub async fn authenticate_request(&self, parts: &axum::http::request::Parts, token: &str) -> Result<Principal, AuthFailure> {
+        let result = self.authenticate(token, Utc::now()).await;
+        if result.is_err() {
+            if let Some(attempt) = parts.extensions.get::<LoginAttempt>() {
+                attempt.fail();
+            }
+        }
+        result
     }
 
     fn cached_key(&self, hash: &str) -> Option<Arc<Key>> {

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::api::login_throttle::LoginThrottle;
 use crate::api::rate_limit::RateLimits;
 use crate::auth::Authenticator;
 use crate::config::ServeSettings;
@@ -21,6 +22,8 @@ pub struct AppState {
     /// Serialized read responses by resource id, at the stream version they show.
     pub rendered: Arc<dashmap::DashMap<uuid::Uuid, (i64, bytes::Bytes)>>,
     pub limits: Arc<RateLimits>,
+    /// Failed authentications per client address.
+    pub logins: Arc<LoginThrottle>,
     pub sandboxes: Arc<dyn SandboxDriver>,
     pub containers: Arc<dyn crate::workers::drivers::container::ContainerDriver>,
     /// Idempotency keys this process's requests hold.

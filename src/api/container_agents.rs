@@ -125,7 +125,7 @@ impl FromRequestParts<AppState> for HillPrincipal {
         let token = presented_token(&parts.headers).map_err(|_| HillError::new(StatusCode::UNAUTHORIZED, "Authentication required"))?;
         let principal = state
             .auth
-            .authenticate(token, Utc::now())
+            .authenticate_request(parts, token)
             .await
             .map_err(|_| HillError::new(StatusCode::UNAUTHORIZED, "Invalid or expired token"))?;
         Ok(HillPrincipal(principal))

@@ -147,7 +147,7 @@ impl FromRequestParts<AppState> for ChowderPrincipal {
         let token = presented_token(&parts.headers).map_err(|_| ChowderError::new(StatusCode::UNAUTHORIZED, "Missing API key."))?;
         let principal = state
             .auth
-            .authenticate(token, Utc::now())
+            .authenticate_request(parts, token)
             .await
             .map_err(|_| ChowderError::new(StatusCode::UNAUTHORIZED, "Invalid or expired API key."))?;
         Ok(ChowderPrincipal(principal))

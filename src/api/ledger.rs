@@ -13,7 +13,6 @@ use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::Utc;
 use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
@@ -83,7 +82,7 @@ impl FromRequestParts<AppState> for LedgerPrincipal {
         let token = presented_token(&parts.headers).map_err(|_| Problem::new(StatusCode::UNAUTHORIZED, "an API key is required"))?;
         let principal = state
             .auth
-            .authenticate(token, Utc::now())
+            .authenticate_request(parts, token)
             .await
             .map_err(|_| Problem::new(StatusCode::UNAUTHORIZED, "the API key is invalid"))?;
         Ok(LedgerPrincipal(principal))

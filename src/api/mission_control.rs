@@ -190,7 +190,7 @@ impl FromRequestParts<AppState> for McPrincipal {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, McError> {
         let unauthorized = || McError::new(StatusCode::UNAUTHORIZED, "Unauthorized");
         let token = presented_token(&parts.headers).map_err(|_| unauthorized())?;
-        let principal = state.auth.authenticate(token, Utc::now()).await.map_err(|_| unauthorized())?;
+        let principal = state.auth.authenticate_request(parts, token).await.map_err(|_| unauthorized())?;
         Ok(McPrincipal(principal))
     }
 }

@@ -7,6 +7,7 @@ pub mod container_agents;
 pub mod idempotency;
 pub mod instances;
 pub mod ledger;
+pub mod login_throttle;
 pub mod mission_control;
 pub mod profiles;
 pub mod rate_limit;

@@ -133,7 +133,7 @@ impl FromRequestParts<AppState> for FleetiPrincipal {
         })?;
         let principal = state
             .auth
-            .authenticate(token, Utc::now())
+            .authenticate_request(parts, token)
             .await
             .map_err(|_| unauthorized("Invalid API key"))?;
         Ok(FleetiPrincipal(principal))

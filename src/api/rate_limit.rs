@@ -66,13 +66,23 @@ pub async fn limit(State(limits): State<Arc<RateLimits>>, request: Request, next
     let Some(wait) = refused else {
         return next.run(request).await;
     };
+    too_many(
+        Surface::of(request.uri().path()),
+        request.headers().get(super::REQUEST_ID).and_then(|v| v.to_str().ok()),
+        "Rate limit exceeded",
+        wait,
+    )
+}
+
+/// 429 in `surface`'s envelope, saying `what` and when to retry, with `Retry-After`
+/// (whole seconds, at least 1).
+pub fn too_many(surface: Surface, request_id: Option<&str>, what: &str, wait: Duration) -> Response {
     let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    let surface = Surface::of(request.uri().path());
     let mut response = surface.error(
         StatusCode::TOO_MANY_REQUESTS,
-        &format!("Rate limit exceeded; retry in {seconds} s"),
+        &format!("{what}; retry in {seconds} s"),
         "rate_limited",
-        request.headers().get(super::REQUEST_ID).and_then(|v| v.to_str().ok()),
+        request_id,
     );
     response
         .headers_mut()

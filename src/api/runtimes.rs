@@ -168,7 +168,7 @@ impl FromRequestParts<AppState> for RuntimePrincipal {
         let token = presented_token(&parts.headers).map_err(|_| DreadnodeError::unauthorized())?;
         let principal = state
             .auth
-            .authenticate(token, Utc::now())
+            .authenticate_request(parts, token)
             .await
             .map_err(|_| DreadnodeError::unauthorized())?;
         Ok(RuntimePrincipal(principal))
