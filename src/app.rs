@@ -14,7 +14,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use crate::api::login_throttle::{self, LoginThrottle};
-use crate::api::rate_limit::{self, RateLimits};
+use crate::api::rate_limit::{self, HeavyCalls, RateLimits};
 use crate::auth::{Authenticator, KeyUsage};
 use crate::boundary::Boundary;
 use crate::bus::nats::{JetStream, NatsSettings};
@@ -253,6 +253,8 @@ impl Application {
         let guards = &settings.serve.guards;
         let logins = LoginThrottle::new(guards.login_failures_per_minute, guards.login_failure_burst);
         tokio::spawn(logins.clone().prune(Duration::from_secs(60), stopped.clone()));
+        let heavy = HeavyCalls::new(Duration::from_secs(guards.verify_interval_seconds), guards.verify_burst);
+        tokio::spawn(heavy.clone().prune(Duration::from_secs(60), stopped.clone()));
         let state = AppState {
             auth: Authenticator::new(ledger.models.clone(), ledger.store.clone(), usage.clone()),
             ledger,
@@ -261,6 +263,7 @@ impl Application {
             rendered: Default::default(),
             limits,
             logins,
+            heavy,
             sandboxes: Arc::new(LocalSandboxDriver::new(&settings.store.data_dir)),
             containers: container_driver(&settings)?,
             claims: Default::default(),

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::api::login_throttle::LoginThrottle;
-use crate::api::rate_limit::RateLimits;
+use crate::api::rate_limit::{HeavyCalls, RateLimits};
 use crate::auth::Authenticator;
 use crate::config::ServeSettings;
 use crate::ledger::Ledger;
@@ -24,6 +24,8 @@ pub struct AppState {
     pub limits: Arc<RateLimits>,
     /// Failed authentications per client address.
     pub logins: Arc<LoginThrottle>,
+    /// Verifications of an organization's whole log, per organization.
+    pub heavy: Arc<HeavyCalls>,
     pub sandboxes: Arc<dyn SandboxDriver>,
     pub containers: Arc<dyn crate::workers::drivers::container::ContainerDriver>,
     /// Idempotency keys this process's requests hold.

@@ -291,8 +291,26 @@ async fn verify_stream(
 
 /// Hash-chain verification of every stream of the caller's org.
 #[utoipa::path(get, path = "/api/v1/ledger/verify", tag = "audit", security(("bearer" = [])),
-    responses((status = 200, description = "`{ok, checked, first_bad}` over the caller's org")))]
-async fn verify_org(State(state): State<AppState>, LedgerPrincipal(principal): LedgerPrincipal) -> Result<Response, Problem> {
+    responses((status = 200, description = "`{ok, checked, first_bad}` over the caller's org"), (status = 403, description = "Not an admin key"),
+              (status = 429, description = "Verified too often (per org); `Retry-After` says when to retry")))]
+async fn verify_org(
+    State(state): State<AppState>,
+    LedgerPrincipal(principal): LedgerPrincipal,
+    meta: RequestMeta,
+) -> Result<Response, Problem> {
+    // It reads and hashes the org's whole log: for admins, and rarely.
+    if principal.role != crate::auth::Role::Admin {
+        return Err(Problem::new(StatusCode::FORBIDDEN, "verifying the log needs an admin key"));
+    }
+    if let Err(wait) = state.heavy.check(principal.org_id) {
+        let what = "Verification of the whole log is rate-limited";
+        return Ok(super::rate_limit::too_many(
+            super::Surface::Ledger,
+            meta.request_id.as_deref(),
+            what,
+            wait,
+        ));
+    }
     let org = principal.org_id.to_string();
     let verification = store::verify_where(state.ledger.store.as_ref(), |e| e.metadata.org_id == org).await?;
     Ok(Json(verification).into_response())

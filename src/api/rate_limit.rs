@@ -89,3 +89,57 @@ pub fn too_many(surface: Surface, request_id: Option<&str>, what: &str, wait: Du
         .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
     response
 }
+
+/// A token bucket per organization for calls too heavy to serve at the per-key rate
+/// (verifying an organization's whole log reads and hashes every event it has).
+pub struct HeavyCalls {
+    limiter: RateLimiter<uuid::Uuid, governor::state::keyed::DefaultKeyedStateStore<uuid::Uuid>, DefaultClock>,
+}
+
+impl HeavyCalls {
+    /// One call per `every` once `burst` calls are used.
+    pub fn new(every: Duration, burst: u32) -> Arc<Self> {
+        let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::with_period(every.max(Duration::from_millis(1)))
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(burst);
+        Arc::new(HeavyCalls {
+            limiter: RateLimiter::keyed(quota),
+        })
+    }
+
+    /// `Err(wait)` when `org` has no call left.
+    pub fn check(&self, org: uuid::Uuid) -> Result<(), Duration> {
+        self.limiter
+            .check_key(&org)
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+    }
+
+    /// Forgets organizations whose buckets are full again.
+    pub async fn prune(self: Arc<Self>, every: Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {
+                    self.limiter.retain_recent();
+                    self.limiter.shrink_to_fit();
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heavy_calls_are_counted_per_organization() {
+        let heavy = HeavyCalls::new(Duration::from_secs(60), 2);
+        let (a, b) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+        assert!(heavy.check(a).is_ok() && heavy.check(a).is_ok());
+        let wait = heavy.check(a).unwrap_err();
+        assert!(wait > Duration::from_secs(50) && wait <= Duration::from_secs(60), "{wait:?}");
+        assert!(heavy.check(b).is_ok(), "another organization has its own bucket");
+    }
+}

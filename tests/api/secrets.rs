@@ -290,7 +290,13 @@ async fn a_gateway_token_never_leaves_in_the_clear(backend: Backend) {
     for key in &keys {
         for route in &routes {
             let answer = api.call(Method::GET, route, key, None).await;
-            assert_eq!(answer.status, 200, "{route}: {}", answer.text);
+            // Verifying the org's whole log is for admin keys; the refusal leaks nothing either.
+            let expected = if route == "/api/v1/ledger/verify" && key != &admin {
+                403
+            } else {
+                200
+            };
+            assert_eq!(answer.status, expected, "{route}: {}", answer.text);
             assert_absent(route, answer.text.as_bytes(), &secrets);
             assert!(!answer.text.contains("key_hash"), "{route} shows a key hash: {}", answer.text);
         }
