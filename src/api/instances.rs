@@ -190,12 +190,15 @@ async fn body_of(body: Body) -> Result<Map<String, Value>, ChowderError> {
         p.add(&[json!("body")], "json_invalid", super::TOO_DEEP);
         return Err(ChowderError::validation(p.0));
     }
-    let fields = lenient_model(&mut p, &[json!("body")], &value).unwrap_or_default();
-    if p.0.is_empty() {
-        Ok(fields)
-    } else {
-        Err(ChowderError::validation(p.0))
+    lenient_model(&mut p, &[json!("body")], &value);
+    if !p.0.is_empty() {
+        return Err(ChowderError::validation(p.0));
     }
+    // Without problems the body is an object or `null` (no fields).
+    Ok(match value {
+        Value::Object(fields) => fields,
+        _ => Map::new(),
+    })
 }
 
 fn body_at(name: &str) -> Vec<Value> {

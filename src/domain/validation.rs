@@ -2,6 +2,8 @@
 //! Python services: every problem is collected with its location (`loc`), message and
 //! machine-readable type, and reported at once.
 
+use std::borrow::Cow;
+
 use serde_json::{json, Map, Value};
 
 /// One validation problem, as pydantic reports it. `input` is what was found there; each
@@ -47,14 +49,16 @@ pub fn at(loc: &[Value], part: impl Into<Value>) -> Vec<Value> {
 }
 
 /// The fields of a model, or `None` (after recording why) when `value` is not an object.
-/// Unknown fields are recorded as `extra_forbidden`. `null` reads as an empty model.
-pub fn model(p: &mut Problems, loc: &[Value], value: &Value, known: &[&str]) -> Option<Map<String, Value>> {
+/// Unknown fields are recorded as `extra_forbidden`. `null` reads as an empty model. The
+/// fields are borrowed: a body's model and every model nested in it would otherwise each
+/// copy their whole subtree, the body's as big as the body.
+pub fn model<'v>(p: &mut Problems, loc: &[Value], value: &'v Value, known: &[&str]) -> Option<Cow<'v, Map<String, Value>>> {
     fields_of(p, loc, value, Some(known))
 }
 
-fn fields_of(p: &mut Problems, loc: &[Value], value: &Value, known: Option<&[&str]>) -> Option<Map<String, Value>> {
+fn fields_of<'v>(p: &mut Problems, loc: &[Value], value: &'v Value, known: Option<&[&str]>) -> Option<Cow<'v, Map<String, Value>>> {
     match value {
-        Value::Null => Some(Map::new()),
+        Value::Null => Some(Cow::Owned(Map::new())),
         Value::Object(fields) => {
             for (key, input) in fields {
                 if known.is_some_and(|k| !k.contains(&key.as_str())) {
@@ -66,7 +70,7 @@ fn fields_of(p: &mut Problems, loc: &[Value], value: &Value, known: Option<&[&st
                     );
                 }
             }
-            Some(fields.clone())
+            Some(Cow::Borrowed(fields))
         }
         other => {
             p.found(
@@ -81,7 +85,7 @@ fn fields_of(p: &mut Problems, loc: &[Value], value: &Value, known: Option<&[&st
 }
 
 /// The fields of a model that ignores unknown fields (pydantic's default).
-pub fn lenient_model(p: &mut Problems, loc: &[Value], value: &Value) -> Option<Map<String, Value>> {
+pub fn lenient_model<'v>(p: &mut Problems, loc: &[Value], value: &'v Value) -> Option<Cow<'v, Map<String, Value>>> {
     fields_of(p, loc, value, None)
 }
 
