@@ -530,4 +530,11 @@ mod tests {
             DomainError::invalid("openclaw_config is too large: its config paths would take more than 4 MiB")
         );
     }
+
+    #[test]
+    fn a_key_added_after_unsets_in_one_change_goes_last() {
+        let mut config = json!({"a": {"k0": 0, "k1": 1, "k2": 2}});
+        apply_paths(&mut config, &flatten(&obj(json!({"a": {"k0": null, "k1": null, "new": 3}})))).unwrap();
+        assert_eq!(serde_json::to_string(&config).unwrap(), r#"{"a":{"k2":2,"new":3}}"#);
+    }
 }
