@@ -15,6 +15,7 @@ mod container_agents;
 mod fake_gateway;
 mod feed;
 mod host_boundary;
+mod limits;
 mod log_fixture;
 mod mission_control;
 mod operations;
