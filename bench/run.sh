@@ -14,3 +14,5 @@ echo "== rebuild throughput and time travel =="
 cargo build --release --example http
 echo "== write and read paths over HTTP =="
 ./target/release/examples/http --pg "$PG" --seconds "${FLEETLEDGER_BENCH_SECONDS:-10}"
+echo "== 100k-element bodies on every surface =="
+bench/big_bodies.sh
