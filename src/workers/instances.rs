@@ -17,7 +17,6 @@ use chrono::Utc;
 use fleetledger_events::instance::{InstanceConfigApplied, InstanceEvent, InstanceFailed, InstanceRunning};
 use fleetledger_events::{stream_type, DomainEvent, EventEnvelope};
 use fleetledger_projections::instance::{self as status, Instance};
-use fleetledger_projections::ReadModel;
 
 use super::drivers::instance_sandbox::InstanceSandbox;
 use super::{Worker, WorkerContext, WorkerError};
@@ -38,8 +37,7 @@ impl Worker for InstanceWorker {
 
     async fn handle(&self, event: &EventEnvelope, ctx: &WorkerContext) -> Result<(), WorkerError> {
         let decoded = InstanceEvent::from_envelope(event).map_err(|e| WorkerError::Failed(e.to_string()))?;
-        let history = ctx.store.read_stream_between(&event.stream_id, 1, event.stream_version).await?;
-        let Some(instance) = Instance::fold(&history).map_err(|e| WorkerError::Failed(e.to_string()))? else {
+        let Some(instance) = ctx.model_after::<Instance>(event).await? else {
             return Ok(());
         };
         let id = event.stream_id.as_str();

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use fleetledger_events::{Actor, EventEnvelope, Metadata, NewEvent};
+use fleetledger_events::{Actor, DomainEvent, EventEnvelope, Metadata, NewEvent};
 use fleetledger_projections::ReadModel;
 use futures::StreamExt;
 use tokio::sync::watch;
@@ -126,6 +126,35 @@ impl WorkerContext {
             Err(StoreError::DuplicateEvent) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// The model of `event`'s stream right after `event`: the cached model when it is at
+    /// that version, else the newest snapshot at or below it and the events after it.
+    /// Folding the whole stream for every event made each event cost as much as the
+    /// stream's history, every earlier body read and decoded again.
+    pub async fn model_after<M: ReadModel>(&self, event: &EventEnvelope) -> Result<Option<M>, WorkerError> {
+        if let Some(cached) = self.ledger.models.cache::<M>().get(&event.stream_id) {
+            if cached.version == event.stream_version {
+                return Ok(Some((*cached.model).clone()));
+            }
+        }
+        let snapshot = self
+            .store
+            .snapshot_at(&event.stream_id, event.stream_version)
+            .await?
+            .filter(|s| s.kind == M::KIND);
+        let (mut state, from) = match snapshot {
+            Some(s) => (
+                Some(serde_json::from_str::<M>(&s.doc).map_err(|e| WorkerError::Failed(e.to_string()))?),
+                s.version + 1,
+            ),
+            None => (None, 1),
+        };
+        for e in self.store.read_stream_between(&event.stream_id, from, event.stream_version).await? {
+            let decoded = M::Event::from_envelope(&e).map_err(|e| WorkerError::Failed(e.to_string()))?;
+            state = M::evolve(state, &decoded);
+        }
+        Ok(state)
     }
 
     /// Appends the outcome of `trigger` to a stream with a read model, through the one

@@ -10,7 +10,7 @@
 //! whose name now resolves elsewhere) fails its provisioning, path-free, and nothing is
 //! written or sent.
 //!
-//! It renders the agent as it was at the triggering event (folded from the log), so a
+//! It renders the agent as it was at the triggering event (`WorkerContext::model_after`), so a
 //! redelivered or late event provisions what was asked for then, and the outcome's
 //! deterministic id makes a redelivery record (and provision) nothing twice.
 
@@ -233,8 +233,7 @@ impl Worker for Reprovisioner {
         let Some(task) = task_of(event) else {
             return Ok(());
         };
-        let history = ctx.store.read_stream_between(&event.stream_id, 1, event.stream_version).await?;
-        let agent = McAgent::fold(&history).map_err(|e| WorkerError::Failed(e.to_string()))?;
+        let agent = ctx.model_after::<McAgent>(event).await?;
         // A deleted agent is provisioned no more; its removal still reaches the gateway.
         let Some(agent) = agent.filter(|a| a.deleted_at.is_none() || task == Task::Remove) else {
             return Ok(());
