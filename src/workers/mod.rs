@@ -285,7 +285,13 @@ async fn run_source(worker: &dyn Worker, ctx: &WorkerContext, source: Source) ->
     match source {
         Source::Log { poll } => {
             let after = ctx.store.checkpoint(&checkpoint).await?;
-            let mut events = Box::pin(feed::follow(ctx.store.clone(), after, Filter::default(), poll));
+            // A worker of one stream type reads only that type's events: each worker
+            // reading and decoding every event paid for every big body once more.
+            let filter = Filter {
+                stream_type: (types.len() == 1).then(|| types[0].to_string()),
+                ..Filter::default()
+            };
+            let mut events = Box::pin(feed::follow(ctx.store.clone(), after, filter, poll));
             while let Some(event) = events.next().await {
                 let event = event?;
                 if wanted(&event) {
