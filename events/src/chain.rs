@@ -21,21 +21,37 @@ pub fn canonical_digest(value: &serde_json::Value) -> String {
     hex::encode(Sha256::digest(canonical_json(value)))
 }
 
+/// What the hash covers: the envelope without `hash` and `global_position`. Borrowed, so
+/// hashing an event does not first copy its data (as big as a request body) into a value.
+#[derive(serde::Serialize)]
+struct Hashed<'a> {
+    event_id: &'a uuid::Uuid,
+    stream_type: &'a str,
+    stream_id: &'a str,
+    stream_version: i64,
+    event_type: &'a str,
+    schema_version: i32,
+    data: &'a serde_json::Value,
+    metadata: &'a crate::envelope::Metadata,
+    prev_hash: &'a str,
+    recorded_at: String,
+}
+
 /// The hash an envelope must carry given its own content and `prev_hash`.
 pub fn compute_hash(e: &EventEnvelope) -> String {
-    let body = serde_json::json!({
-        "event_id": e.event_id,
-        "stream_type": e.stream_type,
-        "stream_id": e.stream_id,
-        "stream_version": e.stream_version,
-        "event_type": e.event_type,
-        "schema_version": e.schema_version,
-        "data": e.data,
-        "metadata": e.metadata,
-        "prev_hash": e.prev_hash,
-        "recorded_at": micros::format(&e.recorded_at),
-    });
-    let canonical = canonical_json(&body);
+    let body = Hashed {
+        event_id: &e.event_id,
+        stream_type: &e.stream_type,
+        stream_id: &e.stream_id,
+        stream_version: e.stream_version,
+        event_type: &e.event_type,
+        schema_version: e.schema_version,
+        data: &e.data,
+        metadata: &e.metadata,
+        prev_hash: &e.prev_hash,
+        recorded_at: micros::format(&e.recorded_at),
+    };
+    let canonical = serde_json_canonicalizer::to_vec(&body).expect("an envelope always canonicalizes");
     let mut hasher = Sha256::new();
     hasher.update(e.prev_hash.as_bytes());
     hasher.update(&canonical);
@@ -135,6 +151,38 @@ mod tests {
         let err = v.check(&tampered).unwrap_err();
         assert_eq!(err.version, 2);
         assert_eq!(err.actual, second.hash);
+    }
+
+    /// The hash as it was first computed, through an intermediate `Value`.
+    fn hash_through_a_value(e: &EventEnvelope) -> String {
+        let body = serde_json::json!({
+            "event_id": e.event_id,
+            "stream_type": e.stream_type,
+            "stream_id": e.stream_id,
+            "stream_version": e.stream_version,
+            "event_type": e.event_type,
+            "schema_version": e.schema_version,
+            "data": e.data,
+            "metadata": e.metadata,
+            "prev_hash": e.prev_hash,
+            "recorded_at": micros::format(&e.recorded_at),
+        });
+        let mut hasher = Sha256::new();
+        hasher.update(e.prev_hash.as_bytes());
+        hasher.update(canonical_json(&body));
+        hex::encode(hasher.finalize())
+    }
+
+    #[test]
+    fn hashing_the_borrowed_envelope_is_hashing_its_value() {
+        let mut e = event(3, GENESIS);
+        assert_eq!(compute_hash(&e), hash_through_a_value(&e));
+        e.data = serde_json::json!({"b": [1, 2.5, -0.0, 1e21, "\u{2028}<&>"], "a": {"é": null, "z": true}, "\u{10000}": 1, "\u{ffff}": 2});
+        e.metadata.request_id = Some("r".into());
+        e.metadata.causation_id = Some("c".into());
+        e.metadata.idempotency_key = Some("k".into());
+        e.metadata.user_agent = Some("ua".into());
+        assert_eq!(compute_hash(&e), hash_through_a_value(&e));
     }
 
     #[test]
