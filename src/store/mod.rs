@@ -11,6 +11,7 @@
 
 pub mod cache;
 pub mod data_keys;
+pub mod dead_letters;
 mod postgres;
 mod rows;
 mod sqlite;
@@ -26,6 +27,7 @@ use fleetledger_events::{EventEnvelope, Metadata, NewEvent};
 use tokio::sync::watch;
 
 pub use data_keys::{DataKey, NewDataKey};
+pub use dead_letters::{DeadLetter, Parking, Redriven};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -276,6 +278,23 @@ pub trait EventStore: Send + Sync + 'static {
     /// Re-wraps every live data key in one transaction (other writers to the table wait),
     /// recording `master_id` as their new master; any `rewrap` error changes nothing.
     async fn rewrap_data_keys(&self, master_id: &str, rewrap: data_keys::Rewrap<'_>) -> Result<u64, StoreError>;
+
+    // Dead letters (`dead_letters`): events parked after their side effect failed every
+    // retry; see `dead_letters` and `crate::workers`.
+
+    /// Parks an event (nothing happens when this worker parked it already).
+    async fn park(&self, parking: &Parking<'_>) -> Result<(), StoreError>;
+    /// Every parked event, oldest first.
+    async fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError>;
+    /// Asks for a re-drive of one parked event, or of all with `None`; answers those asked.
+    async fn request_redrive(&self, id: Option<i64>) -> Result<Vec<DeadLetter>, StoreError>;
+    /// Takes one entry of `worker` asked for re-drive and held by no one, for `holder`,
+    /// for `lease` (then another may take it).
+    async fn claim_redrive(&self, worker: &str, holder: &str, lease: std::time::Duration) -> Result<Option<DeadLetter>, StoreError>;
+    /// Records how a claimed entry's re-drive ended; `false` when `holder` lost its claim.
+    async fn settle_redrive(&self, id: i64, holder: &str, redriven: Redriven<'_>) -> Result<bool, StoreError>;
+    /// Parked events per stream type.
+    async fn dead_letter_counts(&self) -> Result<Vec<(String, i64)>, StoreError>;
 }
 
 /// Whether opening a store may create it.

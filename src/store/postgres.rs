@@ -513,4 +513,28 @@ impl EventStore for PgStore {
     async fn rewrap_data_keys(&self, master_id: &str, rewrap: data_keys::Rewrap<'_>) -> Result<u64, StoreError> {
         data_keys::pg::rewrap(&self.pool, master_id, rewrap).await
     }
+
+    async fn park(&self, parking: &Parking<'_>) -> Result<(), StoreError> {
+        dead_letters::Table(&self.pool).park(parking).await
+    }
+
+    async fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
+        dead_letters::Table(&self.pool).list().await
+    }
+
+    async fn request_redrive(&self, id: Option<i64>) -> Result<Vec<DeadLetter>, StoreError> {
+        dead_letters::Table(&self.pool).request_redrive(id).await
+    }
+
+    async fn claim_redrive(&self, worker: &str, holder: &str, lease: Duration) -> Result<Option<DeadLetter>, StoreError> {
+        dead_letters::Table(&self.pool).claim(worker, holder, lease).await
+    }
+
+    async fn settle_redrive(&self, id: i64, holder: &str, redriven: Redriven<'_>) -> Result<bool, StoreError> {
+        dead_letters::Table(&self.pool).settle(id, holder, redriven).await
+    }
+
+    async fn dead_letter_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        dead_letters::Table(&self.pool).counts().await
+    }
 }
