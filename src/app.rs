@@ -20,7 +20,7 @@ use crate::boundary::Boundary;
 use crate::bus::nats::{JetStream, NatsSettings};
 use crate::bus::relay::{self, RelaySettings};
 use crate::bus::BusError;
-use crate::config::{BusSettings, Settings, StoreSettings};
+use crate::config::{BusSettings, DeliverySettings, Settings, StoreSettings};
 use crate::ledger::Ledger;
 use crate::secrets::Keyring;
 use crate::shutdown::{Shutdown, ShutdownTrigger};
@@ -73,12 +73,14 @@ pub async fn connect_bus(settings: &BusSettings) -> Result<Option<Arc<JetStream>
 }
 
 /// Starts each worker on JetStream when there is one, else on the log; `secrets` opens
-/// what a worker must send (gateway tokens).
+/// what a worker must send (gateway tokens), `delivery` says how failed side effects are
+/// retried.
 pub fn spawn_workers(
     ledger: &Ledger,
     secrets: Arc<Keyring>,
     bus: Option<Arc<JetStream>>,
     poll: Duration,
+    delivery: DeliverySettings,
     workers: Vec<Arc<dyn Worker>>,
     stop: &watch::Receiver<bool>,
 ) {
@@ -87,7 +89,7 @@ pub fn spawn_workers(
             Some(nats) => Source::JetStream(nats.clone()),
             None => Source::Log { poll },
         };
-        tokio::spawn(workers::run(worker, ledger.clone(), secrets.clone(), source, stop.clone()));
+        tokio::spawn(workers::run(worker, ledger.clone(), secrets.clone(), source, delivery, stop.clone()));
     }
 }
 
@@ -178,6 +180,8 @@ async fn record_http(request: axum::extract::Request, next: axum::middleware::Ne
 
 /// How often the relay's lag is measured for `/metrics`.
 const RELAY_LAG_EVERY: Duration = Duration::from_secs(1);
+/// How often parked events are counted for `/metrics`.
+const DEAD_LETTERS_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Application {
     listener: TcpListener,
@@ -202,7 +206,9 @@ impl Application {
             true => vec![],
             false => workers.iter().map(|w| w.name()).collect(),
         };
-        crate::telemetry::register(&running);
+        // Dead letters are counted whether or not this process runs the workers that park them.
+        let parked: Vec<String> = workers.iter().flat_map(|w| w.stream_types()).map(str::to_string).collect();
+        crate::telemetry::register(&running, &parked);
         let ledger = open_ledger(&settings.store, store::Open::CreateIfMissing).await?;
         let (secrets, created) = Keyring::load_or_create(&settings.store, ledger.store.clone()).await?;
         if let Some(path) = created {
@@ -244,8 +250,10 @@ impl Application {
             tokio::spawn(relay::run(ledger.store.clone(), nats.clone(), relay_settings, stopped.clone()));
             tokio::spawn(relay::measure_lag(ledger.store.clone(), RELAY_LAG_EVERY, stopped.clone()));
         }
+        tokio::spawn(workers::measure_dead_letters(ledger.store.clone(), parked, DEAD_LETTERS_EVERY, stopped.clone()));
         if !settings.serve.no_workers {
-            spawn_workers(&ledger, secrets.clone(), bus.clone(), poll, workers, &stopped);
+            let delivery = settings.serve.drivers.delivery;
+            spawn_workers(&ledger, secrets.clone(), bus.clone(), poll, delivery, workers, &stopped);
         }
         let (begin_shutdown, shutdown) = Shutdown::new();
         let limits = RateLimits::new(settings.serve.rate_limit_per_sec, settings.serve.rate_limit_burst);

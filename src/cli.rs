@@ -1,4 +1,4 @@
-//! The command line: `serve`, `migrate`, `verify`, `orgs`, `workspaces`, `keys`, `secrets`. Every
+//! The command line: `serve`, `migrate`, `verify`, `orgs`, `workspaces`, `keys`, `secrets`, `dlq`. Every
 //! command uses the same store settings as `serve`, so it works beside a running server.
 //!
 //! Exit codes: 0 done (also when stdout was closed early, as by `| head`), 1 failed, 2
@@ -140,6 +140,45 @@ pub enum Command {
     Secrets {
         #[command(subcommand)]
         command: SecretsCommand,
+    },
+    /// The dead-letter table: events whose side effect (a workspace delivery, a sandbox
+    /// change) still failed after every retry. Each was recorded in the log as failed (the
+    /// agent's or instance's status shows it) and parked here; list them, and re-drive them
+    /// once the cause is fixed.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DlqCommand {
+    /// List parked events: id, organization, stream, version, event type, attempts, last
+    /// error (shortened; --json has it whole) and when it was parked.
+    List {
+        /// Print a JSON array of the entries instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deliver parked events again, and wait for how that ends.
+    ///
+    /// The worker that parked an event delivers it again, in the running `fleetledger serve`
+    /// (or `fleetledger worker`) process, between its live events; one process takes each
+    /// entry, so nothing is delivered twice. A delivery that succeeds records its success
+    /// outcome and removes the entry; one that fails records the failure again and keeps
+    /// the entry, its attempts and last error updated. One line per entry says which.
+    /// Exits 1 if any failed, or if no worker took them within --wait-seconds (they stay
+    /// asked for: the next worker to run delivers them).
+    Retry {
+        /// The entry's id, as `dlq list` shows it.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<i64>,
+        /// Every parked event.
+        #[arg(long)]
+        all: bool,
+        /// Give up waiting after this many seconds in which no entry was delivered or failed.
+        #[arg(long, default_value_t = 30)]
+        wait_seconds: u64,
     },
 }
 
@@ -283,6 +322,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 keyring,
                 bus,
                 std::time::Duration::from_millis(follow_interval_ms),
+                drivers.delivery,
                 workers,
                 &stopped,
             );
@@ -348,15 +388,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("created workspace {slug} in {org}");
         }
         Command::Keys { command } => keys(&cli.store, command).await?,
+        Command::Dlq { command } => return dlq(&cli.store, command).await,
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// A progress bar on stderr with rate and ETA (hidden when stderr is not a terminal).
 fn progress_bar(what: &str) -> indicatif::ProgressBar {
+    counting_bar(what, "events")
+}
+
+/// A progress bar on stderr counting `unit`s.
+fn counting_bar(what: &str, unit: &str) -> indicatif::ProgressBar {
     indicatif::ProgressBar::new(0).with_style(
         indicatif::ProgressStyle::with_template(&format!(
-            "{{spinner}} {what} {{pos}}/{{len}} events [{{bar:30}}] {{per_sec}} eta {{eta}}"
+            "{{spinner}} {what} {{pos}}/{{len}} {unit} [{{bar:30}}] {{per_sec}} eta {{eta}}"
         ))
         .expect("a valid template")
         .progress_chars("=> "),
@@ -818,4 +864,155 @@ async fn rotate_master(settings: &StoreSettings) -> anyhow::Result<()> {
             crate::secrets::MASTER_KEY_ENV
         ))),
     }
+}
+
+/// How long a last error may be in `dlq list`'s table.
+const SHOWN_ERROR: usize = 60;
+
+async fn dlq(settings: &StoreSettings, command: DlqCommand) -> anyhow::Result<ExitCode> {
+    let store = store::connect_with(&settings.url(), Open::Existing).await?;
+    match command {
+        DlqCommand::List { json } => {
+            let letters = store.dead_letters().await?;
+            let slugs = org_slugs(store.as_ref(), letters.iter().map(|l| l.org_id.as_str())).await?;
+            let slug = |org_id: &str| slugs.get(org_id).cloned().unwrap_or_else(|| org_id.to_string());
+            if json {
+                let entries: Vec<serde_json::Value> = letters
+                    .iter()
+                    .map(|l| {
+                        let mut entry = serde_json::to_value(l).unwrap_or_default();
+                        entry["org"] = slug(&l.org_id).into();
+                        entry
+                    })
+                    .collect();
+                out!("{}", serde_json::to_string_pretty(&entries)?)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            out!(
+                "{:<6} {:<16} {:<50} {:>7} {:<28} {:>8} {:<width$} PARKED AT",
+                "ID",
+                "ORG",
+                "STREAM",
+                "VERSION",
+                "EVENT TYPE",
+                "ATTEMPTS",
+                "LAST ERROR",
+                width = SHOWN_ERROR
+            )?;
+            for l in &letters {
+                out!(
+                    "{:<6} {:<16} {:<50} {:>7} {:<28} {:>8} {:<width$} {}",
+                    l.id,
+                    slug(&l.org_id),
+                    format!("{}/{}", l.stream_type, l.stream_id),
+                    l.stream_version,
+                    l.event_type,
+                    l.attempts,
+                    shortened(&l.last_error, SHOWN_ERROR),
+                    l.parked_at.format("%Y-%m-%d %H:%M:%S"),
+                    width = SHOWN_ERROR
+                )?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqCommand::Retry { id, all, wait_seconds } => {
+            let id = if all { None } else { id };
+            redrive(store.as_ref(), id, std::time::Duration::from_secs(wait_seconds)).await
+        }
+    }
+}
+
+/// The slug of each org named, read from its stored read model (an unknown org keeps its id).
+async fn org_slugs<'a>(
+    store: &dyn store::EventStore,
+    org_ids: impl Iterator<Item = &'a str>,
+) -> anyhow::Result<std::collections::HashMap<String, String>> {
+    let mut slugs = std::collections::HashMap::new();
+    for org_id in org_ids {
+        if slugs.contains_key(org_id) {
+            continue;
+        }
+        let kind = <fleetledger_projections::org::Org as fleetledger_projections::ReadModel>::KIND;
+        if let Some(row) = store.load_model(kind, org_id).await? {
+            let org: fleetledger_projections::org::Org = serde_json::from_str(&row.doc).context("reading an organization")?;
+            slugs.insert(org_id.to_string(), org.slug);
+        }
+    }
+    Ok(slugs)
+}
+
+/// `text` cut to `max` characters, the cut marked.
+fn shortened(text: &str, max: usize) -> String {
+    let line = text.lines().next().unwrap_or_default();
+    match line.char_indices().nth(max.saturating_sub(1)) {
+        Some((at, _)) if line.chars().count() > max => format!("{}…", &line[..at]),
+        _ => line.to_string(),
+    }
+}
+
+/// `dlq retry`: asks for the re-drive of one entry (or all), then follows the entries until
+/// each was delivered (gone) or failed again (one more re-drive counted), or until nothing
+/// moved for `wait`.
+async fn redrive(store: &dyn store::EventStore, id: Option<i64>, wait: std::time::Duration) -> anyhow::Result<ExitCode> {
+    let asked = store.request_redrive(id).await?;
+    match (id, asked.is_empty()) {
+        (Some(id), true) => bail!("no parked event {id} (see `fleetledger dlq list`)"),
+        (None, true) => {
+            eprintln!("nothing is parked");
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
+    }
+    let total = asked.len();
+    let bar = counting_bar("re-driving", "parked events");
+    if total > 1 {
+        bar.set_length(total as u64);
+    } else {
+        bar.finish_and_clear();
+    }
+    let mut pending: std::collections::BTreeMap<i64, store::DeadLetter> = asked.into_iter().map(|l| (l.id, l)).collect();
+    let mut failed = 0;
+    let mut moved = std::time::Instant::now();
+    while !pending.is_empty() {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let now: std::collections::HashMap<i64, store::DeadLetter> = store.dead_letters().await?.into_iter().map(|l| (l.id, l)).collect();
+        let mut settled = Vec::new();
+        for (id, before) in &pending {
+            let line = match now.get(id) {
+                None => format!(
+                    "{id} delivered: {}/{} v{} {}",
+                    before.stream_type, before.stream_id, before.stream_version, before.event_type
+                ),
+                Some(after) if after.redrives > before.redrives => {
+                    failed += 1;
+                    format!("{id} failed again (attempt {}): {}", after.attempts, after.last_error)
+                }
+                Some(_) => continue,
+            };
+            bar.suspend(|| out!("{line}"))?;
+            bar.inc(1);
+            settled.push(*id);
+        }
+        if !settled.is_empty() {
+            moved = std::time::Instant::now();
+        }
+        for id in settled {
+            pending.remove(&id);
+        }
+        if !pending.is_empty() && moved.elapsed() >= wait {
+            bar.finish_and_clear();
+            bail!(
+                "{} of {total} parked event(s) were not re-driven within {}s: no running worker took them (is `fleetledger \
+                 serve` or `fleetledger worker` running?); they stay asked for, and the next worker to run delivers them",
+                pending.len(),
+                wait.as_secs()
+            );
+        }
+    }
+    bar.finish_and_clear();
+    if failed > 0 {
+        eprintln!("{failed} of {total} parked event(s) failed again and stay parked");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
 }

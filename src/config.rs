@@ -92,6 +92,52 @@ pub struct DriverSettings {
 
     #[command(flatten)]
     pub boundary: BoundarySettings,
+
+    #[command(flatten)]
+    pub delivery: DeliverySettings,
+}
+
+/// How a worker retries a side effect that failed: exponential backoff with jitter, then
+/// the failure outcome and a dead-letter entry (`fleetledger dlq`).
+#[derive(clap::Args, Clone, Copy, Debug)]
+pub struct DeliverySettings {
+    /// How many times a worker tries a side effect (a workspace delivery, a sandbox
+    /// change) before it records the failure and parks the event in the dead-letter table.
+    #[arg(long, env = "FLEETLEDGER_DELIVERY_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub delivery_attempts: u32,
+
+    /// The wait (ms) before the second try; each later wait doubles, up to the maximum, and
+    /// is drawn between half and all of that (jitter), so failed deliveries spread out.
+    #[arg(long, env = "FLEETLEDGER_DELIVERY_BACKOFF_BASE_MS", default_value_t = 200)]
+    pub delivery_backoff_base_ms: u64,
+
+    /// The longest wait (ms) between two tries. A request waiting for its side effect
+    /// (`--apply-timeout-seconds`) should outlast all the waits together.
+    #[arg(long, env = "FLEETLEDGER_DELIVERY_BACKOFF_MAX_MS", default_value_t = 5000)]
+    pub delivery_backoff_max_ms: u64,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        DeliverySettings {
+            delivery_attempts: 5,
+            delivery_backoff_base_ms: 200,
+            delivery_backoff_max_ms: 5000,
+        }
+    }
+}
+
+impl DeliverySettings {
+    /// The wait after failed try `attempt` (1-based): `base · 2^(attempt-1)`, capped at the
+    /// maximum, drawn uniformly from its upper half.
+    pub fn backoff(&self, attempt: u32) -> std::time::Duration {
+        let doubled = self
+            .delivery_backoff_base_ms
+            .saturating_mul(1u64.checked_shl(attempt.saturating_sub(1)).unwrap_or(u64::MAX));
+        let ceiling = doubled.min(self.delivery_backoff_max_ms);
+        let floor = ceiling / 2;
+        std::time::Duration::from_millis(rand::random_range(floor..=ceiling))
+    }
 }
 
 /// What requests may make the server touch besides its data dir: the trust boundary's
@@ -119,6 +165,7 @@ impl Default for DriverSettings {
             container_driver: "local".into(),
             openclaw_bin: "openclaw".into(),
             boundary: BoundarySettings::default(),
+            delivery: DeliverySettings::default(),
         }
     }
 }
@@ -253,4 +300,28 @@ pub struct ServeSettings {
 pub struct Settings {
     pub store: StoreSettings,
     pub serve: ServeSettings,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DeliverySettings;
+    use std::time::Duration;
+
+    #[test]
+    fn backoff_doubles_up_to_the_maximum_with_jitter_in_the_upper_half() {
+        let settings = DeliverySettings {
+            delivery_attempts: 8,
+            delivery_backoff_base_ms: 100,
+            delivery_backoff_max_ms: 1000,
+        };
+        for (attempt, ceiling) in [(1, 100), (2, 200), (3, 400), (4, 800), (5, 1000), (40, 1000), (200, 1000)] {
+            for _ in 0..50 {
+                let wait = settings.backoff(attempt);
+                assert!(
+                    wait >= Duration::from_millis(ceiling / 2) && wait <= Duration::from_millis(ceiling),
+                    "attempt {attempt}: {wait:?}"
+                );
+            }
+        }
+    }
 }

@@ -55,6 +55,8 @@ pub enum Labels {
     Surface,
     /// `worker` × `outcome` ([`WORKER_OUTCOMES`]), for the workers this process runs.
     WorkerOutcome,
+    /// `stream_type`, for the stream types whose events workers park.
+    StreamType,
 }
 
 /// One exported series: its name, kind, the label sets it starts with and its `# HELP`.
@@ -104,6 +106,12 @@ pub const SERIES: &[Series] = &[
         "Events a worker took: handled, skipped (its outcome was already recorded) or failed (after retries).",
     ),
     series(
+        "fleetledger_dlq_events",
+        Kind::Gauge,
+        Labels::StreamType,
+        "Events parked in the dead-letter table after their side effect failed every retry, by stream type (fleetledger dlq list).",
+    ),
+    series(
         "fleetledger_sse_clients",
         Kind::Gauge,
         Labels::None,
@@ -132,9 +140,10 @@ pub const HTTP_STATUSES: &[&str] = &["200", "401", "429", "500", "502", "503", "
 pub const WORKER_OUTCOMES: &[&str] = &["handled", "skipped", "failed"];
 
 /// Describes every series and gives it its starting value (counters 0, gauges 0, histograms
-/// empty), for the workers named. Values already there are left as they are, so a second
-/// application in one process (tests) changes nothing.
-pub fn register(workers: &[&str]) {
+/// empty), for the workers named and the stream types whose events workers park. Values
+/// already there are left as they are, so a second application in one process (tests)
+/// changes nothing.
+pub fn register(workers: &[&str], stream_types: &[String]) {
     prometheus();
     for s in SERIES {
         match s.kind {
@@ -142,7 +151,7 @@ pub fn register(workers: &[&str]) {
             Kind::Gauge => metrics::describe_gauge!(s.name, s.help),
             Kind::Histogram => metrics::describe_histogram!(s.name, s.help),
         }
-        for labels in label_sets(s.labels, workers) {
+        for labels in label_sets(s.labels, workers, stream_types) {
             match s.kind {
                 Kind::Counter => metrics::counter!(s.name, labels.clone()).increment(0),
                 Kind::Gauge => metrics::gauge!(s.name, labels.clone()).increment(0.0),
@@ -153,7 +162,7 @@ pub fn register(workers: &[&str]) {
     }
 }
 
-fn label_sets(labels: Labels, workers: &[&str]) -> Vec<Vec<metrics::Label>> {
+fn label_sets(labels: Labels, workers: &[&str], stream_types: &[String]) -> Vec<Vec<metrics::Label>> {
     let surfaces = || crate::api::SURFACES.iter().map(|(surface, _)| surface.name());
     match labels {
         Labels::None => vec![vec![]],
@@ -164,6 +173,10 @@ fn label_sets(labels: Labels, workers: &[&str]) -> Vec<Vec<metrics::Label>> {
                     .iter()
                     .map(move |status| vec![metrics::Label::new("surface", s), metrics::Label::new("status", *status)])
             })
+            .collect(),
+        Labels::StreamType => stream_types
+            .iter()
+            .map(|t| vec![metrics::Label::new("stream_type", t.clone())])
             .collect(),
         Labels::WorkerOutcome => workers
             .iter()

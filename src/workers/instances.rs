@@ -1,14 +1,19 @@
 //! The instance worker: lifecycle and live config for OpenClaw instances, in stream order.
 //!
 //! - `instance.created` / `instance.start_requested`: the sandbox gets the whole stored
-//!   config (every override so far), then `instance.running` (or `instance.failed`).
+//!   config (every override so far), then `instance.running` (or, once every try failed,
+//!   `instance.failed`).
 //! - `instance.updated` while the instance runs (or is coming up, after the sandbox was
 //!   made above): its paths are set in the live sandbox, then `instance.config_applied`
 //!   (or `instance.config_apply_failed`), which is what a waiting PATCH answers from.
 //! - `instance.terminated`: the sandbox is destroyed.
 //!
 //! One worker handles all of these so that a sandbox sees a stream's changes in order:
-//! the final `openclaw.json` equals the final stored config.
+//! the final `openclaw.json` equals the final stored config. A re-drive from the
+//! dead-letter table keeps that true: it acts on the instance as it is now (a sandbox is
+//! made only while the instance still waits for one), and a live change re-driven writes
+//! the whole current config rather than its own paths, which later changes may have
+//! replaced.
 
 use std::sync::Arc;
 
@@ -20,6 +25,7 @@ use fleetledger_projections::instance::{self as status, Instance};
 
 use super::drivers::instance_sandbox::InstanceSandbox;
 use super::{Worker, WorkerContext, WorkerError};
+use crate::store::StoreError;
 
 pub struct InstanceWorker {
     pub sandboxes: Arc<dyn InstanceSandbox>,
@@ -42,29 +48,34 @@ impl Worker for InstanceWorker {
         };
         let id = event.stream_id.as_str();
         let at = Utc::now();
+        let failed = WorkerError::Failed;
         let outcome = match decoded {
-            InstanceEvent::Created(_) | InstanceEvent::StartRequested(_) => {
+            // At the trigger the instance is provisioning or starting; a re-drive finds it
+            // `error` if nothing made its sandbox since, and anything else means it is moot.
+            InstanceEvent::Created(_) | InstanceEvent::StartRequested(_)
+                if [status::PROVISIONING, status::STARTING, status::ERROR].contains(&instance.status.as_str()) =>
+            {
                 let (sandbox_id, gateway_url) = self.sandboxes.describe(id);
-                Some(match self.sandboxes.provision(id, &instance.openclaw_config).await {
-                    Ok(()) => InstanceEvent::Running(InstanceRunning {
-                        sandbox_id,
-                        gateway_url,
-                        at,
-                    }),
-                    Err(error) => InstanceEvent::Failed(InstanceFailed { error, at }),
-                })
+                self.sandboxes.provision(id, &instance.openclaw_config).await.map_err(failed)?;
+                Some(InstanceEvent::Running(InstanceRunning {
+                    sandbox_id,
+                    gateway_url,
+                    at,
+                }))
             }
             InstanceEvent::Updated(update)
                 if !update.paths.is_empty()
                     && [status::RUNNING, status::PROVISIONING, status::STARTING].contains(&instance.status.as_str()) =>
             {
-                Some(match self.sandboxes.apply(id, &update.paths).await {
-                    Ok(()) => InstanceEvent::ConfigApplied(InstanceConfigApplied {
-                        paths: update.paths.iter().map(|p| p.path.clone()).collect(),
-                        at,
-                    }),
-                    Err(error) => InstanceEvent::ConfigApplyFailed(InstanceFailed { error, at }),
-                })
+                match ctx.redriving() {
+                    false => self.sandboxes.apply(id, &update.paths).await,
+                    true => self.sandboxes.provision(id, &instance.openclaw_config).await,
+                }
+                .map_err(failed)?;
+                Some(InstanceEvent::ConfigApplied(InstanceConfigApplied {
+                    paths: update.paths.iter().map(|p| p.path.clone()).collect(),
+                    at,
+                }))
             }
             InstanceEvent::Terminated(_) => {
                 if let Err(error) = self.sandboxes.destroy(id).await {
@@ -77,6 +88,22 @@ impl Worker for InstanceWorker {
         if let Some(outcome) = outcome {
             ctx.record_model_outcome::<Instance>(event, id, outcome).await?;
         }
+        Ok(())
+    }
+
+    /// A sandbox that could not be made is `instance.failed` (status `error`); a live
+    /// change that could not be applied is `instance.config_apply_failed` (the instance's
+    /// `last_apply_error`).
+    async fn record_failure(&self, event: &EventEnvelope, ctx: &WorkerContext, error: &str) -> Result<(), StoreError> {
+        let failure = InstanceFailed {
+            error: error.to_string(),
+            at: Utc::now(),
+        };
+        let outcome = match InstanceEvent::from_envelope(event) {
+            Ok(InstanceEvent::Updated(_)) => InstanceEvent::ConfigApplyFailed(failure),
+            _ => InstanceEvent::Failed(failure),
+        };
+        ctx.record_model_outcome::<Instance>(event, &event.stream_id, outcome).await?;
         Ok(())
     }
 }

@@ -12,7 +12,11 @@
 //!
 //! It renders the agent as it was at the triggering event (`WorkerContext::model_after`), so a
 //! redelivered or late event provisions what was asked for then, and the outcome's
-//! deterministic id makes a redelivery record (and provision) nothing twice.
+//! deterministic id makes a redelivery record (and provision) nothing twice. A failure
+//! (gateway unreachable or refusing, a token that cannot be opened, a template that does
+//! not render) is tried again by the runtime, then recorded as `mc_agent.provision_failed`.
+//! The wake message carries the delivery's id as its idempotency key, so a delivery made
+//! again after a crash wakes the agent once.
 
 use std::sync::Arc;
 
@@ -54,7 +58,8 @@ pub const TOKEN_DESTROYED: &str = "the gateway token was destroyed (organization
 
 /// The gateway's token in plaintext, for the driver that sends it: a sealed token opened
 /// with its org's data key, or a legacy one (stored before tokens were sealed) as it is.
-/// `Err(message)` is a failure to record; a store error is retried.
+/// `Err(message)` is a failure of the delivery (tried again, then recorded: a new token
+/// makes a re-drive work); a store error stops the worker until the store is back.
 async fn open_token(secrets: &Keyring, gateway: &Gateway, stored: &StoredSecret) -> Result<Result<Plaintext, String>, StoreError> {
     let sealed = match stored {
         StoredSecret::Sealed(sealed) => sealed,
@@ -130,11 +135,12 @@ impl Reprovisioner {
         secrets: &Keyring,
         agent: &McAgent,
         task: Task,
-    ) -> Result<Option<AgentEvent>, StoreError> {
+        delivery: &str,
+    ) -> Result<Option<AgentEvent>, WorkerError> {
         let at = Utc::now();
-        let failed = |error: String| Some(AgentEvent::ProvisionFailed(AgentProvisionFailed { error, at }));
+        let failed = WorkerError::Failed;
         let Some(gateway) = load::<Gateway>(store, &agent.gateway_id.to_string()).await? else {
-            return Ok(failed(format!("gateway {} not found", agent.gateway_id)));
+            return Err(failed(format!("gateway {} not found", agent.gateway_id)));
         };
         let url = gateway.url.trim().to_string();
         let gateway_url = self.boundary.gateway_url(&url);
@@ -156,14 +162,14 @@ impl Reprovisioner {
                 creating: matches!(task, Task::Provision { creating: true, .. }),
                 boundary: self.boundary.clone(),
             }),
-            Err(refused) => return Ok(failed(format!("the gateway's URL is not allowed on this server: {refused}"))),
+            Err(refused) => return Err(failed(format!("the gateway's URL is not allowed on this server: {refused}"))),
         };
         // The token is opened now from the stored read model (never from a bus message),
         // with the org's data key read afresh.
         let token = match gateway.token.as_ref().filter(|_| sends_token) {
             Some(stored) => match open_token(secrets, &gateway, stored).await? {
                 Ok(token) => Some(token),
-                Err(error) => return Ok(failed(error)),
+                Err(error) => return Err(failed(error)),
             },
             None => None,
         };
@@ -176,22 +182,23 @@ impl Reprovisioner {
             workspace_path: agent.workspace_path(&gateway.workspace_root),
             agent_name: agent.name.clone(),
             heartbeat: agent.heartbeat_config.clone(),
+            delivery: delivery.to_string(),
         };
         let force = match task {
             Task::Provision { force, .. } => force,
             Task::SyncHeartbeat => {
-                return Ok(match driver.sync_heartbeat(&target).await {
-                    Ok(true) => Some(AgentEvent::HeartbeatSynced(AgentHeartbeatSynced { gateway: url, at })),
-                    Ok(false) => None,
-                    Err(error) => failed(error),
-                })
+                return match driver.sync_heartbeat(&target).await {
+                    Ok(true) => Ok(Some(AgentEvent::HeartbeatSynced(AgentHeartbeatSynced { gateway: url, at }))),
+                    Ok(false) => Ok(None),
+                    Err(error) => Err(failed(error)),
+                }
             }
             Task::Remove => {
-                return Ok(match driver.remove(&target).await {
-                    Ok(true) => Some(AgentEvent::Deprovisioned(AgentDeprovisioned { gateway: url, at })),
-                    Ok(false) => None,
-                    Err(error) => failed(error),
-                })
+                return match driver.remove(&target).await {
+                    Ok(true) => Ok(Some(AgentEvent::Deprovisioned(AgentDeprovisioned { gateway: url, at }))),
+                    Ok(false) => Ok(None),
+                    Err(error) => Err(failed(error)),
+                }
             }
         };
         let board = match agent.board_id {
@@ -201,21 +208,21 @@ impl Reprovisioner {
         let context = template_context(agent, board.as_ref(), &gateway);
         let files = match workspace::render(&context, agent.soul_template.as_deref(), agent.identity_template.as_deref(), force) {
             Ok(files) => files,
-            Err(error) => return Ok(failed(format!("template {error}"))),
+            Err(error) => return Err(failed(format!("template {error}"))),
         };
-        Ok(match driver.deliver(&target, files).await {
+        match driver.deliver(&target, files).await {
             Ok(delivered) => {
                 let hashes = FileHashes(delivered.written.iter().map(|f| (f.name.clone(), f.sha256())).collect());
-                Some(AgentEvent::Provisioned(AgentProvisioned {
+                Ok(Some(AgentEvent::Provisioned(AgentProvisioned {
                     files: delivered.written.iter().map(|f| f.name.clone()).collect(),
                     hashes,
                     gateway: url,
                     unsupported: delivered.unsupported,
                     at,
-                }))
+                })))
             }
-            Err(error) => failed(error),
-        })
+            Err(error) => Err(failed(error)),
+        }
     }
 }
 
@@ -238,9 +245,21 @@ impl Worker for Reprovisioner {
         let Some(agent) = agent.filter(|a| a.deleted_at.is_none() || task == Task::Remove) else {
             return Ok(());
         };
-        if let Some(outcome) = self.perform(ctx.store.as_ref(), &ctx.secrets, &agent, task).await? {
+        let delivery = ctx.delivery_id(event).to_string();
+        if let Some(outcome) = self.perform(ctx.store.as_ref(), &ctx.secrets, &agent, task, &delivery).await? {
             ctx.record_model_outcome::<McAgent>(event, &event.stream_id, outcome).await?;
         }
+        Ok(())
+    }
+
+    /// Every task's failure is `mc_agent.provision_failed`, which the agent shows as its
+    /// `provision_state` and `last_provision_error`.
+    async fn record_failure(&self, event: &EventEnvelope, ctx: &WorkerContext, error: &str) -> Result<(), StoreError> {
+        let failed = AgentEvent::ProvisionFailed(AgentProvisionFailed {
+            error: error.to_string(),
+            at: Utc::now(),
+        });
+        ctx.record_model_outcome::<McAgent>(event, &event.stream_id, failed).await?;
         Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! A fake OpenClaw gateway: a WebSocket server speaking protocol 3's frames, recording
 //! every request, keeping a config for `config.get`/`config.patch`, and failing the
-//! methods or files it is told to.
+//! methods or files it is told to. Like OpenClaw, it runs a `chat.send` once per
+//! `idempotencyKey`: the same key again is answered from the first run.
 
 use std::sync::{Arc, Mutex};
 
@@ -17,6 +18,10 @@ pub struct Behaviour {
     pub unsupported: Vec<String>,
     /// How long `connect` takes to answer: a side effect still in progress.
     pub connect_delay: Option<std::time::Duration>,
+    /// `method → n`: the first n calls of the method fail (a gateway down for a while).
+    pub fail_first: Vec<(String, usize)>,
+    /// A method that takes effect but is never answered (a delivery cut short).
+    pub hold: Option<String>,
 }
 
 #[derive(Clone)]
@@ -26,6 +31,10 @@ pub struct FakeGateway {
     pub calls: Arc<Mutex<Vec<(String, Value)>>>,
     config: Arc<Mutex<Value>>,
     behaviour: Arc<Mutex<Behaviour>>,
+    /// Calls so far per method, for `fail_first`.
+    seen: Arc<Mutex<std::collections::HashMap<String, usize>>>,
+    /// The `idempotencyKey` of every `chat.send` that ran, in order.
+    runs: Arc<Mutex<Vec<String>>>,
 }
 
 impl FakeGateway {
@@ -36,6 +45,8 @@ impl FakeGateway {
             calls: Default::default(),
             config: Arc::new(Mutex::new(json!({"agents": {"list": []}}))),
             behaviour: Arc::new(Mutex::new(behaviour)),
+            seen: Default::default(),
+            runs: Default::default(),
         };
         let serving = gateway.clone();
         tokio::spawn(async move {
@@ -57,6 +68,11 @@ impl FakeGateway {
 
     pub fn take(&self) -> Vec<(String, Value)> {
         std::mem::take(&mut *self.calls.lock().unwrap())
+    }
+
+    /// The wake messages that ran (one per idempotency key), by key.
+    pub fn runs(&self) -> Vec<String> {
+        self.runs.lock().unwrap().clone()
     }
 
     pub fn set_behaviour(&self, behaviour: Behaviour) {
@@ -82,6 +98,9 @@ impl FakeGateway {
                 Ok(payload) => json!({"type": "res", "id": frame["id"], "ok": true, "payload": payload}),
                 Err(message) => json!({"type": "res", "id": frame["id"], "ok": false, "error": {"message": message}}),
             };
+            if self.behaviour.lock().unwrap().hold.as_deref() == Some(method.as_str()) {
+                continue;
+            }
             // An unrelated event first: clients must skip it.
             let tick = json!({"type": "event", "event": "tick", "payload": {}});
             if ws.send(Message::text(tick.to_string())).await.is_err() || ws.send(Message::text(answer.to_string())).await.is_err() {
@@ -95,6 +114,15 @@ impl FakeGateway {
         if let Some((_, message)) = behaviour.fail.iter().find(|(m, _)| m == method) {
             return Err(message.clone());
         }
+        let calls = {
+            let mut seen = self.seen.lock().unwrap();
+            let n = seen.entry(method.to_string()).or_default();
+            *n += 1;
+            *n
+        };
+        if behaviour.fail_first.iter().any(|(m, n)| m == method && calls <= *n) {
+            return Err("gateway temporarily unavailable".into());
+        }
         match method {
             "connect" => Ok(json!({"protocol": 3})),
             "agents.create" | "agents.update" => Ok(json!({"ok": true, "agentId": params["agentId"]})),
@@ -106,6 +134,15 @@ impl FakeGateway {
             }
             "agents.files.set" if behaviour.unsupported.iter().any(|f| params["name"] == f.as_str()) => {
                 Err(format!("unsupported file \"{}\"", params["name"].as_str().unwrap_or_default()))
+            }
+            "chat.send" => {
+                let key = params["idempotencyKey"].as_str().unwrap_or_default().to_string();
+                let mut runs = self.runs.lock().unwrap();
+                if runs.contains(&key) {
+                    return Ok(json!({"runId": key, "status": "ok"}));
+                }
+                runs.push(key.clone());
+                Ok(json!({"runId": key, "status": "started"}))
             }
             _ => Ok(json!({"ok": true})),
         }

@@ -168,7 +168,15 @@ pub struct TestApp {
 pub fn serve_settings() -> ServeSettings {
     ServeSettings {
         bus: Default::default(),
-        drivers: Default::default(),
+        // Failed side effects are retried at once: tests never wait out a real backoff.
+        drivers: fleetledger::config::DriverSettings {
+            delivery: fleetledger::config::DeliverySettings {
+                delivery_attempts: 3,
+                delivery_backoff_base_ms: 1,
+                delivery_backoff_max_ms: 10,
+            },
+            ..Default::default()
+        },
         guards: Default::default(),
         no_workers: false,
         relay_crash_after_publish: None,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use fleetledger::store::EventStore;
+use fleetledger::store::{EventStore, StoreError};
 use fleetledger::workers::{Worker, WorkerContext, WorkerError};
 use fleetledger_events::EventEnvelope;
 
@@ -221,6 +221,12 @@ impl Worker for Receipts {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let data = serde_json::json!({"trigger": event.global_position});
         ctx.record_outcome(event, "receipt", &format!("receipt-{}", event.stream_id), "receipt.recorded", data)
+            .await?;
+        Ok(())
+    }
+    async fn record_failure(&self, event: &EventEnvelope, ctx: &WorkerContext, error: &str) -> Result<(), StoreError> {
+        let data = serde_json::json!({"trigger": event.global_position, "error": error});
+        ctx.record_outcome(event, "receipt", &format!("receipt-{}", event.stream_id), "receipt.failed", data)
             .await?;
         Ok(())
     }

@@ -5,7 +5,10 @@
 //! `{type:"res", id, ok, payload | error:{message}}` (events in between are ignored).
 //! Provisioning an agent is `agents.create` (or `agents.update`), the agent's `heartbeat`
 //! in the config's `agents.list` (`config.get` + `config.patch`, skipped when unchanged),
-//! `agents.files.set` per file, `sessions.reset`, and a `chat.send` wake message.
+//! `agents.files.set` per file, `sessions.reset`, and a `chat.send` wake message whose
+//! `idempotencyKey` is the delivery's id: the gateway runs a message once per key, so a
+//! delivery made again (after a crash before its outcome was recorded) wakes the agent
+//! once. The other steps set what they set, and repeat harmlessly.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -202,7 +205,7 @@ impl WorkspaceDriver for OpenClawDriver {
             .map_err(fail)?;
         rpc.call(
             "chat.send",
-            json!({ "sessionKey": target.session_key, "message": WAKE_MESSAGE, "idempotencyKey": Uuid::new_v4().to_string() }),
+            json!({ "sessionKey": target.session_key, "message": WAKE_MESSAGE, "idempotencyKey": target.delivery }),
         )
         .await
         .map_err(fail)?;

@@ -143,6 +143,10 @@ pub struct WorkspaceTarget {
     pub workspace_path: String,
     pub agent_name: String,
     pub heartbeat: Value,
+    /// This delivery's id: what a gateway takes as the idempotency key of a step that must
+    /// not happen twice (the wake message), so the delivery made again after a crash is
+    /// recognised.
+    pub delivery: String,
 }
 
 /// What a driver did.
@@ -262,6 +266,7 @@ mod tests {
             workspace_path: format!("{root}/workspace-mc-1"),
             agent_name: "Ops".into(),
             heartbeat: json!({}),
+            delivery: "d-1".into(),
         }
     }
 
