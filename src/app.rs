@@ -89,7 +89,14 @@ pub fn spawn_workers(
             Some(nats) => Source::JetStream(nats.clone()),
             None => Source::Log { poll },
         };
-        tokio::spawn(workers::run(worker, ledger.clone(), secrets.clone(), source, delivery, stop.clone()));
+        tokio::spawn(workers::run(
+            worker,
+            ledger.clone(),
+            secrets.clone(),
+            source,
+            delivery,
+            stop.clone(),
+        ));
     }
 }
 
@@ -250,7 +257,12 @@ impl Application {
             tokio::spawn(relay::run(ledger.store.clone(), nats.clone(), relay_settings, stopped.clone()));
             tokio::spawn(relay::measure_lag(ledger.store.clone(), RELAY_LAG_EVERY, stopped.clone()));
         }
-        tokio::spawn(workers::measure_dead_letters(ledger.store.clone(), parked, DEAD_LETTERS_EVERY, stopped.clone()));
+        tokio::spawn(workers::measure_dead_letters(
+            ledger.store.clone(),
+            parked,
+            DEAD_LETTERS_EVERY,
+            stopped.clone(),
+        ));
         if !settings.serve.no_workers {
             let delivery = settings.serve.drivers.delivery;
             spawn_workers(&ledger, secrets.clone(), bus.clone(), poll, delivery, workers, &stopped);

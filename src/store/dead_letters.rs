@@ -120,12 +120,7 @@ where
 
     /// Takes one entry of `worker` asked for re-drive and not held by anyone (or whose
     /// holder's claim ran out), for `holder` until `until`.
-    pub(super) async fn claim(
-        &self,
-        worker: &str,
-        holder: &str,
-        lease: std::time::Duration,
-    ) -> Result<Option<DeadLetter>, StoreError> {
+    pub(super) async fn claim(&self, worker: &str, holder: &str, lease: std::time::Duration) -> Result<Option<DeadLetter>, StoreError> {
         let now = Utc::now();
         let until = now + chrono::TimeDelta::from_std(lease).unwrap_or(chrono::TimeDelta::MAX);
         let free = "worker = $1 AND retry_requested_at IS NOT NULL AND (claimed_until IS NULL OR claimed_until < $2)";
@@ -180,8 +175,10 @@ where
 
     /// How many entries each stream type has.
     pub(super) async fn counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        Ok(sqlx::query_as("SELECT stream_type, count(*) FROM dead_letters GROUP BY stream_type")
-            .fetch_all(self.0)
-            .await?)
+        Ok(
+            sqlx::query_as("SELECT stream_type, count(*) FROM dead_letters GROUP BY stream_type")
+                .fetch_all(self.0)
+                .await?,
+        )
     }
 }

@@ -321,8 +321,7 @@ struct Runner<'a> {
 
 impl Runner<'_> {
     fn count(&self, outcome: &'static str) {
-        metrics::counter!("fleetledger_worker_events_total", "worker" => self.worker.name().to_string(), "outcome" => outcome)
-            .increment(1);
+        metrics::counter!("fleetledger_worker_events_total", "worker" => self.worker.name().to_string(), "outcome" => outcome).increment(1);
     }
 
     /// Tries `handle` up to `attempts` times, waiting the backoff between tries; answers
@@ -583,7 +582,10 @@ async fn consume(runner: &Runner<'_>, nats: &JetStream) -> Result<(), BusError> 
                     let Some(last) = batch.last().map(|e| e.global_position) else {
                         break;
                     };
-                    for missed in batch.iter().filter(|e| e.global_position < event.global_position && wants(worker, e)) {
+                    for missed in batch
+                        .iter()
+                        .filter(|e| e.global_position < event.global_position && wants(worker, e))
+                    {
                         runner.deliver(missed).await?;
                     }
                     after = last;

@@ -221,6 +221,8 @@ async fn commands_other_than_serve_migrate_and_import_refuse_a_missing_store(bac
         &["workspaces", "create", "default", "w"],
         &["secrets", "rotate-master"],
         &["worker"],
+        &["dlq", "list"],
+        &["dlq", "retry", "--all"],
     ] {
         let out = run(args);
         let said = String::from_utf8_lossy(&out.stderr);
@@ -257,6 +259,8 @@ async fn a_closed_stdout_ends_a_command_quietly(backend: Backend) {
         &["keys", "list"],
         &["orgs", "list"],
         &["verify"],
+        &["dlq", "list"],
+        &["dlq", "list", "--json"],
     ] {
         // The reader is gone before the command writes anything, like `| head` once it has
         // its lines.

@@ -261,6 +261,8 @@ async fn a_fresh_server_exports_every_documented_series(backend: Backend) {
     for line in [
         r#"fleetledger_http_requests_total{surface="profiles",status="500"} 0"#,
         r#"fleetledger_worker_events_total{worker="reprovisioner",outcome="failed"} 0"#,
+        r#"fleetledger_dlq_events{stream_type="mc_agent"} 0"#,
+        r#"fleetledger_dlq_events{stream_type="instance"} 0"#,
     ] {
         assert!(text.lines().any(|l| l == line), "{line}:\n{text}");
     }

@@ -1,0 +1,392 @@
+//! Side effects whose outcome is never lost: a failed delivery is tried again with backoff,
+//! a delivery that failed every try is recorded as failed and parked in the dead-letter
+//! table (`fleetledger dlq`), `dlq retry` has the running worker deliver it again, and a
+//! worker killed mid-delivery delivers again without a second effect. On PostgreSQL the
+//! workers consume from NATS JetStream.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::both_backends;
+use crate::cli::{start_server_with, Server};
+use crate::fake_gateway::{Behaviour, FakeGateway};
+use crate::helpers::{call, serve_settings, spawn_configured, Backend, TestApp, TestNats, TestStore};
+
+both_backends!(
+    a_gateway_failing_a_few_times_is_provisioned_once,
+    a_delivery_failing_every_try_is_parked_until_a_retry_delivers_it,
+    a_worker_killed_mid_delivery_delivers_again_without_a_second_wake,
+);
+
+/// The server with the production workers trying each delivery `attempts` times (on
+/// PostgreSQL over JetStream).
+async fn spawn(backend: Backend, attempts: u32) -> Option<(TestApp, Option<TestNats>)> {
+    let store = TestStore::new(backend).await?;
+    let mut serve = serve_settings();
+    let nats = match backend {
+        Backend::Postgres => Some(TestNats::new().await?),
+        Backend::Sqlite => None,
+    };
+    if let Some(n) = &nats {
+        serve.bus = n.bus();
+    }
+    serve.drivers.delivery.delivery_attempts = attempts;
+    let workers = fleetledger::workers::registry(store.dir.path(), &serve.drivers);
+    Some((spawn_configured(store, serve, workers).await, nats))
+}
+
+/// A board on a gateway the fake OpenClaw gateway serves; answers the board's id.
+async fn board_on(app: &TestApp, gateway: &FakeGateway) -> String {
+    let body = json!({"name": "claw", "url": gateway.url, "token": "gw-secret", "workspace_root": "/home/claw"});
+    let gw = call(app, Method::POST, "/api/v1/gateways", &app.admin_key, Some(body)).await.json();
+    let board = json!({"name": "Claws", "gateway_id": gw["id"]});
+    let board = call(app, Method::POST, "/api/v1/boards", &app.admin_key, Some(board)).await;
+    assert_eq!(board.status, 200, "{}", board.text);
+    board.json()["id"].as_str().unwrap().to_string()
+}
+
+/// The event types of an agent's stream, in order.
+async fn agent_events(app: &TestApp, id: &str) -> Vec<String> {
+    let page = call(
+        app,
+        Method::GET,
+        &format!("/api/v1/ledger/streams/mc_agent/{id}"),
+        &app.admin_key,
+        None,
+    )
+    .await;
+    page.json()["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn count(events: &[String], event_type: &str) -> usize {
+    events.iter().filter(|e| *e == event_type).count()
+}
+
+fn calls(gateway: &FakeGateway, method: &str) -> usize {
+    gateway.methods().iter().filter(|m| *m == method).count()
+}
+
+/// `dlq list --json`, parsed.
+fn parked(store: &TestStore) -> Vec<Value> {
+    let out = store.cli(&["dlq", "list", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice::<Value>(&out.stdout)
+        .expect("a JSON array")
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// The `fleetledger_dlq_events` sample for a stream type.
+async fn gauge(app: &TestApp, stream_type: &str) -> Option<f64> {
+    let text = reqwest::get(app.url("/metrics")).await.unwrap().text().await.unwrap();
+    let prefix = format!("fleetledger_dlq_events{{stream_type=\"{stream_type}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.parse().ok())
+}
+
+/// Waits until the gauge shows `value` (it is measured every second).
+async fn wait_for_gauge(app: &TestApp, stream_type: &str, value: f64) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let seen = gauge(app, stream_type).await;
+        if seen == Some(value) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "fleetledger_dlq_events{{{stream_type}}} stays {seen:?}, not {value}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn a_gateway_failing_a_few_times_is_provisioned_once(backend: Backend) {
+    let Some((app, _nats)) = spawn(backend, 5).await else { return };
+    let gateway = FakeGateway::start(Behaviour {
+        fail_first: vec![("connect".into(), 3)],
+        ..Default::default()
+    })
+    .await;
+    let board = board_on(&app, &gateway).await;
+    let created = call(
+        &app,
+        Method::POST,
+        "/api/v1/agents",
+        &app.admin_key,
+        Some(json!({"name": "Flaky", "board_id": board})),
+    )
+    .await;
+    assert_eq!(created.status, 200, "the request waits through the retries: {}", created.text);
+    assert_eq!(created.json()["provision_state"], "provisioned");
+    let id = created.json()["id"].as_str().unwrap().to_string();
+    assert_eq!(calls(&gateway, "connect"), 4, "three failed tries, then the one that worked");
+    let events = agent_events(&app, &id).await;
+    assert_eq!(count(&events, "mc_agent.provisioned"), 1, "{events:?}");
+    assert_eq!(count(&events, "mc_agent.provision_failed"), 0, "{events:?}");
+    assert_eq!(gateway.runs().len(), 1, "the agent was woken once");
+    assert_eq!(parked(&app.store), Vec::<Value>::new(), "nothing parked");
+    assert_eq!(gauge(&app, "mc_agent").await, Some(0.0));
+}
+
+async fn a_delivery_failing_every_try_is_parked_until_a_retry_delivers_it(backend: Backend) {
+    let Some((app, _nats)) = spawn(backend, 3).await else { return };
+    // The gauge exists before anything was parked.
+    assert_eq!(gauge(&app, "mc_agent").await, Some(0.0));
+    let gateway = FakeGateway::start(Behaviour {
+        fail: vec![("connect".into(), "gateway offline".into())],
+        ..Default::default()
+    })
+    .await;
+    let board = board_on(&app, &gateway).await;
+    let created = call(
+        &app,
+        Method::POST,
+        "/api/v1/agents",
+        &app.admin_key,
+        Some(json!({"name": "Stuck", "board_id": board})),
+    )
+    .await;
+    assert_eq!(created.status, 502, "{}", created.text);
+    assert_eq!(created.json()["detail"], "Gateway update failed: gateway offline");
+    let id = created.json()["id"].as_str().unwrap().to_string();
+    assert_eq!(calls(&gateway, "connect"), 3, "every try was made");
+    let events = agent_events(&app, &id).await;
+    assert_eq!(
+        (count(&events, "mc_agent.provision_failed"), count(&events, "mc_agent.provisioned")),
+        (1, 0),
+        "{events:?}"
+    );
+
+    // Parked with what failed, right after its failure was recorded (which the request
+    // answered from).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let entries = loop {
+        let entries = parked(&app.store);
+        if !entries.is_empty() || Instant::now() > deadline {
+            break entries;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let entry = &entries[0];
+    assert_eq!(
+        (
+            entry["org"].as_str(),
+            entry["stream_type"].as_str(),
+            entry["stream_id"].as_str(),
+            entry["stream_version"].as_i64(),
+            entry["event_type"].as_str(),
+            entry["attempts"].as_i64(),
+            entry["last_error"].as_str(),
+        ),
+        (
+            Some("default"),
+            Some("mc_agent"),
+            Some(id.as_str()),
+            Some(1),
+            Some("mc_agent.created"),
+            Some(3),
+            Some("gateway offline")
+        ),
+        "{entry}"
+    );
+    let entry_id = entry["id"].as_i64().unwrap().to_string();
+    let table = String::from_utf8(app.store.cli(&["dlq", "list"]).stdout).unwrap();
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 2, "{table}");
+    for column in [
+        "ID",
+        "ORG",
+        "STREAM",
+        "VERSION",
+        "EVENT TYPE",
+        "ATTEMPTS",
+        "LAST ERROR",
+        "PARKED AT",
+    ] {
+        assert!(lines[0].contains(column), "{column}: {table}");
+    }
+    let row: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(
+        &row[..6],
+        [
+            entry_id.as_str(),
+            "default",
+            &format!("mc_agent/{id}"),
+            "1",
+            "mc_agent.created",
+            "3"
+        ],
+        "{table}"
+    );
+    assert!(lines[1].contains("gateway offline"), "{table}");
+    wait_for_gauge(&app, "mc_agent", 1.0).await;
+
+    // A retry while the gateway still fails: recorded again, and the entry stays, counted.
+    let again = app.store.cli(&["dlq", "retry", &entry_id]);
+    assert_eq!(again.status.code(), Some(1), "{}", String::from_utf8_lossy(&again.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&again.stdout),
+        format!("{entry_id} failed again (attempt 4): gateway offline\n")
+    );
+    let entries = parked(&app.store);
+    assert_eq!(entries[0]["attempts"], 4, "{entries:?}");
+    assert_eq!(count(&agent_events(&app, &id).await, "mc_agent.provision_failed"), 2);
+
+    // Fixed: the retry delivers it, records the success, and the entry is gone.
+    gateway.set_behaviour(Behaviour::default());
+    let retried = app.store.cli(&["dlq", "retry", "--all"]);
+    assert!(retried.status.success(), "{}", String::from_utf8_lossy(&retried.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&retried.stdout),
+        format!("{entry_id} delivered: mc_agent/{id} v1 mc_agent.created\n")
+    );
+    let events = agent_events(&app, &id).await;
+    assert_eq!(count(&events, "mc_agent.provisioned"), 1, "{events:?}");
+    assert_eq!(events.last().map(String::as_str), Some("mc_agent.provisioned"), "{events:?}");
+    assert_eq!(parked(&app.store), Vec::<Value>::new());
+    wait_for_gauge(&app, "mc_agent", 0.0).await;
+    let agent = call(&app, Method::GET, &format!("/api/v1/agents/{id}"), &app.admin_key, None).await;
+    assert_eq!(
+        (
+            agent.json()["provision_state"].as_str(),
+            agent.json()["last_provision_error"].clone()
+        ),
+        (Some("provisioned"), Value::Null)
+    );
+    assert_eq!(gateway.runs().len(), 1, "woken once");
+
+    // Nothing else to retry; an unknown entry is an error.
+    let none = app.store.cli(&["dlq", "retry", "--all"]);
+    assert!(none.status.success());
+    let unknown = app.store.cli(&["dlq", "retry", "999999"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&unknown.stderr),
+        "error: no parked event 999999 (see `fleetledger dlq list`)\n"
+    );
+}
+
+/// `serve` as a process of its own, with quick retries (and JetStream on PostgreSQL).
+fn serve(store: &TestStore, nats: Option<&TestNats>) -> Server {
+    let mut env = vec![
+        ("FLEETLEDGER_DELIVERY_BACKOFF_BASE_MS", "1".to_string()),
+        ("FLEETLEDGER_DELIVERY_BACKOFF_MAX_MS", "10".to_string()),
+        ("FLEETLEDGER_FOLLOW_INTERVAL_MS", "50".to_string()),
+    ];
+    if let Some(n) = nats {
+        env.push(("NATS_URL", n.url.clone()));
+        env.push(("FLEETLEDGER_NATS_STREAM", n.stream.clone()));
+        env.push(("FLEETLEDGER_NATS_SUBJECT_PREFIX", n.prefix.clone()));
+    }
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    start_server_with(store, &env)
+}
+
+async fn a_worker_killed_mid_delivery_delivers_again_without_a_second_wake(backend: Backend) {
+    let Some(store) = TestStore::new(backend).await else { return };
+    let nats = match backend {
+        Backend::Postgres => match TestNats::new().await {
+            Some(n) => Some(n),
+            None => return,
+        },
+        Backend::Sqlite => None,
+    };
+    // The wake message reaches the gateway, which runs it but never answers: the worker is
+    // killed between its side effect and its outcome.
+    let gateway = FakeGateway::start(Behaviour {
+        hold: Some("chat.send".into()),
+        ..Default::default()
+    })
+    .await;
+    let mut server = serve(&store, nats.as_ref());
+    let key = std::fs::read_to_string(store.dir.path().join("admin.key"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let client = reqwest::Client::new();
+    let post = |server: &Server, path: &str, body: Value| {
+        client
+            .post(server.url(path))
+            .bearer_auth(&key)
+            .json(&body)
+            .timeout(Duration::from_secs(30))
+            .send()
+    };
+    let gw: Value = post(
+        &server,
+        "/api/v1/gateways",
+        json!({"name": "claw", "url": gateway.url, "workspace_root": "/home/claw"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    // The request waits for the outcome that never comes before the kill.
+    let waiting = tokio::spawn(post(&server, "/api/v1/agents", json!({"name": "Cut", "gateway_id": gw["id"]})));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while gateway.runs().is_empty() {
+        assert!(Instant::now() < deadline, "the wake reached the gateway: {:?}", gateway.methods());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.child.kill().expect("SIGKILL");
+    server.child.wait().unwrap();
+    let _ = waiting.await;
+    gateway.set_behaviour(Behaviour::default());
+
+    let server = serve(&store, nats.as_ref());
+    let log = fleetledger::store::connect(&store.url()).await.unwrap();
+    let agents = log.read_all(0, 1000, Some("mc_agent")).await.unwrap();
+    let created = agents
+        .iter()
+        .find(|e| e.event_type == "mc_agent.created")
+        .expect("the agent is recorded");
+    assert!(
+        !agents
+            .iter()
+            .any(|e| e.metadata.causation_id.as_deref() == Some(&created.event_id.to_string())),
+        "no outcome was recorded before the kill"
+    );
+    // Another agent's event: on JetStream the restarted consumer fills the gap before it
+    // from the log, instead of waiting out the first message's ack wait.
+    let bare: Value = post(&server, "/api/v1/gateways", json!({"name": "bare", "workspace_root": "/b"}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let marker = post(&server, "/api/v1/agents", json!({"name": "Marker", "gateway_id": bare["id"]}))
+        .await
+        .unwrap();
+    assert_eq!(marker.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let outcomes = loop {
+        let outcomes: Vec<String> = log
+            .read_stream(&created.stream_id, 2)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event_type)
+            .collect();
+        if !outcomes.is_empty() {
+            break outcomes;
+        }
+        assert!(Instant::now() < deadline, "the delivery was made again after the restart");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(outcomes, ["mc_agent.provisioned"], "one outcome, a success");
+    assert_eq!(calls(&gateway, "chat.send"), 2, "the wake was sent again: {:?}", gateway.methods());
+    assert_eq!(gateway.runs().len(), 1, "and the gateway recognised it: the agent was woken once");
+    assert_eq!(parked(&store), Vec::<Value>::new());
+    drop(server);
+}
