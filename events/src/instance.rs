@@ -59,7 +59,9 @@ pub struct InstanceAt {
     pub at: DateTime<Utc>,
 }
 
-/// A live config change reached the sandbox.
+/// A live config change reached the sandbox. (A terminated instance's sandbox gone is
+/// `instance.sandbox_destroyed`, an `InstanceAt`; one that could not be destroyed, after
+/// every retry, `instance.destroy_failed`, an `InstanceFailed`.)
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InstanceConfigApplied {
     pub paths: Vec<String>,
@@ -78,5 +80,7 @@ crate::domain_events! {
         Terminated(InstanceAt) = "instance.terminated",
         ConfigApplied(InstanceConfigApplied) = "instance.config_applied",
         ConfigApplyFailed(InstanceFailed) = "instance.config_apply_failed",
+        SandboxDestroyed(InstanceAt) = "instance.sandbox_destroyed",
+        DestroyFailed(InstanceFailed) = "instance.destroy_failed",
     }
 }

@@ -93,6 +93,16 @@ impl crate::ReadModel for Instance {
                 i.last_apply_error = Some(e.error.clone());
                 Some(i)
             }
+            // The instance stays terminated either way; a sandbox left behind shows as its
+            // error until a re-drive destroys it.
+            (Some(mut i), InstanceEvent::SandboxDestroyed(_)) => {
+                i.error_message = None;
+                Some(i)
+            }
+            (Some(mut i), InstanceEvent::DestroyFailed(e)) => {
+                i.error_message = Some(format!("sandbox not destroyed: {}", e.error));
+                Some(i)
+            }
             (None, _) => None,
         }
     }
@@ -120,6 +130,8 @@ impl crate::ReadModel for Instance {
             InstanceEvent::Terminated(_) => "terminated (sandbox destroyed)".into(),
             InstanceEvent::ConfigApplied(_) => "config applied to the live sandbox".into(),
             InstanceEvent::ConfigApplyFailed(e) => format!("config not applied: {}", e.error),
+            InstanceEvent::SandboxDestroyed(_) => "sandbox destroyed".into(),
+            InstanceEvent::DestroyFailed(e) => format!("sandbox not destroyed: {}", e.error),
         }
     }
 

@@ -6,7 +6,8 @@
 //! - `instance.updated` while the instance runs (or is coming up, after the sandbox was
 //!   made above): its paths are set in the live sandbox, then `instance.config_applied`
 //!   (or `instance.config_apply_failed`), which is what a waiting PATCH answers from.
-//! - `instance.terminated`: the sandbox is destroyed.
+//! - `instance.terminated`: the sandbox is destroyed, then `instance.sandbox_destroyed` (or
+//!   `instance.destroy_failed`).
 //!
 //! One worker handles all of these so that a sandbox sees a stream's changes in order:
 //! the final `openclaw.json` equals the final stored config. A re-drive from the
@@ -19,7 +20,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use fleetledger_events::instance::{InstanceConfigApplied, InstanceEvent, InstanceFailed, InstanceRunning};
+use fleetledger_events::instance::{InstanceAt, InstanceConfigApplied, InstanceEvent, InstanceFailed, InstanceRunning};
 use fleetledger_events::{stream_type, DomainEvent, EventEnvelope};
 use fleetledger_projections::instance::{self as status, Instance};
 
@@ -78,10 +79,8 @@ impl Worker for InstanceWorker {
                 }))
             }
             InstanceEvent::Terminated(_) => {
-                if let Err(error) = self.sandboxes.destroy(id).await {
-                    tracing::warn!(instance = id, %error, "could not destroy a terminated instance's sandbox");
-                }
-                None
+                self.sandboxes.destroy(id).await.map_err(failed)?;
+                Some(InstanceEvent::SandboxDestroyed(InstanceAt { at }))
             }
             _ => None,
         };
@@ -93,7 +92,8 @@ impl Worker for InstanceWorker {
 
     /// A sandbox that could not be made is `instance.failed` (status `error`); a live
     /// change that could not be applied is `instance.config_apply_failed` (the instance's
-    /// `last_apply_error`).
+    /// `last_apply_error`); a sandbox that could not be destroyed is
+    /// `instance.destroy_failed` (the terminated instance's `error_message`).
     async fn record_failure(&self, event: &EventEnvelope, ctx: &WorkerContext, error: &str) -> Result<(), StoreError> {
         let failure = InstanceFailed {
             error: error.to_string(),
@@ -101,6 +101,7 @@ impl Worker for InstanceWorker {
         };
         let outcome = match InstanceEvent::from_envelope(event) {
             Ok(InstanceEvent::Updated(_)) => InstanceEvent::ConfigApplyFailed(failure),
+            Ok(InstanceEvent::Terminated(_)) => InstanceEvent::DestroyFailed(failure),
             _ => InstanceEvent::Failed(failure),
         };
         ctx.record_model_outcome::<Instance>(event, &event.stream_id, outcome).await?;

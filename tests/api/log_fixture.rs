@@ -263,7 +263,8 @@ fn cli_ok(store: &TestStore, args: &[&str]) -> String {
 
 /// Instances (Chowder), in a signed-up org: a sandbox that cannot be made, a start, live
 /// and stored config changes, a push that cannot reach the sandbox, a scoped key issued
-/// and revoked, and termination. First, while nothing else has made a sandbox directory.
+/// and revoked, termination, and a sandbox that cannot be destroyed. First, while nothing
+/// else has made a sandbox directory.
 async fn record_instances(app: &TestApp) {
     let dir = app.store.dir.path();
     let signup = expect(
@@ -315,7 +316,16 @@ async fn record_instances(app: &TestApp) {
     .await;
     wait_for_event(app, &org, "instance", &id, "instance.config_apply_failed").await;
     expect(app, Method::DELETE, &path, &org, None, 204).await;
-    wait_for_event(app, &org, "instance", &id, "instance.terminated").await;
+    wait_for_event(app, &org, "instance", &id, "instance.sandbox_destroyed").await;
+    // A sandbox that cannot be destroyed: a file where its directory was.
+    let body = json!({"name": "leftover", "model_provider": "openai", "openclaw_version": "2026.9.6"});
+    let left = id_of(&expect(app, Method::POST, "/v1/instances", &org, Some(body), 201).await);
+    wait_for_status(app, &org, &left, "running").await;
+    let sandbox = dir.join("sandboxes").join(&left);
+    std::fs::remove_dir_all(&sandbox).unwrap();
+    std::fs::write(&sandbox, "in the way").unwrap();
+    expect(app, Method::DELETE, &format!("/v1/instances/{left}"), &org, None, 204).await;
+    wait_for_event(app, &org, "instance", &left, "instance.destroy_failed").await;
 }
 
 /// Fleets and profiles (Fleeti): PUT, PATCH, an unchanged PUT, a restore with a reason,
@@ -446,13 +456,14 @@ async fn record_mission_control(app: &TestApp) {
         200,
     )
     .await;
+    // A template that cannot render is refused before anything is recorded.
     expect(
         app,
         Method::PATCH,
         &path,
         &admin,
         Some(json!({"soul_template": "{{ agent.nickname }}"})),
-        502,
+        422,
     )
     .await;
     expect(app, Method::PATCH, &path, &admin, Some(json!({"soul_template": null})), 200).await;
@@ -491,6 +502,21 @@ async fn record_mission_control(app: &TestApp) {
         )
         .await,
     );
+    // A gateway that refuses the update, every try: recorded as failed (and parked).
+    claw.set_behaviour(Behaviour {
+        fail: vec![("agents.update".into(), "agent is locked".into())],
+        ..Default::default()
+    });
+    expect(
+        app,
+        Method::PATCH,
+        &format!("/api/v1/agents/{clawed}?force=true"),
+        &admin,
+        Some(json!({})),
+        502,
+    )
+    .await;
+    claw.set_behaviour(Behaviour::default());
     let heartbeat = json!({"heartbeat_config": {"every": "1m", "target": "last"}});
     expect(
         app,
