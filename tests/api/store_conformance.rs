@@ -23,6 +23,7 @@ both_backends!(
     sixty_four_concurrent_writers_lose_nothing,
     import_fills_an_empty_store_and_refuses_a_gap,
     a_swap_is_refused_once_the_head_has_moved,
+    dead_letters_are_parked_once_claimed_by_one_and_settled_by_their_holder,
 );
 
 async fn open(backend: Backend) -> Option<(TestStore, Arc<dyn EventStore>)> {
@@ -495,4 +496,75 @@ async fn a_swap_is_refused_once_the_head_has_moved(backend: Backend) {
         "the kind's snapshots are replaced"
     );
     assert_eq!(store.snapshot_at("b", 9).await.unwrap(), Some(snapshot("b", 7)));
+}
+
+async fn dead_letters_are_parked_once_claimed_by_one_and_settled_by_their_holder(backend: Backend) {
+    use fleetledger::store::{Parking, Redriven};
+    let Some((_dir, store)) = open(backend).await else { return };
+    let appended = store.append(test_append("parked", 0, 2)).await.unwrap();
+    let (first, second) = (&appended.events[0], &appended.events[1]);
+    let park = |event, error| Parking {
+        worker: "w",
+        event,
+        attempts: 3,
+        error,
+    };
+    store.park(&park(first, "down")).await.unwrap();
+    // Parking again (a restart between failure and parking) keeps the entry as it was.
+    store.park(&park(first, "again")).await.unwrap();
+    store.park(&park(second, "down too")).await.unwrap();
+    let parked = store.dead_letters().await.unwrap();
+    assert_eq!(parked.len(), 2);
+    let (one, two) = (&parked[0], &parked[1]);
+    assert_eq!(
+        (
+            one.event_id.as_str(),
+            one.stream_version,
+            one.attempts,
+            one.last_error.as_str(),
+            one.org_id.clone()
+        ),
+        (first.event_id.to_string().as_str(), 1, 3, "down", default_org())
+    );
+    assert_eq!(store.dead_letter_counts().await.unwrap(), [("test".to_string(), 2)]);
+
+    let lease = Duration::from_secs(60);
+    assert!(store.claim_redrive("w", "a", lease).await.unwrap().is_none(), "nothing asked yet");
+    assert_eq!(store.request_redrive(Some(two.id)).await.unwrap().len(), 1);
+    assert!(store.request_redrive(Some(999_999)).await.unwrap().is_empty());
+    assert!(
+        store.claim_redrive("other", "a", lease).await.unwrap().is_none(),
+        "another worker's entries are not its own"
+    );
+    let claimed = store.claim_redrive("w", "a", lease).await.unwrap().expect("the asked entry");
+    assert_eq!(claimed.id, two.id);
+    assert!(store.claim_redrive("w", "b", lease).await.unwrap().is_none(), "held by a");
+    assert!(
+        !store.settle_redrive(two.id, "b", Redriven::Delivered).await.unwrap(),
+        "only its holder settles it"
+    );
+    assert!(store.settle_redrive(two.id, "a", Redriven::Failed("still down")).await.unwrap());
+    let two_now = store.dead_letters().await.unwrap().pop().unwrap();
+    assert_eq!(
+        (
+            two_now.attempts,
+            two_now.redrives,
+            two_now.last_error.as_str(),
+            two_now.retry_requested_at,
+            two_now.claimed_by
+        ),
+        (4, 1, "still down", None, None)
+    );
+
+    // A claim that ran out is taken over; every entry can be asked for at once.
+    assert_eq!(store.request_redrive(None).await.unwrap().len(), 2);
+    let gone = store.claim_redrive("w", "a", Duration::ZERO).await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let taken = store.claim_redrive("w", "b", lease).await.unwrap().unwrap();
+    assert_eq!(taken.id, gone.id, "the lapsed claim is taken over");
+    assert!(store.settle_redrive(taken.id, "b", Redriven::Delivered).await.unwrap());
+    let left = store.claim_redrive("w", "b", lease).await.unwrap().unwrap();
+    assert!(store.settle_redrive(left.id, "b", Redriven::Delivered).await.unwrap());
+    assert!(store.dead_letters().await.unwrap().is_empty());
+    assert!(store.dead_letter_counts().await.unwrap().is_empty());
 }
