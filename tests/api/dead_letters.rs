@@ -18,6 +18,7 @@ both_backends!(
     a_gateway_failing_a_few_times_is_provisioned_once,
     a_delivery_failing_every_try_is_parked_until_a_retry_delivers_it,
     a_worker_killed_mid_delivery_delivers_again_without_a_second_wake,
+    a_sandbox_that_cannot_be_destroyed_is_parked_until_a_retry_destroys_it,
 );
 
 /// The server with the production workers trying each delivery `attempts` times (on
@@ -33,6 +34,7 @@ async fn spawn(backend: Backend, attempts: u32) -> Option<(TestApp, Option<TestN
         serve.bus = n.bus();
     }
     serve.drivers.delivery.delivery_attempts = attempts;
+    serve.allow_signup = true;
     let workers = fleetledger::workers::registry(store.dir.path(), &serve.drivers);
     Some((spawn_configured(store, serve, workers).await, nats))
 }
@@ -389,4 +391,83 @@ async fn a_worker_killed_mid_delivery_delivers_again_without_a_second_wake(backe
     assert_eq!(gateway.runs().len(), 1, "and the gateway recognised it: the agent was woken once");
     assert_eq!(parked(&store), Vec::<Value>::new());
     drop(server);
+}
+
+async fn a_sandbox_that_cannot_be_destroyed_is_parked_until_a_retry_destroys_it(backend: Backend) {
+    let Some((app, _nats)) = spawn(backend, 3).await else { return };
+    let signup = call(&app, Method::POST, "/v1/organization/signup", "", Some(json!({"name": "Acme"}))).await;
+    let key = signup.json()["api_key"].as_str().unwrap().to_string();
+    let body = json!({"name": "assistant", "model_provider": "anthropic", "openclaw_version": "2026.9.6"});
+    let created = call(&app, Method::POST, "/v1/instances", &key, Some(body)).await;
+    let id = created.json()["id"].as_str().unwrap().to_string();
+    let events = |app: &TestApp| {
+        let path = format!("/api/v1/ledger/streams/instance/{id}");
+        let key = key.clone();
+        let app_url = app.url(&path);
+        async move {
+            let page: Value = reqwest::Client::new()
+                .get(app_url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            page["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["event_type"].as_str().unwrap().to_string())
+                .collect::<Vec<String>>()
+        }
+    };
+    let until = |wanted: &'static str| {
+        let events = &events;
+        let app = &app;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                let seen = events(app).await;
+                if seen.iter().any(|e| e == wanted) {
+                    return seen;
+                }
+                assert!(Instant::now() < deadline, "{wanted} never came: {seen:?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    until("instance.running").await;
+    // A file where the sandbox's directory was: destroying it fails, every try.
+    let sandbox = app.store.dir.path().join("sandboxes").join(&id);
+    std::fs::remove_dir_all(&sandbox).unwrap();
+    std::fs::write(&sandbox, "in the way").unwrap();
+    let deleted = call(&app, Method::DELETE, &format!("/v1/instances/{id}"), &key, None).await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text);
+    let seen = until("instance.destroy_failed").await;
+    assert_eq!(count(&seen, "instance.sandbox_destroyed"), 0, "{seen:?}");
+    wait_for_gauge(&app, "instance", 1.0).await;
+    let entries = parked(&app.store);
+    assert_eq!(
+        (
+            entries[0]["event_type"].as_str(),
+            entries[0]["stream_id"].as_str(),
+            entries[0]["attempts"].as_i64()
+        ),
+        (Some("instance.terminated"), Some(id.as_str()), Some(3)),
+        "{entries:?}"
+    );
+    let error = entries[0]["last_error"].as_str().unwrap();
+    assert!(error.starts_with(&format!("cannot destroy sandbox {id}: ")), "{error}");
+    app.assert_no_server_path(error);
+
+    std::fs::remove_file(&sandbox).unwrap();
+    std::fs::create_dir_all(sandbox.join(".openclaw")).unwrap();
+    let retried = app.store.cli(&["dlq", "retry", &entries[0]["id"].to_string()]);
+    assert!(retried.status.success(), "{}", String::from_utf8_lossy(&retried.stderr));
+    let seen = until("instance.sandbox_destroyed").await;
+    assert_eq!(seen.last().map(String::as_str), Some("instance.sandbox_destroyed"), "{seen:?}");
+    assert!(!sandbox.exists(), "the sandbox is gone");
+    assert_eq!(parked(&app.store), Vec::<Value>::new());
+    wait_for_gauge(&app, "instance", 0.0).await;
 }
