@@ -138,7 +138,10 @@ fn document_errors(operation: &mut Operation, surface: Surface, path: &str, writ
     let has_body = operation.request_body.is_some();
     let has_query = operation.parameters.iter().flatten().any(|p| p.parameter_in == ParameterIn::Query);
     let applies = |status: u16| match status {
-        401 | 429 => secured,
+        401 => secured,
+        // The login throttle refuses any request that presents a key from a throttled
+        // address, on every path.
+        429 => true,
         404 => path.contains('{'),
         400 => has_query || write,
         403 | 409 | 412 | 422 => write,

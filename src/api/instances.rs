@@ -453,7 +453,7 @@ async fn get_key(
 }
 
 #[utoipa::path(delete, path = "/v1/keys/{id}", tag = "instances", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Key id")), responses((status = 204, description = "Revoked at once")))]
+    params(("id" = String, Path, description = "Key id")), responses((status = 204, description = "Revoked at once"), (status = 409, description = "The key making the request cannot revoke itself")))]
 async fn revoke_key(
     State(state): State<AppState>,
     ChowderPrincipal(principal): ChowderPrincipal,
@@ -462,6 +462,13 @@ async fn revoke_key(
 ) -> Result<Response, ChowderError> {
     require_org_key(&principal)?;
     let (_, key) = org_key(&state, &principal, &id).await?;
+    if key.id == principal.key_id {
+        // The organization would lock itself out of its own API with one call.
+        return Err(ChowderError::new(
+            StatusCode::CONFLICT,
+            "A key cannot revoke itself; revoke it with another organization key.",
+        ));
+    }
     let (_, version) = tenancy::revoke_key(&state.ledger, key.id, &meta.write_context(&principal), Utc::now()).await?;
     Ok(tagged(version, StatusCode::NO_CONTENT))
 }

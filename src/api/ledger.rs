@@ -224,7 +224,7 @@ struct StreamQuery {
            ("stream_type" = Option<String>, Query, description = "Only this stream type (400 for one that does not exist)"), ("stream_id" = Option<String>, Query, description = "Only this stream"),
            ("event_type" = Option<String>, Query, description = "Only this event type (400 for one that does not exist)"),
            ("Last-Event-ID" = Option<String>, Header, description = "Resume after this global position")),
-    responses((status = 200, content_type = "text/event-stream", body = String, description = "`id:` position, `event:` type, `data:` CloudEvent"),
+    responses((status = 200, content_type = "text/event-stream", body = wire::SseEvent, description = "Each event: `id:` position, `event:` type, `data:` CloudEvent"),
               (status = 400, description = "An unknown filter value (the valid ones are listed), or a Last-Event-ID that is not a position")))]
 async fn stream(
     State(state): State<AppState>,
@@ -329,6 +329,17 @@ pub(crate) mod wire {
         /// The cursor of the next page; null at the end
         #[schema(required)]
         pub next_after: Option<i64>,
+    }
+
+    /// One Server-Sent Event of the change feed.
+    #[derive(ToSchema)]
+    pub struct SseEvent {
+        /// The event's global position
+        pub id: Option<String>,
+        /// The event type
+        pub event: Option<String>,
+        /// The CloudEvent, as JSON text
+        pub data: String,
     }
 
     #[derive(ToSchema)]

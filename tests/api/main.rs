@@ -12,6 +12,7 @@ mod ledger_access;
 mod audit;
 mod cli;
 mod container_agents;
+mod contract;
 mod fake_gateway;
 mod feed;
 mod host_boundary;
