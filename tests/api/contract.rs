@@ -503,3 +503,22 @@ async fn a_key_cannot_revoke_itself(backend: Backend) {
 }
 
 both_backends!(a_key_cannot_revoke_itself);
+
+async fn a_generated_client_creates_and_updates_profiles_and_instances(backend: Backend) {
+    let Some(python) = contract_python() else { return };
+    let Some((app, _nats)) = spawn_contract(backend).await else {
+        return;
+    };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/contract/generated_client.py");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let args = vec![script.to_string(), app.url(""), app.admin_key.clone()];
+    let out = run(python, args, dir.path().to_path_buf()).await;
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok",
+        "the generated client failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+both_backends!(a_generated_client_creates_and_updates_profiles_and_instances);
