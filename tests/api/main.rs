@@ -23,6 +23,7 @@ mod operations;
 mod preconditions;
 mod profiles;
 mod profiles_body;
+mod readme;
 mod relay;
 mod runtimes;
 mod sdk;
