@@ -13,7 +13,7 @@ fn curl_blocks(readme: &str) -> Vec<String> {
     let mut current: Option<String> = None;
     for line in readme.lines() {
         match (&mut current, line.trim_start()) {
-            (None, fence) if fence == "```sh" => current = Some(String::new()),
+            (None, "```sh") => current = Some(String::new()),
             (Some(block), "```") => {
                 if block.contains("curl ") {
                     blocks.push(block.clone());
