@@ -124,6 +124,7 @@ pub fn router(state: AppState) -> Router {
             request_timeout,
         ))
         .with_state(state)
+        .layer(axum::middleware::from_fn(crate::api::in_envelope))
         .layer(axum::middleware::from_fn(record_http))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(

@@ -13,8 +13,8 @@ use fleetledger_events::EventEnvelope;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::ledger::{LedgerPrincipal, Problem};
-use super::RequestMeta;
+use super::ledger::{registered, LedgerPrincipal, Problem};
+use super::{JsonBody, RequestMeta};
 use crate::auth::Principal;
 use crate::bus::feed::{self, Filter};
 use crate::state::AppState;
@@ -42,6 +42,7 @@ fn not_found(stream_type: &str, id: &str) -> Problem {
 
 /// A stream of the caller's org; 404 for anything else. Returns its current version.
 async fn stream_of(state: &AppState, principal: &Principal, stream_type: &str, id: &str) -> Result<i64, Problem> {
+    registered(stream_type)?;
     let first = state.ledger.store.read_stream_between(id, 1, 1).await?;
     let org = principal.org_id.to_string();
     match first.first() {
@@ -60,9 +61,7 @@ async fn known_stream(
     id: &str,
 ) -> Result<(&'static dyn StreamType, i64), Problem> {
     let current = stream_of(state, principal, stream_type, id).await?;
-    let kind = streams::get(stream_type)
-        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("{stream_type} streams have no read model")))?;
-    Ok((kind, current))
+    Ok((registered(stream_type)?, current))
 }
 
 fn corrupt(e: impl std::fmt::Display) -> Problem {
@@ -107,8 +106,9 @@ struct PageQuery {
 }
 
 /// One entry per event: `{version, revision, event_type, recorded_at, actor, request_id, summary, hash}`.
-#[utoipa::path(get, path = "/api/v1/ledger/resources/{stream_type}/{id}/revisions", tag = "audit", security(("bearer" = [])), params(("stream_type" = String, Path, description = "profile, runtime, fleet, key or org"), ("id" = String, Path, description = "Stream id")),
-    responses((status = 200, description = "`{revisions: [{version, revision, event_type, recorded_at, actor, request_id, summary, hash}], next_after}`")))]
+#[utoipa::path(get, path = "/api/v1/ledger/resources/{stream_type}/{id}/revisions", tag = "audit", security(("bearer" = [])), params(("stream_type" = String, Path, description = "A stream type"), ("id" = String, Path, description = "Stream id")),
+    params(("after" = Option<i64>, Query, description = "Versions after this one"), ("limit" = Option<i64>, Query, description = "1..1000, default 100")),
+    responses((status = 200, body = wire::RevisionPage, description = "One entry per event, oldest first")))]
 async fn revisions(
     State(state): State<AppState>,
     LedgerPrincipal(principal): LedgerPrincipal,
@@ -159,8 +159,9 @@ fn parse_time(value: &str) -> Result<DateTime<Utc>, Problem> {
 }
 
 /// The resource folded from the log to a version or a time: `{version, recorded_at, state}`.
-#[utoipa::path(get, path = "/api/v1/ledger/resources/{stream_type}/{id}", tag = "audit", security(("bearer" = [])), params(("stream_type" = String, Path, description = "profile, runtime, fleet, key or org"), ("id" = String, Path, description = "Stream id")),
-    responses((status = 200, description = "`{version, recorded_at, state}` at `?version=` or `?as_of=`, with ETag")))]
+#[utoipa::path(get, path = "/api/v1/ledger/resources/{stream_type}/{id}", tag = "audit", security(("bearer" = [])), params(("stream_type" = String, Path, description = "A stream type"), ("id" = String, Path, description = "Stream id")),
+    params(("version" = Option<i64>, Query, description = "This version (default: the current one)"), ("as_of" = Option<String>, Query, description = "The version current at this RFC 3339 time")),
+    responses((status = 200, body = wire::StateAt, description = "The resource as its surface shows it, folded from the log, with `ETag`"), (status = 400, description = "Both `version` and `as_of`, or a bad time")))]
 async fn state_at(
     State(state): State<AppState>,
     LedgerPrincipal(principal): LedgerPrincipal,
@@ -205,8 +206,9 @@ fn pointer_summary(patch: &json_patch::Patch) -> Vec<String> {
 }
 
 /// RFC 6902 patch from version `from` to version `to`, with a summary of changed paths.
-#[utoipa::path(get, path = "/api/v1/ledger/resources/{stream_type}/{id}/diff", tag = "audit", security(("bearer" = [])), params(("stream_type" = String, Path, description = "profile, runtime, fleet, key or org"), ("id" = String, Path, description = "Stream id")),
-    responses((status = 200, description = "`{from, to, patch (RFC 6902), summary}` for `?from=A&to=B`")))]
+#[utoipa::path(get, path = "/api/v1/ledger/resources/{stream_type}/{id}/diff", tag = "audit", security(("bearer" = [])), params(("stream_type" = String, Path, description = "A stream type"), ("id" = String, Path, description = "Stream id")),
+    params(("from" = i64, Query, description = "The older version"), ("to" = i64, Query, description = "The newer version")),
+    responses((status = 200, body = wire::Diff, description = "The RFC 6902 patch from one version to the other, and the changed paths")))]
 async fn diff(
     State(state): State<AppState>,
     LedgerPrincipal(principal): LedgerPrincipal,
@@ -236,17 +238,27 @@ struct RestoreBody {
 
 /// Appends a new revision whose configuration equals version N's, through the surface's
 /// own rules; answers like the surface's own write.
-#[utoipa::path(post, path = "/api/v1/ledger/resources/{stream_type}/{id}/restore", tag = "audit", security(("bearer" = [])), params(("stream_type" = String, Path, description = "profile, runtime, fleet, key or org"), ("id" = String, Path, description = "Stream id")),
-    request_body(content = Object, description = "`{version, reason?}`"),
-    responses((status = 200, description = "As the surface's own write")))]
+#[utoipa::path(post, path = "/api/v1/ledger/resources/{stream_type}/{id}/restore", tag = "audit", security(("bearer" = [])), params(("stream_type" = String, Path, description = "A stream type"), ("id" = String, Path, description = "Stream id")),
+    request_body(content = wire::Restore),
+    responses((status = 200, body = Object, description = "As the surface's own write answers"),
+              (status = 409, description = "The resource is deleted"), (status = 502, description = "The restored change's side effect failed (it is recorded)"),
+              (status = 504, description = "No outcome of the restored change's side effect in time")))]
 async fn restore(
     State(state): State<AppState>,
     LedgerPrincipal(principal): LedgerPrincipal,
     meta: RequestMeta,
     Path((stream_type, id)): Path<(String, String)>,
-    body: Result<Json<RestoreBody>, axum::extract::rejection::JsonRejection>,
+    body: JsonBody<Problem>,
 ) -> Result<Response, Problem> {
-    let Json(body) = body.map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()))?;
+    let body = body
+        .bytes()
+        .ok_or_else(|| Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "the request body is over 1 MiB"))?;
+    let body: RestoreBody = serde_json::from_slice(&body).map_err(|e| {
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("the body must be {{version, reason?}}: {e}"),
+        )
+    })?;
     let (kind, current) = known_stream(&state, &principal, &stream_type, &id).await?;
     if !principal.may(&id, "configure") {
         return Err(Problem::new(StatusCode::FORBIDDEN, "restoring needs a member or admin key"));
@@ -278,8 +290,8 @@ async fn restore(
 }
 
 /// Hash-chain verification of one stream.
-#[utoipa::path(get, path = "/api/v1/ledger/resources/{stream_type}/{id}/verify", tag = "audit", security(("bearer" = [])), params(("stream_type" = String, Path, description = "profile, runtime, fleet, key or org"), ("id" = String, Path, description = "Stream id")),
-    responses((status = 200, description = "`{ok, checked, first_bad}`")))]
+#[utoipa::path(get, path = "/api/v1/ledger/resources/{stream_type}/{id}/verify", tag = "audit", security(("bearer" = [])), params(("stream_type" = String, Path, description = "A stream type"), ("id" = String, Path, description = "Stream id")),
+    responses((status = 200, body = wire::Verification, description = "The chain's verification")))]
 async fn verify_stream(
     State(state): State<AppState>,
     LedgerPrincipal(principal): LedgerPrincipal,
@@ -291,7 +303,7 @@ async fn verify_stream(
 
 /// Hash-chain verification of every stream of the caller's org.
 #[utoipa::path(get, path = "/api/v1/ledger/verify", tag = "audit", security(("bearer" = [])),
-    responses((status = 200, description = "`{ok, checked, first_bad}` over the caller's org"), (status = 403, description = "Not an admin key"),
+    responses((status = 200, body = wire::Verification, description = "Verification of every chain of the caller's org"), (status = 403, description = "Not an admin key"),
               (status = 429, description = "Verified too often (per org); `Retry-After` says when to retry")))]
 async fn verify_org(
     State(state): State<AppState>,
@@ -326,8 +338,8 @@ struct ChangesQuery {
 /// Who changed which resources of a type, when: newest last.
 #[utoipa::path(get, path = "/api/v1/ledger/resources/{stream_type}", tag = "audit", security(("bearer" = [])),
     params(("stream_type" = String, Path, description = "Stream type"), ("changed_since" = Option<String>, Query, description = "RFC 3339"),
-           ("actor" = Option<String>, Query, description = "Principal or key id")),
-    responses((status = 200, description = "`{changes: [{stream_type, stream_id, version, event_type, recorded_at, actor, summary}]}`")))]
+           ("actor" = Option<String>, Query, description = "Principal or key id"), ("limit" = Option<i64>, Query, description = "1..10000, default 1000")),
+    responses((status = 200, body = wire::Changes, description = "Who changed which resources of the type, oldest first")))]
 async fn changes(
     State(state): State<AppState>,
     LedgerPrincipal(principal): LedgerPrincipal,
@@ -340,6 +352,7 @@ async fn changes(
     if !(1..=10_000).contains(&limit) {
         return Err(bad_request("limit must be between 1 and 10000"));
     }
+    registered(&stream_type)?;
     let filter = Filter::for_reader(&principal, Some(stream_type.clone()), None);
     let mut after = 0;
     let mut out = Vec::new();
@@ -377,3 +390,93 @@ async fn changes(
     tags((name = "audit", description = "History, time travel, diffs, restore and verification of any resource"))
 )]
 pub struct AuditApi;
+
+/// The shapes of the audit API's bodies, for `/openapi.json`.
+#[allow(dead_code)]
+pub(crate) mod wire {
+    use serde_json::{Map, Value};
+    use utoipa::ToSchema;
+
+    use crate::api::ledger::wire::Actor;
+
+    #[derive(ToSchema)]
+    pub struct RevisionEntry {
+        pub version: i64,
+        /// The resource's revision number, where its surface counts them
+        #[schema(required)]
+        pub revision: Option<i64>,
+        pub event_type: String,
+        pub recorded_at: String,
+        pub actor: Actor,
+        #[schema(required)]
+        pub request_id: Option<String>,
+        pub summary: String,
+        pub hash: String,
+    }
+
+    #[derive(ToSchema)]
+    pub struct RevisionPage {
+        pub revisions: Vec<RevisionEntry>,
+        #[schema(required)]
+        pub next_after: Option<i64>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct StateAt {
+        pub version: i64,
+        #[schema(required)]
+        pub recorded_at: Option<String>,
+        /// The resource as its own surface renders it
+        pub state: Value,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Diff {
+        pub from: i64,
+        pub to: i64,
+        /// RFC 6902 operations
+        pub patch: Vec<Map<String, Value>>,
+        pub summary: Vec<String>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Restore {
+        /// The version whose configuration comes back
+        pub version: i64,
+        pub reason: Option<String>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct ChainBreak {
+        pub stream: String,
+        pub version: i64,
+        pub global_position: i64,
+        pub event_id: String,
+        pub expected: String,
+        pub actual: String,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Verification {
+        pub ok: bool,
+        pub checked: u64,
+        #[schema(required)]
+        pub first_bad: Option<ChainBreak>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Change {
+        pub stream_type: String,
+        pub stream_id: String,
+        pub version: i64,
+        pub event_type: String,
+        pub recorded_at: String,
+        pub actor: Actor,
+        pub summary: String,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Changes {
+        pub changes: Vec<Change>,
+    }
+}

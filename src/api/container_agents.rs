@@ -4,7 +4,6 @@
 //! only the agents it created (others are 404); a `viewer` reads only its own. Start,
 //! stop and delete are admin-only.
 
-use axum::body::Body;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -20,7 +19,7 @@ use fleetledger_projections::ReadModel;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::{read_body, tagged, RequestMeta, Surface};
+use super::{tagged, JsonBody, RequestMeta, Surface};
 use crate::auth::{presented_token, Principal, Role};
 use crate::domain::container::{
     self as rules, AgentBody, AgentCommand, AgentRefs, Caller, NewResource, PolicyOwner, ProfileBody, SkillBody, SkillRef,
@@ -31,8 +30,6 @@ use crate::state::AppState;
 use crate::store::StoreError;
 use crate::streams::Audited;
 use crate::workers::drivers::container::ContainerSpec;
-
-const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -149,10 +146,9 @@ fn hill_time(t: &DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
-async fn body_of(body: Body) -> Result<Map<String, Value>, HillError> {
-    let bytes = read_body(body, MAX_BODY_BYTES)
-        .await
-        .map_err(HillError::internal)?
+fn body_of(body: JsonBody<HillError>) -> Result<Map<String, Value>, HillError> {
+    let bytes = body
+        .bytes()
         .ok_or_else(|| HillError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large"))?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
@@ -263,24 +259,24 @@ fn skill_json(s: &Skill) -> Value {
 }
 
 #[utoipa::path(get, path = "/skills", tag = "container_agents", security(("bearer" = [])),
-    responses((status = 200, description = "`[skill]` by name")))]
+    responses((status = 200, body = Vec<wire::Skill>, description = "Skills by name")))]
 async fn list_skills(State(state): State<AppState>, HillPrincipal(principal): HillPrincipal) -> Response {
     let mut skills = live::<Skill>(&state, &principal);
     skills.sort_by(|a, b| a.name.cmp(&b.name));
     Json(skills.iter().map(skill_json).collect::<Vec<_>>()).into_response()
 }
 
-#[utoipa::path(post, path = "/skills", tag = "container_agents", security(("bearer" = [])), request_body(content = Object, description = "`{name, scope (container_local|host_docker|vps_system), tools_config, tools[]}`"),
-    responses((status = 201, description = "The skill" ), (status = 403, description = "Requires admin role")))]
+#[utoipa::path(post, path = "/skills", tag = "container_agents", security(("bearer" = [])), request_body(content = wire::SkillInput),
+    responses((status = 201, body = wire::Skill, description = "The skill" ), (status = 403, description = "Requires admin role")))]
 async fn create_skill(
     State(state): State<AppState>,
     HillPrincipal(principal): HillPrincipal,
     meta: RequestMeta,
-    body: Body,
+    body: JsonBody<HillError>,
 ) -> Result<Response, HillError> {
     require_admin(&principal)?;
     let new = new_resource(&principal, Uuid::now_v7());
-    let body = SkillBody::from_json(&body_of(body).await?);
+    let body = SkillBody::from_json(&body_of(body)?);
     let (skill, version): (Skill, _) = create_stream(&state, &meta, &principal, new.id, |existing| {
         rules::create_skill(existing, &new, &body)
     })
@@ -289,7 +285,7 @@ async fn create_skill(
 }
 
 #[utoipa::path(get, path = "/skills/{id}", tag = "container_agents", security(("bearer" = [])), params(("id" = String, Path, description = "Id")),
-    responses((status = 200, description = "The skill")))]
+    responses((status = 200, body = wire::Skill, description = "The skill")))]
 async fn get_skill(
     State(state): State<AppState>,
     HillPrincipal(principal): HillPrincipal,
@@ -299,18 +295,18 @@ async fn get_skill(
     Ok(tagged(version, Json(skill_json(&skill))))
 }
 
-#[utoipa::path(put, path = "/skills/{id}", tag = "container_agents", security(("bearer" = [])), params(("id" = String, Path, description = "Id")), request_body(content = Object, description = "Any of `{name, scope, tools_config, tools}`"),
-    responses((status = 200, description = "The skill")))]
+#[utoipa::path(put, path = "/skills/{id}", tag = "container_agents", security(("bearer" = [])), params(("id" = String, Path, description = "Id")), request_body(content = wire::SkillInput),
+    responses((status = 200, body = wire::Skill, description = "The skill")))]
 async fn update_skill(
     State(state): State<AppState>,
     HillPrincipal(principal): HillPrincipal,
     meta: RequestMeta,
     Path(id): Path<String>,
-    body: Body,
+    body: JsonBody<HillError>,
 ) -> Result<Response, HillError> {
     require_admin(&principal)?;
     let skill = find::<Skill>(&state, &principal, &id, "Skill").await?;
-    let body = SkillBody::from_json(&body_of(body).await?);
+    let body = SkillBody::from_json(&body_of(body)?);
     let now = Utc::now();
     let (skill, version): (Skill, _) = update_stream(&state, &meta, &principal, skill.id, |current| {
         rules::update_skill(current, &body, now)
@@ -320,7 +316,7 @@ async fn update_skill(
 }
 
 #[utoipa::path(delete, path = "/skills/{id}", tag = "container_agents", security(("bearer" = [])), params(("id" = String, Path, description = "Id")),
-    responses((status = 200, description = "`{\"deleted\": true}`")))]
+    responses((status = 200, body = wire::Deleted, description = "Deleted")))]
 async fn delete_skill(
     State(state): State<AppState>,
     HillPrincipal(principal): HillPrincipal,
@@ -343,23 +339,23 @@ fn profile_json(p: &ContainerProfile) -> Value {
 }
 
 #[utoipa::path(get, path = "/container-profiles", tag = "container_agents", security(("bearer" = [])),
-    responses((status = 200, description = "`[profile]` by name")))]
+    responses((status = 200, body = Vec<wire::ContainerProfile>, description = "Container profiles by name")))]
 async fn list_profiles(State(state): State<AppState>, HillPrincipal(principal): HillPrincipal) -> Response {
     let mut profiles = live::<ContainerProfile>(&state, &principal);
     profiles.sort_by(|a, b| a.name.cmp(&b.name));
     Json(profiles.iter().map(profile_json).collect::<Vec<_>>()).into_response()
 }
 
-#[utoipa::path(post, path = "/container-profiles", tag = "container_agents", security(("bearer" = [])), request_body(content = Object, description = "`{name, description, docker_image, default_cpus, default_mem_limit, default_pids_limit}`"),
-    responses((status = 201, description = "The profile")))]
+#[utoipa::path(post, path = "/container-profiles", tag = "container_agents", security(("bearer" = [])), request_body(content = wire::ContainerProfileInput),
+    responses((status = 201, body = wire::ContainerProfile, description = "The profile")))]
 async fn create_profile(
     State(state): State<AppState>,
     HillPrincipal(principal): HillPrincipal,
     meta: RequestMeta,
-    body: Body,
+    body: JsonBody<HillError>,
 ) -> Result<Response, HillError> {
     require_admin(&principal)?;
-    let body = ProfileBody::from_json(&body_of(body).await?);
+    let body = ProfileBody::from_json(&body_of(body)?);
     let new = new_resource(&principal, Uuid::now_v7());
     let (profile, version): (ContainerProfile, _) = create_stream(&state, &meta, &principal, new.id, |existing| {
         rules::create_profile(existing, &new, &body)
@@ -369,7 +365,7 @@ async fn create_profile(
 }
 
 #[utoipa::path(get, path = "/container-profiles/{id}", tag = "container_agents", security(("bearer" = [])), params(("id" = String, Path, description = "Id")),
-    responses((status = 200, description = "The profile")))]
+    responses((status = 200, body = wire::ContainerProfile, description = "The profile")))]
 async fn get_profile(
     State(state): State<AppState>,
     HillPrincipal(principal): HillPrincipal,
@@ -381,18 +377,18 @@ async fn get_profile(
     .into_response())
 }
 
-#[utoipa::path(put, path = "/container-profiles/{id}", tag = "container_agents", security(("bearer" = [])), params(("id" = String, Path, description = "Id")), request_body(content = Object, description = "Any of the profile's fields"),
-    responses((status = 200, description = "The profile")))]
+#[utoipa::path(put, path = "/container-profiles/{id}", tag = "container_agents", security(("bearer" = [])), params(("id" = String, Path, description = "Id")), request_body(content = wire::ContainerProfileInput),
+    responses((status = 200, body = wire::ContainerProfile, description = "The profile")))]
 async fn update_profile(
     State(state): State<AppState>,
     HillPrincipal(principal): HillPrincipal,
     meta: RequestMeta,
     Path(id): Path<String>,
-    body: Body,
+    body: JsonBody<HillError>,
 ) -> Result<Response, HillError> {
     require_admin(&principal)?;
     let profile = find::<ContainerProfile>(&state, &principal, &id, "Container profile").await?;
-    let body = ProfileBody::from_json(&body_of(body).await?);
+    let body = ProfileBody::from_json(&body_of(body)?);
     let now = Utc::now();
     let (profile, version): (ContainerProfile, _) = update_stream(&state, &meta, &principal, profile.id, |current| {
         rules::update_profile(current, &body, now)
@@ -402,7 +398,7 @@ async fn update_profile(
 }
 
 #[utoipa::path(delete, path = "/container-profiles/{id}", tag = "container_agents", security(("bearer" = [])), params(("id" = String, Path, description = "Id")),
-    responses((status = 200, description = "`{\"deleted\": true}`" ), (status = 409, description = "The profile is in use")))]
+    responses((status = 200, body = wire::Deleted, description = "Deleted" ), (status = 409, description = "The profile is in use")))]
 async fn delete_profile(
     State(state): State<AppState>,
     HillPrincipal(principal): HillPrincipal,
@@ -503,7 +499,7 @@ fn agent_refs(state: &AppState, principal: &Principal, body: &AgentBody, current
 }
 
 #[utoipa::path(get, path = "/agents", tag = "container_agents", security(("bearer" = [])),
-    responses((status = 200, description = "The caller's agents (all of the org's for admins), newest first")))]
+    responses((status = 200, body = Vec<wire::ContainerAgent>, description = "The caller's agents (all of the org's for admins), newest first")))]
 async fn list_agents(State(state): State<AppState>, HillPrincipal(principal): HillPrincipal) -> Response {
     let mut agents: Vec<ContainerAgent> = live::<ContainerAgent>(&state, &principal)
         .into_iter()
@@ -513,18 +509,18 @@ async fn list_agents(State(state): State<AppState>, HillPrincipal(principal): Hi
     Json(agents.iter().map(|a| agent_json(&state, a)).collect::<Vec<_>>()).into_response()
 }
 
-#[utoipa::path(post, path = "/agents", tag = "container_agents", security(("bearer" = [])), request_body(content = Object, description = "`{agent_id, name, …}` with the PUT fields"),
-    responses((status = 201, description = "The agent" ), (status = 409, description = "An agent with this agent_id already exists")))]
+#[utoipa::path(post, path = "/agents", tag = "container_agents", security(("bearer" = [])), request_body(content = wire::ContainerAgentInput),
+    responses((status = 201, body = wire::ContainerAgent, description = "The agent" ), (status = 409, description = "An agent with this agent_id already exists")))]
 async fn create_agent(
     State(state): State<AppState>,
     HillPrincipal(principal): HillPrincipal,
     meta: RequestMeta,
-    body: Body,
+    body: JsonBody<HillError>,
 ) -> Result<Response, HillError> {
     if !principal.may_write() {
         return Err(HillError::new(StatusCode::FORBIDDEN, "Insufficient permissions"));
     }
-    let body = AgentBody::from_json(&body_of(body).await?);
+    let body = AgentBody::from_json(&body_of(body)?);
     let (id, agent_id) = rules::new_agent_id(principal.org_id, &body)?;
     let new = new_resource(&principal, id);
     let caller = caller(&principal);
@@ -543,7 +539,7 @@ async fn create_agent(
 }
 
 #[utoipa::path(get, path = "/agents/{id}", tag = "container_agents", security(("bearer" = [])), params(("id" = String, Path, description = "Id")),
-    responses((status = 200, description = "The agent")))]
+    responses((status = 200, body = wire::ContainerAgent, description = "The agent")))]
 async fn get_agent(
     State(state): State<AppState>,
     HillPrincipal(principal): HillPrincipal,
@@ -553,20 +549,20 @@ async fn get_agent(
     Ok(tagged(version, Json(agent_json(&state, &agent))))
 }
 
-#[utoipa::path(put, path = "/agents/{id}", tag = "container_agents", security(("bearer" = [])), params(("id" = String, Path, description = "Id")), request_body(content = Object, description = "`{name, description, tools_config, cpus, mem_limit, pids_limit, soul_md, rules_md, model_policy_id, model_names, skill_ids, container_profile_id, autonomy_level}`"),
-    responses((status = 200, description = "The agent" ), (status = 400, description = "Invalid field"), (status = 409, description = "Cannot update a running agent. Stop it first.")))]
+#[utoipa::path(put, path = "/agents/{id}", tag = "container_agents", security(("bearer" = [])), params(("id" = String, Path, description = "Id")), request_body(content = wire::ContainerAgentInput),
+    responses((status = 200, body = wire::ContainerAgent, description = "The agent" ), (status = 400, description = "Invalid field"), (status = 409, description = "Cannot update a running agent. Stop it first.")))]
 async fn update_agent(
     State(state): State<AppState>,
     HillPrincipal(principal): HillPrincipal,
     meta: RequestMeta,
     Path(id): Path<String>,
-    body: Body,
+    body: JsonBody<HillError>,
 ) -> Result<Response, HillError> {
     let (_, agent) = visible_agent(&state, &principal, &id).await?;
     if !principal.may_write() {
         return Err(HillError::new(StatusCode::FORBIDDEN, "Insufficient permissions"));
     }
-    let body = AgentBody::from_json(&body_of(body).await?);
+    let body = AgentBody::from_json(&body_of(body)?);
     // A running agent is refused before any precondition is checked; the decision checks
     // again against the latest state.
     rules::updatable(&agent)?;
@@ -610,7 +606,7 @@ async fn stop_container(state: &AppState, context: &WriteContext, agent: &Contai
 }
 
 #[utoipa::path(post, path = "/agents/{id}/start", tag = "container_agents", security(("bearer" = [])), params(("id" = String, Path, description = "Id")),
-    responses((status = 200, description = "The agent, running or in error")))]
+    responses((status = 200, body = wire::ContainerAgent, description = "The agent, running or in error"), (status = 409, description = "Already running")))]
 async fn start_agent(
     State(state): State<AppState>,
     HillPrincipal(principal): HillPrincipal,
@@ -659,7 +655,7 @@ async fn start_agent(
 }
 
 #[utoipa::path(post, path = "/agents/{id}/stop", tag = "container_agents", security(("bearer" = [])), params(("id" = String, Path, description = "Id")),
-    responses((status = 200, description = "The agent, stopped")))]
+    responses((status = 200, body = wire::ContainerAgent, description = "The agent, stopped")))]
 async fn stop_agent(
     State(state): State<AppState>,
     HillPrincipal(principal): HillPrincipal,
@@ -675,7 +671,7 @@ async fn stop_agent(
 }
 
 #[utoipa::path(delete, path = "/agents/{id}", tag = "container_agents", security(("bearer" = [])), params(("id" = String, Path, description = "Id")),
-    responses((status = 200, description = "`{\"deleted\": true}`")))]
+    responses((status = 200, body = wire::Deleted, description = "Deleted")))]
 async fn delete_agent(
     State(state): State<AppState>,
     HillPrincipal(principal): HillPrincipal,
@@ -722,6 +718,156 @@ impl Audited for ContainerAgent {
 #[openapi(
     paths(list_skills, create_skill, get_skill, update_skill, delete_skill, list_profiles, create_profile, get_profile, update_profile,
           delete_profile, list_agents, create_agent, get_agent, update_agent, delete_agent, start_agent, stop_agent),
+    components(schemas(wire::Hill90Error)),
     tags((name = "container_agents", description = "Skills, container profiles and container agents (Hill90-compatible)"))
 )]
 pub struct ContainerAgentsApi;
+
+/// The shapes of this surface's bodies, for `/openapi.json`.
+#[allow(dead_code)]
+pub(crate) mod wire {
+    use serde_json::{Map, Value};
+    use utoipa::ToSchema;
+
+    /// Hill90's error body.
+    #[derive(ToSchema)]
+    pub struct Hill90Error {
+        pub error: String,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Tool {
+        pub id: String,
+        pub name: String,
+        pub description: String,
+        pub install_method: String,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Skill {
+        pub id: String,
+        pub name: String,
+        /// `container_local`, `host_docker` or `vps_system`
+        pub scope: String,
+        pub tools_config: Value,
+        pub tools: Vec<Tool>,
+        pub created_by: String,
+        pub created_at: String,
+        pub updated_at: String,
+    }
+
+    /// A skill's fields (all of them to create one; any of them to change one).
+    #[derive(ToSchema)]
+    pub struct SkillInput {
+        pub name: Option<String>,
+        /// `container_local`, `host_docker` or `vps_system`
+        pub scope: Option<String>,
+        pub tools_config: Option<Map<String, Value>>,
+        /// `{name, description?, install_method?}` each
+        pub tools: Option<Vec<Map<String, Value>>>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct ContainerProfile {
+        pub id: String,
+        pub name: String,
+        pub description: String,
+        pub docker_image: String,
+        pub default_cpus: String,
+        pub default_mem_limit: String,
+        pub default_pids_limit: i64,
+        pub created_at: String,
+        pub updated_at: String,
+    }
+
+    /// A container profile's fields (`name` and `docker_image` to create one; any of them
+    /// to change one).
+    #[derive(ToSchema)]
+    pub struct ContainerProfileInput {
+        pub name: Option<String>,
+        pub description: Option<String>,
+        pub docker_image: Option<String>,
+        pub default_cpus: Option<String>,
+        pub default_mem_limit: Option<String>,
+        pub default_pids_limit: Option<i64>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct AgentSkill {
+        pub id: String,
+        pub name: String,
+        pub scope: String,
+        pub tools: Vec<Tool>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct AgentContainerProfile {
+        pub id: String,
+        pub name: String,
+        pub docker_image: String,
+    }
+
+    #[derive(ToSchema)]
+    pub struct ContainerAgent {
+        pub id: String,
+        pub agent_id: String,
+        pub name: String,
+        pub description: String,
+        pub tools_config: Value,
+        pub cpus: String,
+        pub mem_limit: String,
+        pub pids_limit: i64,
+        pub soul_md: String,
+        pub rules_md: String,
+        pub autonomy_level: String,
+        /// `stopped`, `running` or `error`
+        pub status: String,
+        #[schema(required)]
+        pub container_id: Option<String>,
+        #[schema(required)]
+        pub model_policy_id: Option<String>,
+        pub models: Vec<String>,
+        pub skills: Vec<AgentSkill>,
+        #[schema(required)]
+        pub container_profile_id: Option<String>,
+        #[schema(required)]
+        pub container_profile: Option<AgentContainerProfile>,
+        #[schema(required)]
+        pub error_message: Option<String>,
+        pub created_at: String,
+        pub updated_at: String,
+        pub created_by: String,
+        pub principal_id: String,
+        pub principal_type: String,
+    }
+
+    /// An agent's fields (`agent_id` and `name` to create one; any of the others to change
+    /// one with `PUT`).
+    #[derive(ToSchema)]
+    pub struct ContainerAgentInput {
+        /// Only on creation
+        pub agent_id: Option<String>,
+        pub name: Option<String>,
+        pub description: Option<String>,
+        pub tools_config: Option<Map<String, Value>>,
+        /// Up to 4
+        pub cpus: Option<String>,
+        /// Up to 16 GiB (`2g`, `512m`)
+        pub mem_limit: Option<String>,
+        /// 1 to 300
+        pub pids_limit: Option<i64>,
+        pub soul_md: Option<String>,
+        pub rules_md: Option<String>,
+        pub autonomy_level: Option<String>,
+        pub model_policy_id: Option<String>,
+        /// Names from the server's available models
+        pub model_names: Option<Vec<String>>,
+        pub skill_ids: Option<Vec<String>>,
+        pub container_profile_id: Option<String>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Deleted {
+        pub deleted: bool,
+    }
+}

@@ -9,7 +9,6 @@
 
 use std::collections::HashSet;
 
-use axum::body::Body;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -25,7 +24,7 @@ use fleetledger_projections::key::Key;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::{read_body, tagged, RequestMeta, Surface};
+use super::{tagged, JsonBody, RequestMeta, Surface};
 use crate::auth::{presented_token, Principal, Role};
 use crate::domain::instance::{self as rules, CreateInstance};
 use crate::domain::key::PERMISSIONS;
@@ -37,7 +36,6 @@ use crate::store::StoreError;
 use crate::streams::Audited;
 use crate::tenancy::{self, NewKey, TenancyError};
 
-const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const ORG_KEY_PREFIX: &str = "chd_org_";
 pub const SCOPED_KEY_PREFIX: &str = "chd_sk_";
 
@@ -171,10 +169,9 @@ fn chowder_time(t: &DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()
 }
 
-async fn body_of(body: Body) -> Result<Map<String, Value>, ChowderError> {
-    let bytes = read_body(body, MAX_BODY_BYTES)
-        .await
-        .map_err(ChowderError::internal)?
+fn body_of(body: JsonBody<ChowderError>) -> Result<Map<String, Value>, ChowderError> {
+    let bytes = body
+        .bytes()
         .ok_or_else(|| ChowderError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large."))?;
     let mut p = Problems::default();
     let value: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -252,13 +249,13 @@ async fn issue(state: &AppState, new: NewKey, actor: Actor) -> Result<(crate::au
 }
 
 #[utoipa::path(post, path = "/v1/organization/signup", tag = "instances",
-    request_body(content = Object, description = "`{name}`"),
-    responses((status = 201, description = "`{organization, api_key}`; the org key is shown once"), (status = 403, description = "Signup is off (the server runs without `--allow-signup`)")))]
-async fn signup(State(state): State<AppState>, body: Body) -> Result<Response, ChowderError> {
+    request_body(content = wire::Signup),
+    responses((status = 201, body = wire::SignedUp, description = "The organization and its key, shown once"), (status = 403, description = "Signup is off (the server runs without `--allow-signup`)")))]
+async fn signup(State(state): State<AppState>, body: JsonBody<ChowderError>) -> Result<Response, ChowderError> {
     if !state.settings.allow_signup {
         return Err(ChowderError::new(StatusCode::FORBIDDEN, "Signup is disabled."));
     }
-    let fields = body_of(body).await?;
+    let fields = body_of(body)?;
     let mut p = Problems::default();
     let name = name_field(&mut p, &fields, true);
     let name = checked(p, name)?.unwrap_or_default();
@@ -287,7 +284,7 @@ async fn signup(State(state): State<AppState>, body: Body) -> Result<Response, C
 }
 
 #[utoipa::path(get, path = "/v1/organization", tag = "instances", security(("bearer" = [])),
-    responses((status = 200, description = "The caller's organization")))]
+    responses((status = 200, body = wire::Organization, description = "The caller's organization")))]
 async fn organization(State(state): State<AppState>, ChowderPrincipal(principal): ChowderPrincipal) -> Result<Response, ChowderError> {
     let org = state
         .ledger
@@ -329,15 +326,15 @@ fn key_json(key: &Key, detailed: bool) -> Value {
 }
 
 #[utoipa::path(post, path = "/v1/keys", tag = "instances", security(("bearer" = [])),
-    request_body(content = Object, description = "`{name, instance_ids[], permissions[], expires_at?}`"),
-    responses((status = 201, description = "The scoped key with `raw_key`, shown once")))]
+    request_body(content = wire::CreateKey),
+    responses((status = 201, body = wire::Key, description = "The scoped key with `raw_key`, shown once")))]
 async fn create_key(
     State(state): State<AppState>,
     ChowderPrincipal(principal): ChowderPrincipal,
-    body: Body,
+    body: JsonBody<ChowderError>,
 ) -> Result<Response, ChowderError> {
     require_org_key(&principal)?;
-    let fields = body_of(body).await?;
+    let fields = body_of(body)?;
     let mut p = Problems::default();
     let name = name_field(&mut p, &fields, true);
     let strings = |p: &mut Problems, field: &str| -> Vec<String> {
@@ -426,7 +423,7 @@ fn org_keys(state: &AppState, principal: &Principal) -> Vec<Key> {
 }
 
 #[utoipa::path(get, path = "/v1/keys", tag = "instances", security(("bearer" = [])),
-    responses((status = 200, description = "The organization's live keys, newest first")))]
+    responses((status = 200, body = Vec<wire::Key>, description = "The organization's live keys, newest first"), (status = 403, description = "Needs an organization key")))]
 async fn list_keys(State(state): State<AppState>, ChowderPrincipal(principal): ChowderPrincipal) -> Result<Response, ChowderError> {
     require_org_key(&principal)?;
     let keys: Vec<Value> = org_keys(&state, &principal).iter().map(|k| key_json(k, false)).collect();
@@ -444,7 +441,7 @@ async fn org_key(state: &AppState, principal: &Principal, id: &str) -> Result<(i
 }
 
 #[utoipa::path(get, path = "/v1/keys/{id}", tag = "instances", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Key id")), responses((status = 200, description = "The key with `instances: [{instance_id, permissions}]`")))]
+    params(("id" = String, Path, description = "Key id")), responses((status = 200, body = wire::Key, description = "The key with its `instances`"), (status = 403, description = "Needs an organization key")))]
 async fn get_key(
     State(state): State<AppState>,
     ChowderPrincipal(principal): ChowderPrincipal,
@@ -456,7 +453,7 @@ async fn get_key(
 }
 
 #[utoipa::path(delete, path = "/v1/keys/{id}", tag = "instances", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Key id")), responses((status = 204, description = "Revoked at once")))]
+    params(("id" = String, Path, description = "Key id")), responses((status = 204, description = "Revoked at once"), (status = 409, description = "The key making the request cannot revoke itself")))]
 async fn revoke_key(
     State(state): State<AppState>,
     ChowderPrincipal(principal): ChowderPrincipal,
@@ -465,6 +462,13 @@ async fn revoke_key(
 ) -> Result<Response, ChowderError> {
     require_org_key(&principal)?;
     let (_, key) = org_key(&state, &principal, &id).await?;
+    if key.id == principal.key_id {
+        // The organization would lock itself out of its own API with one call.
+        return Err(ChowderError::new(
+            StatusCode::CONFLICT,
+            "A key cannot revoke itself; revoke it with another organization key.",
+        ));
+    }
     let (_, version) = tenancy::revoke_key(&state.ledger, key.id, &meta.write_context(&principal), Utc::now()).await?;
     Ok(tagged(version, StatusCode::NO_CONTENT))
 }
@@ -511,16 +515,16 @@ async fn permitted_instance(state: &AppState, principal: &Principal, id: &str, p
 }
 
 #[utoipa::path(post, path = "/v1/instances", tag = "instances", security(("bearer" = [])),
-    request_body(content = Object, description = "`{name, model_provider, openclaw_version, openclaw_config?, region?}`"),
-    responses((status = 201, description = "The instance, `status: provisioning`")))]
+    request_body(content = wire::CreateInstance),
+    responses((status = 201, body = wire::Instance, description = "The instance, `status: provisioning`")))]
 async fn create_instance(
     State(state): State<AppState>,
     ChowderPrincipal(principal): ChowderPrincipal,
     meta: RequestMeta,
-    body: Body,
+    body: JsonBody<ChowderError>,
 ) -> Result<Response, ChowderError> {
     require_org_key(&principal)?;
-    let fields = body_of(body).await?;
+    let fields = body_of(body)?;
     let mut p = Problems::default();
     let name = name_field(&mut p, &fields, true);
     let provider = required(&mut p, &body_at("model_provider"), fields.get("model_provider"));
@@ -552,7 +556,7 @@ async fn create_instance(
 }
 
 #[utoipa::path(get, path = "/v1/instances", tag = "instances", security(("bearer" = [])),
-    responses((status = 200, description = "The organization's instances that are not terminated, newest first")))]
+    responses((status = 200, body = Vec<wire::Instance>, description = "The organization's instances that are not terminated, newest first"), (status = 403, description = "Needs an organization key")))]
 async fn list_instances(State(state): State<AppState>, ChowderPrincipal(principal): ChowderPrincipal) -> Result<Response, ChowderError> {
     require_org_key(&principal)?;
     let mut instances: Vec<Instance> = state
@@ -567,7 +571,7 @@ async fn list_instances(State(state): State<AppState>, ChowderPrincipal(principa
 }
 
 #[utoipa::path(get, path = "/v1/instances/{id}", tag = "instances", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Instance id")), responses((status = 200, description = "The instance")))]
+    params(("id" = String, Path, description = "Instance id")), responses((status = 200, body = wire::Instance, description = "The instance"), (status = 403, description = "The key lacks `read` on it")))]
 async fn get_instance(
     State(state): State<AppState>,
     ChowderPrincipal(principal): ChowderPrincipal,
@@ -578,7 +582,7 @@ async fn get_instance(
 }
 
 #[utoipa::path(get, path = "/v1/instances/{id}/status", tag = "instances", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Instance id")), responses((status = 200, description = "`{id, status, error_message, updated_at}`")))]
+    params(("id" = String, Path, description = "Instance id")), responses((status = 200, body = wire::InstanceStatus, description = "Its status"), (status = 403, description = "The key lacks `read` on it")))]
 async fn instance_status(
     State(state): State<AppState>,
     ChowderPrincipal(principal): ChowderPrincipal,
@@ -610,18 +614,18 @@ async fn write(
 
 #[utoipa::path(patch, path = "/v1/instances/{id}", tag = "instances", security(("bearer" = [])),
     params(("id" = String, Path, description = "Instance id")),
-    request_body(content = Object, description = "`{name?, openclaw_config?}`: overrides deep-merged into the stored config (`null` removes a path)"),
-    responses((status = 200, description = "The instance with its merged `openclaw_config`"), (status = 403, description = "The key lacks `configure` on it"),
+    request_body(content = wire::UpdateInstance),
+    responses((status = 200, body = wire::Instance, description = "The instance with its merged `openclaw_config`"), (status = 403, description = "The key lacks `configure` on it"),
               (status = 502, description = "The running sandbox did not take the change (it stays recorded)")))]
 async fn update_instance(
     State(state): State<AppState>,
     ChowderPrincipal(principal): ChowderPrincipal,
     meta: RequestMeta,
     Path(id): Path<String>,
-    body: Body,
+    body: JsonBody<ChowderError>,
 ) -> Result<Response, ChowderError> {
     let (_, instance) = permitted_instance(&state, &principal, &id, "configure").await?;
-    let fields = body_of(body).await?;
+    let fields = body_of(body)?;
     let mut p = Problems::default();
     let name = name_field(&mut p, &fields, false);
     let overrides = object_field(&mut p, &fields, "openclaw_config");
@@ -665,7 +669,7 @@ async fn transition(
 }
 
 #[utoipa::path(post, path = "/v1/instances/{id}/stop", tag = "instances", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Instance id")), responses((status = 200, description = "The stopped instance"), (status = 409, description = "Not running")))]
+    params(("id" = String, Path, description = "Instance id")), responses((status = 200, body = wire::Instance, description = "The stopped instance"), (status = 409, description = "Not running")))]
 async fn stop_instance(
     State(state): State<AppState>,
     ChowderPrincipal(principal): ChowderPrincipal,
@@ -677,7 +681,7 @@ async fn stop_instance(
 
 #[utoipa::path(post, path = "/v1/instances/{id}/start", tag = "instances", security(("bearer" = [])),
     params(("id" = String, Path, description = "Instance id")),
-    responses((status = 200, description = "The instance, `starting` until the worker has applied every stored override"), (status = 409, description = "Not stopped")))]
+    responses((status = 200, body = wire::Instance, description = "The instance, `starting` until the worker has applied every stored override"), (status = 409, description = "Not stopped")))]
 async fn start_instance(
     State(state): State<AppState>,
     ChowderPrincipal(principal): ChowderPrincipal,
@@ -714,6 +718,132 @@ impl Audited for Instance {
 #[openapi(
     paths(signup, organization, create_key, list_keys, get_key, revoke_key, create_instance, list_instances, get_instance, instance_status,
           update_instance, stop_instance, start_instance, delete_instance),
+    components(schemas(wire::ChowderError)),
     tags((name = "instances", description = "OpenClaw instances and scoped keys (Chowder-compatible)"))
 )]
 pub struct InstancesApi;
+
+/// The shapes of this surface's bodies, for `/openapi.json`.
+#[allow(dead_code)]
+pub(crate) mod wire {
+    use serde_json::{Map, Value};
+    use utoipa::ToSchema;
+
+    /// FastAPI's error body.
+    #[derive(ToSchema)]
+    pub struct ChowderError {
+        /// A message, a list of `{loc, msg, type}` for validation errors, or
+        /// `{"error": …}` when a running sandbox did not take a change
+        pub detail: Value,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Organization {
+        pub id: String,
+        pub name: String,
+        pub slug: String,
+        pub created_at: String,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Signup {
+        /// 1 to 128 characters
+        pub name: String,
+    }
+
+    #[derive(ToSchema)]
+    pub struct SignedUp {
+        pub organization: Organization,
+        /// The organization key `chd_org_…`, shown once
+        pub api_key: String,
+    }
+
+    #[derive(ToSchema)]
+    pub struct KeyInstance {
+        pub instance_id: String,
+        pub permissions: Vec<String>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Key {
+        pub id: String,
+        pub name: String,
+        pub key_prefix: String,
+        /// `organization` or `scoped`
+        #[schema(rename = "type")]
+        pub kind: String,
+        pub instance_ids: Vec<String>,
+        pub permissions: Vec<String>,
+        #[schema(required)]
+        pub expires_at: Option<String>,
+        #[schema(required)]
+        pub revoked_at: Option<String>,
+        pub created_at: String,
+        /// In a key's detail
+        pub instances: Option<Vec<KeyInstance>>,
+        /// The key `chd_sk_…`, shown once when it is made
+        pub raw_key: Option<String>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct CreateKey {
+        pub name: String,
+        pub instance_ids: Vec<String>,
+        /// Each of `read`, `interact`, `configure`, `files`, `channels`
+        pub permissions: Vec<String>,
+        pub expires_at: Option<String>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Instance {
+        pub id: String,
+        pub organization_id: String,
+        pub name: String,
+        /// `provisioning`, `running`, `starting`, `stopped`, `error` or `terminated`
+        pub status: String,
+        pub model_provider: String,
+        pub sandbox_provider: String,
+        #[schema(required)]
+        pub sandbox_id: Option<String>,
+        /// `local://<sandbox id>` for a local sandbox
+        #[schema(required)]
+        pub gateway_url: Option<String>,
+        pub openclaw_version: String,
+        /// The deep merge of every override
+        pub openclaw_config: Map<String, Value>,
+        #[schema(required)]
+        pub region: Option<String>,
+        #[schema(required)]
+        pub error_message: Option<String>,
+        pub created_at: String,
+        pub updated_at: String,
+    }
+
+    #[derive(ToSchema)]
+    pub struct InstanceStatus {
+        pub id: String,
+        pub status: String,
+        #[schema(required)]
+        pub error_message: Option<String>,
+        pub updated_at: String,
+    }
+
+    #[derive(ToSchema)]
+    pub struct CreateInstance {
+        /// 1 to 128 characters
+        pub name: String,
+        /// One of the providers the server knows (`anthropic`, `openai`, …)
+        pub model_provider: String,
+        pub openclaw_version: String,
+        pub openclaw_config: Option<Map<String, Value>>,
+        pub region: Option<String>,
+    }
+
+    /// `openclaw_config` holds overrides, deep-merged into the stored config (`null`
+    /// removes a path).
+    #[derive(ToSchema)]
+    pub struct UpdateInstance {
+        pub name: Option<String>,
+        pub openclaw_config: Option<Map<String, Value>>,
+    }
+}

@@ -30,7 +30,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::{read_body, tagged, RequestMeta, Surface, REQUEST_ID};
+use super::{read_body, tagged, JsonBody, RequestMeta, Surface, MAX_BODY_BYTES, REQUEST_ID};
 use crate::auth::{presented_token, Principal, Role};
 use crate::boundary::{Boundary, GatewayUrl, Refused};
 use crate::domain::mission_control::{self as rules, AgentPatch, BoardFields, BoardRef, CreateAgent, GatewayFields};
@@ -41,8 +41,6 @@ use crate::secrets::Plaintext;
 use crate::state::AppState;
 use crate::store::StoreError;
 use crate::streams::{Audited, Refusal, RestoreRequest};
-
-const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -226,10 +224,9 @@ fn all_of<M: ReadModel>(state: &AppState, principal: &Principal, keep: impl Fn(&
         .collect()
 }
 
-async fn body_of(body: Body) -> Result<Value, McError> {
-    let bytes = read_body(body, MAX_BODY_BYTES)
-        .await
-        .map_err(McError::internal)?
+fn body_of(body: JsonBody<McError>) -> Result<Value, McError> {
+    let bytes = body
+        .bytes()
         .ok_or_else(|| McError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large"))?;
     let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
         let mut p = Problems::default();
@@ -426,7 +423,7 @@ async fn seal_token(state: &AppState, principal: &Principal, token: Option<Plain
 }
 
 #[utoipa::path(get, path = "/api/v1/gateways", tag = "mission_control", security(("bearer" = [])),
-    responses((status = 200, description = "`[gateway]`, newest first; tokens are never shown")))]
+    responses((status = 200, body = Vec<wire::Gateway>, description = "Gateways, newest first; tokens are never shown")))]
 async fn list_gateways(State(state): State<AppState>, McPrincipal(principal): McPrincipal) -> Response {
     let mut gateways = all_of::<Gateway>(&state, &principal, |_| true);
     gateways.sort_by_key(|g| std::cmp::Reverse((g.created_at, g.id)));
@@ -434,16 +431,16 @@ async fn list_gateways(State(state): State<AppState>, McPrincipal(principal): Mc
 }
 
 #[utoipa::path(post, path = "/api/v1/gateways", tag = "mission_control", security(("bearer" = [])),
-    request_body(content = Object, description = "`{name, url?, token?, workspace_root}`; `url` empty (provisioning skipped), `local`, or ws(s):// to an allowed host; a `local` gateway's `workspace_root` is a relative name under the server's workspaces directory (or inside an operator-allowed root)"),
-    responses((status = 200, description = "The gateway"), (status = 422, description = "Validation failed, including a URL or workspace root the server does not allow")))]
+    request_body(content = wire::CreateGateway),
+    responses((status = 200, body = wire::Gateway, description = "The gateway"), (status = 422, description = "Validation failed, including a URL or workspace root the server does not allow")))]
 async fn create_gateway(
     State(state): State<AppState>,
     McPrincipal(principal): McPrincipal,
     meta: RequestMeta,
-    body: Body,
+    body: JsonBody<McError>,
 ) -> Result<Response, McError> {
     require_admin(&principal)?;
-    let body = body_of(body).await?;
+    let body = body_of(body)?;
     let mut p = Problems::default();
     let fields = lenient_model(&mut p, &body_loc(), &body).unwrap_or_default();
     let f = gateway_fields(&mut p, &fields, GatewayFields::default(), true);
@@ -458,7 +455,7 @@ async fn create_gateway(
 }
 
 #[utoipa::path(get, path = "/api/v1/gateways/{id}", tag = "mission_control", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Gateway id")), responses((status = 200, description = "The gateway")))]
+    params(("id" = String, Path, description = "Gateway id")), responses((status = 200, body = wire::Gateway, description = "The gateway")))]
 async fn get_gateway(
     State(state): State<AppState>,
     McPrincipal(principal): McPrincipal,
@@ -469,17 +466,17 @@ async fn get_gateway(
 }
 
 #[utoipa::path(patch, path = "/api/v1/gateways/{id}", tag = "mission_control", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Gateway id")), request_body(content = Object, description = "Any of `{name, url, token, workspace_root}`"),
-    responses((status = 200, description = "The gateway"), (status = 422, description = "Validation failed, including a URL or workspace root the server does not allow")))]
+    params(("id" = String, Path, description = "Gateway id")), request_body(content = wire::UpdateGateway),
+    responses((status = 200, body = wire::Gateway, description = "The gateway"), (status = 422, description = "Validation failed, including a URL or workspace root the server does not allow")))]
 async fn update_gateway(
     State(state): State<AppState>,
     McPrincipal(principal): McPrincipal,
     meta: RequestMeta,
     Path(id): Path<String>,
-    body: Body,
+    body: JsonBody<McError>,
 ) -> Result<Response, McError> {
     require_admin(&principal)?;
-    let body = body_of(body).await?;
+    let body = body_of(body)?;
     let gateway: Gateway = find(&state, &principal, &id, "Gateway not found").await?;
     let mut p = Problems::default();
     let fields = lenient_model(&mut p, &body_loc(), &body).unwrap_or_default();
@@ -506,7 +503,7 @@ async fn update_gateway(
 }
 
 #[utoipa::path(delete, path = "/api/v1/gateways/{id}", tag = "mission_control", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Gateway id")), responses((status = 200, description = "`{\"ok\": true}`")))]
+    params(("id" = String, Path, description = "Gateway id")), responses((status = 200, body = wire::OkAnswer, description = "Deleted")))]
 async fn delete_gateway(
     State(state): State<AppState>,
     McPrincipal(principal): McPrincipal,
@@ -574,7 +571,7 @@ async fn board_fields(
 }
 
 #[utoipa::path(get, path = "/api/v1/boards", tag = "mission_control", security(("bearer" = [])),
-    responses((status = 200, description = "`[board]`, newest first")))]
+    responses((status = 200, body = Vec<wire::Board>, description = "Boards, newest first")))]
 async fn list_boards(State(state): State<AppState>, McPrincipal(principal): McPrincipal) -> Response {
     let mut boards = all_of::<Board>(&state, &principal, |_| true);
     boards.sort_by_key(|b| std::cmp::Reverse((b.created_at, b.id)));
@@ -582,16 +579,16 @@ async fn list_boards(State(state): State<AppState>, McPrincipal(principal): McPr
 }
 
 #[utoipa::path(post, path = "/api/v1/boards", tag = "mission_control", security(("bearer" = [])),
-    request_body(content = Object, description = "`{name, slug?, description?, gateway_id, objective?}`"),
-    responses((status = 200, description = "The board")))]
+    request_body(content = wire::CreateBoard),
+    responses((status = 200, body = wire::Board, description = "The board")))]
 async fn create_board(
     State(state): State<AppState>,
     McPrincipal(principal): McPrincipal,
     meta: RequestMeta,
-    body: Body,
+    body: JsonBody<McError>,
 ) -> Result<Response, McError> {
     require_admin(&principal)?;
-    let body = body_of(body).await?;
+    let body = body_of(body)?;
     let mut p = Problems::default();
     let fields = lenient_model(&mut p, &body_loc(), &body).unwrap_or_default();
     checked(p, ())?;
@@ -603,7 +600,7 @@ async fn create_board(
 }
 
 #[utoipa::path(get, path = "/api/v1/boards/{id}", tag = "mission_control", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Board id")), responses((status = 200, description = "The board")))]
+    params(("id" = String, Path, description = "Board id")), responses((status = 200, body = wire::Board, description = "The board")))]
 async fn get_board(
     State(state): State<AppState>,
     McPrincipal(principal): McPrincipal,
@@ -614,17 +611,17 @@ async fn get_board(
 }
 
 #[utoipa::path(patch, path = "/api/v1/boards/{id}", tag = "mission_control", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Board id")), request_body(content = Object, description = "Any of `{name, slug, description, gateway_id, objective}`"),
-    responses((status = 200, description = "The board")))]
+    params(("id" = String, Path, description = "Board id")), request_body(content = wire::UpdateBoard),
+    responses((status = 200, body = wire::Board, description = "The board")))]
 async fn update_board(
     State(state): State<AppState>,
     McPrincipal(principal): McPrincipal,
     meta: RequestMeta,
     Path(id): Path<String>,
-    body: Body,
+    body: JsonBody<McError>,
 ) -> Result<Response, McError> {
     require_admin(&principal)?;
-    let body = body_of(body).await?;
+    let body = body_of(body)?;
     let board: Board = find(&state, &principal, &id, "Board not found").await?;
     let mut p = Problems::default();
     let fields = lenient_model(&mut p, &body_loc(), &body).unwrap_or_default();
@@ -642,7 +639,7 @@ async fn update_board(
 }
 
 #[utoipa::path(delete, path = "/api/v1/boards/{id}", tag = "mission_control", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Board id")), responses((status = 200, description = "`{\"ok\": true}`")))]
+    params(("id" = String, Path, description = "Board id")), responses((status = 200, body = wire::OkAnswer, description = "Deleted")))]
 async fn delete_board(
     State(state): State<AppState>,
     McPrincipal(principal): McPrincipal,
@@ -783,7 +780,7 @@ struct AgentQuery {
 #[utoipa::path(get, path = "/api/v1/agents", tag = "mission_control", security(("bearer" = [])),
     params(("board_id" = Option<String>, Query, description = "Only this board's agents"), ("gateway_id" = Option<String>, Query, description = "Only this gateway's agents"),
            ("limit" = Option<i64>, Query, description = "1 to 200 (default 50)"), ("offset" = Option<i64>, Query, description = "Items to skip")),
-    responses((status = 200, description = "`{items, total, limit, offset}`, newest first")))]
+    responses((status = 200, body = wire::AgentPage, description = "Agents, newest first"), (status = 422, description = "Invalid query")))]
 async fn list_agents(
     State(state): State<AppState>,
     McPrincipal(principal): McPrincipal,
@@ -830,8 +827,8 @@ async fn list_agents(
 }
 
 #[utoipa::path(post, path = "/api/v1/agents", tag = "mission_control", security(("bearer" = [])),
-    request_body(content = Object, description = "`{name, board_id?, gateway_id?, heartbeat_config?, identity_profile?, identity_template?, soul_template?}`"),
-    responses((status = 200, description = "The provisioned agent"),
+    request_body(content = wire::CreateAgent),
+    responses((status = 200, body = wire::Agent, description = "The provisioned agent"),
               (status = 422, description = "Validation failed, or a template cannot be rendered (nothing recorded)"),
               (status = 502, description = "Provisioning failed; the agent is recorded: its `id` is in the body and `Location`"),
               (status = 504, description = "No provisioning outcome in time; the agent is recorded: its `id` is in the body and `Location`")))]
@@ -839,10 +836,10 @@ async fn create_agent(
     State(state): State<AppState>,
     McPrincipal(principal): McPrincipal,
     meta: RequestMeta,
-    body: Body,
+    body: JsonBody<McError>,
 ) -> Result<Response, McError> {
     require_admin(&principal)?;
-    let body = body_of(body).await?;
+    let body = body_of(body)?;
     let mut p = Problems::default();
     let fields = lenient_model(&mut p, &body_loc(), &body).unwrap_or_default();
     let name = required_text(&mut p, &fields, "name");
@@ -889,7 +886,7 @@ async fn create_agent(
 }
 
 #[utoipa::path(get, path = "/api/v1/agents/{id}", tag = "mission_control", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Agent id")), responses((status = 200, description = "AgentRead"), (status = 404, description = "Not Found")))]
+    params(("id" = String, Path, description = "Agent id")), responses((status = 200, body = wire::Agent, description = "The agent"), (status = 404, description = "Not Found")))]
 async fn get_agent(
     State(state): State<AppState>,
     McPrincipal(principal): McPrincipal,
@@ -971,8 +968,8 @@ fn agent_patch(body: &Value) -> Result<AgentPatch, McError> {
 
 #[utoipa::path(patch, path = "/api/v1/agents/{id}", tag = "mission_control", security(("bearer" = [])),
     params(("id" = String, Path, description = "Agent id"), ("force" = Option<bool>, Query, description = "Reprovision even when nothing significant changed")),
-    request_body(content = Object, description = "Any of `{name, board_id, is_gateway_main, status, heartbeat_config, identity_profile, identity_template, soul_template}`; `null` clears"),
-    responses((status = 200, description = "AgentRead"), (status = 403, description = "Not an org admin"), (status = 404, description = "Not Found / Board not found"),
+    request_body(content = wire::UpdateAgent),
+    responses((status = 200, body = wire::Agent, description = "The agent"), (status = 403, description = "Not an org admin"), (status = 404, description = "Not Found / Board not found"),
               (status = 422, description = "Validation failed"), (status = 502, description = "Gateway update failed (the change is recorded)"),
               (status = 504, description = "No provisioning outcome in time")))]
 async fn update_agent(
@@ -981,11 +978,11 @@ async fn update_agent(
     meta: RequestMeta,
     Path(id): Path<String>,
     Query(query): Query<ForceQuery>,
-    body: Body,
+    body: JsonBody<McError>,
 ) -> Result<Response, McError> {
     require_admin(&principal)?;
     let force = force_of(&query)?;
-    let patch = agent_patch(&body_of(body).await?)?;
+    let patch = agent_patch(&body_of(body)?)?;
     let agent: McAgent = find(&state, &principal, &id, "Not Found").await?;
     let target = match patch.board_id {
         Some(Some(board_id)) => Some(BoardRef::from(
@@ -1078,7 +1075,7 @@ impl Audited for McAgent {
 }
 
 #[utoipa::path(delete, path = "/api/v1/agents/{id}", tag = "mission_control", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Agent id")), responses((status = 200, description = "`{\"ok\": true}`, also for an unknown id")))]
+    params(("id" = String, Path, description = "Agent id")), responses((status = 200, body = wire::OkAnswer, description = "Deleted, also for an unknown id")))]
 async fn delete_agent(
     State(state): State<AppState>,
     McPrincipal(principal): McPrincipal,
@@ -1093,17 +1090,17 @@ async fn delete_agent(
 }
 
 #[utoipa::path(post, path = "/api/v1/agents/{id}/heartbeat", tag = "mission_control", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Agent id")), request_body(content = Object, description = "`{status?}`"),
-    responses((status = 200, description = "AgentRead with `last_seen_at` set")))]
+    params(("id" = String, Path, description = "Agent id")), request_body(content = wire::Heartbeat),
+    responses((status = 200, body = wire::Agent, description = "The agent with `last_seen_at` set")))]
 async fn agent_heartbeat(
     State(state): State<AppState>,
     McPrincipal(principal): McPrincipal,
     meta: RequestMeta,
     Path(id): Path<String>,
-    body: Body,
+    body: JsonBody<McError>,
 ) -> Result<Response, McError> {
     require_admin(&principal)?;
-    let body = body_of(body).await.or_else(|e| {
+    let body = body_of(body).or_else(|e| {
         if e.status == StatusCode::UNPROCESSABLE_ENTITY {
             Ok(json!({}))
         } else {
@@ -1130,6 +1127,166 @@ async fn agent_heartbeat(
 #[openapi(
     paths(list_gateways, create_gateway, get_gateway, update_gateway, delete_gateway, list_boards, create_board, get_board, update_board, delete_board,
           list_agents, create_agent, get_agent, update_agent, delete_agent, agent_heartbeat),
+    components(schemas(wire::MissionControlError)),
     tags((name = "mission_control", description = "Gateways, boards and agents (OpenClaw Mission Control-compatible)"))
 )]
 pub struct MissionControlApi;
+
+/// The shapes of this surface's bodies, for `/openapi.json`.
+#[allow(dead_code)]
+pub(crate) mod wire {
+    use serde_json::{Map, Value};
+    use utoipa::ToSchema;
+
+    /// FastAPI's error body, with the request id.
+    #[derive(ToSchema)]
+    pub struct MissionControlError {
+        /// A message, or for validation errors a list of `{type, loc, msg, input}`
+        pub detail: Value,
+        pub request_id: Option<String>,
+        /// The agent a failed create recorded anyway (502/504)
+        pub id: Option<String>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Gateway {
+        pub id: String,
+        pub organization_id: String,
+        pub name: String,
+        pub url: String,
+        pub workspace_root: String,
+        /// Tokens are never shown
+        pub has_token: bool,
+        pub created_at: String,
+        pub updated_at: String,
+    }
+
+    /// `url` is empty (provisioning skipped), `local`, or ws(s):// to an allowed host; a
+    /// `local` gateway's `workspace_root` is a relative name under the server's workspaces
+    /// directory (or inside an operator-allowed root).
+    #[derive(ToSchema)]
+    pub struct CreateGateway {
+        pub name: String,
+        pub url: Option<String>,
+        pub token: Option<String>,
+        pub workspace_root: String,
+    }
+
+    #[derive(ToSchema)]
+    pub struct UpdateGateway {
+        pub name: Option<String>,
+        pub url: Option<String>,
+        pub token: Option<String>,
+        pub workspace_root: Option<String>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Board {
+        pub id: String,
+        pub organization_id: String,
+        pub name: String,
+        pub slug: String,
+        #[schema(required)]
+        pub description: Option<String>,
+        #[schema(required)]
+        pub gateway_id: Option<String>,
+        #[schema(required)]
+        pub objective: Option<String>,
+        pub created_at: String,
+        pub updated_at: String,
+    }
+
+    #[derive(ToSchema)]
+    pub struct CreateBoard {
+        pub name: String,
+        pub slug: Option<String>,
+        pub description: Option<String>,
+        pub gateway_id: Option<uuid::Uuid>,
+        pub objective: Option<String>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct UpdateBoard {
+        pub name: Option<String>,
+        pub slug: Option<String>,
+        pub description: Option<String>,
+        pub gateway_id: Option<uuid::Uuid>,
+        pub objective: Option<String>,
+    }
+
+    /// AgentRead, plus fleetledger's `revision`, `provision_state` and `last_provision_error`.
+    #[derive(ToSchema)]
+    pub struct Agent {
+        pub id: String,
+        pub gateway_id: String,
+        #[schema(required)]
+        pub board_id: Option<String>,
+        pub name: String,
+        pub status: String,
+        pub gateway_agent_id: String,
+        pub workspace_path: String,
+        pub is_mc_agent: bool,
+        pub is_board_lead: bool,
+        pub is_gateway_main: bool,
+        pub openclaw_session_id: String,
+        #[schema(required)]
+        pub last_seen_at: Option<String>,
+        pub created_at: String,
+        pub updated_at: String,
+        #[schema(required)]
+        pub identity_profile: Option<Map<String, Value>>,
+        pub heartbeat_config: Value,
+        #[schema(required)]
+        pub identity_template: Option<String>,
+        #[schema(required)]
+        pub soul_template: Option<String>,
+        pub revision: i64,
+        /// `pending`, `provisioned`, `failed` or `skipped`
+        pub provision_state: String,
+        #[schema(required)]
+        pub last_provision_error: Option<String>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct AgentPage {
+        pub items: Vec<Agent>,
+        pub total: i64,
+        pub limit: i64,
+        pub offset: i64,
+    }
+
+    #[derive(ToSchema)]
+    pub struct CreateAgent {
+        pub name: String,
+        pub board_id: Option<uuid::Uuid>,
+        pub gateway_id: Option<uuid::Uuid>,
+        pub heartbeat_config: Option<Map<String, Value>>,
+        pub identity_profile: Option<Map<String, Value>>,
+        pub identity_template: Option<String>,
+        pub soul_template: Option<String>,
+    }
+
+    /// Any of the fields; `null` clears.
+    #[derive(ToSchema)]
+    pub struct UpdateAgent {
+        pub name: Option<String>,
+        pub board_id: Option<uuid::Uuid>,
+        pub is_gateway_main: Option<bool>,
+        /// `active`, `paused` or `retired`
+        pub status: Option<String>,
+        pub heartbeat_config: Option<Map<String, Value>>,
+        pub identity_profile: Option<Map<String, Value>>,
+        pub identity_template: Option<String>,
+        pub soul_template: Option<String>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Heartbeat {
+        pub status: Option<String>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct OkAnswer {
+        pub ok: bool,
+    }
+}

@@ -1,9 +1,11 @@
 //! HTTP surfaces, one module each; each owns its DTOs and its error envelope. This module
-//! holds only what every surface shares: request metadata, ETags, idempotent replay and
-//! bounded body reading.
+//! holds only what every surface shares: request metadata, ETags, idempotent replay, the
+//! one way a body is read (`JsonBody`), and the answer in a surface's envelope to what no
+//! handler answers (an unknown route, a wrong method, a path or query that cannot be read).
 
 pub mod audit;
 pub mod container_agents;
+pub mod contract;
 pub mod idempotency;
 pub mod instances;
 pub mod ledger;
@@ -15,10 +17,13 @@ pub mod runtimes;
 pub mod sse;
 pub mod system;
 
+use std::marker::PhantomData;
+
 use axum::body::Body;
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use fleetledger_events::Metadata;
@@ -111,6 +116,27 @@ impl Surface {
         }
     }
 
+    /// What `/openapi.json` says of every operation of this surface (`contract`).
+    pub fn contract(self) -> SurfaceContract {
+        let (error_schema, too_large) = match self {
+            Surface::Profiles => ("FleetiError", 400),
+            Surface::Runtimes => ("DreadnodeError", 413),
+            Surface::MissionControl => ("MissionControlError", 413),
+            Surface::Instances => ("ChowderError", 413),
+            Surface::ContainerAgents => ("Hill90Error", 413),
+            Surface::Ledger | Surface::System => ("Problem", 413),
+        };
+        SurfaceContract {
+            error_schema,
+            error_media_type: match self {
+                Surface::Ledger | Surface::System => "application/problem+json",
+                _ => "application/json",
+            },
+            api_key_header: self != Surface::Profiles,
+            too_large,
+        }
+    }
+
     /// An error in this surface's envelope; `kind` is the machine-readable type where the
     /// envelope has one, `request_id` goes where the envelope carries it.
     pub fn error(self, status: StatusCode, message: &str, kind: &'static str, request_id: Option<&str>) -> Response {
@@ -125,6 +151,16 @@ impl Surface {
             Surface::Ledger | Surface::System => ledger::Problem::new(status, message).into_response(),
         }
     }
+}
+
+/// How a surface's operations are documented: the schema and media type of its error
+/// envelope, whether it takes keys in `X-API-Key` too, and how it answers a body over the
+/// limit.
+pub struct SurfaceContract {
+    pub error_schema: &'static str,
+    pub error_media_type: &'static str,
+    pub api_key_header: bool,
+    pub too_large: u16,
 }
 
 /// A surface's error envelope: how it says "this status, this message". What every
@@ -146,6 +182,91 @@ pub fn refused<E: Envelope>(error: WriteError<E>, missing: &str) -> E {
         WriteError::Duplicate => E::internal("an event with this id is already stored"),
         WriteError::Store(e) => E::internal(e),
     }
+}
+
+/// The largest request body any surface reads.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// What every surface says about a body declared as something other than JSON.
+pub const NOT_JSON: &str = "Content-Type must be application/json";
+
+/// Whether a request declares its body as JSON: `application/json` or a `+json` type, with
+/// any parameters. A body that declares nothing is read as JSON too, as the products'
+/// clients (and `curl --data` without a type) have always sent it.
+fn declares_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return true;
+    };
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// A write's body, the one way every surface reads one: declared as JSON (or not
+/// declared), read up to `MAX_BODY_BYTES`. A non-empty body of another media type is 415
+/// in the surface's envelope `E`. Each surface then parses the bytes by its own rules.
+pub struct JsonBody<E> {
+    bytes: Option<Bytes>,
+    envelope: PhantomData<fn() -> E>,
+}
+
+impl<E> JsonBody<E> {
+    /// The body, or `None` when it is longer than `MAX_BODY_BYTES` (each surface says so
+    /// in its own words, at the point it always has).
+    pub fn bytes(self) -> Option<Bytes> {
+        self.bytes
+    }
+}
+
+impl<S: Send + Sync, E: Envelope> FromRequest<S> for JsonBody<E> {
+    type Rejection = E;
+
+    async fn from_request(request: Request, _: &S) -> Result<Self, E> {
+        let json = declares_json(request.headers());
+        let bytes = read_body(request.into_body(), MAX_BODY_BYTES).await.map_err(E::internal)?;
+        if !json && bytes.as_ref().is_none_or(|b| !b.is_empty()) {
+            return Err(E::status(StatusCode::UNSUPPORTED_MEDIA_TYPE, NOT_JSON));
+        }
+        Ok(JsonBody {
+            bytes,
+            envelope: PhantomData,
+        })
+    }
+}
+
+/// Puts what the router itself refuses into the envelope of the surface the path falls
+/// under: an unknown route (404), a method the route does not have (405, keeping its
+/// `Allow`), and a path or query axum could not read (its plain-text 400s). Handlers
+/// answer in their envelope already; this is for what never reached one.
+pub async fn in_envelope(request: Request, next: Next) -> Response {
+    let surface = Surface::of(request.uri().path());
+    let request_id = header(request.headers(), REQUEST_ID);
+    let response = next.run(request).await;
+    let status = response.status();
+    let enveloped = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json") || v.starts_with("text/event-stream"));
+    if enveloped || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let said = read_body(body, 4096).await.ok().flatten().unwrap_or_default();
+    let said = String::from_utf8_lossy(&said);
+    let message = match said.trim() {
+        "" => status.canonical_reason().unwrap_or("Error"),
+        text => text,
+    };
+    let mut answer = surface.error(status, message, runtimes::error_type(status), request_id.as_deref());
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            answer.headers_mut().insert(name, value.clone());
+        }
+    }
+    answer
 }
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

@@ -3,7 +3,6 @@
 //! in its web UI). Bodies are read and written with Go's `encoding/json` rules: errors are
 //! `{"error": "..."}` and every body ends with the newline Go's encoder writes.
 
-use axum::body::Body;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
@@ -21,7 +20,7 @@ use fleetledger_projections::profile::{self as profile_model, Profile};
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::{etag, read_body, refused, BufferedResponse, RequestMeta};
+use super::{etag, refused, BufferedResponse, JsonBody, RequestMeta};
 use crate::auth::{bearer_token, AuthFailure, Principal};
 use crate::domain::profile::{
     self as rules, ChangeConfig, Config, ConvenienceFields, CreateProfile, KernelConfig, KernelPatch, SourceOverride,
@@ -31,9 +30,6 @@ use crate::ledger::WriteContext;
 use crate::state::AppState;
 use crate::store::StoreError;
 use crate::streams::{Audited, Refusal, RestoreRequest};
-
-/// Fleeti reads at most this much of a mutation body.
-const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -479,17 +475,10 @@ fn domain_error(error: DomainError) -> FleetiError {
     }
 }
 
-/// Reads a mutation body, answering Fleeti's 400 when it is over the limit.
-async fn body_bytes(body: Body) -> Result<Option<bytes::Bytes>, FleetiError> {
-    read_body(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|e| FleetiError::internal("Failed to read request body", e))
-}
-
 // ---- handlers -----------------------------------------------------------------------------
 
 #[utoipa::path(get, path = "/api/v1/fleets", tag = "profiles", security(("bearer" = [])),
-    responses((status = 200, description = "`{\"fleets\": [{id, name, created_at}]}` ordered by name")))]
+    responses((status = 200, body = wire::FleetList, description = "The organization's fleets, ordered by name")))]
 async fn list_fleets(State(state): State<AppState>, FleetiPrincipal(principal): FleetiPrincipal) -> Response {
     let mut fleets = org_fleets(&state, principal.org_id);
     fleets.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
@@ -502,17 +491,16 @@ fn fleet_json(f: &Fleet) -> Value {
 }
 
 #[utoipa::path(post, path = "/api/v1/fleets", tag = "profiles", security(("bearer" = [])),
-    request_body(content = Object, description = "`{id, name}`"),
-    responses((status = 201, description = "`{\"fleet\": {...}}`"), (status = 409, description = "Fleet already exists")))]
+    request_body(content = wire::CreateFleet),
+    responses((status = 201, body = wire::FleetCreated, description = "The fleet"), (status = 400, description = "Invalid fleet"),
+              (status = 409, description = "Fleet already exists")))]
 async fn create_fleet(
     State(state): State<AppState>,
     FleetiPrincipal(principal): FleetiPrincipal,
     meta: RequestMeta,
-    body: Body,
+    body: JsonBody<FleetiError>,
 ) -> Result<Response, FleetiError> {
-    let body = body_bytes(body)
-        .await?
-        .ok_or_else(|| FleetiError::bad_request("Request body is too large"))?;
+    let body = body.bytes().ok_or_else(|| FleetiError::bad_request("Request body is too large"))?;
     if !principal.may_write() {
         return Err(FleetiError::forbidden());
     }
@@ -548,7 +536,7 @@ async fn create_fleet(
 }
 
 #[utoipa::path(get, path = "/api/v1/profiles", tag = "profiles", security(("bearer" = [])),
-    responses((status = 200, description = "`{\"profiles\": [...]}` ordered created_at DESC, name ASC"),
+    responses((status = 200, body = wire::ProfileList, description = "Profiles ordered created_at DESC, name ASC"),
               (status = 401, description = "Missing or invalid API key")))]
 async fn list_profiles(State(state): State<AppState>, FleetiPrincipal(principal): FleetiPrincipal) -> Response {
     let mut profiles: Vec<Profile> = state
@@ -567,7 +555,7 @@ async fn list_profiles(State(state): State<AppState>, FleetiPrincipal(principal)
 
 #[utoipa::path(get, path = "/api/v1/profiles/{id}", tag = "profiles", security(("bearer" = [])),
     params(("id" = String, Path, description = "Profile identifier")),
-    responses((status = 200, description = "`{\"profile\": {...}}` with `ETag`"), (status = 404, description = "Profile not found")))]
+    responses((status = 200, body = wire::ProfileAnswer, description = "The profile, with `ETag`"), (status = 404, description = "Profile not found")))]
 async fn get_profile(
     State(state): State<AppState>,
     FleetiPrincipal(principal): FleetiPrincipal,
@@ -595,15 +583,15 @@ async fn get_profile(
 }
 
 #[utoipa::path(post, path = "/api/v1/profiles", tag = "profiles", security(("bearer" = [])),
-    request_body(content = Object, description = "`{name, description?, fleet_ids?, config?, packages?, kernel?, openclaw_microvm_enabled?, raw_nix?, config_schema_version?}`"),
-    responses((status = 201, description = "`{\"profile\": {...}}` at revision 1"), (status = 400, description = "Invalid profile")))]
+    request_body(content = wire::CreateProfile),
+    responses((status = 201, body = wire::ProfileAnswer, description = "The profile at revision 1"), (status = 400, description = "Invalid profile")))]
 async fn create_profile(
     State(state): State<AppState>,
     FleetiPrincipal(principal): FleetiPrincipal,
     meta: RequestMeta,
-    body: Body,
+    body: JsonBody<FleetiError>,
 ) -> Result<Response, FleetiError> {
-    let body = body_bytes(body).await?;
+    let body = body.bytes();
     if !principal.may_write() {
         return Err(FleetiError::forbidden());
     }
@@ -658,8 +646,8 @@ async fn create_profile(
 
 #[utoipa::path(put, path = "/api/v1/profiles/{id}", tag = "profiles", security(("bearer" = [])),
     params(("id" = String, Path, description = "Profile identifier")),
-    request_body(content = Object, description = "`{config, packages?, kernel?, openclaw_microvm_enabled?, raw_nix?, config_schema_version?}`"),
-    responses((status = 200, description = "`{\"profile\": {...}, \"created_new_revision\": bool}`"),
+    request_body(content = wire::ReplaceProfile),
+    responses((status = 200, body = wire::ProfileChanged, description = "The profile; a new revision when the config hash changed"),
               (status = 400, description = "Invalid profile mutation request"), (status = 401, description = "Missing or invalid API key"),
               (status = 403, description = "Access restricted"), (status = 404, description = "Profile not found"),
               (status = 412, description = "Precondition failed")))]
@@ -668,21 +656,21 @@ async fn replace_profile(
     principal: FleetiPrincipal,
     meta: RequestMeta,
     id: Path<String>,
-    body: Body,
+    body: JsonBody<FleetiError>,
 ) -> Result<Response, FleetiError> {
     change_profile(state, principal, meta, id, body, ConfigChangeMode::Replace).await
 }
 
 #[utoipa::path(patch, path = "/api/v1/profiles/{id}", tag = "profiles", security(("bearer" = [])),
     params(("id" = String, Path, description = "Profile identifier")),
-    request_body(content = Object, description = "Any of `{config (merged shallowly), packages, kernel, openclaw_microvm_enabled, raw_nix, config_schema_version}`"),
-    responses((status = 200, description = "`{\"profile\": {...}, \"created_new_revision\": bool}`"), (status = 400, description = "Invalid request")))]
+    request_body(content = wire::PatchProfile),
+    responses((status = 200, body = wire::ProfileChanged, description = "The profile; `config` keys are merged shallowly"), (status = 400, description = "Invalid request")))]
 async fn patch_profile(
     state: State<AppState>,
     principal: FleetiPrincipal,
     meta: RequestMeta,
     id: Path<String>,
-    body: Body,
+    body: JsonBody<FleetiError>,
 ) -> Result<Response, FleetiError> {
     change_profile(state, principal, meta, id, body, ConfigChangeMode::Patch).await
 }
@@ -692,11 +680,11 @@ async fn change_profile(
     FleetiPrincipal(principal): FleetiPrincipal,
     meta: RequestMeta,
     Path(id): Path<String>,
-    body: Body,
+    body: JsonBody<FleetiError>,
     mode: ConfigChangeMode,
 ) -> Result<Response, FleetiError> {
     let id = id.trim().to_string();
-    let body = body_bytes(body).await?;
+    let body = body.bytes();
     let (version, _) = visible_profile(&state, &principal, &id)?;
     if !principal.may(&id, "configure") {
         return Err(FleetiError::forbidden());
@@ -799,7 +787,7 @@ fn revision_json(r: &profile_model::ProfileRevision, full: bool) -> Value {
 
 #[utoipa::path(get, path = "/api/v1/profiles/{id}/revisions", tag = "profiles", security(("bearer" = [])),
     params(("id" = String, Path, description = "Profile identifier")),
-    responses((status = 200, description = "`{\"revisions\": [{revision, config_hash, config_schema_version, created_at, actor}]}`, newest first")))]
+    responses((status = 200, body = wire::RevisionList, description = "Every revision, newest first")))]
 async fn list_revisions(
     State(state): State<AppState>,
     FleetiPrincipal(principal): FleetiPrincipal,
@@ -812,7 +800,7 @@ async fn list_revisions(
 
 #[utoipa::path(get, path = "/api/v1/profiles/{id}/revisions/{revision}", tag = "profiles", security(("bearer" = [])),
     params(("id" = String, Path, description = "Profile identifier"), ("revision" = i64, Path, description = "Revision number")),
-    responses((status = 200, description = "`{\"revision\": {..., config, raw_nix}}`"), (status = 404, description = "Revision not found")))]
+    responses((status = 200, body = wire::RevisionAnswer, description = "The revision with its config and raw Nix"), (status = 404, description = "Revision not found")))]
 async fn get_revision(
     State(state): State<AppState>,
     FleetiPrincipal(principal): FleetiPrincipal,
@@ -881,6 +869,206 @@ impl Audited for Profile {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     paths(list_fleets, create_fleet, list_profiles, get_profile, create_profile, replace_profile, patch_profile, delete_profile, list_revisions, get_revision),
+    components(schemas(wire::FleetiError)),
     tags((name = "profiles", description = "Device/image profiles (Fleeti-compatible)"))
 )]
 pub struct ProfilesApi;
+
+/// The shapes of this surface's bodies, for `/openapi.json` (the handlers write them with
+/// Go's encoder; the schema conformance run checks the two agree).
+#[allow(dead_code)]
+pub(crate) mod wire {
+    use serde_json::{Map, Value};
+    use utoipa::ToSchema;
+
+    /// Fleeti's error envelope.
+    #[derive(ToSchema)]
+    pub struct FleetiError {
+        pub error: String,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Fleet {
+        pub id: String,
+        pub name: String,
+        /// `YYYY-MM-DD HH:MM:SS`, UTC
+        pub created_at: String,
+    }
+
+    #[derive(ToSchema)]
+    pub struct FleetList {
+        pub fleets: Vec<Fleet>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct FleetCreated {
+        pub fleet: Fleet,
+    }
+
+    #[derive(ToSchema)]
+    pub struct CreateFleet {
+        pub id: String,
+        pub name: String,
+    }
+
+    #[derive(ToSchema)]
+    pub struct KernelPatch {
+        pub name: String,
+        pub sha256: String,
+        pub content_base64: String,
+    }
+
+    #[derive(ToSchema)]
+    pub struct SourceOverride {
+        pub enabled: bool,
+        pub url: Option<String>,
+        #[schema(rename = "ref")]
+        pub git_ref: Option<String>,
+        pub rev: Option<String>,
+        pub patches: Vec<KernelPatch>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Kernel {
+        /// A nixpkgs kernel attribute the server allows
+        pub attr: Option<String>,
+        pub source_override: SourceOverride,
+    }
+
+    /// A profile as its detail shows it; optional text fields are left out when empty.
+    #[derive(ToSchema)]
+    pub struct Profile {
+        pub id: String,
+        /// The first of `fleet_ids`
+        pub fleet_id: Option<String>,
+        pub fleet_ids: Vec<String>,
+        /// The fleets' names, comma-separated
+        pub fleet_name: Option<String>,
+        pub name: String,
+        pub description: Option<String>,
+        pub latest_revision: i64,
+        pub config_hash: Option<String>,
+        pub config_schema_version: i64,
+        /// `YYYY-MM-DD HH:MM:SS`, UTC
+        pub created_at: String,
+        pub config: Map<String, Value>,
+        pub packages: Vec<String>,
+        pub kernel: Kernel,
+        pub openclaw_microvm_enabled: bool,
+        pub raw_nix: Option<String>,
+    }
+
+    /// A profile as the list shows it.
+    #[derive(ToSchema)]
+    pub struct ProfileSummary {
+        pub id: String,
+        pub fleet_id: Option<String>,
+        pub fleet_ids: Vec<String>,
+        pub fleet_name: Option<String>,
+        pub name: String,
+        pub description: Option<String>,
+        pub latest_revision: i64,
+        pub config_hash: Option<String>,
+        pub created_at: String,
+    }
+
+    #[derive(ToSchema)]
+    pub struct ProfileList {
+        pub profiles: Vec<ProfileSummary>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct ProfileAnswer {
+        pub profile: Profile,
+    }
+
+    #[derive(ToSchema)]
+    pub struct ProfileChanged {
+        pub profile: Profile,
+        pub created_new_revision: bool,
+    }
+
+    #[derive(ToSchema)]
+    pub struct KernelInput {
+        pub attr: Option<String>,
+        pub source_override: Option<SourceOverrideInput>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct SourceOverrideInput {
+        pub enabled: Option<bool>,
+        pub url: Option<String>,
+        #[schema(rename = "ref")]
+        pub git_ref: Option<String>,
+        pub rev: Option<String>,
+        pub patches: Option<Vec<KernelPatch>>,
+    }
+
+    /// A new profile; unknown fields are refused.
+    #[derive(ToSchema)]
+    pub struct CreateProfile {
+        pub name: String,
+        pub description: Option<String>,
+        /// Fleets that exist in the organization
+        pub fleet_ids: Option<Vec<String>>,
+        pub config: Option<Map<String, Value>>,
+        pub packages: Option<Vec<String>>,
+        pub kernel: Option<KernelInput>,
+        pub openclaw_microvm_enabled: Option<bool>,
+        pub raw_nix: Option<String>,
+        pub config_schema_version: Option<i64>,
+    }
+
+    /// The whole config (Fleeti's PUT); unknown fields are refused.
+    #[derive(ToSchema)]
+    pub struct ReplaceProfile {
+        pub config: Map<String, Value>,
+        pub packages: Option<Vec<String>>,
+        pub kernel: Option<KernelInput>,
+        pub openclaw_microvm_enabled: Option<bool>,
+        pub raw_nix: Option<String>,
+        pub config_schema_version: Option<i64>,
+    }
+
+    /// Any of the fields; `config`'s top-level keys are merged shallowly. Unknown fields
+    /// are refused.
+    #[derive(ToSchema)]
+    pub struct PatchProfile {
+        pub config: Option<Map<String, Value>>,
+        pub packages: Option<Vec<String>>,
+        pub kernel: Option<KernelInput>,
+        pub openclaw_microvm_enabled: Option<bool>,
+        pub raw_nix: Option<String>,
+        pub config_schema_version: Option<i64>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Revision {
+        pub revision: i64,
+        pub config_hash: String,
+        pub config_schema_version: i64,
+        pub created_at: String,
+        pub actor: String,
+    }
+
+    #[derive(ToSchema)]
+    pub struct RevisionList {
+        pub revisions: Vec<Revision>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct RevisionDetail {
+        pub revision: i64,
+        pub config_hash: String,
+        pub config_schema_version: i64,
+        pub created_at: String,
+        pub actor: String,
+        pub config: Map<String, Value>,
+        pub raw_nix: String,
+    }
+
+    #[derive(ToSchema)]
+    pub struct RevisionAnswer {
+        pub revision: RevisionDetail,
+    }
+}

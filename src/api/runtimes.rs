@@ -4,7 +4,6 @@
 //! envelope `{"code", "detail", "type", "errors"?}`; validation problems are listed all at
 //! once, pydantic-style.
 
-use axum::body::Body;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -21,7 +20,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::{read_body, refused, tagged, RequestMeta, Surface};
+use super::{refused, tagged, JsonBody, RequestMeta, Surface, MAX_BODY_BYTES};
 use crate::auth::{presented_token, Principal, Role};
 use crate::domain::runtime::config::{self, at, ConfigLimits, FieldError, Problems};
 use crate::domain::runtime::{self as rules, CreateRuntime, Ensured, MaterializedSandbox, StartAction};
@@ -32,8 +31,6 @@ use crate::store::StoreError;
 use crate::streams::{Audited, Refusal, RestoreRequest};
 use crate::tenancy;
 
-/// Request bodies over this size are refused with 413.
-const MAX_BODY_BYTES: usize = 1024 * 1024;
 const DEFAULT_PAGE: i64 = 50;
 const DEFAULT_EXTEND_SECONDS: i64 = 300;
 
@@ -96,26 +93,30 @@ impl DreadnodeError {
     }
 }
 
+/// The envelope's `type` for a status answered without a more specific one.
+pub fn error_type(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::UNAUTHORIZED => "authentication_error",
+        StatusCode::FORBIDDEN => "permission_denied",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::CONFLICT => "conflict",
+        StatusCode::PRECONDITION_FAILED => "precondition_failed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "validation_error",
+        StatusCode::TOO_MANY_REQUESTS => "rate_limited",
+        StatusCode::BAD_GATEWAY => "bad_gateway",
+        StatusCode::SERVICE_UNAVAILABLE => "service_unavailable",
+        StatusCode::GATEWAY_TIMEOUT => "gateway_timeout",
+        _ => "internal_error",
+    }
+}
+
 impl super::Envelope for DreadnodeError {
     fn status(status: StatusCode, message: &str) -> Self {
-        let kind = match status {
-            StatusCode::BAD_REQUEST => "bad_request",
-            StatusCode::UNAUTHORIZED => "authentication_error",
-            StatusCode::FORBIDDEN => "permission_denied",
-            StatusCode::NOT_FOUND => "not_found",
-            StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-            StatusCode::CONFLICT => "conflict",
-            StatusCode::PRECONDITION_FAILED => "precondition_failed",
-            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-            StatusCode::UNPROCESSABLE_ENTITY => "validation_error",
-            StatusCode::TOO_MANY_REQUESTS => "rate_limited",
-            StatusCode::BAD_GATEWAY => "bad_gateway",
-            StatusCode::SERVICE_UNAVAILABLE => "service_unavailable",
-            StatusCode::GATEWAY_TIMEOUT => "gateway_timeout",
-            _ => "internal_error",
-        };
-        DreadnodeError::new(status, message, kind)
+        DreadnodeError::new(status, message, error_type(status))
     }
     fn internal(error: impl std::fmt::Display) -> Self {
         DreadnodeError::internal(error)
@@ -233,17 +234,14 @@ pub fn config_limits(state: &AppState) -> ConfigLimits {
 // ---- bodies -------------------------------------------------------------------------------
 
 /// A JSON object body (an empty body reads as `{}`), or the envelope's 413/422.
-async fn json_body(body: Body) -> Result<Value, DreadnodeError> {
-    let bytes = read_body(body, MAX_BODY_BYTES)
-        .await
-        .map_err(DreadnodeError::internal)?
-        .ok_or_else(|| {
-            DreadnodeError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("Request body exceeds {MAX_BODY_BYTES} bytes"),
-                "payload_too_large",
-            )
-        })?;
+fn json_body(body: JsonBody<DreadnodeError>) -> Result<Value, DreadnodeError> {
+    let bytes = body.bytes().ok_or_else(|| {
+        DreadnodeError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("Request body exceeds {MAX_BODY_BYTES} bytes"),
+            "payload_too_large",
+        )
+    })?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(json!({}));
     }
@@ -376,7 +374,7 @@ struct ListQuery {
            ("state" = Option<String>, Query, description = "Comma-separated statuses: idle, running, paused"),
            ("owner" = Option<String>, Query, description = "`me` for the caller's runtimes only"),
            ("limit" = Option<i64>, Query, description = "1 to 100 (default 50)"), ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
-    responses((status = 200, description = "`{items: [runtime], next_cursor}`, newest first"), (status = 422, description = "Invalid query")))]
+    responses((status = 200, body = wire::RuntimePage, description = "Runtimes, newest first"), (status = 422, description = "Invalid query")))]
 async fn list_runtimes(
     State(state): State<AppState>,
     RuntimePrincipal(principal): RuntimePrincipal,
@@ -451,18 +449,18 @@ async fn list_runtimes(
 
 #[utoipa::path(post, path = "/api/v1/org/{org}/ws/{workspace}/runtimes", tag = "runtimes", security(("bearer" = []), ("api_key" = [])),
     params(("org" = String, Path, description = "Organization slug"), ("workspace" = String, Path, description = "Workspace slug")),
-    request_body(content = Object, description = "`{key?, name?, description?, project?, config?}`"),
-    responses((status = 201, description = "Created"), (status = 200, description = "The runtime with this key already exists with an equal config"),
+    request_body(content = wire::CreateRuntime),
+    responses((status = 201, body = wire::Runtime, description = "Created"), (status = 200, body = wire::Runtime, description = "The runtime with this key already exists with an equal config"),
               (status = 409, description = "The key exists with a different config"), (status = 422, description = "Validation error")))]
 async fn create_runtime(
     State(state): State<AppState>,
     RuntimePrincipal(principal): RuntimePrincipal,
     meta: RequestMeta,
     Path((org, workspace)): Path<(String, String)>,
-    body: Body,
+    body: JsonBody<DreadnodeError>,
 ) -> Result<Response, DreadnodeError> {
     let org = workspace_of(&state, &principal, &org, &workspace).await?;
-    let body = json_body(body).await?;
+    let body = json_body(body)?;
     let mut p = Problems::default();
     let loc = body_loc();
     let known = ["key", "name", "description", "project", "config", "requested_runtime_limit_seconds"];
@@ -542,7 +540,7 @@ async fn create_runtime(
 
 #[utoipa::path(get, path = "/api/v1/org/{org}/ws/{workspace}/runtimes/{id}", tag = "runtimes", security(("bearer" = []), ("api_key" = [])),
     params(("org" = String, Path, description = "Organization slug"), ("workspace" = String, Path, description = "Workspace slug"), ("id" = String, Path, description = "Runtime UUID (any case) or key")),
-    responses((status = 200, description = "The runtime"), (status = 404, description = "Not found")))]
+    responses((status = 200, body = wire::Runtime, description = "The runtime"), (status = 404, description = "Not found")))]
 async fn get_runtime(
     State(state): State<AppState>,
     RuntimePrincipal(principal): RuntimePrincipal,
@@ -555,7 +553,7 @@ async fn get_runtime(
 
 #[utoipa::path(get, path = "/api/v1/org/{org}/ws/{workspace}/runtimes/{id}/config", tag = "runtimes", security(("bearer" = []), ("api_key" = [])),
     params(("org" = String, Path, description = "Organization slug"), ("workspace" = String, Path, description = "Workspace slug"), ("id" = String, Path, description = "Runtime UUID (any case) or key")),
-    responses((status = 200, description = "`{runtime_id, config, config_digest, config_version, materialization_stale}`")))]
+    responses((status = 200, body = wire::RuntimeConfig, description = "The durable config")))]
 async fn get_config(
     State(state): State<AppState>,
     RuntimePrincipal(principal): RuntimePrincipal,
@@ -568,8 +566,8 @@ async fn get_config(
 
 #[utoipa::path(put, path = "/api/v1/org/{org}/ws/{workspace}/runtimes/{id}/config", tag = "runtimes", security(("bearer" = []), ("api_key" = [])),
     params(("org" = String, Path, description = "Organization slug"), ("workspace" = String, Path, description = "Workspace slug"), ("id" = String, Path, description = "Runtime UUID (any case) or key")),
-    request_body(content = Object, description = "`{config}`: the whole durable config; omitted fields take their defaults"),
-    responses((status = 200, description = "`{runtime_id, config, config_digest, config_version, materialization_stale}`"),
+    request_body(content = wire::ReplaceConfig),
+    responses((status = 200, body = wire::RuntimeConfig, description = "The durable config, normalized"),
               (status = 401, description = "Authentication failed"), (status = 403, description = "Not the runtime's owner"),
               (status = 404, description = "Not found"), (status = 413, description = "Body over 1 MiB"),
               (status = 422, description = "Validation error, every problem listed"), (status = 429, description = "Rate limited")))]
@@ -578,10 +576,10 @@ async fn replace_config(
     RuntimePrincipal(principal): RuntimePrincipal,
     meta: RequestMeta,
     Path((org, workspace, id)): Path<(String, String, String)>,
-    body: Body,
+    body: JsonBody<DreadnodeError>,
 ) -> Result<Response, DreadnodeError> {
     let org = workspace_of(&state, &principal, &org, &workspace).await?;
-    let body = json_body(body).await?;
+    let body = json_body(body)?;
     let mut p = Problems::default();
     let loc = body_loc();
     let fields = config::model(&mut p, &loc, &body, &["config"]).unwrap_or_default();
@@ -624,16 +622,17 @@ fn sandbox_unavailable(error: impl std::fmt::Display) -> DreadnodeError {
 
 #[utoipa::path(post, path = "/api/v1/org/{org}/ws/{workspace}/runtimes/{id}/start", tag = "runtimes", security(("bearer" = []), ("api_key" = [])),
     params(("org" = String, Path, description = "Organization slug"), ("workspace" = String, Path, description = "Workspace slug"), ("id" = String, Path, description = "Runtime UUID (any case) or key")),
-    responses((status = 200, description = "The runtime with its `instance`; a running sandbox is returned as it is"), (status = 502, description = "The sandbox could not be created")))]
+    request_body(content = wire::Empty, description = "Nothing, or `{}`"),
+    responses((status = 200, body = wire::Runtime, description = "The runtime with its `instance`; a running sandbox is returned as it is"), (status = 502, description = "The sandbox could not be created")))]
 async fn start_runtime(
     State(state): State<AppState>,
     RuntimePrincipal(principal): RuntimePrincipal,
     meta: RequestMeta,
     Path((org, workspace, id)): Path<(String, String, String)>,
-    body: Body,
+    body: JsonBody<DreadnodeError>,
 ) -> Result<Response, DreadnodeError> {
     let (version, runtime) = owned_runtime(&state, &principal, &meta, &org, &workspace, &id).await?;
-    json_body(body).await?;
+    json_body(body)?;
     let id = runtime.id.to_string();
     match rules::start_action(&runtime) {
         StartAction::AlreadyRunning => return Ok(tagged(version, Json(runtime_json(&runtime, Some(&principal))))),
@@ -672,7 +671,7 @@ async fn start_runtime(
 
 #[utoipa::path(post, path = "/api/v1/org/{org}/ws/{workspace}/runtimes/{id}/pause", tag = "runtimes", security(("bearer" = []), ("api_key" = [])),
     params(("org" = String, Path, description = "Organization slug"), ("workspace" = String, Path, description = "Workspace slug"), ("id" = String, Path, description = "Runtime UUID (any case) or key")),
-    responses((status = 200, description = "The paused runtime"), (status = 409, description = "No sandbox to pause")))]
+    responses((status = 200, body = wire::Runtime, description = "The paused runtime"), (status = 409, description = "No sandbox to pause"), (status = 502, description = "The sandbox is unreachable")))]
 async fn pause_runtime(
     State(state): State<AppState>,
     RuntimePrincipal(principal): RuntimePrincipal,
@@ -685,7 +684,7 @@ async fn pause_runtime(
 
 #[utoipa::path(post, path = "/api/v1/org/{org}/ws/{workspace}/runtimes/{id}/resume", tag = "runtimes", security(("bearer" = []), ("api_key" = [])),
     params(("org" = String, Path, description = "Organization slug"), ("workspace" = String, Path, description = "Workspace slug"), ("id" = String, Path, description = "Runtime UUID (any case) or key")),
-    responses((status = 200, description = "The running runtime"), (status = 409, description = "No sandbox to resume")))]
+    responses((status = 200, body = wire::Runtime, description = "The running runtime"), (status = 409, description = "No sandbox to resume"), (status = 502, description = "The sandbox is unreachable")))]
 async fn resume_runtime(
     State(state): State<AppState>,
     RuntimePrincipal(principal): RuntimePrincipal,
@@ -730,7 +729,7 @@ async fn switch(
 
 #[utoipa::path(post, path = "/api/v1/org/{org}/ws/{workspace}/runtimes/{id}/reset", tag = "runtimes", security(("bearer" = []), ("api_key" = [])),
     params(("org" = String, Path, description = "Organization slug"), ("workspace" = String, Path, description = "Workspace slug"), ("id" = String, Path, description = "Runtime UUID (any case) or key")),
-    responses((status = 200, description = "The idle runtime; its sandbox is killed")))]
+    responses((status = 200, body = wire::Runtime, description = "The idle runtime; its sandbox is killed"), (status = 502, description = "The sandbox could not be killed (the reset is recorded)")))]
 async fn reset_runtime(
     State(state): State<AppState>,
     RuntimePrincipal(principal): RuntimePrincipal,
@@ -753,16 +752,16 @@ async fn reset_runtime(
 
 #[utoipa::path(post, path = "/api/v1/org/{org}/ws/{workspace}/runtimes/{id}/keepalive", tag = "runtimes", security(("bearer" = []), ("api_key" = [])),
     params(("org" = String, Path, description = "Organization slug"), ("workspace" = String, Path, description = "Workspace slug"), ("id" = String, Path, description = "Runtime UUID (any case) or key")),
-    request_body(content = Object, description = "`{extend_seconds?}` (default 300)"),
-    responses((status = 200, description = "The runtime with its new `expires_at`"), (status = 409, description = "No sandbox to keep alive")))]
+    request_body(content = wire::Keepalive),
+    responses((status = 200, body = wire::Runtime, description = "The runtime with its new `expires_at`"), (status = 409, description = "No sandbox to keep alive")))]
 async fn keepalive_runtime(
     State(state): State<AppState>,
     RuntimePrincipal(principal): RuntimePrincipal,
     meta: RequestMeta,
     Path((org, workspace, id)): Path<(String, String, String)>,
-    body: Body,
+    body: JsonBody<DreadnodeError>,
 ) -> Result<Response, DreadnodeError> {
-    let body = json_body(body).await?;
+    let body = json_body(body)?;
     let max = state.settings.max_sandbox_timeout_seconds;
     let mut p = Problems::default();
     let loc = body_loc();
@@ -836,6 +835,129 @@ impl Audited for Runtime {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     paths(list_runtimes, create_runtime, get_runtime, get_config, replace_config, start_runtime, pause_runtime, resume_runtime, reset_runtime, keepalive_runtime),
+    components(schemas(wire::DreadnodeError)),
     tags((name = "runtimes", description = "Sandbox runtimes (Dreadnode-compatible)"))
 )]
 pub struct RuntimesApi;
+
+/// The shapes of this surface's bodies, for `/openapi.json`.
+#[allow(dead_code)]
+pub(crate) mod wire {
+    use serde_json::{Map, Value};
+    use utoipa::ToSchema;
+
+    /// One problem of a validation error, pydantic-style.
+    #[derive(ToSchema)]
+    pub struct FieldProblem {
+        /// Where: `body`/`query`, then field names and list indexes
+        pub loc: Vec<Value>,
+        pub msg: String,
+        #[schema(rename = "type")]
+        pub kind: String,
+    }
+
+    /// Dreadnode's canonical error envelope.
+    #[derive(ToSchema)]
+    pub struct DreadnodeError {
+        pub code: u16,
+        pub detail: String,
+        #[schema(rename = "type")]
+        pub kind: String,
+        /// Every problem, for validation errors
+        pub errors: Option<Vec<FieldProblem>>,
+    }
+
+    /// The sandbox a runtime runs in.
+    #[derive(ToSchema)]
+    pub struct RuntimeInstance {
+        pub id: String,
+        pub provider: String,
+        pub provider_sandbox_id: String,
+        /// `local://<sandbox id>` for the local driver
+        #[schema(required)]
+        pub sandbox_url: Option<String>,
+        pub status: String,
+        pub config_digest: String,
+        pub config_version: String,
+        pub started_at: String,
+        pub expires_at: String,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Runtime {
+        pub id: String,
+        pub key: String,
+        #[schema(required)]
+        pub name: Option<String>,
+        #[schema(required)]
+        pub description: Option<String>,
+        pub workspace: String,
+        #[schema(required)]
+        pub project_key: Option<String>,
+        #[schema(required)]
+        pub project_name: Option<String>,
+        /// `idle`, `running` or `paused`
+        pub status: String,
+        pub owner_id: String,
+        pub config_digest: String,
+        pub config_version: String,
+        pub materialization_stale: bool,
+        #[schema(required)]
+        pub instance: Option<RuntimeInstance>,
+        #[schema(required)]
+        pub expires_at: Option<String>,
+        pub created_at: String,
+        pub updated_at: String,
+        /// Whether the caller owns it
+        pub owned_by_me: Option<bool>,
+        /// On creation: whether this call created it
+        pub created: Option<bool>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct RuntimePage {
+        pub items: Vec<Runtime>,
+        #[schema(required)]
+        pub next_cursor: Option<String>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct RuntimeConfig {
+        pub runtime_id: String,
+        /// The whole durable config, normalized
+        pub config: Map<String, Value>,
+        /// sha256 of the config's RFC 8785 form
+        pub config_digest: String,
+        pub config_version: String,
+        pub materialization_stale: bool,
+    }
+
+    /// An ensure: the same key again answers the existing runtime when its config is equal.
+    #[derive(ToSchema)]
+    pub struct CreateRuntime {
+        pub key: Option<String>,
+        pub name: Option<String>,
+        pub description: Option<String>,
+        pub project: Option<String>,
+        /// The durable config (`resources`, `sandbox`, `runtime_server`, `secrets`, …);
+        /// omitted fields take their defaults
+        pub config: Option<Map<String, Value>>,
+        pub requested_runtime_limit_seconds: Option<i64>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct ReplaceConfig {
+        /// The whole durable config; omitted fields take their defaults
+        pub config: Map<String, Value>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Keepalive {
+        /// Seconds to extend by (default 300)
+        pub extend_seconds: Option<i64>,
+    }
+
+    /// No fields.
+    #[derive(ToSchema)]
+    pub struct Empty {}
+}

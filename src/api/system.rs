@@ -9,7 +9,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -17,115 +16,22 @@ use crate::bus::relay;
 use crate::state::AppState;
 
 #[derive(OpenApi)]
-#[openapi(
-    info(title = "fleetledger", description = "Audited, event-sourced control plane for fleets of AI agents, sandboxes and device images."),
-    modifiers(&BearerAuth)
-)]
+#[openapi(info(
+    title = "fleetledger",
+    description = "Audited, event-sourced control plane for fleets of AI agents, sandboxes and device images."
+))]
 struct ApiDoc;
 
 #[derive(OpenApi)]
 #[openapi(paths(healthz, readyz), tags((name = "system", description = "Health and metrics")))]
 pub struct SystemApi;
 
-/// What every write of every surface shares, documented once: `If-Match` (412 when it no
-/// longer matches), `Idempotency-Key` (replayed answers, 422 for another request, 409 while
-/// the first is in progress), and the `ETag` every answer about one resource carries.
-struct WriteContract;
-
-impl utoipa::Modify for WriteContract {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
-        use utoipa::openapi::{Header, RefOr, Required, ResponseBuilder};
-        let header_param = |name: &str, description: &str| {
-            ParameterBuilder::new()
-                .name(name)
-                .parameter_in(ParameterIn::Header)
-                .required(Required::False)
-                .description(Some(description))
-                .schema(Some(
-                    utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::Type::String),
-                ))
-                .build()
-        };
-        let etag = || {
-            let mut h = Header::default();
-            h.description = Some("The resource's stream version, quoted (`\"3\"`): what `If-Match` names".into());
-            h
-        };
-        for (path, item) in openapi.paths.paths.iter_mut() {
-            // A path naming one resource (it ends in a parameter or an action on one).
-            let single = path.contains('{') && !path.ends_with("/revisions") && !path.contains("/ledger/streams/");
-            let writes = [&mut item.post, &mut item.put, &mut item.patch, &mut item.delete];
-            for operation in writes.into_iter().flatten() {
-                let parameters = operation.parameters.get_or_insert_with(Vec::new);
-                parameters.push(header_param(
-                    "If-Match",
-                    "Write only if the resource is at this version (an ETag, or `*`); otherwise 412 and nothing is recorded",
-                ));
-                parameters.push(header_param(
-                    "Idempotency-Key",
-                    "1–255 visible ASCII characters, per organization for 24 h: the same key and request replay the first answer \
-                     (`Idempotent-Replayed: true`) and record nothing",
-                ));
-                let responses = &mut operation.responses.responses;
-                for (status, description) in [
-                    (
-                        "412",
-                        "`If-Match` names another version; nothing was recorded (in the surface's error envelope)",
-                    ),
-                    (
-                        "422",
-                        "Invalid body, or `Idempotency-Key` already used with a different request (in the surface's error envelope)",
-                    ),
-                    (
-                        "409",
-                        "Conflict, or a request with this `Idempotency-Key` is still in progress (in the surface's error envelope)",
-                    ),
-                ] {
-                    responses
-                        .entry(status.to_string())
-                        .or_insert_with(|| RefOr::T(ResponseBuilder::new().description(description).build()));
-                }
-            }
-            if !single {
-                continue;
-            }
-            let all = [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete];
-            for operation in all.into_iter().flatten() {
-                for (status, response) in operation.responses.responses.iter_mut() {
-                    if let (true, RefOr::T(response)) = (status.starts_with('2'), response) {
-                        response.headers.entry("ETag".into()).or_insert_with(etag);
-                    }
-                }
-            }
-        }
-    }
-}
-
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
-        components.add_security_scheme(
-            "api_key",
-            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Header(
-                utoipa::openapi::security::ApiKeyValue::new("X-API-Key"),
-            )),
-        );
-    }
-}
-
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     for (surface, _) in super::SURFACES {
         doc.merge(surface.openapi());
     }
-    utoipa::Modify::modify(&WriteContract, &mut doc);
+    utoipa::Modify::modify(&super::contract::SharedContract, &mut doc);
     doc
 }
 
@@ -140,7 +46,7 @@ pub fn router() -> Router<AppState> {
 /// Liveness: the process answers. It touches nothing else, so a slow store or an absent
 /// NATS never gets a live process restarted; `/readyz` says whether it can do its work.
 #[utoipa::path(get, path = "/healthz", tag = "system",
-    responses((status = 200, description = "`{\"status\":\"ok\",\"store\":\"sqlite|postgres\",\"position\":N}` (the log position this process has seen)")))]
+    responses((status = 200, body = wire::Health, description = "Alive, with the log position this process has seen")))]
 async fn healthz(State(state): State<AppState>) -> Response {
     Json(json!({
         "status": "ok",
@@ -156,8 +62,8 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// Readiness: the store answers; with NATS, the client is connected and the relay is less
 /// than `--ready-max-relay-lag-seconds` behind; and shutdown has not begun.
 #[utoipa::path(get, path = "/readyz", tag = "system",
-    responses((status = 200, description = "`{\"status\":\"ready\",\"store\":{\"status\":\"ok\",…},\"nats\":{\"status\":\"ok|not_configured\"},\"relay_lag_seconds\":{\"status\":\"ok|not_configured\",\"value\":s,\"max\":s}}`"),
-              (status = 503, description = "problem+json naming the failing parts in `detail` and `failing`, with every part's status in `checks`")))]
+    responses((status = 200, body = wire::Ready, description = "Ready: every part is `ok` or `not_configured`"),
+              (status = 503, content_type = "application/problem+json", body = wire::NotReady, description = "The failing parts in `detail` and `failing`, with every part's status in `checks`")))]
 async fn readyz(State(state): State<AppState>) -> Response {
     let mut failing: Vec<String> = Vec::new();
     let mut reasons: Vec<String> = Vec::new();
@@ -245,4 +151,45 @@ async fn readyz(State(state): State<AppState>) -> Response {
 async fn prometheus_metrics() -> Response {
     let body = crate::telemetry::prometheus().render();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+/// The shapes of the system answers, for `/openapi.json`.
+#[allow(dead_code)]
+pub(crate) mod wire {
+    use serde_json::{Map, Value};
+    use utoipa::ToSchema;
+
+    #[derive(ToSchema)]
+    pub struct Health {
+        /// `ok`
+        pub status: String,
+        /// `sqlite` or `postgres`
+        pub store: String,
+        pub position: i64,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Ready {
+        /// `ready`
+        pub status: String,
+        /// `{status, backend}`
+        pub store: Map<String, Value>,
+        /// `{status}`: `ok` or `not_configured`
+        pub nats: Map<String, Value>,
+        /// `{status, value?, max?}`
+        pub relay_lag_seconds: Map<String, Value>,
+    }
+
+    /// A problem naming what is not ready.
+    #[derive(ToSchema)]
+    pub struct NotReady {
+        #[schema(rename = "type")]
+        pub kind: String,
+        pub title: String,
+        pub status: u16,
+        pub detail: String,
+        /// `store`, `nats`, `relay_lag_seconds`, `shutdown`
+        pub failing: Vec<String>,
+        pub checks: Map<String, Value>,
+    }
 }

@@ -15,6 +15,7 @@ pub struct Filter {
     pub org_id: Option<String>,
     pub stream_type: Option<String>,
     pub stream_id: Option<String>,
+    pub event_type: Option<String>,
     /// The caller whose access bounds what is read (none for the host's own tools).
     pub reader: Option<Principal>,
 }
@@ -26,6 +27,7 @@ impl Filter {
             org_id: Some(principal.org_id.to_string()),
             stream_type: stream_type.filter(|s| !s.is_empty()),
             stream_id: stream_id.filter(|s| !s.is_empty()),
+            event_type: None,
             reader: Some(principal.clone()),
         }
     }
@@ -34,6 +36,7 @@ impl Filter {
         self.org_id.as_ref().is_none_or(|o| &e.metadata.org_id == o)
             && self.stream_type.as_ref().is_none_or(|t| &e.stream_type == t)
             && self.stream_id.as_ref().is_none_or(|s| &e.stream_id == s)
+            && self.event_type.as_ref().is_none_or(|t| &e.event_type == t)
             && self.reader.as_ref().is_none_or(|p| p.may_read_stream(&e.stream_type, &e.stream_id))
     }
 }
