@@ -81,6 +81,11 @@ impl Surface {
         }
     }
 
+    /// Whether this is one of the five products' surfaces, rather than fleetledger's own.
+    pub fn is_product(self) -> bool {
+        !matches!(self, Surface::Ledger | Surface::System)
+    }
+
     /// The surface's part of `/openapi.json`.
     pub fn openapi(self) -> utoipa::openapi::OpenApi {
         use utoipa::OpenApi;
