@@ -232,6 +232,25 @@ async fn session_rows(app: &TestApp) -> Vec<(String, String)> {
     }
 }
 
+async fn failed_sign_ins_are_throttled_like_any_failed_login(backend: Backend) {
+    let Some(store) = TestStore::new(backend).await else { return };
+    let mut serve = serve_settings();
+    serve.guards.login_failure_burst = 2;
+    serve.guards.login_failures_per_minute = 1;
+    let app = spawn_configured(store, serve, vec![]).await;
+    for _ in 0..3 {
+        assert_eq!(post_sign_in(&app, "flk_guess").await.status, 401);
+    }
+    // Past the burst even the right key is refused, so a hit cannot be told from a miss.
+    let refused = post_sign_in(&app, &app.admin_key).await;
+    assert_eq!(refused.status, 429, "{}", refused.text);
+    assert!(refused.header("retry-after").is_some());
+    assert!(set_cookie(&refused, SESSION).is_none());
+    // The API from that address too: the failures were counted as the API counts its own.
+    let api = call(&app, Method::GET, "/api/v1/ledger/events", &app.admin_key, None).await;
+    assert_eq!(api.status, 429);
+}
+
 async fn posts_need_the_sessions_csrf_token(backend: Backend) {
     let Some(app) = spawn_app(backend).await else { return };
     let id = app.create_profile(json!({"name": "P"})).await;
@@ -661,6 +680,7 @@ async fn the_live_stream_sends_new_events(backend: Backend) {
 
 both_backends!(
     sign_in_sets_a_strict_http_only_session_cookie_and_sign_out_revokes_it,
+    failed_sign_ins_are_throttled_like_any_failed_login,
     posts_need_the_sessions_csrf_token,
     viewers_see_no_restore_control_and_are_refused_a_restore,
     a_scoped_key_sees_only_its_streams,
