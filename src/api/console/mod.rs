@@ -66,10 +66,14 @@ async fn guard(request: Request, next: Next) -> Response {
     secure(next.run(request).await)
 }
 
+/// Whether a request comes from another site. Browsers that send `Sec-Fetch-Site` say so
+/// themselves (a sibling subdomain, `same-site`, is another site too: a SameSite cookie
+/// goes along with its requests); otherwise its `Origin` must name the host it was sent to
+/// (so a reverse proxy must pass the `Host` header on).
 fn cross_site(headers: &HeaderMap) -> bool {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if text("sec-fetch-site").is_some_and(|site| site == "cross-site") {
-        return true;
+    if let Some(site) = text("sec-fetch-site") {
+        return !matches!(site, "same-origin" | "none");
     }
     match (text("origin"), text("host")) {
         // A privacy-sensitive context sends `Origin: null`: not this site either.
@@ -371,8 +375,15 @@ mod tests {
             ("host", "127.0.0.1:8080"),
             ("sec-fetch-site", "cross-site")
         ])));
+        assert!(cross_site(&headers(&[("host", "127.0.0.1:8080"), ("sec-fetch-site", "same-site")])));
         assert!(!cross_site(&headers(&[
             ("host", "127.0.0.1:8080"),
+            ("sec-fetch-site", "same-origin")
+        ])));
+        // Behind a proxy that rewrites Host, the browser's own word counts.
+        assert!(!cross_site(&headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("origin", "https://ledger.example"),
             ("sec-fetch-site", "same-origin")
         ])));
     }
