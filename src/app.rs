@@ -141,13 +141,14 @@ pub fn router(state: AppState) -> Router {
 /// Answers 503 in the request's surface envelope once it has taken longer than the
 /// request timeout, so that nothing hangs silently; the handler is dropped there. (A write
 /// that was already handed to the store still commits; the log stays the truth and the
-/// cache follows it.) The change feed's SSE stream is exempt: it is meant to stay open.
+/// cache follows it.) The change feed's SSE streams (the API's and the console's) are
+/// exempt: they are meant to stay open.
 async fn request_timeout(
     axum::extract::State(limit): axum::extract::State<Duration>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let streaming = request.uri().path() == "/api/v1/ledger/stream"
+    let streaming = matches!(request.uri().path(), "/api/v1/ledger/stream" | "/ui/events/stream")
         || request
             .headers()
             .get(axum::http::header::ACCEPT)
@@ -409,6 +410,7 @@ mod tests {
             .route("/v1/instances", get(slow))
             .route("/agents", get(slow))
             .route("/api/v1/ledger/stream", get(slow))
+            .route("/ui/events/stream", get(slow))
             .layer(axum::middleware::from_fn_with_state(Duration::from_millis(50), request_timeout))
     }
 
@@ -442,5 +444,6 @@ mod tests {
     #[tokio::test]
     async fn the_event_stream_is_not_cut() {
         assert_eq!(answer("/api/v1/ledger/stream").await, (200, "late".into()));
+        assert_eq!(answer("/ui/events/stream").await, (200, "late".into()));
     }
 }

@@ -208,6 +208,24 @@ impl Authenticator {
             Some(key) => key,
             None => self.load_key(&hash).await.ok_or(AuthFailure::Invalid)?,
         };
+        self.principal(&key, now)
+    }
+
+    /// The principal of a key known by its id (what a console session names: it keeps no
+    /// token), with the same checks as a presented token's: a revoked or expired key, or
+    /// one of another org, is no one.
+    pub async fn principal_of_key(&self, key_id: &str, org_id: &str, now: DateTime<Utc>) -> Result<Principal, AuthFailure> {
+        let key = match self.models.get_or_load::<Key>(key_id).await {
+            Ok(Some(cached)) => cached.model,
+            _ => return Err(AuthFailure::Invalid),
+        };
+        if key.org_id.to_string() != org_id {
+            return Err(AuthFailure::Invalid);
+        }
+        self.principal(&key, now)
+    }
+
+    fn principal(&self, key: &Key, now: DateTime<Utc>) -> Result<Principal, AuthFailure> {
         if !key.is_active(now) {
             return Err(AuthFailure::Invalid);
         }

@@ -293,6 +293,11 @@ pub struct ServeSettings {
     /// so all of them turn unready together: keep it well above a normal hiccup.
     #[arg(long, env = "FLEETLEDGER_READY_MAX_RELAY_LAG_SECONDS", default_value_t = 60.0)]
     pub ready_max_relay_lag_seconds: f64,
+
+    /// Hours a web console sign-in lasts; signing out, or revoking or expiring its key, ends
+    /// it sooner.
+    #[arg(long, env = "FLEETLEDGER_CONSOLE_SESSION_HOURS", default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..=720))]
+    pub console_session_hours: u32,
 }
 
 /// Everything `serve` needs.

@@ -1,6 +1,8 @@
 //! Audit and replay over HTTP, for every stream type: revisions, time travel, diffs,
 //! restore, verification and "who changed what". Under `/api/v1/ledger`, problem+json
-//! errors, org-scoped; any role may read, restore needs a member or admin.
+//! errors, org-scoped; any role may read, restore needs a member or admin. The handlers
+//! parse and render; the reads, the access rules and the restore are `crate::audit`'s,
+//! which the web console calls too.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
@@ -9,17 +11,16 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use fleetledger_events::envelope::micros;
-use fleetledger_events::EventEnvelope;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::ledger::{registered, LedgerPrincipal, Problem};
 use super::{JsonBody, RequestMeta};
-use crate::auth::Principal;
+use crate::audit::{self, AuditError, Resource};
 use crate::bus::feed::{self, Filter};
 use crate::state::AppState;
-use crate::store::{self, Snapshot, StoreError};
-use crate::streams::{self, RestoreRequest, Step, StreamType};
+use crate::store;
+use crate::streams;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -36,67 +37,18 @@ fn bad_request(detail: impl Into<String>) -> Problem {
     Problem::new(StatusCode::BAD_REQUEST, detail)
 }
 
-fn not_found(stream_type: &str, id: &str) -> Problem {
-    Problem::new(StatusCode::NOT_FOUND, format!("no resource {stream_type}/{id}"))
-}
-
-/// A stream of the caller's org; 404 for anything else. Returns its current version.
-async fn stream_of(state: &AppState, principal: &Principal, stream_type: &str, id: &str) -> Result<i64, Problem> {
-    registered(stream_type)?;
-    let first = state.ledger.store.read_stream_between(id, 1, 1).await?;
-    let org = principal.org_id.to_string();
-    match first.first() {
-        Some(e) if e.stream_type == stream_type && e.metadata.org_id == org && principal.may_read_stream(stream_type, id) => {
-            Ok(state.ledger.store.stream_version(id).await?)
+impl From<AuditError> for Problem {
+    fn from(error: AuditError) -> Self {
+        match error {
+            AuditError::BadRequest(detail) => bad_request(detail),
+            AuditError::NotFound(detail) => Problem::new(StatusCode::NOT_FOUND, detail),
+            AuditError::Forbidden(detail) => Problem::new(StatusCode::FORBIDDEN, detail),
+            AuditError::Conflict(detail) => Problem::new(StatusCode::CONFLICT, detail),
+            AuditError::TooMany(_) => Problem::new(StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded"),
+            AuditError::Refused(refusal) => Problem::new(refusal.status, refusal.detail),
+            AuditError::Store(error) => Problem::from(error),
         }
-        _ => Err(not_found(stream_type, id)),
     }
-}
-
-/// The registered stream type of a stream the caller may read, and its current version.
-async fn known_stream(
-    state: &AppState,
-    principal: &Principal,
-    stream_type: &str,
-    id: &str,
-) -> Result<(&'static dyn StreamType, i64), Problem> {
-    let current = stream_of(state, principal, stream_type, id).await?;
-    Ok((registered(stream_type)?, current))
-}
-
-fn corrupt(e: impl std::fmt::Display) -> Problem {
-    Problem::from(StoreError::Corrupt(e.to_string()))
-}
-
-/// The newest snapshot of this stream type at or below `version`, and the events after it
-/// through `last` (from version 1 when there is none).
-async fn from_snapshot(
-    state: &AppState,
-    stream_type: &str,
-    id: &str,
-    version: i64,
-    last: i64,
-) -> Result<(Option<Snapshot>, Vec<EventEnvelope>), Problem> {
-    let snapshot = state.ledger.store.snapshot_at(id, version).await?.filter(|s| s.kind == stream_type);
-    let from = snapshot.as_ref().map_or(1, |s| s.version + 1);
-    let events = state.ledger.store.read_stream_between(id, from, last).await?;
-    Ok((snapshot, events))
-}
-
-/// The resource as its surface shows it at `version`, and when that version was recorded.
-async fn rendered_at(state: &AppState, kind: &dyn StreamType, id: &str, version: i64) -> Result<(Value, Option<String>), Problem> {
-    let (snapshot, events) = from_snapshot(state, kind.name(), id, version - 1, version).await?;
-    let rendered = kind
-        .rendered(state, snapshot.as_ref().map(|s| s.doc.as_str()), &events)
-        .map_err(corrupt)?;
-    Ok((rendered, events.last().map(|e| micros::format(&e.recorded_at))))
-}
-
-fn no_version(stream_type: &str, id: &str, version: i64, current: i64) -> Problem {
-    Problem::new(
-        StatusCode::NOT_FOUND,
-        format!("{stream_type}/{id} has no version {version} (it is at {current})"),
-    )
 }
 
 #[derive(Deserialize)]
@@ -120,12 +72,12 @@ async fn revisions(
     if !(1..=1000).contains(&limit) {
         return Err(bad_request("limit must be between 1 and 1000"));
     }
-    let (kind, current) = known_stream(&state, &principal, &stream_type, &id).await?;
+    registered(&stream_type)?;
+    let resource = Resource::find(state.ledger.store.as_ref(), &principal, &stream_type, &id).await?;
+    let current = resource.current;
     let after = query.after.unwrap_or(0).max(0);
     let last = (after + limit).min(current);
-    let (snapshot, events) = from_snapshot(&state, &stream_type, &id, after, last).await?;
-    let steps = kind.timeline(snapshot.as_ref().map(|s| s.doc.as_str()), &events).map_err(corrupt)?;
-    let page: Vec<&Step> = steps.iter().filter(|s| s.envelope.stream_version > after).collect();
+    let page = resource.timeline(state.ledger.store.as_ref(), after, last).await?;
     let next_after = page.last().map(|s| s.envelope.stream_version).filter(|v| *v < current);
     let items: Vec<Value> = page
         .iter()
@@ -169,17 +121,16 @@ async fn state_at(
     query: Result<Query<AtQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
     let Query(query) = query.map_err(|e| bad_request(e.body_text()))?;
-    let (kind, current) = known_stream(&state, &principal, &stream_type, &id).await?;
+    registered(&stream_type)?;
+    let resource = Resource::find(state.ledger.store.as_ref(), &principal, &stream_type, &id).await?;
     let version = match (query.version, query.as_of.as_deref()) {
         (Some(_), Some(_)) => return Err(bad_request("give version or as_of, not both")),
         (Some(v), None) => v,
-        (None, Some(t)) => state.ledger.store.version_at(&id, parse_time(t)?).await?,
-        (None, None) => current,
+        (None, Some(t)) => resource.version_at(state.ledger.store.as_ref(), parse_time(t)?).await?,
+        (None, None) => resource.current,
     };
-    if version < 1 || version > current {
-        return Err(no_version(&stream_type, &id, version, current));
-    }
-    let (rendered, recorded_at) = rendered_at(&state, kind, &id, version).await?;
+    let (rendered, event) = resource.at(&state, version).await?;
+    let recorded_at = micros::format(&event.recorded_at);
     let body = json!({ "version": version, "recorded_at": recorded_at, "state": rendered });
     Ok(([(header::ETAG, format!("\"{version}\""))], Json(body)).into_response())
 }
@@ -188,21 +139,6 @@ async fn state_at(
 struct DiffQuery {
     from: i64,
     to: i64,
-}
-
-fn pointer_summary(patch: &json_patch::Patch) -> Vec<String> {
-    patch
-        .0
-        .iter()
-        .map(|op| match op {
-            json_patch::PatchOperation::Add(o) => format!("added {}", o.path),
-            json_patch::PatchOperation::Remove(o) => format!("removed {}", o.path),
-            json_patch::PatchOperation::Replace(o) => format!("changed {}", o.path),
-            json_patch::PatchOperation::Move(o) => format!("moved {} to {}", o.from, o.path),
-            json_patch::PatchOperation::Copy(o) => format!("copied {} to {}", o.from, o.path),
-            json_patch::PatchOperation::Test(o) => format!("tested {}", o.path),
-        })
-        .collect()
 }
 
 /// RFC 6902 patch from version `from` to version `to`, with a summary of changed paths.
@@ -216,17 +152,11 @@ async fn diff(
     query: Result<Query<DiffQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
     let Query(DiffQuery { from, to }) = query.map_err(|e| bad_request(e.body_text()))?;
-    let (kind, current) = known_stream(&state, &principal, &stream_type, &id).await?;
-    let mut states = Vec::with_capacity(2);
-    for v in [from, to] {
-        if v < 1 || v > current {
-            return Err(no_version(&stream_type, &id, v, current));
-        }
-        states.push(rendered_at(&state, kind, &id, v).await?.0);
-    }
-    let patch = json_patch::diff(&states[0], &states[1]);
-    let summary = pointer_summary(&patch);
-    Ok(Json(json!({ "from": from, "to": to, "patch": patch, "summary": summary })).into_response())
+    registered(&stream_type)?;
+    let resource = Resource::find(state.ledger.store.as_ref(), &principal, &stream_type, &id).await?;
+    let diff = resource.diff(&state, from, to).await?;
+    let summary = diff.summary();
+    Ok(Json(json!({ "from": from, "to": to, "patch": diff.patch, "summary": summary })).into_response())
 }
 
 #[derive(Deserialize)]
@@ -259,34 +189,9 @@ async fn restore(
             format!("the body must be {{version, reason?}}: {e}"),
         )
     })?;
-    let (kind, current) = known_stream(&state, &principal, &stream_type, &id).await?;
-    if !principal.may(&id, "configure") {
-        return Err(Problem::new(StatusCode::FORBIDDEN, "restoring needs a member or admin key"));
-    }
-    if !(1..=current).contains(&body.version) {
-        return Err(no_version(&stream_type, &id, body.version, current));
-    }
-    if kind.is_deleted(&state.ledger.models, &id) {
-        // None of the surfaces can bring a deleted resource back (its sandbox, container
-        // or workspace is gone, or the product has no undelete): say so, rather than 404.
-        return Err(Problem::new(
-            StatusCode::CONFLICT,
-            format!("{stream_type}/{id} is deleted; a deleted resource cannot be restored (create a new one from this version's state)"),
-        ));
-    }
-    let (snapshot, events) = from_snapshot(&state, &stream_type, &id, body.version - 1, body.version).await?;
-    let request = RestoreRequest {
-        state: &state,
-        principal: &principal,
-        meta: &meta,
-        id: &id,
-        version: body.version,
-        reason: body.reason,
-    };
-    let restored = kind
-        .restore(request, snapshot.as_ref().map(|s| s.doc.as_str()), &events)
-        .map_err(corrupt)?;
-    restored.await.map_err(|refusal| Problem::new(refusal.status, refusal.detail))
+    registered(&stream_type)?;
+    let resource = Resource::find(state.ledger.store.as_ref(), &principal, &stream_type, &id).await?;
+    Ok(resource.restore(&state, &principal, &meta, body.version, body.reason).await?)
 }
 
 /// Hash-chain verification of one stream.
@@ -297,7 +202,8 @@ async fn verify_stream(
     LedgerPrincipal(principal): LedgerPrincipal,
     Path((stream_type, id)): Path<(String, String)>,
 ) -> Result<Response, Problem> {
-    stream_of(&state, &principal, &stream_type, &id).await?;
+    registered(&stream_type)?;
+    audit::readable_stream(state.ledger.store.as_ref(), &principal, &stream_type, &id).await?;
     Ok(Json(store::verify_stream(state.ledger.store.as_ref(), &id).await?).into_response())
 }
 
@@ -310,22 +216,16 @@ async fn verify_org(
     LedgerPrincipal(principal): LedgerPrincipal,
     meta: RequestMeta,
 ) -> Result<Response, Problem> {
-    // It reads and hashes the org's whole log: for admins, and rarely.
-    if principal.role != crate::auth::Role::Admin {
-        return Err(Problem::new(StatusCode::FORBIDDEN, "verifying the log needs an admin key"));
-    }
-    if let Err(wait) = state.heavy.check(principal.org_id) {
-        let what = "Verification of the whole log is rate-limited";
-        return Ok(super::rate_limit::too_many(
+    match audit::verify_org(&state, &principal).await {
+        Ok(verification) => Ok(Json(verification).into_response()),
+        Err(AuditError::TooMany(wait)) => Ok(super::rate_limit::too_many(
             super::Surface::Ledger,
             meta.request_id.as_deref(),
-            what,
+            "Verification of the whole log is rate-limited",
             wait,
-        ));
+        )),
+        Err(error) => Err(error.into()),
     }
-    let org = principal.org_id.to_string();
-    let verification = store::verify_where(state.ledger.store.as_ref(), |e| e.metadata.org_id == org).await?;
-    Ok(Json(verification).into_response())
 }
 
 #[derive(Deserialize)]
@@ -347,12 +247,12 @@ async fn changes(
     query: Result<Query<ChangesQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
     let Query(query) = query.map_err(|e| bad_request(e.body_text()))?;
+    registered(&stream_type)?;
     let since = query.changed_since.as_deref().map(parse_time).transpose()?;
     let limit = query.limit.unwrap_or(1000);
     if !(1..=10_000).contains(&limit) {
         return Err(bad_request("limit must be between 1 and 10000"));
     }
-    registered(&stream_type)?;
     let filter = Filter::for_reader(&principal, Some(stream_type.clone()), None);
     let mut after = 0;
     let mut out = Vec::new();

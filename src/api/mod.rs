@@ -4,6 +4,7 @@
 //! handler answers (an unknown route, a wrong method, a path or query that cannot be read).
 
 pub mod audit;
+pub mod console;
 pub mod container_agents;
 pub mod contract;
 pub mod idempotency;
@@ -44,14 +45,17 @@ pub enum Surface {
     Instances,
     ContainerAgents,
     Ledger,
+    /// The web console: HTML pages over the ledger and audit reads.
+    Console,
     System,
 }
 
 /// Every API surface and the path prefixes it answers under, declared once: `Surface::of`
 /// attributes requests by them and `Surface::router` builds each surface's routes (a test
 /// checks every documented route lies under its surface's prefixes).
-pub const SURFACES: [(Surface, &[&str]); 7] = [
+pub const SURFACES: [(Surface, &[&str]); 8] = [
     (Surface::Ledger, &["/api/v1/ledger"]),
+    (Surface::Console, &["/ui"]),
     (Surface::Profiles, &["/api/v1/profiles", "/api/v1/fleets"]),
     (Surface::Runtimes, &["/api/v1/org"]),
     (Surface::MissionControl, &["/api/v1/gateways", "/api/v1/boards", "/api/v1/agents"]),
@@ -82,8 +86,15 @@ impl Surface {
             Surface::MissionControl => mission_control::router(),
             Surface::Instances => instances::router(),
             Surface::ContainerAgents => container_agents::router(),
+            Surface::Console => console::router(),
             Surface::System => system::router(),
         }
+    }
+
+    /// Whether this is one of the five products' surfaces (whose resources the console
+    /// lists), rather than fleetledger's own.
+    pub fn is_product(self) -> bool {
+        !matches!(self, Surface::Ledger | Surface::Console | Surface::System)
     }
 
     /// The surface's part of `/openapi.json`.
@@ -100,6 +111,8 @@ impl Surface {
             Surface::MissionControl => mission_control::MissionControlApi::openapi(),
             Surface::Instances => instances::InstancesApi::openapi(),
             Surface::ContainerAgents => container_agents::ContainerAgentsApi::openapi(),
+            // Pages for people, not an API.
+            Surface::Console => utoipa::openapi::OpenApi::default(),
             Surface::System => system::SystemApi::openapi(),
         }
     }
@@ -112,6 +125,7 @@ impl Surface {
             Surface::Instances => "instances",
             Surface::ContainerAgents => "container_agents",
             Surface::Ledger => "ledger",
+            Surface::Console => "console",
             Surface::System => "system",
         }
     }
@@ -148,6 +162,7 @@ impl Surface {
             Surface::Runtimes => runtimes::DreadnodeError::new(status, message, kind).into_response(),
             Surface::Instances => instances::ChowderError::new(status, message).into_response(),
             Surface::ContainerAgents => container_agents::HillError::new(status, message).into_response(),
+            Surface::Console => console::error_page(status, message),
             Surface::Ledger | Surface::System => ledger::Problem::new(status, message).into_response(),
         }
     }
@@ -498,6 +513,9 @@ mod tests {
         assert_eq!(Surface::of("/v1/instances"), Surface::Instances);
         assert_eq!(Surface::of("/v10"), Surface::System);
         assert_eq!(Surface::of("/api/v1/ledger/events"), Surface::Ledger);
+        assert_eq!(Surface::of("/ui"), Surface::Console);
+        assert_eq!(Surface::of("/ui/resources/profile/p"), Surface::Console);
+        assert_eq!(Surface::of("/uix"), Surface::System);
     }
 
     fn nested(levels: usize) -> serde_json::Value {

@@ -36,8 +36,9 @@ impl RateLimits {
         })
     }
 
-    /// `Err(wait)` when the key has no token left.
-    fn check(&self, token: &str) -> Result<(), Duration> {
+    /// `Err(wait)` when the bucket named `token` (a presented key, or another name for a
+    /// caller, such as a console session's key) has no token left.
+    pub fn check(&self, token: &str) -> Result<(), Duration> {
         use std::hash::BuildHasher;
         self.limiter
             .check_key(&self.hasher.hash_one(token))

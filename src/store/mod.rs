@@ -10,6 +10,7 @@
 //! Only this module writes SQL.
 
 pub mod cache;
+pub mod console_sessions;
 pub mod data_keys;
 pub mod dead_letters;
 mod postgres;
@@ -26,6 +27,7 @@ use fleetledger_events::chain::{ChainBreak, StreamVerifier};
 use fleetledger_events::{EventEnvelope, Metadata, NewEvent};
 use tokio::sync::watch;
 
+pub use console_sessions::ConsoleSession;
 pub use data_keys::{DataKey, NewDataKey};
 pub use dead_letters::{DeadLetter, Parking, Redriven};
 pub use postgres::PgStore;
@@ -138,6 +140,14 @@ pub struct StoredModel {
     pub doc: String,
 }
 
+/// The last event of a stream, with its read model's `name` when the model has one: a row
+/// of a list of an org's resources.
+#[derive(Clone, Debug)]
+pub struct Latest {
+    pub event: EventEnvelope,
+    pub name: Option<String>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("stream {stream_id} is at version {actual}, not {expected}")]
@@ -208,6 +218,9 @@ pub trait EventStore: Send + Sync + 'static {
     async fn head(&self) -> Result<i64, StoreError>;
     async fn load_model(&self, kind: &str, id: &str) -> Result<Option<StoredModel>, StoreError>;
     async fn list_models(&self, kind: &str) -> Result<Vec<StoredModel>, StoreError>;
+    /// The last event of every stream of `org_id` whose read model is of one of `kinds`
+    /// (one indexed join of `read_models` and `events`, not a scan of the log).
+    async fn latest_in_org(&self, org_id: &str, kinds: &[&str]) -> Result<Vec<Latest>, StoreError>;
     /// Binds an unused (or expired) idempotency key to a request, or says who holds it.
     async fn claim_idempotency(
         &self,
@@ -295,6 +308,15 @@ pub trait EventStore: Send + Sync + 'static {
     async fn settle_redrive(&self, id: i64, holder: &str, redriven: Redriven<'_>) -> Result<bool, StoreError>;
     /// Parked events per stream type.
     async fn dead_letter_counts(&self) -> Result<Vec<(String, i64)>, StoreError>;
+
+    // Console sessions (`console_sessions`): mutable, beside the log; see `crate::api::console`.
+
+    /// Records a new session (and forgets sessions that have ended).
+    async fn open_console_session(&self, session: &ConsoleSession) -> Result<(), StoreError>;
+    /// The session whose token hashes to `token_hash`, unless it has ended by `now`.
+    async fn console_session(&self, token_hash: &str, now: DateTime<Utc>) -> Result<Option<ConsoleSession>, StoreError>;
+    /// Ends a session (signing out).
+    async fn close_console_session(&self, token_hash: &str) -> Result<(), StoreError>;
 }
 
 /// Whether opening a store may create it.
@@ -411,6 +433,50 @@ pub async fn verify_where(store: &dyn EventStore, include: impl Fn(&EventEnvelop
                 });
             }
             checked += 1;
+        }
+        after = last;
+    }
+}
+
+/// One stream's verification: how many of its events matched their chain, and the first
+/// that did not.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct StreamCheck {
+    pub stream_type: String,
+    pub stream_id: String,
+    pub checked: u64,
+    pub first_bad: Option<ChainBreak>,
+}
+
+/// Verifies the chain of every stream whose events satisfy `include`, each on its own: a
+/// break stops its stream's check, not the others'. Streams in the order they began.
+pub async fn verify_each(store: &dyn EventStore, include: impl Fn(&EventEnvelope) -> bool) -> Result<Vec<StreamCheck>, StoreError> {
+    let mut order: Vec<StreamCheck> = Vec::new();
+    let mut streams: HashMap<String, (usize, StreamVerifier)> = HashMap::new();
+    let mut after = 0;
+    loop {
+        let page = store.read_all(after, 1000, None).await?;
+        let Some(last) = page.last().map(|e| e.global_position) else {
+            return Ok(order);
+        };
+        for e in page.iter().filter(|e| include(e)) {
+            let (index, verifier) = streams.entry(e.stream_id.clone()).or_insert_with(|| {
+                order.push(StreamCheck {
+                    stream_type: e.stream_type.clone(),
+                    stream_id: e.stream_id.clone(),
+                    checked: 0,
+                    first_bad: None,
+                });
+                (order.len() - 1, StreamVerifier::default())
+            });
+            let check = &mut order[*index];
+            if check.first_bad.is_some() {
+                continue;
+            }
+            match verifier.check(e) {
+                Ok(()) => check.checked += 1,
+                Err(first_bad) => check.first_bad = Some(first_bad),
+            }
         }
         after = last;
     }

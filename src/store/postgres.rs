@@ -13,7 +13,7 @@ use sqlx::{Postgres, QueryBuilder, Transaction};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::rows::{EventRow, FoldRow, IdempotencyRow, EVENT_COLUMNS, FOLD_COLUMNS, IDEMPOTENCY_COLUMNS};
+use super::rows::{EventRow, FoldRow, IdempotencyRow, LatestRow, EVENT_COLUMNS, FOLD_COLUMNS, IDEMPOTENCY_COLUMNS};
 use super::write::{self, announce, Backend, Violation, WriterHandle};
 use super::*;
 
@@ -310,6 +310,20 @@ impl EventStore for PgStore {
         Ok(models)
     }
 
+    async fn latest_in_org(&self, org_id: &str, kinds: &[&str]) -> Result<Vec<Latest>, StoreError> {
+        // The column names of the two tables differ, so the event's need no prefix.
+        let rows: Vec<LatestRow<Uuid>> = sqlx::query_as(&format!(
+            "SELECT {EVENT_COLUMNS}, (r.doc::jsonb ->> 'name') AS name FROM read_models r \
+             JOIN events e ON e.stream_id = r.id AND e.stream_version = r.version \
+             WHERE r.org_id = $1 AND r.kind = ANY($2)"
+        ))
+        .bind(org_id)
+        .bind(kinds)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
     async fn claim_idempotency(
         &self,
         org_id: &str,
@@ -536,5 +550,17 @@ impl EventStore for PgStore {
 
     async fn dead_letter_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
         dead_letters::Table(&self.pool).counts().await
+    }
+
+    async fn open_console_session(&self, session: &ConsoleSession) -> Result<(), StoreError> {
+        console_sessions::pg::open(&self.pool, session).await
+    }
+
+    async fn console_session(&self, token_hash: &str, now: DateTime<Utc>) -> Result<Option<ConsoleSession>, StoreError> {
+        console_sessions::pg::find(&self.pool, token_hash, now).await
+    }
+
+    async fn close_console_session(&self, token_hash: &str) -> Result<(), StoreError> {
+        console_sessions::pg::close(&self.pool, token_hash).await
     }
 }

@@ -8,7 +8,7 @@ use serde_json::value::RawValue;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::{headers_from_json, FoldEvent, IdempotencyRecord};
+use super::{headers_from_json, FoldEvent, IdempotencyRecord, Latest};
 
 /// The columns of an event row, in `EventRow`'s order.
 pub(super) const EVENT_COLUMNS: &str = "global_position, event_id, stream_type, stream_id, stream_version, event_type, \
@@ -47,6 +47,23 @@ impl<Id: Into<Uuid>> From<EventRow<Id>> for EventEnvelope {
             prev_hash: r.prev_hash,
             hash: r.hash,
             recorded_at: r.recorded_at,
+        }
+    }
+}
+
+/// A stream's last event and its read model's name (`latest_in_org`).
+#[derive(sqlx::FromRow)]
+pub(super) struct LatestRow<Id> {
+    #[sqlx(flatten)]
+    event: EventRow<Id>,
+    name: Option<String>,
+}
+
+impl<Id: Into<Uuid>> From<LatestRow<Id>> for Latest {
+    fn from(r: LatestRow<Id>) -> Self {
+        Latest {
+            event: r.event.into(),
+            name: r.name,
         }
     }
 }

@@ -15,7 +15,7 @@ use sqlx::{QueryBuilder, Sqlite, Transaction};
 use tokio::sync::watch;
 use uuid::fmt::Hyphenated;
 
-use super::rows::{EventRow, FoldRow, IdempotencyRow, EVENT_COLUMNS, FOLD_COLUMNS, IDEMPOTENCY_COLUMNS};
+use super::rows::{EventRow, FoldRow, IdempotencyRow, LatestRow, EVENT_COLUMNS, FOLD_COLUMNS, IDEMPOTENCY_COLUMNS};
 use super::write::{self, Backend, Violation, WriterHandle};
 use super::*;
 
@@ -321,6 +321,21 @@ impl EventStore for SqliteStore {
         Ok(models)
     }
 
+    async fn latest_in_org(&self, org_id: &str, kinds: &[&str]) -> Result<Vec<Latest>, StoreError> {
+        // The column names of the two tables differ, so the event's need no prefix.
+        let kinds = serde_json::to_string(kinds).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let rows: Vec<LatestRow<Hyphenated>> = sqlx::query_as(&format!(
+            "SELECT {EVENT_COLUMNS}, CAST(json_extract(r.doc, '$.name') AS TEXT) AS name FROM read_models r \
+             JOIN events e ON e.stream_id = r.id AND e.stream_version = r.version \
+             WHERE r.org_id = ?1 AND r.kind IN (SELECT value FROM json_each(?2))"
+        ))
+        .bind(org_id)
+        .bind(kinds)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
     async fn claim_idempotency(
         &self,
         org_id: &str,
@@ -552,5 +567,17 @@ impl EventStore for SqliteStore {
 
     async fn dead_letter_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
         dead_letters::Table(&self.pool).counts().await
+    }
+
+    async fn open_console_session(&self, session: &ConsoleSession) -> Result<(), StoreError> {
+        console_sessions::sqlite::open(&self.pool, session).await
+    }
+
+    async fn console_session(&self, token_hash: &str, now: DateTime<Utc>) -> Result<Option<ConsoleSession>, StoreError> {
+        console_sessions::sqlite::find(&self.pool, token_hash, now).await
+    }
+
+    async fn close_console_session(&self, token_hash: &str) -> Result<(), StoreError> {
+        console_sessions::sqlite::close(&self.pool, token_hash).await
     }
 }

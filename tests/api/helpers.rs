@@ -196,6 +196,7 @@ pub fn serve_settings() -> ServeSettings {
         allow_signup: false,
         default_agent_image: "ghcr.io/hill90/agentbox:latest".into(),
         available_models: vec!["gpt-4.1".into(), "claude-sonnet-4".into(), "gemini-2.5-pro".into()],
+        console_session_hours: 12,
     }
 }
 

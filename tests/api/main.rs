@@ -11,6 +11,8 @@ mod ledger_access;
 
 mod audit;
 mod cli;
+mod console;
+mod console_browser;
 mod container_agents;
 mod contract;
 mod dead_letters;
