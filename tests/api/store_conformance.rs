@@ -23,6 +23,7 @@ both_backends!(
     sixty_four_concurrent_writers_lose_nothing,
     import_fills_an_empty_store_and_refuses_a_gap,
     a_swap_is_refused_once_the_head_has_moved,
+    two_writers_of_one_store_keep_one_chain,
 );
 
 async fn open(backend: Backend) -> Option<(TestStore, Arc<dyn EventStore>)> {
@@ -495,4 +496,51 @@ async fn a_swap_is_refused_once_the_head_has_moved(backend: Backend) {
         "the kind's snapshots are replaced"
     );
     assert_eq!(store.snapshot_at("b", 9).await.unwrap(), Some(snapshot("b", 7)));
+}
+
+/// Two processes' writers (two opens of one store) appending to the same streams: each
+/// writer remembers the tails it wrote, and the other's appends make them stale. Every
+/// unconditional append still lands at the stream's tail, a precondition is judged
+/// against the log and not against what a writer remembers, and the chain verifies.
+async fn two_writers_of_one_store_keep_one_chain(backend: Backend) {
+    let Some((test_store, first)) = open(backend).await else {
+        return;
+    };
+    let second = store::connect(&test_store.url()).await.expect("a second writer opens the store");
+    let any = |stream: &str| {
+        let mut request = test_append(stream, 0, 1);
+        request.expected = ExpectedVersion::Any;
+        request
+    };
+    for round in 0..5 {
+        for stream in ["shared-a", "shared-b"] {
+            assert_eq!(first.append(any(stream)).await.unwrap().stream_version(), 2 * round + 1);
+            assert_eq!(second.append(any(stream)).await.unwrap().stream_version(), 2 * round + 2);
+        }
+    }
+    // `first` last wrote version 9; the log is at 10.
+    assert_eq!(first.append(test_append("shared-a", 10, 1)).await.unwrap().stream_version(), 11);
+    assert!(matches!(
+        second.append(test_append("shared-a", 10, 1)).await,
+        Err(StoreError::Conflict { actual: 11, .. })
+    ));
+    // Concurrently from both, on one stream.
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let store = if i % 2 == 0 { first.clone() } else { second.clone() };
+            tokio::spawn(async move { store.append(any("shared-b")).await.unwrap().stream_version() })
+        })
+        .collect();
+    let mut versions = Vec::new();
+    for task in tasks {
+        versions.push(task.await.unwrap());
+    }
+    versions.sort_unstable();
+    assert_eq!(versions, (11..=50).collect::<Vec<_>>());
+    let events = first.read_stream("shared-b", 1).await.unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.stream_version).collect::<Vec<_>>(),
+        (1..=50).collect::<Vec<_>>()
+    );
+    assert_log_verifies(&first, 21 + 40).await;
 }
