@@ -76,7 +76,7 @@ def free_port():
 class Server:
     """`fleetledger serve`, on PostgreSQL (+ NATS relay) or embedded SQLite."""
 
-    def __init__(self, backend, relay=True, extra_env=None):
+    def __init__(self, backend, relay=True, extra_env=None, db=None):
         self.data = tempfile.mkdtemp(prefix="fleetledger-bench-")
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -89,12 +89,11 @@ class Server:
             # High enough never to refuse a benchmark request; the limiter still runs.
             FLEETLEDGER_RATE_LIMIT_PER_SEC="1000000",
             FLEETLEDGER_RATE_LIMIT_BURST="1000000",
-            RUST_LOG="warn",
         )
         env.pop("DATABASE_URL", None)
         env.pop("NATS_URL", None)
         if backend == "postgres":
-            self.db = ScratchDb("fleetledger_bench")
+            self.db = db or ScratchDb("fleetledger_bench")
             env["DATABASE_URL"] = self.db.url
             if relay:
                 self.stream = f"BENCH_{uuid.uuid4().hex[:10].upper()}"
@@ -439,7 +438,34 @@ def target_sqlite():
     )
 
 
-TARGETS = {"writes": target_writes, "hot": target_hot, "reads": target_reads, "sqlite": target_sqlite}
+def target_scale():
+    """p99 of writes and cached reads, and memory, on a small store and on a large one."""
+    rows = []
+    for events, streams in [(10_000, 1_000), (ARGS.scale_events, 100_000)]:
+        db = ScratchDb("fleetledger_scale")
+        log(f"scale: seeding {events:,} events over {streams:,} profiles")
+        seeded = subprocess.run([ARGS.scale, "--db", db.url, "--events", str(events), "--streams", str(streams)], capture_output=True, text=True, check=True).stdout
+        log("  " + seeded.strip().replace("\n", "\n  "))
+        rebuild = re.search(r"= (\d+) events/s", seeded).group(1)
+        psql(db.url, "VACUUM ANALYZE")
+        server = Server("postgres", relay=True, db=db)
+        try:
+            ids = create_profiles(server, 200)
+            paths = [f"/api/v1/profiles/{i}" for i in ids]
+            rss_idle = server.rss_mb()
+            w_rate, w_bad, w_p50, w_p99 = wrk(server.base, 8, lua_requests("PUT", paths, server.key, profile_body()))
+            r_rate, r_bad, r_p50, r_p99 = wrk(server.base, 8, lua_requests("GET", paths, server.key))
+            rows.append([f"{events:,} events, {streams + 200:,} resources", f"{w_p99:.2f} ms ({w_rate:,.0f}/s)", f"{r_p99:.2f} ms ({r_rate:,.0f}/s)", f"{rss_idle:.0f} MB / {server.rss_mb():.0f} MB", f"{int(rebuild):,} events/s", f"{w_bad + r_bad}"])
+        finally:
+            server.stop()
+    table(
+        "Scale: the same load (wrk, 8 connections; PUT over 200 profiles, then cached GETs) on a small and a large store (PostgreSQL, relay on)",
+        ["store", "write p99 (rate)", "cached read p99 (rate)", "RSS at start / after load", "rebuild", "non-2xx"],
+        rows,
+    )
+
+
+TARGETS = {"writes": target_writes, "hot": target_hot, "reads": target_reads, "sqlite": target_sqlite, "scale": target_scale}
 
 
 def main():
@@ -449,6 +475,8 @@ def main():
     parser.add_argument("--bare", default="target/release/examples/bare")
     parser.add_argument("--pg", default=os.environ.get("FLEETLEDGER_BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432/postgres"))
     parser.add_argument("--nats", default=os.environ.get("FLEETLEDGER_BENCH_NATS", "nats://127.0.0.1:4222"))
+    parser.add_argument("--scale", default="target/release/examples/scale")
+    parser.add_argument("--scale-events", type=int, default=10_000_000)
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--only", default=",".join(TARGETS))
     ARGS = parser.parse_args()

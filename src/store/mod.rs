@@ -243,7 +243,8 @@ pub trait EventStore: Send + Sync + 'static {
         snapshots: &[Snapshot],
         through: i64,
     ) -> Result<bool, StoreError>;
-    /// Writes events exactly as exported (positions, ids, hashes, times) into an empty log.
+    /// Writes events exactly as exported (positions, ids, hashes, times) right after the
+    /// head: a whole log into an empty store, or its next part after the parts before.
     async fn import_events(&self, events: &[EventEnvelope]) -> Result<(), StoreError>;
     /// Whether an event with this id is in the log.
     async fn event_exists(&self, event_id: uuid::Uuid) -> Result<bool, StoreError>;

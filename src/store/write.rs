@@ -507,11 +507,13 @@ fn place_events(
     Ok(out)
 }
 
-/// Writes exported events into an empty log, in one transaction under the head lock, so
-/// a failed import leaves the log empty and no append can slip in first.
+/// Writes exported events right after the head, in one transaction under the head lock,
+/// so a failed import leaves the log as it was and no append can slip in first. A log
+/// starts at position 1, so it goes only into an empty store; a large one may go in as
+/// consecutive parts, each continuing the last.
 pub(super) async fn import_events<B: Backend>(backend: &B, events: &[EventEnvelope]) -> Result<(), StoreError> {
     let (mut tx, start) = backend.begin().await?;
-    if start != 0 {
+    if start != 0 && events.first().is_some_and(|e| e.global_position == 1) {
         return Err(StoreError::NotEmpty);
     }
     let mut head = start;

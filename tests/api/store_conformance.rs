@@ -432,8 +432,14 @@ async fn import_fills_an_empty_store_and_refuses_a_gap(backend: Backend) {
         other => panic!("an import must start at position 1, not {other:?}"),
     }
 
-    // The whole log goes in as it was, and appends continue after it.
-    gapped.import_events(&exported).await.unwrap();
+    // The whole log goes in as it was (here in two parts, as a large one may), and
+    // appends continue after it.
+    gapped.import_events(&exported[..2]).await.unwrap();
+    match gapped.import_events(&exported[3..]).await {
+        Err(StoreError::ImportGap { expected: 3, actual: 4 }) => {}
+        other => panic!("a part must continue the head, not {other:?}"),
+    }
+    gapped.import_events(&exported[2..]).await.unwrap();
     let imported = gapped.read_all(0, 100, None).await.unwrap();
     assert_eq!(
         serde_json::to_value(&imported).unwrap(),
