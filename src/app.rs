@@ -181,9 +181,7 @@ async fn record_http(request: axum::extract::Request, next: axum::middleware::Ne
     let surface = crate::api::Surface::of(request.uri().path()).name();
     let started = std::time::Instant::now();
     let response = next.run(request).await;
-    metrics::counter!("fleetledger_http_requests_total", "surface" => surface, "status" => response.status().as_u16().to_string())
-        .increment(1);
-    metrics::histogram!("fleetledger_http_request_duration_seconds", "surface" => surface).record(started.elapsed().as_secs_f64());
+    crate::telemetry::http_answered(surface, response.status().as_u16(), started.elapsed().as_secs_f64());
     response
 }
 

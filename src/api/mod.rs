@@ -139,6 +139,8 @@ impl Surface {
             Surface::Instances => ("ChowderError", 413),
             Surface::ContainerAgents => ("Hill90Error", 413),
             Surface::Ledger | Surface::System => ("Problem", 413),
+            // The console's pages are not in `/openapi.json`; its errors are HTML pages.
+            Surface::Console => ("Problem", 413),
         };
         SurfaceContract {
             error_schema,

@@ -63,6 +63,7 @@ async fn lead(
     };
     let mut backoff = Duration::from_millis(100);
     let mut last_lease_check = tokio::time::Instant::now();
+    let mut woken_by_commit = false;
     loop {
         if last_lease_check.elapsed() > Duration::from_secs(1) {
             if !lease.alive().await {
@@ -70,7 +71,15 @@ async fn lead(
             }
             last_lease_check = tokio::time::Instant::now();
         }
-        let events = match store.read_all(checkpoint, settings.batch, None).await {
+        // A commit of this process is taken from the writer's memory (when it holds all
+        // of it and the batch is not too large), anything else from the log.
+        let recent = if woken_by_commit { store.recent(checkpoint) } else { None };
+        woken_by_commit = false;
+        let read = match recent.filter(|events| events.len() as i64 <= settings.batch) {
+            Some(events) => Ok(events),
+            None => store.read_all(checkpoint, settings.batch, None).await,
+        };
+        let events = match read {
             Ok(events) => events,
             Err(error) => {
                 tracing::warn!(%error, "relay: cannot read the log");
@@ -79,11 +88,11 @@ async fn lead(
             }
         };
         let Some(last) = events.last().map(|e| e.global_position) else {
-            tokio::select! {
-                _ = commits.changed() => {}
-                _ = tokio::time::sleep(settings.poll) => {}
+            woken_by_commit = tokio::select! {
+                _ = commits.changed() => true,
+                _ = tokio::time::sleep(settings.poll) => false,
                 _ = shutdown.changed() => return true,
-            }
+            };
             continue;
         };
         if let Err(error) = nats.publish(&events).await {
@@ -105,6 +114,7 @@ async fn lead(
             continue;
         }
         checkpoint = last;
+        woken_by_commit = true;
     }
 }
 

@@ -253,15 +253,40 @@ impl ReadModels {
     /// polling for other processes' commits.
     pub async fn follow(self: Arc<Self>, poll: Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let mut commits = self.store.commits();
+        let mut woken_by_commit = false;
         loop {
-            if let Err(error) = self.catch_up().await {
-                tracing::warn!(%error, "read-model cache could not follow the log");
+            // A commit of this process is taken from the writer's memory; a poll, or a
+            // commit only the log has, reads the log.
+            let taken = woken_by_commit && self.apply_recent().await;
+            if !taken {
+                if let Err(error) = self.catch_up().await {
+                    tracing::warn!(%error, "read-model cache could not follow the log");
+                }
             }
-            tokio::select! {
-                _ = commits.changed() => {}
-                _ = tokio::time::sleep(poll) => {}
+            woken_by_commit = tokio::select! {
+                _ = commits.changed() => true,
+                _ = tokio::time::sleep(poll) => false,
                 _ = shutdown.changed() => return,
+            };
+        }
+    }
+
+    /// Applies the events this process committed since the cache's position, when the
+    /// store still holds them; `false` when the log must be read instead.
+    async fn apply_recent(&self) -> bool {
+        let after = self.position();
+        let Some(events) = self.store.recent(after) else {
+            return false;
+        };
+        for envelope in &events {
+            if let Err(error) = self.apply(envelope).await {
+                tracing::warn!(%error, "read-model cache could not apply a commit");
+                return false;
             }
         }
+        if let Some(last) = events.last() {
+            self.followed.fetch_max(last.global_position, Ordering::AcqRel);
+        }
+        true
     }
 }

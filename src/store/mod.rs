@@ -258,7 +258,8 @@ pub trait EventStore: Send + Sync + 'static {
         snapshots: &[Snapshot],
         through: i64,
     ) -> Result<bool, StoreError>;
-    /// Writes events exactly as exported (positions, ids, hashes, times) into an empty log.
+    /// Writes events exactly as exported (positions, ids, hashes, times) right after the
+    /// head: a whole log into an empty store, or its next part after the parts before.
     async fn import_events(&self, events: &[EventEnvelope]) -> Result<(), StoreError>;
     /// Whether an event with this id is in the log.
     async fn event_exists(&self, event_id: uuid::Uuid) -> Result<bool, StoreError>;
@@ -272,6 +273,11 @@ pub trait EventStore: Send + Sync + 'static {
     /// Wakes whenever a commit is known: this process's, or (PostgreSQL) any process's via
     /// LISTEN/NOTIFY. Carries the newest head position seen.
     fn commits(&self) -> watch::Receiver<i64>;
+    /// Every event after `after` through the newest head `commits` announced, when this
+    /// process committed all of them a moment ago and still holds them; `None` means
+    /// read the log. A follower woken by a commit takes it from here instead of reading
+    /// back what was just written; polling the log still finds what this misses.
+    fn recent(&self, after: i64) -> Option<Vec<EventEnvelope>>;
     fn backend(&self) -> &'static str;
 
     // Data keys (`data_keys`): mutable, beside the log and never in it; see `crate::secrets`.

@@ -70,6 +70,12 @@ impl SqliteStore {
 
 /// The write path's statements on SQLite; `write` holds the control flow. Lists of ids
 /// are bound as one JSON array (`json_each`), so each statement's text is fixed.
+/// The last version and hash of each stream in the JSON list `?1` that has events: one
+/// index probe per stream (newest version first), however long the streams are.
+const TAILS: &str = "SELECT tail.stream_id, tail.stream_version, tail.hash FROM json_each(?1) AS ids \
+     JOIN events AS tail ON tail.global_position = (SELECT global_position FROM events \
+     WHERE stream_id = ids.value ORDER BY stream_version DESC LIMIT 1)";
+
 #[async_trait]
 impl Backend for SqlitePool {
     type Tx = Transaction<'static, Sqlite>;
@@ -85,16 +91,24 @@ impl Backend for SqlitePool {
     }
 
     async fn tails(&self, tx: &mut Self::Tx, stream_ids: &[&str]) -> Result<HashMap<String, (i64, String)>, sqlx::Error> {
-        // One index probe per stream (newest version first), however long the streams are.
-        let rows: Vec<(String, i64, String)> = sqlx::query_as(
-            "SELECT tail.stream_id, tail.stream_version, tail.hash FROM json_each(?1) AS ids \
-             JOIN events AS tail ON tail.global_position = (SELECT global_position FROM events \
-             WHERE stream_id = ids.value ORDER BY stream_version DESC LIMIT 1)",
-        )
-        .bind(json_list(stream_ids))
-        .fetch_all(&mut **tx)
-        .await?;
+        let rows: Vec<(String, i64, String)> = sqlx::query_as(TAILS).bind(json_list(stream_ids)).fetch_all(&mut **tx).await?;
         Ok(rows.into_iter().map(|(id, version, hash)| (id, (version, hash))).collect())
+    }
+
+    async fn committed_tails(&self, stream_ids: &[&str]) -> Result<HashMap<String, (i64, String)>, sqlx::Error> {
+        let rows: Vec<(String, i64, String)> = sqlx::query_as(TAILS).bind(json_list(stream_ids)).fetch_all(self).await?;
+        Ok(rows.into_iter().map(|(id, version, hash)| (id, (version, hash))).collect())
+    }
+
+    /// In-process, a round trip costs nothing: the statements run one by one.
+    async fn commit_placed(
+        &self,
+        events: &mut [EventEnvelope],
+        models: &[&ReadModelWrite],
+        snapshots: &[&Snapshot],
+        now: DateTime<Utc>,
+    ) -> Result<i64, sqlx::Error> {
+        write::commit_in_transaction(self, events, models, snapshots, now).await
     }
 
     async fn insert_events(&self, tx: &mut Self::Tx, events: &[EventEnvelope]) -> Result<(), sqlx::Error> {
@@ -515,6 +529,10 @@ impl EventStore for SqliteStore {
 
     fn commits(&self) -> watch::Receiver<i64> {
         self.commits.clone()
+    }
+
+    fn recent(&self, after: i64) -> Option<Vec<EventEnvelope>> {
+        self.writer.recent(after, *self.commits.borrow())
     }
 
     fn backend(&self) -> &'static str {

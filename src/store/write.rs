@@ -41,6 +41,20 @@ pub(super) trait Backend: Send + Sync + 'static {
     async fn begin(&self) -> Result<(Self::Tx, i64), sqlx::Error>;
     /// The last version and hash of each of these streams that has events.
     async fn tails(&self, tx: &mut Self::Tx, stream_ids: &[&str]) -> Result<HashMap<String, (i64, String)>, sqlx::Error>;
+    /// The last version and hash of each of these streams that has events, read outside
+    /// any transaction (what is committed now; it may be stale by the time it is used).
+    async fn committed_tails(&self, stream_ids: &[&str]) -> Result<HashMap<String, (i64, String)>, sqlx::Error>;
+    /// Commits events placed after position 0 (positions 1, 2, …) with their read models
+    /// and snapshots after whatever the head is, moving the head past them; returns the
+    /// head they were placed after and sets their positions. `commit_in_transaction` is
+    /// the statement-by-statement way; a backend may do it in fewer round trips.
+    async fn commit_placed(
+        &self,
+        events: &mut [EventEnvelope],
+        models: &[&ReadModelWrite],
+        snapshots: &[&Snapshot],
+        now: DateTime<Utc>,
+    ) -> Result<i64, sqlx::Error>;
     /// One multi-row insert of placed events.
     async fn insert_events(&self, tx: &mut Self::Tx, events: &[EventEnvelope]) -> Result<(), sqlx::Error>;
     /// One multi-row upsert of read-model rows, no two of the same `(kind, id)`.
@@ -61,18 +75,26 @@ pub(super) trait Backend: Send + Sync + 'static {
 
 type Job = (AppendRequest, oneshot::Sender<Result<Appended, StoreError>>);
 
-/// The sending half of a group-commit writer.
+/// The sending half of a group-commit writer, and what it committed last.
 #[derive(Clone)]
 pub(super) struct WriterHandle {
     jobs: mpsc::Sender<Job>,
+    recent: Arc<Recent>,
 }
 
 impl WriterHandle {
     /// Starts the writer task of a store; it announces every commit's head on `commits`.
     pub(super) fn start<B: Backend>(backend: B, commits: Arc<watch::Sender<i64>>) -> Self {
         let (jobs, queue) = mpsc::channel(4096);
-        tokio::spawn(run_writer(backend, queue, commits));
-        WriterHandle { jobs }
+        let recent = Arc::new(Recent::default());
+        tokio::spawn(run_writer(backend, queue, commits, recent.clone()));
+        WriterHandle { jobs, recent }
+    }
+
+    /// The events after `after` through `head`, when this writer committed all of them
+    /// recently (see `EventStore::recent`).
+    pub(super) fn recent(&self, after: i64, head: i64) -> Option<Vec<EventEnvelope>> {
+        self.recent.between(after, head)
     }
 
     pub(super) async fn append(&self, request: AppendRequest) -> Result<Appended, StoreError> {
@@ -84,13 +106,15 @@ impl WriterHandle {
 
 /// The group-commit loop: takes whatever appends are queued, commits them in one
 /// transaction, then answers every caller and announces the new head.
-async fn run_writer<B: Backend>(backend: B, mut jobs: mpsc::Receiver<Job>, commits: Arc<watch::Sender<i64>>) {
+async fn run_writer<B: Backend>(backend: B, mut jobs: mpsc::Receiver<Job>, commits: Arc<watch::Sender<i64>>, recent: Arc<Recent>) {
+    let mut tails = Tails::default();
     while let Some(batch) = next_batch(&mut jobs).await {
         let (requests, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-        match commit_batch(&backend, &requests).await {
+        match commit_batch(&backend, &requests, &mut tails).await {
             Ok((results, head)) => {
                 let appended: usize = results.iter().filter_map(|r| r.as_ref().ok()).map(|a| a.events.len()).sum();
                 metrics::counter!("fleetledger_appends_total").increment(appended as u64);
+                recent.committed(&results);
                 announce(&commits, head);
                 for (reply, result) in replies.into_iter().zip(results) {
                     let _ = reply.send(result);
@@ -103,6 +127,47 @@ async fn run_writer<B: Backend>(backend: B, mut jobs: mpsc::Receiver<Job>, commi
                 }
             }
         }
+    }
+}
+
+/// The events this writer committed last, contiguous in global order, so that what
+/// follows the log in this process (the read-model cache, the relay) takes a commit it
+/// was woken for from memory instead of reading it back. Another process's commit in
+/// between breaks the run, and then only the log has the events.
+#[derive(Default)]
+struct Recent {
+    events: std::sync::Mutex<std::collections::VecDeque<EventEnvelope>>,
+}
+
+/// Events kept in `Recent`: a few batches' worth.
+const RECENT_EVENTS: usize = 4096;
+
+impl Recent {
+    fn committed(&self, results: &[Result<Appended, StoreError>]) {
+        let mut committed: Vec<&EventEnvelope> = results.iter().filter_map(|r| r.as_ref().ok()).flat_map(|a| &a.events).collect();
+        committed.sort_unstable_by_key(|e| e.global_position);
+        let Some(first) = committed.first() else {
+            return;
+        };
+        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        if events.back().is_some_and(|last| last.global_position + 1 != first.global_position) {
+            events.clear();
+        }
+        events.extend(committed.into_iter().cloned());
+        let excess = events.len().saturating_sub(RECENT_EVENTS);
+        events.drain(..excess);
+    }
+
+    fn between(&self, after: i64, head: i64) -> Option<Vec<EventEnvelope>> {
+        let events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        let first = events.front()?.global_position;
+        let last = events.back()?.global_position;
+        if after < first - 1 || head > last || after > head {
+            return None;
+        }
+        let from = (after + 1 - first) as usize;
+        let to = (head + 1 - first) as usize;
+        Some(events.range(from..to).cloned().collect())
     }
 }
 
@@ -141,40 +206,89 @@ async fn next_batch(jobs: &mut mpsc::Receiver<Job>) -> Option<Vec<Job>> {
 /// Each append's result, and the head after the batch.
 type BatchResult = Result<(Vec<Result<Appended, StoreError>>, i64), sqlx::Error>;
 
-/// Commits a batch in one transaction. Several appends take the set-based path; anything
-/// it does not expect (a duplicate event id, say) rolls it back, and the batch is appended
-/// one by one instead, where a refusal fails only its own append.
-async fn commit_batch<B: Backend>(backend: &B, requests: &[AppendRequest]) -> BatchResult {
-    if requests.len() > 1 {
-        match commit_set_based(backend, requests).await {
-            Ok(done) => return Ok(done),
-            Err(error) => tracing::debug!(%error, "set-based batch failed; appending one by one"),
-        }
-    }
-    commit_one_by_one(backend, requests).await
+/// The last version and hash of the streams this writer has committed, so that appending
+/// to a stream written before needs no read of its tail. A remembered tail can only lag
+/// the log (another process may have appended since), never lead it: appending after a
+/// stale tail runs into the unique `(stream_id, stream_version)` key, and the batch is
+/// then appended one by one over tails read under the head lock.
+#[derive(Default)]
+struct Tails {
+    by_stream: HashMap<String, (i64, String)>,
 }
 
-/// A batch in a fixed number of statements: every tail in one query, every event in one
-/// multi-row insert, every read model in one upsert. Expected versions are checked
-/// against the tails under the head lock, so no statement is expected to fail.
-async fn commit_set_based<B: Backend>(backend: &B, requests: &[AppendRequest]) -> BatchResult {
-    let (mut tx, start) = backend.begin().await?;
-    let mut ids: Vec<&str> = requests.iter().map(|r| r.stream_id.as_str()).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let mut tails = backend.tails(&mut tx, &ids).await?;
+/// Streams whose tails are remembered at most; past it the memory starts over.
+const MAX_TAILS: usize = 1_000_000;
+
+impl Tails {
+    fn remember(&mut self, results: &[Result<Appended, StoreError>]) {
+        if self.by_stream.len() > MAX_TAILS {
+            self.by_stream.clear();
+        }
+        for last in results.iter().filter_map(|r| r.as_ref().ok()?.events.last()) {
+            self.by_stream
+                .insert(last.stream_id.clone(), (last.stream_version, last.hash.clone()));
+        }
+    }
+
+    fn forget(&mut self, requests: &[AppendRequest]) {
+        for request in requests {
+            self.by_stream.remove(&request.stream_id);
+        }
+    }
+}
+
+/// Commits a batch in one transaction. The set-based path comes first; anything it does
+/// not expect (a stale tail, a duplicate event id) undoes it, and the batch is appended
+/// one by one instead, where a refusal fails only its own append.
+async fn commit_batch<B: Backend>(backend: &B, requests: &[AppendRequest], tails: &mut Tails) -> BatchResult {
+    let done = match commit_set_based(backend, requests, tails).await {
+        Ok(done) => done,
+        Err(error) => {
+            tracing::debug!(%error, "set-based batch failed; appending one by one");
+            tails.forget(requests);
+            commit_one_by_one(backend, requests).await?
+        }
+    };
+    tails.remember(&done.0);
+    Ok(done)
+}
+
+/// A batch in a fixed number of statements: the tails the writer does not know in one
+/// query, then every event, read model and snapshot committed together (one statement
+/// on PostgreSQL). Expected versions are checked against the tails before committing, so
+/// no statement is expected to fail.
+async fn commit_set_based<B: Backend>(backend: &B, requests: &[AppendRequest], tails: &Tails) -> BatchResult {
+    let mut known: HashMap<String, (i64, String)> = HashMap::new();
+    let mut ask: Vec<&str> = Vec::new();
+    for request in requests {
+        let id = request.stream_id.as_str();
+        if known.contains_key(id) || ask.contains(&id) {
+            continue;
+        }
+        match tails.by_stream.get(id) {
+            // A remembered tail that refuses the expected version may only be stale:
+            // the store decides.
+            Some(tail) if !matches!(request.expected, ExpectedVersion::Exact(v) if v != tail.0) => {
+                known.insert(id.to_string(), tail.clone());
+            }
+            _ => ask.push(id),
+        }
+    }
+    if !ask.is_empty() {
+        known.extend(backend.committed_tails(&ask).await?);
+    }
     let now = Utc::now();
-    let mut head = start;
+    let mut placed_through = 0;
     let mut placed = Vec::new();
     let mut models = Vec::new();
     let mut snapshots = Vec::new();
     let mut results = Vec::with_capacity(requests.len());
     for request in requests {
-        match place_events(request, head, tails.get(&request.stream_id).cloned(), now) {
+        match place_events(request, placed_through, known.get(&request.stream_id).cloned(), now) {
             Ok(events) => {
                 if let Some(last) = events.last() {
-                    tails.insert(request.stream_id.clone(), (last.stream_version, last.hash.clone()));
-                    head = last.global_position;
+                    known.insert(request.stream_id.clone(), (last.stream_version, last.hash.clone()));
+                    placed_through = last.global_position;
                 }
                 placed.extend(events.iter().cloned());
                 models.extend(&request.read_models);
@@ -184,9 +298,33 @@ async fn commit_set_based<B: Backend>(backend: &B, requests: &[AppendRequest]) -
             Err(error) => results.push(Err(error)),
         }
     }
-    write_rows(backend, &mut tx, &placed, &latest_rows(models), &snapshots, now).await?;
-    finish(backend, tx, start, head).await?;
-    Ok((results, head))
+    if placed.is_empty() {
+        return Ok((results, 0));
+    }
+    let start = backend.commit_placed(&mut placed, &latest_rows(models), &snapshots, now).await?;
+    for appended in results.iter_mut().filter_map(|r| r.as_mut().ok()) {
+        for event in &mut appended.events {
+            event.global_position += start;
+        }
+    }
+    Ok((results, start + placed_through))
+}
+
+/// `Backend::commit_placed` statement by statement in one transaction under the head lock.
+pub(super) async fn commit_in_transaction<B: Backend>(
+    backend: &B,
+    events: &mut [EventEnvelope],
+    models: &[&ReadModelWrite],
+    snapshots: &[&Snapshot],
+    now: DateTime<Utc>,
+) -> Result<i64, sqlx::Error> {
+    let (mut tx, start) = backend.begin().await?;
+    for event in events.iter_mut() {
+        event.global_position += start;
+    }
+    write_rows(backend, &mut tx, events, models, snapshots, now).await?;
+    finish(backend, tx, start, start + events.len() as i64).await?;
+    Ok(start)
 }
 
 /// The savepoint statements: plain SQL, the same on both backends.
@@ -369,11 +507,13 @@ fn place_events(
     Ok(out)
 }
 
-/// Writes exported events into an empty log, in one transaction under the head lock, so
-/// a failed import leaves the log empty and no append can slip in first.
+/// Writes exported events right after the head, in one transaction under the head lock,
+/// so a failed import leaves the log as it was and no append can slip in first. A log
+/// starts at position 1, so it goes only into an empty store; a large one may go in as
+/// consecutive parts, each continuing the last.
 pub(super) async fn import_events<B: Backend>(backend: &B, events: &[EventEnvelope]) -> Result<(), StoreError> {
     let (mut tx, start) = backend.begin().await?;
-    if start != 0 {
+    if start != 0 && events.first().is_some_and(|e| e.global_position == 1) {
         return Err(StoreError::NotEmpty);
     }
     let mut head = start;
@@ -411,4 +551,58 @@ pub(super) async fn swap_read_models<B: Backend>(
     write_rows(backend, &mut tx, &[], &rows, &snapshots, Utc::now()).await?;
     backend.commit(tx).await?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn committed(positions: std::ops::RangeInclusive<i64>) -> Vec<Result<Appended, StoreError>> {
+        let events = positions
+            .map(|p| EventEnvelope {
+                global_position: p,
+                event_id: uuid::Uuid::now_v7(),
+                stream_type: "test".into(),
+                stream_id: "s".into(),
+                stream_version: p,
+                event_type: "test.happened".into(),
+                schema_version: 1,
+                data: serde_json::json!({}),
+                metadata: Default::default(),
+                prev_hash: String::new(),
+                hash: String::new(),
+                recorded_at: Utc::now(),
+            })
+            .collect();
+        vec![Ok(Appended { events }), Err(StoreError::DuplicateEvent)]
+    }
+
+    fn positions(events: Option<Vec<EventEnvelope>>) -> Option<Vec<i64>> {
+        events.map(|e| e.iter().map(|e| e.global_position).collect())
+    }
+
+    #[test]
+    fn recent_commits_answer_only_for_a_run_they_hold_whole() {
+        let recent = Recent::default();
+        assert_eq!(positions(recent.between(0, 0)), None, "nothing held yet");
+        recent.committed(&committed(1..=3));
+        recent.committed(&committed(4..=5));
+        assert_eq!(positions(recent.between(0, 5)), Some(vec![1, 2, 3, 4, 5]));
+        assert_eq!(positions(recent.between(3, 5)), Some(vec![4, 5]));
+        assert_eq!(positions(recent.between(5, 5)), Some(vec![]));
+        assert_eq!(positions(recent.between(2, 6)), None, "another process's commit is only in the log");
+        // Another process committed 6; this writer's next commit starts a new run.
+        recent.committed(&committed(7..=8));
+        assert_eq!(positions(recent.between(5, 8)), None);
+        assert_eq!(positions(recent.between(6, 8)), Some(vec![7, 8]));
+    }
+
+    #[test]
+    fn recent_commits_keep_a_bounded_window() {
+        let recent = Recent::default();
+        let total = RECENT_EVENTS as i64 + 100;
+        recent.committed(&committed(1..=total));
+        assert_eq!(positions(recent.between(0, total)), None, "the oldest fell out of memory");
+        assert_eq!(recent.between(100, total).map(|e| e.len()), Some(RECENT_EVENTS));
+    }
 }

@@ -24,6 +24,7 @@ both_backends!(
     import_fills_an_empty_store_and_refuses_a_gap,
     a_swap_is_refused_once_the_head_has_moved,
     dead_letters_are_parked_once_claimed_by_one_and_settled_by_their_holder,
+    two_writers_of_one_store_keep_one_chain,
 );
 
 async fn open(backend: Backend) -> Option<(TestStore, Arc<dyn EventStore>)> {
@@ -432,8 +433,14 @@ async fn import_fills_an_empty_store_and_refuses_a_gap(backend: Backend) {
         other => panic!("an import must start at position 1, not {other:?}"),
     }
 
-    // The whole log goes in as it was, and appends continue after it.
-    gapped.import_events(&exported).await.unwrap();
+    // The whole log goes in as it was (here in two parts, as a large one may), and
+    // appends continue after it.
+    gapped.import_events(&exported[..2]).await.unwrap();
+    match gapped.import_events(&exported[3..]).await {
+        Err(StoreError::ImportGap { expected: 3, actual: 4 }) => {}
+        other => panic!("a part must continue the head, not {other:?}"),
+    }
+    gapped.import_events(&exported[2..]).await.unwrap();
     let imported = gapped.read_all(0, 100, None).await.unwrap();
     assert_eq!(
         serde_json::to_value(&imported).unwrap(),
@@ -567,4 +574,51 @@ async fn dead_letters_are_parked_once_claimed_by_one_and_settled_by_their_holder
     assert!(store.settle_redrive(left.id, "b", Redriven::Delivered).await.unwrap());
     assert!(store.dead_letters().await.unwrap().is_empty());
     assert!(store.dead_letter_counts().await.unwrap().is_empty());
+}
+
+/// Two processes' writers (two opens of one store) appending to the same streams: each
+/// writer remembers the tails it wrote, and the other's appends make them stale. Every
+/// unconditional append still lands at the stream's tail, a precondition is judged
+/// against the log and not against what a writer remembers, and the chain verifies.
+async fn two_writers_of_one_store_keep_one_chain(backend: Backend) {
+    let Some((test_store, first)) = open(backend).await else {
+        return;
+    };
+    let second = store::connect(&test_store.url()).await.expect("a second writer opens the store");
+    let any = |stream: &str| {
+        let mut request = test_append(stream, 0, 1);
+        request.expected = ExpectedVersion::Any;
+        request
+    };
+    for round in 0..5 {
+        for stream in ["shared-a", "shared-b"] {
+            assert_eq!(first.append(any(stream)).await.unwrap().stream_version(), 2 * round + 1);
+            assert_eq!(second.append(any(stream)).await.unwrap().stream_version(), 2 * round + 2);
+        }
+    }
+    // `first` last wrote version 9; the log is at 10.
+    assert_eq!(first.append(test_append("shared-a", 10, 1)).await.unwrap().stream_version(), 11);
+    assert!(matches!(
+        second.append(test_append("shared-a", 10, 1)).await,
+        Err(StoreError::Conflict { actual: 11, .. })
+    ));
+    // Concurrently from both, on one stream.
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let store = if i % 2 == 0 { first.clone() } else { second.clone() };
+            tokio::spawn(async move { store.append(any("shared-b")).await.unwrap().stream_version() })
+        })
+        .collect();
+    let mut versions = Vec::new();
+    for task in tasks {
+        versions.push(task.await.unwrap());
+    }
+    versions.sort_unstable();
+    assert_eq!(versions, (11..=50).collect::<Vec<_>>());
+    let events = first.read_stream("shared-b", 1).await.unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.stream_version).collect::<Vec<_>>(),
+        (1..=50).collect::<Vec<_>>()
+    );
+    assert_log_verifies(&first, 21 + 40).await;
 }

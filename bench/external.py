@@ -1,0 +1,489 @@
+#!/usr/bin/env python3
+"""fleetledger under an external load generator (wrk), beside this machine's ceilings in
+the same run: pgbench for the same transaction shape, and a bare axum handler serving the
+same pre-serialised body. Prints one markdown table per target for BENCHMARKS.md.
+
+Every server here is the release binary started as the README starts it, on a database
+(and JetStream stream) of its own that is dropped at the end.
+
+Usage: bench/external.py --bin target/release/fleetledger --bare target/release/examples/bare
+       [--pg URL] [--nats URL] [--seconds N] [--only writes,hot,reads,sqlite,surfaces]
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+ARGS = None
+
+
+def log(*parts):
+    print(*parts, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- scratch resources
+
+
+def psql(url, sql):
+    subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", url, "-c", sql], check=True, capture_output=True)
+
+
+
+class ScratchDb:
+    def __init__(self, prefix):
+        self.name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        psql(ARGS.pg, f"CREATE DATABASE {self.name}")
+        base = ARGS.pg.rsplit("/", 1)[0]
+        self.url = f"{base}/{self.name}"
+
+    def drop(self):
+        psql(ARGS.pg, f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)")
+
+
+def delete_stream(name):
+    """Deletes a JetStream stream over the plain NATS protocol (no client library needed)."""
+    host, port = ARGS.nats.split("://", 1)[-1].split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.recv(4096)
+        inbox = f"_INBOX.{uuid.uuid4().hex}"
+        s.sendall(f'CONNECT {{"verbose":false}}\r\nSUB {inbox} 1\r\nPUB $JS.API.STREAM.DELETE.{name} {inbox} 0\r\n\r\nPING\r\n'.encode())
+        deadline = time.time() + 5
+        data = b""
+        while b"MSG" not in data and time.time() < deadline:
+            data += s.recv(4096)
+
+
+# ---------------------------------------------------------------- the server
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`fleetledger serve`, on PostgreSQL (+ NATS relay) or embedded SQLite."""
+
+    def __init__(self, backend, relay=True, extra_env=None, db=None):
+        self.data = tempfile.mkdtemp(prefix="fleetledger-bench-")
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.db = None
+        self.stream = None
+        env = dict(os.environ)
+        env.update(
+            FLEETLEDGER_DATA_DIR=self.data,
+            FLEETLEDGER_LISTEN=f"127.0.0.1:{self.port}",
+            # High enough never to refuse a benchmark request; the limiter still runs.
+            FLEETLEDGER_RATE_LIMIT_PER_SEC="1000000",
+            FLEETLEDGER_RATE_LIMIT_BURST="1000000",
+        )
+        env.pop("DATABASE_URL", None)
+        env.pop("NATS_URL", None)
+        if backend == "postgres":
+            self.db = db or ScratchDb("fleetledger_bench")
+            env["DATABASE_URL"] = self.db.url
+            if relay:
+                self.stream = f"BENCH_{uuid.uuid4().hex[:10].upper()}"
+                env["NATS_URL"] = ARGS.nats
+                env["FLEETLEDGER_NATS_STREAM"] = self.stream
+                env["FLEETLEDGER_NATS_SUBJECT_PREFIX"] = f"bench{uuid.uuid4().hex[:8]}"
+        env.update(extra_env or {})
+        self.process = subprocess.Popen([ARGS.bin, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.data, "server.log"), "w"))
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(self.base + "/healthz", timeout=1)
+                break
+            except (urllib.error.URLError, ConnectionError, OSError):
+                time.sleep(0.1)
+        else:
+            raise SystemExit("the server did not start")
+        self.key = open(os.path.join(self.data, "admin.key")).read().strip()
+
+    def call(self, method, path, body=None, headers=None):
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base + path, data=data, method=method)
+        request.add_header("Authorization", f"Bearer {self.key}")
+        request.add_header("Content-Type", "application/json")
+        for k, v in (headers or {}).items():
+            request.add_header(k, v)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as r:
+                return r.status, json.loads(r.read() or b"null")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+
+    def rss_mb(self):
+        with open(f"/proc/{self.process.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        if self.db:
+            self.db.drop()
+        if self.stream:
+            delete_stream(self.stream)
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- load generators
+
+
+def wrk(url, connections, lua, seconds=None):
+    """Runs wrk; returns (requests/s, non-2xx answers, p50 ms, p99 ms)."""
+    seconds = seconds or ARGS.seconds
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(lua)
+        script = f.name
+    threads = min(2, connections)
+    out = subprocess.run(
+        ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency", "-s", script, url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    os.unlink(script)
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors:.*", out)
+    if errors:
+        log("  wrk:", errors.group(0))
+    return rate, int(bad.group(1)) if bad else 0, latency(out, "50%"), latency(out, "99%")
+
+
+def latency(out, which):
+    m = re.search(rf"^\s+{re.escape(which)}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+    if not m:
+        return float("nan")
+    value, unit = float(m.group(1)), m.group(2)
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+
+def lua_requests(method, paths, key, body_template=None, if_match=False):
+    """A wrk script cycling over `paths`; `body_template` gets a counter so every write
+    changes something."""
+    quoted = ",".join(json.dumps(p) for p in paths)
+    body = "nil"
+    if body_template is not None:
+        head, tail = json.dumps(body_template).split('"__N__"')
+        body = f"{json.dumps(head)} .. counter .. {json.dumps(tail)}"
+    return f"""
+local paths = {{{quoted}}}
+local counter = 0
+local headers = {{["Authorization"] = "Bearer {key}", ["Content-Type"] = "application/json"}}
+function setup(thread) thread:set("offset", math.random(1, #paths)) end
+request = function()
+  counter = counter + 1
+  local path = paths[((counter + offset) % #paths) + 1]
+  return wrk.format("{method}", path, headers, {body})
+end
+"""
+
+
+def pgbench(url, clients, seconds=None):
+    seconds = seconds or ARGS.seconds
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
+        f.write(
+            "\\set id random(1, 100000)\nBEGIN;\n"
+            "INSERT INTO bench_events (stream_id, data) VALUES (:id, repeat('x', 1000));\n"
+            "INSERT INTO bench_models (id, doc) VALUES (:id, repeat('y', 1000)) ON CONFLICT (id) DO UPDATE SET doc = excluded.doc;\n"
+            "COMMIT;\n"
+        )
+        script = f.name
+    out = subprocess.run(
+        ["pgbench", "-n", "-M", "prepared", "-c", str(clients), "-j", str(min(2, clients)), "-T", str(seconds), "-f", script, url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    os.unlink(script)
+    return float(re.search(r"tps = ([\d.]+)", out).group(1))
+
+
+class PgbenchDb:
+    def __enter__(self):
+        self.db = ScratchDb("fleetledger_pgbench")
+        psql(self.db.url, "CREATE TABLE bench_events (position BIGSERIAL PRIMARY KEY, stream_id BIGINT NOT NULL, data TEXT NOT NULL)")
+        psql(self.db.url, "CREATE TABLE bench_models (id BIGINT PRIMARY KEY, doc TEXT NOT NULL)")
+        return self.db.url
+
+    def __exit__(self, *_):
+        self.db.drop()
+
+
+class Bare:
+    """The bare axum handler: a pre-serialised body, nothing else."""
+
+    def __init__(self, body_bytes):
+        self.port = free_port()
+        self.process = subprocess.Popen([ARGS.bare, "--listen", f"127.0.0.1:{self.port}", "--bytes", str(body_bytes)])
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/x", timeout=1)
+                return
+            except (urllib.error.URLError, ConnectionError, OSError):
+                time.sleep(0.05)
+        raise SystemExit("the bare server did not start")
+
+    def stop(self):
+        self.process.kill()
+        self.process.wait()
+
+
+# ---------------------------------------------------------------- the targets
+
+
+def profile_body():
+    # ~1 KB of configuration, as in the issue's measurement.
+    return {"config": {"banner": "x" * 900, "n": "__N__"}}
+
+
+def create_profiles(server, n):
+    ids = []
+    for i in range(n):
+        status, body = server.call("POST", "/api/v1/profiles", {"name": f"bench-{i}", "config": {"banner": "x" * 900}})
+        assert status in (200, 201), (status, body)
+        ids.append(body["profile"]["id"])
+    return ids
+
+
+def table(title, header, rows):
+    print(f"\n### {title}\n")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    sys.stdout.flush()
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}" if b else "n/a"
+
+
+def target_writes():
+    server = Server("postgres", relay=True)
+    rows = []
+    try:
+        ids = create_profiles(server, 1000)
+        paths = [f"/api/v1/profiles/{i}" for i in ids]
+        with PgbenchDb() as pg_url:
+            for clients, goal in [(1, 0.5), (8, 0.6), (32, 0.6)]:
+                log(f"writes, {clients} clients")
+                rate, bad, p50, p99 = wrk(server.base, clients, lua_requests("PUT", paths, server.key, profile_body()))
+                ceiling = pgbench(pg_url, clients)
+                rows.append([f"{clients}", f"{rate:,.0f} req/s", f"{bad}", f"{p50:.2f} / {p99:.2f} ms", f"{ceiling:,.0f} tx/s", ratio(rate, ceiling), f"≥ {goal}"])
+    finally:
+        server.stop()
+    table(
+        "HTTP writes on PostgreSQL (wrk, PUT /api/v1/profiles/{id} over 1,000 profiles, ~1 KB config, relay on) vs pgbench",
+        ["clients", "fleetledger", "non-2xx", "p50 / p99", "pgbench (same shape)", "ratio", "target"],
+        rows,
+    )
+
+
+RUNTIMES = "/api/v1/org/default/ws/default/runtimes"
+
+SURFACE_WRITES = {
+    # surface: (stream type, create path, create body, write method, write path, write body)
+    "profiles (Fleeti)": (
+        "profile",
+        "/api/v1/profiles",
+        lambda i: {"name": f"hot-{i}", "config": {"banner": "x"}},
+        "PUT",
+        "/api/v1/profiles/{id}",
+        {"config": {"banner": "x" * 900, "n": "__N__"}},
+    ),
+    "runtimes (Dreadnode)": (
+        "runtime",
+        RUNTIMES,
+        lambda i: {"key": f"hot-{i}"},
+        "PUT",
+        RUNTIMES + "/{id}/config",
+        {"config": {"sandbox": {"timeout_seconds": 600}, "n": "__N__"}},
+    ),
+    "agents (Mission Control)": (
+        "mc_agent",
+        "/api/v1/agents",
+        lambda i: {"name": f"hot-{i}", "gateway_id": "__GATEWAY__"},
+        "PATCH",
+        "/api/v1/agents/{id}",
+        {"name": "__N__"},
+    ),
+    "instances (Chowder)": (
+        "instance",
+        "/v1/instances",
+        lambda i: {"name": f"hot-{i}", "model_provider": "anthropic", "openclaw_version": "2026.9.6"},
+        "PATCH",
+        "/v1/instances/{id}",
+        {"name": "__N__"},
+    ),
+    "container agents (Hill90)": (
+        "container_agent",
+        "/agents",
+        lambda i: {"agent_id": f"hot-{i}", "name": f"hot-{i}"},
+        "PUT",
+        "/agents/{id}",
+        {"description": "__N__"},
+    ),
+}
+
+
+def resource_id(created):
+    return created["profile"]["id"] if "profile" in created else created["id"]
+
+
+def target_hot():
+    """10 hot streams: 32 clients writing 10 resources with no If-Match, on every surface."""
+    server = Server("postgres", relay=True)
+    rows = []
+    try:
+        with PgbenchDb() as pg_url:
+            ceiling = pgbench(pg_url, 32)
+        status, gateway = server.call("POST", "/api/v1/gateways", {"name": "edge", "url": "", "workspace_root": "edge"})
+        assert status in (200, 201), (status, gateway)
+        for surface, (stream_type, create, create_body, method, path, body) in SURFACE_WRITES.items():
+            ids = []
+            for i in range(10):
+                wanted = json.loads(json.dumps(create_body(i)).replace("__GATEWAY__", gateway["id"]))
+                status, created = server.call("POST", create, wanted)
+                assert status in (200, 201), (surface, status, created)
+                ids.append(resource_id(created))
+            log(f"hot streams, {surface}")
+            rate, bad, p50, p99 = wrk(server.base, 32, lua_requests(method, [path.format(id=i) for i in ids], server.key, body))
+            contiguous = all(revisions_contiguous(server, stream_type, i) for i in ids)
+            rows.append([surface, f"{rate:,.0f} req/s", f"{bad}", "yes" if contiguous else "NO", f"{p99:.1f} ms", f"{ceiling:,.0f} tx/s", ratio(rate, ceiling)])
+    finally:
+        server.stop()
+    table(
+        "10 hot streams (wrk, 32 connections writing 10 resources, no If-Match, relay on) vs pgbench at 32 clients; target ≥ 0.5, zero non-2xx",
+        ["surface", "fleetledger", "non-2xx", "revisions contiguous", "p99", "pgbench", "ratio"],
+        rows,
+    )
+
+
+def revisions_contiguous(server, stream_type, stream_id):
+    status, body = server.call("GET", f"/api/v1/ledger/streams/{stream_type}/{stream_id}")
+    if status != 200:
+        log(f"  cannot read {stream_type}/{stream_id}: {status} {body}")
+        return False
+    events = body["events"]
+    versions = [e["stream_version"] for e in events]
+    return versions == list(range(1, len(versions) + 1))
+
+
+def target_reads():
+    server = Server("postgres", relay=True)
+    bare = Bare(2048)
+    rows = []
+    try:
+        ids = create_profiles(server, 32)
+        paths = [f"/api/v1/profiles/{i}" for i in ids]
+        status, body = server.call("GET", paths[0])
+        size = len(json.dumps(body))
+        bare.stop()
+        bare = Bare(size)
+        for clients in (8, 32):
+            log(f"cached reads, {clients} clients")
+            rate, bad, p50, p99 = wrk(server.base, clients, lua_requests("GET", paths, server.key))
+            ceiling, _, _, _ = wrk(f"http://127.0.0.1:{bare.port}/x", clients, "")
+            rows.append([f"{clients}", f"{rate:,.0f} req/s", f"{bad}", f"{p99:.2f} ms", f"{ceiling:,.0f} req/s", ratio(rate, ceiling), "≥ 0.7"])
+    finally:
+        bare.stop()
+        server.stop()
+    table(
+        f"Cached reads (wrk, GET /api/v1/profiles/{{id}} over 32 profiles, {size} B bodies) vs a bare axum handler serving a body of the same size",
+        ["connections", "fleetledger", "non-2xx", "p99", "bare axum", "ratio", "target"],
+        rows,
+    )
+
+
+def target_sqlite():
+    rows = []
+    for synchronous in ("full",):
+        server = Server("sqlite")
+        try:
+            ids = create_profiles(server, 1000)
+            paths = [f"/api/v1/profiles/{i}" for i in ids]
+            log(f"sqlite writes, synchronous={synchronous}")
+            rate, bad, p50, p99 = wrk(server.base, 32, lua_requests("PUT", paths, server.key, profile_body()))
+            rrate, rbad, _, rp99 = wrk(server.base, 32, lua_requests("GET", paths[:32], server.key))
+            rows.append([synchronous.upper(), f"{rate:,.0f} req/s", f"{bad}", f"{p50:.2f} / {p99:.2f} ms", f"{rrate:,.0f} req/s", "≥ 5,000 writes/s"])
+        finally:
+            server.stop()
+    table(
+        "Embedded SQLite (WAL), wrk with 32 connections: PUT over 1,000 profiles, then cached GETs",
+        ["synchronous", "writes", "non-2xx", "write p50 / p99", "cached reads", "target"],
+        rows,
+    )
+
+
+def target_scale():
+    """p99 of writes and cached reads, and memory, on a small store and on a large one."""
+    rows = []
+    for events, streams in [(10_000, 1_000), (ARGS.scale_events, 100_000)]:
+        db = ScratchDb("fleetledger_scale")
+        log(f"scale: seeding {events:,} events over {streams:,} profiles")
+        seeded = subprocess.run([ARGS.scale, "--db", db.url, "--events", str(events), "--streams", str(streams)], capture_output=True, text=True, check=True).stdout
+        log("  " + seeded.strip().replace("\n", "\n  "))
+        rebuild = re.search(r"= (\d+) events/s", seeded).group(1)
+        psql(db.url, "VACUUM ANALYZE")
+        server = Server("postgres", relay=True, db=db)
+        try:
+            ids = create_profiles(server, 200)
+            paths = [f"/api/v1/profiles/{i}" for i in ids]
+            rss_idle = server.rss_mb()
+            w_rate, w_bad, w_p50, w_p99 = wrk(server.base, 8, lua_requests("PUT", paths, server.key, profile_body()))
+            r_rate, r_bad, r_p50, r_p99 = wrk(server.base, 8, lua_requests("GET", paths, server.key))
+            rows.append([f"{events:,} events, {streams + 200:,} resources", f"{w_p99:.2f} ms ({w_rate:,.0f}/s)", f"{r_p99:.2f} ms ({r_rate:,.0f}/s)", f"{rss_idle:.0f} MB / {server.rss_mb():.0f} MB", f"{int(rebuild):,} events/s", f"{w_bad + r_bad}"])
+        finally:
+            server.stop()
+    table(
+        "Scale: the same load (wrk, 8 connections; PUT over 200 profiles, then cached GETs) on a small and a large store (PostgreSQL, relay on)",
+        ["store", "write p99 (rate)", "cached read p99 (rate)", "RSS at start / after load", "rebuild", "non-2xx"],
+        rows,
+    )
+
+
+TARGETS = {"writes": target_writes, "hot": target_hot, "reads": target_reads, "sqlite": target_sqlite, "scale": target_scale}
+
+
+def main():
+    global ARGS
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bin", default="target/release/fleetledger")
+    parser.add_argument("--bare", default="target/release/examples/bare")
+    parser.add_argument("--pg", default=os.environ.get("FLEETLEDGER_BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432/postgres"))
+    parser.add_argument("--nats", default=os.environ.get("FLEETLEDGER_BENCH_NATS", "nats://127.0.0.1:4222"))
+    parser.add_argument("--scale", default="target/release/examples/scale")
+    parser.add_argument("--scale-events", type=int, default=10_000_000)
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--only", default=",".join(TARGETS))
+    ARGS = parser.parse_args()
+    print(f"Run of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} cores; load average before: {os.getloadavg()[0]:.2f}")
+    for name in ARGS.only.split(","):
+        TARGETS[name]()
+
+
+if __name__ == "__main__":
+    main()
