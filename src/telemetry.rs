@@ -234,14 +234,15 @@ mod tests {
                 files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
                 continue;
             }
-            if path.extension().is_none_or(|e| e != "rs") || path.ends_with("telemetry.rs") {
+            if path.extension().is_none_or(|e| e != "rs") {
                 continue;
             }
             let text = std::fs::read_to_string(&path).unwrap();
             for macro_name in ["counter!(", "gauge!(", "histogram!("] {
                 for (at, _) in text.match_indices(macro_name) {
                     let rest = text[at + macro_name.len()..].trim_start();
-                    if let Some(name) = rest.strip_prefix('"').and_then(|r| r.split('"').next()) {
+                    // (This test's own list of macro names is not an emitting site.)
+                    if let Some(name) = rest.strip_prefix('"').and_then(|r| r.split('"').next()).filter(|n| n.starts_with("fleetledger")) {
                         emitted.push((name.to_string(), path.display().to_string()));
                     }
                 }

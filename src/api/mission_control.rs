@@ -580,7 +580,8 @@ async fn list_boards(State(state): State<AppState>, McPrincipal(principal): McPr
 
 #[utoipa::path(post, path = "/api/v1/boards", tag = "mission_control", security(("bearer" = [])),
     request_body(content = wire::CreateBoard),
-    responses((status = 200, body = wire::Board, description = "The board")))]
+    responses((status = 200, body = wire::Board, description = "The board"),
+              (status = 404, description = "Gateway not found (nothing recorded)")))]
 async fn create_board(
     State(state): State<AppState>,
     McPrincipal(principal): McPrincipal,
@@ -829,6 +830,7 @@ async fn list_agents(
 #[utoipa::path(post, path = "/api/v1/agents", tag = "mission_control", security(("bearer" = [])),
     request_body(content = wire::CreateAgent),
     responses((status = 200, body = wire::Agent, description = "The provisioned agent"),
+              (status = 404, description = "Gateway not found / Board not found (nothing recorded)"),
               (status = 422, description = "Validation failed, or a template cannot be rendered (nothing recorded)"),
               (status = 502, description = "Provisioning failed; the agent is recorded: its `id` is in the body and `Location`"),
               (status = 504, description = "No provisioning outcome in time; the agent is recorded: its `id` is in the body and `Location`")))]

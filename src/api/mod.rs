@@ -266,7 +266,8 @@ pub async fn in_envelope(request: Request, next: Next) -> Response {
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("json") || v.starts_with("text/event-stream"));
+        // JSON envelopes, SSE, and the console's own error pages are answers already.
+        .is_some_and(|v| v.contains("json") || v.starts_with("text/event-stream") || v.starts_with("text/html"));
     if enveloped || !(status.is_client_error() || status.is_server_error()) {
         return response;
     }

@@ -501,7 +501,9 @@ async fn the_openclaw_cli_driver_applies_changes_as_the_local_driver_does() {
     let Some((app, _nats)) = spawn(Backend::Sqlite, |s| {
         s.drivers.instance_driver = "openclaw".into();
         s.drivers.openclaw_bin = bin;
+        // The real CLI is a Node program run once per changed path: slow on a busy machine.
         s.apply_timeout_seconds = 120;
+        s.guards.request_timeout_seconds = 120;
     })
     .await
     else {
