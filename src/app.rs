@@ -275,7 +275,7 @@ impl Application {
         tokio::spawn(logins.clone().prune(Duration::from_secs(60), stopped.clone()));
         let heavy = HeavyCalls::new(Duration::from_secs(guards.verify_interval_seconds), guards.verify_burst);
         tokio::spawn(heavy.clone().prune(Duration::from_secs(60), stopped.clone()));
-        let state = AppState {
+        let state = AppState::new(crate::state::Services {
             auth: Authenticator::new(ledger.models.clone(), ledger.store.clone(), usage.clone()),
             ledger,
             secrets,
@@ -290,7 +290,7 @@ impl Application {
             boundary: Arc::new(Boundary::new(&settings.store.data_dir, &settings.serve.drivers.boundary)),
             bus,
             shutdown,
-        };
+        });
         let addr = settings.serve.listen;
         let listener = TcpListener::bind(addr)
             .await

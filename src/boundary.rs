@@ -329,6 +329,10 @@ impl Boundary {
         if !matches!(url.scheme(), "ws" | "wss") {
             return Err(scheme_error());
         }
+        if !url.username().is_empty() || url.password().is_some() {
+            // The URL is shown and recorded as it is; credentials go in `token`, which is sealed.
+            return Err(Refused::new("url must not carry credentials; give the gateway's token in `token`"));
+        }
         match url.host() {
             None => Err(Refused::new("url must name the gateway's host")),
             Some(url::Host::Ipv4(ip)) => self.address_allowed(IpAddr::V4(ip), None).map(|_| GatewayUrl::Remote(url.clone())),
@@ -438,6 +442,10 @@ impl Boundary {
                 });
         }
         let relative: PathBuf = path.components().filter(|c| matches!(c, Component::Normal(_))).collect();
+        if relative.as_os_str().is_empty() {
+            // `.` (or `./`) names the workspaces directory itself, which every gateway shares.
+            return Err(Refused::new("workspace_root must name a directory inside the workspaces directory"));
+        }
         Ok((self.data_dir.join(WORKSPACES_DIR), relative))
     }
 

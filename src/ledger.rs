@@ -102,6 +102,12 @@ pub enum WriteError<E> {
     },
     /// An event with the fixed id is already in the log (a redelivered outcome).
     Duplicate,
+    /// The change would record an event larger than the log takes
+    /// (`store::MAX_EVENT_DATA_BYTES`); nothing was recorded.
+    TooLarge {
+        bytes: usize,
+        limit: usize,
+    },
     Store(StoreError),
 }
 
@@ -214,6 +220,7 @@ impl Ledger {
                     current = self.latest::<M>(id).await.map_err(WriteError::Store)?;
                 }
                 Err(StoreError::DuplicateEvent) => return Err(WriteError::Duplicate),
+                Err(StoreError::TooLarge { bytes, limit }) => return Err(WriteError::TooLarge { bytes, limit }),
                 Err(e) => return Err(WriteError::Store(e)),
             }
         }

@@ -1,4 +1,4 @@
-//! Structured logs and metrics. Logs: `RUST_LOG` filters (default `info`),
+//! Structured logs and metrics. Logs: `RUST_LOG` filters (default `DEFAULT_LOG_FILTER`),
 //! `FLEETLEDGER_LOG_FORMAT=json` switches to JSON lines; they go to stderr so stdout stays
 //! for command output. Metrics: every series the service exports is declared once, in
 //! [`SERIES`], and exists from start.
@@ -7,8 +7,14 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
+/// What is logged unless `RUST_LOG` says otherwise: the service's own events at `info`;
+/// no line per request (`tower_http=info` adds that access log; a request that fails on
+/// the server is logged either way), since writing one per request costs more than serving
+/// a cached read.
+pub const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn,tower_http=warn";
+
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -242,7 +248,11 @@ mod tests {
                 for (at, _) in text.match_indices(macro_name) {
                     let rest = text[at + macro_name.len()..].trim_start();
                     // (This test's own list of macro names is not an emitting site.)
-                    if let Some(name) = rest.strip_prefix('"').and_then(|r| r.split('"').next()).filter(|n| n.starts_with("fleetledger")) {
+                    if let Some(name) = rest
+                        .strip_prefix('"')
+                        .and_then(|r| r.split('"').next())
+                        .filter(|n| n.starts_with("fleetledger"))
+                    {
                         emitted.push((name.to_string(), path.display().to_string()));
                     }
                 }

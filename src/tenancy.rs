@@ -31,6 +31,7 @@ impl From<WriteError<DomainError>> for TenancyError {
                 TenancyError::Domain(DomainError::Conflict(format!("the resource is at version {current}")))
             }
             WriteError::Duplicate => TenancyError::Store(StoreError::DuplicateEvent),
+            WriteError::TooLarge { bytes, limit } => TenancyError::Store(StoreError::TooLarge { bytes, limit }),
             WriteError::Store(e) => TenancyError::Store(e),
         }
     }

@@ -125,7 +125,7 @@ impl FromRequestParts<AppState> for HillPrincipal {
             .authenticate_request(parts, token)
             .await
             .map_err(|_| HillError::new(StatusCode::UNAUTHORIZED, "Invalid or expired token"))?;
-        Ok(HillPrincipal(principal))
+        Ok(HillPrincipal(super::unscoped::<HillError>(principal)?))
     }
 }
 

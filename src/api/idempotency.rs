@@ -1,7 +1,10 @@
 //! `Idempotency-Key` on every write of every surface, written once as a middleware.
 //!
 //! A write (POST, PUT, PATCH, DELETE) that carries the header first claims the key for its
-//! org, bound to a fingerprint of the request (method, path and query, body). The first
+//! org, bound to a fingerprint of the request (the API key making it, method, path and
+//! query, body). A kept answer is only ever replayed to the key that earned it: another key
+//! of the org reusing the header (a viewer, a narrower scoped key) is a different request,
+//! so it cannot read an answer it was never authorized to get (a new key's value). The first
 //! request with a key runs; its answer is stored and replayed byte for byte, with
 //! `Idempotent-Replayed: true`, to every later request with the same key and fingerprint
 //! for 24 hours. The same key with another request is 422 in the surface's envelope.
@@ -78,9 +81,9 @@ pub async fn idempotency(State(state): State<AppState>, request: Request, next: 
     };
     // Keys belong to an org; a request that does not authenticate is refused by its
     // surface without touching the key.
-    let org = match presented_token(request.headers()) {
+    let (org, caller) = match presented_token(request.headers()) {
         Ok(token) => match state.auth.authenticate(token, Utc::now()).await {
-            Ok(principal) => principal.org_id.to_string(),
+            Ok(principal) => (principal.org_id.to_string(), principal.key_id.to_string()),
             Err(_) => return next.run(request).await,
         },
         Err(_) => return next.run(request).await,
@@ -95,6 +98,8 @@ pub async fn idempotency(State(state): State<AppState>, request: Request, next: 
         return next.run(Request::from_parts(parts, body)).await;
     };
     let message = [
+        caller.as_bytes(),
+        b"\n",
         parts.method.as_str().as_bytes(),
         b" ",
         parts.uri.path_and_query().map_or("", |p| p.as_str()).as_bytes(),

@@ -189,7 +189,7 @@ impl FromRequestParts<AppState> for McPrincipal {
         let unauthorized = || McError::new(StatusCode::UNAUTHORIZED, "Unauthorized");
         let token = presented_token(&parts.headers).map_err(|_| unauthorized())?;
         let principal = state.auth.authenticate_request(parts, token).await.map_err(|_| unauthorized())?;
-        Ok(McPrincipal(principal))
+        Ok(McPrincipal(super::unscoped::<McError>(principal)?))
     }
 }
 

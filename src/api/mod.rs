@@ -189,6 +189,17 @@ pub trait Envelope: IntoResponse + Sized {
     fn internal(error: impl std::fmt::Display) -> Self;
 }
 
+/// The caller, unless its key is scoped: scoped keys (Chowder's `chd_sk_`) act only on
+/// the instances they list, so every other product surface refuses them outright rather
+/// than showing them org-wide resources (fleets, gateways, skills) no scope names.
+pub fn unscoped<E: Envelope>(principal: crate::auth::Principal) -> Result<crate::auth::Principal, E> {
+    if principal.scopes.is_empty() {
+        Ok(principal)
+    } else {
+        Err(E::status(StatusCode::FORBIDDEN, "Scoped keys act only on the instances they list"))
+    }
+}
+
 /// A write the ledger did not commit, in a surface's envelope: the decision's own
 /// refusal as it is, `missing` as 404, a stale `If-Match` as 412, the rest as 500.
 pub fn refused<E: Envelope>(error: WriteError<E>, missing: &str) -> E {
@@ -197,6 +208,10 @@ pub fn refused<E: Envelope>(error: WriteError<E>, missing: &str) -> E {
         WriteError::Missing => E::status(StatusCode::NOT_FOUND, missing),
         WriteError::PreconditionFailed { .. } => E::status(StatusCode::PRECONDITION_FAILED, "Precondition failed"),
         WriteError::Duplicate => E::internal("an event with this id is already stored"),
+        WriteError::TooLarge { bytes, limit } => E::status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &format!("The change is too large to record: its event would hold {bytes} bytes, over the {limit}-byte limit"),
+        ),
         WriteError::Store(e) => E::internal(e),
     }
 }

@@ -132,7 +132,7 @@ impl FromRequestParts<AppState> for FleetiPrincipal {
             .authenticate_request(parts, token)
             .await
             .map_err(|_| unauthorized("Invalid API key"))?;
-        Ok(FleetiPrincipal(principal))
+        Ok(FleetiPrincipal(super::unscoped::<FleetiError>(principal)?))
     }
 }
 

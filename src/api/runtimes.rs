@@ -172,7 +172,7 @@ impl FromRequestParts<AppState> for RuntimePrincipal {
             .authenticate_request(parts, token)
             .await
             .map_err(|_| DreadnodeError::unauthorized())?;
-        Ok(RuntimePrincipal(principal))
+        Ok(RuntimePrincipal(super::unscoped::<DreadnodeError>(principal)?))
     }
 }
 

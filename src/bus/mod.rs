@@ -88,6 +88,23 @@ impl<'a> CloudEvent<'a> {
     }
 }
 
+/// The key of the `data` that stands in for an event too large for a NATS message.
+const OMITTED: &str = "$fleetledger_omitted";
+
+/// An event as the bus carries it when its message would exceed what NATS takes: the
+/// envelope (position, stream, version, type, hash) without its data, which stays in the
+/// log for the ledger API and for workers to read.
+pub fn without_data(e: &EventEnvelope, bytes: usize) -> EventEnvelope {
+    let mut stub = e.clone();
+    stub.data = serde_json::json!({ OMITTED: "the event is too large for the bus; read it from the ledger", "bytes": bytes });
+    stub
+}
+
+/// Whether a message's event had its data left out (`without_data`).
+pub fn data_omitted(e: &EventEnvelope) -> bool {
+    e.data.get(OMITTED).is_some()
+}
+
 /// Reads the envelope back out of a CloudEvent. Its `data` is the public view: a consumer
 /// that needs a secret reads the stored read model, never the message.
 pub fn envelope_of(payload: &[u8]) -> Option<EventEnvelope> {

@@ -10,6 +10,8 @@ use super::{subject, BusError, CloudEvent};
 
 /// How long JetStream remembers a message id; a republish within it is dropped.
 pub const DEDUP_WINDOW: Duration = Duration::from_secs(300);
+/// NATS's default `max_payload` (1 MiB), less room for headers.
+const MAX_MESSAGE_BYTES: usize = 1024 * 1024 - 4096;
 
 #[derive(Clone, Debug)]
 pub struct NatsSettings {
@@ -94,9 +96,21 @@ impl JetStream {
         for e in events {
             let mut headers = async_nats::HeaderMap::new();
             headers.insert("Nats-Msg-Id", e.event_id.to_string().as_str());
+            let mut payload = CloudEvent::to_json(e);
+            if payload.len() > MAX_MESSAGE_BYTES {
+                // An event recorded before the log limited event sizes: a message NATS
+                // would refuse must not hold the relay (and every event after it) forever.
+                // Its data stays in the log, where the ledger API serves it.
+                tracing::warn!(
+                    position = e.global_position,
+                    bytes = payload.len(),
+                    "relay: event too large for NATS; its data is left out"
+                );
+                payload = CloudEvent::to_json(&super::without_data(e, payload.len()));
+            }
             let ack = self
                 .context
-                .publish_with_headers(subject(&self.settings.subject_prefix, e), headers, CloudEvent::to_json(e).into())
+                .publish_with_headers(subject(&self.settings.subject_prefix, e), headers, payload.into())
                 .await
                 .map_err(BusError::nats)?;
             acks.push(ack);

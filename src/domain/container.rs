@@ -690,7 +690,10 @@ fn apply_agent_body(agent: Uuid, current: &ContainerAgentFields, cmd: &AgentComm
             }
         }
         if !unknown.is_empty() {
-            return Err(DomainError::invalid(format!("Unknown model names: {}", unknown.join(", "))));
+            return Err(DomainError::invalid(format!(
+                "Unknown model names: {}",
+                super::validation::some_of(&unknown, 10)
+            )));
         }
         after.model_policy_id = (!models.is_empty()).then(|| auto_policy(agent));
         after.models = models;

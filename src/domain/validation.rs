@@ -42,6 +42,23 @@ impl Problems {
     }
 }
 
+/// Values a message names, at most `most` of them and each cut to 64 characters, then how
+/// many more: an error about a 100k-element list says what is wrong, not the list again.
+pub fn some_of(values: &[String], most: usize) -> String {
+    let shown: Vec<String> = values
+        .iter()
+        .take(most)
+        .map(|v| match v.char_indices().nth(64) {
+            Some((at, _)) => format!("{}…", &v[..at]),
+            None => v.clone(),
+        })
+        .collect();
+    match values.len().saturating_sub(most) {
+        0 => shown.join(", "),
+        more => format!("{} and {more} more", shown.join(", ")),
+    }
+}
+
 pub fn at(loc: &[Value], part: impl Into<Value>) -> Vec<Value> {
     let mut out = loc.to_vec();
     out.push(part.into());
@@ -239,5 +256,20 @@ pub fn string_map(p: &mut Problems, loc: &[Value], value: Option<&Value>) -> Map
             p.found(loc, "dict_type", "Input should be a valid dictionary", other.clone());
             Map::new()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::some_of;
+
+    #[test]
+    fn some_of_names_a_few_values_and_counts_the_rest() {
+        let few: Vec<String> = vec!["a".into(), "b".into()];
+        assert_eq!(some_of(&few, 10), "a, b");
+        let many: Vec<String> = (0..100_000).map(|i| format!("m{i}")).collect();
+        assert_eq!(some_of(&many, 3), "m0, m1, m2 and 99997 more");
+        let long = vec!["é".repeat(100)];
+        assert_eq!(some_of(&long, 3), format!("{}…", "é".repeat(64)));
     }
 }

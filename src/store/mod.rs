@@ -148,10 +148,19 @@ pub struct Latest {
     pub name: Option<String>,
 }
 
+/// The largest event data the log takes, in bytes of JSON: a bound on what one request can
+/// make the log, every replay and every reader carry, since some changes record more than
+/// their body (an instance's overrides as flattened paths, up to 4 MiB, beside the config
+/// they change; a profile's config twice). An
+/// event larger than a NATS message is relayed without its data (`bus::without_data`).
+pub const MAX_EVENT_DATA_BYTES: usize = 8 * 1024 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("stream {stream_id} is at version {actual}, not {expected}")]
     Conflict { stream_id: String, expected: i64, actual: i64 },
+    #[error("the change is too large to record: its event would hold {bytes} bytes, over the {limit}-byte limit")]
+    TooLarge { bytes: usize, limit: usize },
     #[error("the log is not empty; import needs an empty store")]
     NotEmpty,
     #[error("imported events must continue the log without gaps (expected position {expected}, got {actual})")]

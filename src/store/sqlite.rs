@@ -44,6 +44,22 @@ impl SqliteStore {
                 std::fs::create_dir_all(parent).map_err(|e| StoreError::Corrupt(format!("cannot create {parent:?}: {e}")))?;
             }
         }
+        if create && !std::path::Path::new(path).exists() {
+            // Made here, readable by its owner only, like admin.key and master.key: it holds
+            // key hashes and wrapped data keys. SQLite gives its -wal and -shm files the
+            // database file's permissions.
+            use std::os::unix::fs::OpenOptionsExt;
+            match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(StoreError::Corrupt(format!(
+                        "cannot create the database file: {}",
+                        crate::boundary::io_reason(&e)
+                    )))
+                }
+            }
+        }
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
             .create_if_missing(create)
             .journal_mode(SqliteJournalMode::Wal)

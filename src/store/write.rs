@@ -98,10 +98,37 @@ impl WriterHandle {
     }
 
     pub(super) async fn append(&self, request: AppendRequest) -> Result<Appended, StoreError> {
+        for event in &request.events {
+            let bytes = json_len(&event.data);
+            if bytes > super::MAX_EVENT_DATA_BYTES {
+                return Err(StoreError::TooLarge {
+                    bytes,
+                    limit: super::MAX_EVENT_DATA_BYTES,
+                });
+            }
+        }
         let (reply, answer) = oneshot::channel();
         self.jobs.send((request, reply)).await.map_err(|_| StoreError::WriterStopped)?;
         answer.await.map_err(|_| StoreError::WriterStopped)?
     }
+}
+
+/// The length of a value's JSON, without keeping the text.
+fn json_len(value: &serde_json::Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing to a counter cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 /// The group-commit loop: takes whatever appends are queued, commits them in one

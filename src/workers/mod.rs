@@ -258,6 +258,7 @@ impl WorkerContext {
             Ok(_) => Ok(true),
             Err(WriteError::Duplicate) => Ok(false),
             Err(WriteError::Store(e)) => Err(e),
+            Err(WriteError::TooLarge { bytes, limit }) => Err(StoreError::TooLarge { bytes, limit }),
             Err(WriteError::Rejected(never)) => match never {},
             Err(WriteError::Missing | WriteError::PreconditionFailed { .. }) => Ok(false),
         }
@@ -568,10 +569,24 @@ async fn consume(runner: &Runner<'_>, nats: &JetStream) -> Result<(), BusError> 
                 continue;
             }
         };
-        let Some(event) = envelope_of(&message.payload) else {
+        let Some(mut event) = envelope_of(&message.payload) else {
             let _ = message.ack().await;
             continue;
         };
+        if crate::bus::data_omitted(&event) {
+            // Too large for a message: the log has it whole.
+            match ctx.store.read_all(event.global_position - 1, 1, None).await?.pop() {
+                Some(stored) if stored.event_id == event.event_id => event = stored,
+                _ => {
+                    tracing::warn!(
+                        position = event.global_position,
+                        "worker: an event left out of its message is not in the log"
+                    );
+                    let _ = message.ack().await;
+                    continue;
+                }
+            }
+        }
         let handled = keeping_alive(&message, async {
             // JetStream is not the record: fill any gap from the log before going on.
             let done = ctx.store.checkpoint(&checkpoint).await?;

@@ -94,6 +94,8 @@ async fn workspace_roots_stay_inside_the_data_dir(backend: Backend) {
         ("claws/../../claws".into(), "'..'"),
         ("escape".into(), "leads outside"),
         ("escape/deeper".into(), "leads outside"),
+        (".".into(), "name a directory inside"),
+        ("./".into(), "name a directory inside"),
     ];
     // Refused on create: nothing recorded.
     for (root, says) in &table {
@@ -284,6 +286,8 @@ async fn gateway_urls_never_lead_to_link_local_or_metadata_addresses(backend: Ba
         ("http://gw.example.com/", "ws://"),
         ("file:///etc/passwd", "ws://"),
         ("gw.example.com:18789", "ws://"),
+        ("ws://user:pass@127.0.0.1:18789/", "must not carry credentials"),
+        ("ws://token@gw.example.com/", "must not carry credentials"),
     ];
     for (url, says) in table {
         let answer = call(

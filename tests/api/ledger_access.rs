@@ -175,4 +175,43 @@ async fn every_ledger_route_limits_each_key_to_what_it_may_read(backend: Backend
     }
 }
 
-both_backends!(every_ledger_route_limits_each_key_to_what_it_may_read);
+/// A scoped key acts only on the instances it lists: the other product surfaces refuse it
+/// (403 in their envelopes) instead of listing the org's fleets, gateways or skills.
+async fn a_scoped_key_is_refused_on_every_other_product_surface(backend: Backend) {
+    let Some(app) = spawn(backend).await else { return };
+    let id = instance(&app, "assistant").await;
+    let scoped = call(
+        &app,
+        Method::POST,
+        "/v1/keys",
+        &app.admin_key,
+        Some(json!({"name": "ci", "instance_ids": [id], "permissions": ["read", "configure"]})),
+    )
+    .await;
+    assert_eq!(scoped.status, 201, "{}", scoped.text);
+    let scoped = scoped.json()["raw_key"].as_str().unwrap().to_string();
+    let refused = [
+        ("/api/v1/fleets", "error"),
+        ("/api/v1/profiles", "error"),
+        ("/api/v1/org/default/ws/default/runtimes", "detail"),
+        ("/api/v1/gateways", "detail"),
+        ("/api/v1/agents", "detail"),
+        ("/skills", "error"),
+        ("/agents", "error"),
+    ];
+    for (path, field) in refused {
+        let answer = get(&app, path, &scoped).await;
+        assert_eq!(answer.status, 403, "{path}: {}", answer.text);
+        assert_eq!(
+            answer.json()[field],
+            "Scoped keys act only on the instances they list",
+            "{path}: in the surface's envelope"
+        );
+    }
+    assert_eq!(get(&app, &format!("/v1/instances/{id}"), &scoped).await.status, 200);
+}
+
+both_backends!(
+    every_ledger_route_limits_each_key_to_what_it_may_read,
+    a_scoped_key_is_refused_on_every_other_product_surface
+);

@@ -409,4 +409,65 @@ async fn kept_answers_reveal_no_secrets(backend: Backend) {
     }
 }
 
-both_backends!(kept_answers_reveal_no_secrets);
+/// A kept answer goes back only to the key that earned it: another key of the org reusing
+/// the header with the same body (a read-only scoped key, a viewer) is a different request,
+/// refused as one, and never shown the answer (a new key's value, a created resource).
+async fn kept_answers_go_back_only_to_the_key_that_earned_them(backend: Backend) {
+    let Some(app) = spawn(backend).await else { return };
+    let instance = created(
+        &app,
+        "/v1/instances",
+        json!({"name": "assistant", "model_provider": "anthropic", "openclaw_version": "2026.9.6"}),
+    )
+    .await["id"]
+        .clone();
+    let reader = created(
+        &app,
+        "/v1/keys",
+        json!({"name": "reader", "instance_ids": [instance], "permissions": ["read"]}),
+    )
+    .await["raw_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let wide = json!({"name": "wide", "instance_ids": [instance], "permissions": ["read", "configure", "files", "channels", "interact"]});
+    let issue = |key: &str| {
+        Answer::of(
+            app.request(Method::POST, "/v1/keys", key)
+                .header("idempotency-key", "issue-wide-key")
+                .json(&wide),
+        )
+    };
+    let first = issue(&app.admin_key).await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    let raw_key = first.json()["raw_key"].as_str().unwrap().to_string();
+    let replayed_to_reader = issue(&reader).await;
+    assert!(!replayed_to_reader.text.contains(&raw_key), "{}", replayed_to_reader.text);
+    assert_eq!(replayed_to_reader.header("idempotent-replayed"), None);
+    assert!(
+        [403, 422].contains(&replayed_to_reader.status),
+        "{} {}",
+        replayed_to_reader.status,
+        replayed_to_reader.text
+    );
+
+    let viewer = app.store.create_key("default", "viewer");
+    let create = |key: &str| {
+        Answer::of(
+            app.request(Method::POST, "/api/v1/profiles", key)
+                .header("idempotency-key", "make-profile")
+                .json(&json!({"name": "P", "config": {"n": 1}})),
+        )
+    };
+    let made = create(&app.admin_key).await;
+    assert_eq!(made.status, 201, "{}", made.text);
+    let by_viewer = create(&viewer).await;
+    assert_eq!(by_viewer.header("idempotent-replayed"), None);
+    assert!([403, 422].contains(&by_viewer.status), "{} {}", by_viewer.status, by_viewer.text);
+    assert_ne!(by_viewer.text, made.text);
+}
+
+both_backends!(
+    kept_answers_reveal_no_secrets,
+    kept_answers_go_back_only_to_the_key_that_earned_them
+);

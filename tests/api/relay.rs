@@ -19,6 +19,7 @@ both_backends!(
     writes_go_on_while_nats_is_down_and_the_lag_drains,
     workers_handle_each_event_once_on_the_log,
     workers_handle_each_event_once_on_jetstream,
+    an_event_too_large_for_a_message_does_not_hold_the_relay,
 );
 
 mod two_relays_fail_over {
@@ -316,4 +317,58 @@ async fn workers_handle_each_event_once_on_jetstream(backend: Backend) {
     let Some(nats) = TestNats::new().await else { return };
     let Some(store) = TestStore::new(backend).await else { return };
     check_worker(store, nats.bus()).await;
+}
+
+/// An event larger than NATS takes in one message (here an instance's overrides: a 60 KB
+/// body whose long key above 5,000 leaves is recorded as 5,000 flattened paths, over
+/// 3 MB) is published without its data, and the events after it follow, instead of the
+/// relay retrying it forever.
+async fn an_event_too_large_for_a_message_does_not_hold_the_relay(backend: Backend) {
+    let Some(nats) = TestNats::new().await else { return };
+    let Some(store) = TestStore::new(backend).await else { return };
+    let app = spawn_app_with(store, nats.bus(), vec![]).await;
+    let created = Answer::of(
+        app.admin(reqwest::Method::POST, "/v1/instances")
+            .json(&serde_json::json!({"name": "big", "model_provider": "anthropic", "openclaw_version": "2026.9.6"})),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let instance = created.json()["id"].as_str().unwrap().to_string();
+    let leaves: serde_json::Map<String, serde_json::Value> = (0..5000).map(|i| (format!("k{i}"), serde_json::json!(0))).collect();
+    let overrides = serde_json::json!({ "L".repeat(600): leaves });
+    let answer = Answer::of(
+        app.admin(reqwest::Method::PATCH, &format!("/v1/instances/{instance}"))
+            .json(&serde_json::json!({"openclaw_config": overrides})),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", &answer.text[..answer.text.len().min(300)]);
+    app.create_profile(serde_json::json!({"name": "after"})).await;
+    let log = fleetledger::store::connect(&app.store.url()).await.unwrap();
+    let head = log.head().await.unwrap();
+    assert_eq!(
+        nats.wait_for_messages(head as u64, Duration::from_secs(30)).await,
+        head as u64,
+        "every event reaches JetStream, the one after the large one included"
+    );
+    let big = log
+        .read_stream(&instance, 1)
+        .await
+        .unwrap()
+        .into_iter()
+        .max_by_key(|e| serde_json::to_string(&e.data).unwrap().len())
+        .unwrap();
+    assert!(
+        serde_json::to_string(&big.data).unwrap().len() > 1024 * 1024,
+        "the event is larger than a NATS message"
+    );
+    let js = nats.context().await;
+    let stream = js.get_stream(&nats.stream).await.unwrap();
+    let message = stream.get_raw_message(big.global_position as u64).await.unwrap();
+    let event: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
+    assert_eq!(event["id"], big.event_id.to_string());
+    assert!(
+        event["data"]["data"].get("$fleetledger_omitted").is_some(),
+        "the message leaves the data out: {}",
+        &message.payload.len()
+    );
 }

@@ -25,6 +25,7 @@ both_backends!(
     a_swap_is_refused_once_the_head_has_moved,
     dead_letters_are_parked_once_claimed_by_one_and_settled_by_their_holder,
     two_writers_of_one_store_keep_one_chain,
+    an_event_over_the_size_limit_is_refused,
 );
 
 async fn open(backend: Backend) -> Option<(TestStore, Arc<dyn EventStore>)> {
@@ -621,4 +622,25 @@ async fn two_writers_of_one_store_keep_one_chain(backend: Backend) {
         (1..=50).collect::<Vec<_>>()
     );
     assert_log_verifies(&first, 21 + 40).await;
+}
+
+/// The log takes events of at most `MAX_EVENT_DATA_BYTES` of data: a larger one is refused
+/// before anything is written, and the stream goes on.
+async fn an_event_over_the_size_limit_is_refused(backend: Backend) {
+    let Some((_guard, store)) = open(backend).await else {
+        return;
+    };
+    let mut big = test_append("big", 0, 1);
+    big.events[0].data = serde_json::json!({"pad": "x".repeat(store::MAX_EVENT_DATA_BYTES)});
+    match store.append(big).await {
+        Err(StoreError::TooLarge { bytes, limit }) => {
+            assert!(bytes > limit);
+            assert_eq!(limit, store::MAX_EVENT_DATA_BYTES);
+        }
+        other => panic!("an event over the limit is refused, not {other:?}"),
+    }
+    assert_eq!(store.head().await.unwrap(), 0);
+    let mut fits = test_append("big", 0, 1);
+    fits.events[0].data = serde_json::json!({"pad": "x".repeat(store::MAX_EVENT_DATA_BYTES - 100)});
+    assert_eq!(store.append(fits).await.unwrap().stream_version(), 1);
 }

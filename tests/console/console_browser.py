@@ -105,7 +105,10 @@ def main():
         expect(page).to_have_url(BASE + "/ui/resources?type=profile&q=")
         expect(page.locator("tbody tr")).to_have_count(1)
         page.select_option("#type", "")
+        expect(page).to_have_url(BASE + "/ui/resources?type=&q=")
         page.fill("#q", "Researcher")
+        # The list is swapped when its answer arrives; the URL follows that answer.
+        expect(page).to_have_url(BASE + "/ui/resources?type=&q=Researcher")
         expect(page.locator("tbody tr")).to_have_count(1)
         expect(page.locator("tbody tr")).to_have_attribute("data-type", "container_agent")
 
