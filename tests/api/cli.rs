@@ -417,6 +417,13 @@ async fn first_start_bootstraps_and_prints_the_admin_key_once(backend: Backend) 
     assert!(server.stdout.contains(&key), "the key is printed: {}", server.stdout);
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
+    if store.db.is_none() {
+        // The embedded database holds key hashes and wrapped data keys: its owner's only.
+        for file in ["fleetledger.db", "fleetledger.db-wal"] {
+            let mode = std::fs::metadata(store.dir.path().join(file)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{file}");
+        }
+    }
     let res = reqwest::Client::new()
         .get(server.url("/api/v1/profiles"))
         .bearer_auth(&key)
