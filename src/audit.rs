@@ -237,14 +237,14 @@ fn may_verify_org(state: &AppState, principal: &Principal) -> Result<(), AuditEr
 pub async fn verify_org(state: &AppState, principal: &Principal) -> Result<Verification, AuditError> {
     may_verify_org(state, principal)?;
     let org = principal.org_id.to_string();
-    Ok(store::verify_where(state.ledger.store.as_ref(), |e| e.metadata.org_id == org).await?)
+    Ok(store::verify_where(state.ledger.store.as_ref(), &org).await?)
 }
 
 /// The hash chain of each stream of the caller's org, stream by stream.
 pub async fn verify_org_streams(state: &AppState, principal: &Principal) -> Result<Vec<store::StreamCheck>, AuditError> {
     may_verify_org(state, principal)?;
     let org = principal.org_id.to_string();
-    Ok(store::verify_each(state.ledger.store.as_ref(), |e| e.metadata.org_id == org).await?)
+    Ok(store::verify_each(state.ledger.store.as_ref(), &org).await?)
 }
 
 /// A resource of an org as its list shows it: its last event and its model's name.

@@ -41,13 +41,22 @@ impl Filter {
     }
 }
 
-/// A page of matching events after `after`, scanning at most `scan` positions; returns the
-/// events and the last position scanned.
+/// Up to `limit` events after `after` that may match `filter`: of its org only, when it
+/// names one (through the store's org index), else of the whole log.
+async fn read(store: &dyn EventStore, after: i64, limit: i64, filter: &Filter) -> Result<Vec<EventEnvelope>, StoreError> {
+    match &filter.org_id {
+        Some(org) => store.read_org(after, limit, org, filter.stream_type.as_deref()).await,
+        None => store.read_all(after, limit, filter.stream_type.as_deref()).await,
+    }
+}
+
+/// A page of matching events after `after`; returns the events and the last position
+/// scanned.
 pub async fn page(store: &dyn EventStore, after: i64, limit: usize, filter: &Filter) -> Result<(Vec<EventEnvelope>, i64), StoreError> {
     let mut out = Vec::new();
     let mut cursor = after;
     loop {
-        let batch = store.read_all(cursor, 1000, filter.stream_type.as_deref()).await?;
+        let batch = read(store, cursor, 1000, filter).await?;
         let Some(last) = batch.last().map(|e| e.global_position) else {
             return Ok((out, cursor));
         };
@@ -80,7 +89,7 @@ pub fn follow(
                 if let Some(e) = buffered.pop_front() {
                     return Some((Ok(e), (store, after, filter, commits, buffered)));
                 }
-                match store.read_all(after, 500, filter.stream_type.as_deref()).await {
+                match read(store.as_ref(), after, 500, &filter).await {
                     Ok(batch) if !batch.is_empty() => {
                         after = batch.last().map(|e| e.global_position).unwrap_or(after);
                         buffered.extend(batch.into_iter().filter(|e| filter.matches(e)));

@@ -309,6 +309,21 @@ impl EventStore for SqliteStore {
         Ok(envelopes(rows))
     }
 
+    async fn read_org(&self, after: i64, limit: i64, org_id: &str, stream_type: Option<&str>) -> Result<Vec<EventEnvelope>, StoreError> {
+        // `json_extract(metadata, '$.org_id')` is the expression `events_org_position_idx` indexes.
+        let rows: Vec<Row> = sqlx::query_as(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE json_extract(metadata, '$.org_id') = ?4 AND global_position > ?1 \
+             AND (?3 IS NULL OR stream_type = ?3) ORDER BY global_position LIMIT ?2"
+        ))
+        .bind(after)
+        .bind(limit)
+        .bind(stream_type)
+        .bind(org_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(envelopes(rows))
+    }
+
     async fn read_all_for_fold(&self, after: i64, limit: i64) -> Result<Vec<FoldEvent>, StoreError> {
         let rows: Vec<FoldRow> = sqlx::query_as(&format!(
             "SELECT {FOLD_COLUMNS} FROM events WHERE global_position > ?1 ORDER BY global_position LIMIT ?2"
