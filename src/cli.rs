@@ -283,9 +283,13 @@ pub fn report(error: &anyhow::Error) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let _ = writeln!(std::io::stderr(), "error: {error:#}");
-    let refused = error
-        .chain()
-        .any(|cause| cause.is::<SettingsError>() || matches!(cause.downcast_ref::<StoreError>(), Some(StoreError::Missing { .. })));
+    let refused = error.chain().any(|cause| {
+        cause.is::<SettingsError>()
+            || matches!(
+                cause.downcast_ref::<StoreError>(),
+                Some(StoreError::Missing { .. } | StoreError::Unreachable { .. })
+            )
+    });
     if refused {
         ExitCode::from(2)
     } else {

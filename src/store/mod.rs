@@ -176,6 +176,9 @@ pub enum StoreError {
     /// the PostgreSQL URL with its password masked; `hint` says how to make one.
     #[error("there is no store at {place}; {hint}")]
     Missing { place: String, hint: &'static str },
+    /// The PostgreSQL server did not answer; `place` is its URL with the password masked.
+    #[error("cannot reach PostgreSQL at {place}: {cause}")]
+    Unreachable { place: String, cause: String },
     // sqlx's errors already show their causes in their text, so these keep no source: a
     // report of the chain would name each cause twice.
     #[error("{0}")]
@@ -364,6 +367,19 @@ pub async fn connect_with(url: &str, open: Open) -> Result<Arc<dyn EventStore>, 
                 place: masked_url(url),
                 hint: "create the database (e.g. `createdb`), then run `fleetledger migrate`",
             }),
+            // The pool only says it gave up waiting; one connection attempt says why.
+            Err(StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_))) => {
+                use sqlx::Connection;
+                let cause = match sqlx::PgConnection::connect(url).await {
+                    Err(sqlx::Error::Io(io)) => io.to_string(),
+                    Err(other) => other.to_string(),
+                    Ok(_) => "no connection within the pool's timeout".to_string(),
+                };
+                Err(StoreError::Unreachable {
+                    place: masked_url(url),
+                    cause,
+                })
+            }
             Err(e) => Err(e),
         }
     } else {

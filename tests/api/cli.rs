@@ -301,6 +301,25 @@ async fn an_unsupported_database_url_is_refused(backend: Backend) {
     }
 }
 
+/// A PostgreSQL server that does not answer is named (password masked) with the reason,
+/// exit 2, rather than "pool timed out".
+#[tokio::test]
+async fn an_unreachable_postgres_is_named_with_its_reason() {
+    let out = Command::new(binary())
+        .arg("verify")
+        .env("DATABASE_URL", "postgres://postgres:hunter2@127.0.0.1:1/fleet")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot reach PostgreSQL at postgres://postgres:***@127.0.0.1:1/fleet"),
+        "{stderr}"
+    );
+    assert!(stderr.to_lowercase().contains("refused"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
 async fn an_error_names_each_cause_once(backend: Backend) {
     let Some(store) = TestStore::new(backend).await else { return };
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
