@@ -111,7 +111,15 @@ class Server:
                 time.sleep(0.1)
         else:
             raise SystemExit("the server did not start")
-        self.key = open(os.path.join(self.data, "admin.key")).read().strip()
+        key_file = os.path.join(self.data, "admin.key")
+        if os.path.exists(key_file):
+            self.key = open(key_file).read().strip()
+        else:
+            # A store that was not empty at first start (an imported log) has no bootstrap
+            # key: make an org and an admin key with the CLI, as an operator would.
+            cli = lambda *args: subprocess.run([ARGS.bin, *args], env=env, capture_output=True, text=True, check=True).stdout
+            cli("orgs", "create", "bench")
+            self.key = cli("keys", "create", "--org", "bench", "--role", "admin", "--name", "bench").strip()
 
     def call(self, method, path, body=None, headers=None):
         data = json.dumps(body).encode() if body is not None else None
@@ -179,14 +187,24 @@ def latency(out, which):
     return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
 
-def lua_requests(method, paths, key, body_template=None, if_match=False):
-    """A wrk script cycling over `paths`; `body_template` gets a counter so every write
-    changes something."""
+def lua_requests(method, paths, key, body_template=None):
+    """A wrk script cycling over `paths`. In `body_template`, the string "__N__" becomes a
+    number and "__S__" a string, both changing with every request, so every write changes
+    something."""
     quoted = ",".join(json.dumps(p) for p in paths)
     body = "nil"
     if body_template is not None:
-        head, tail = json.dumps(body_template).split('"__N__"')
-        body = f"{json.dumps(head)} .. counter .. {json.dumps(tail)}"
+        text = json.dumps(body_template)
+        parts = re.split(r'("__N__"|"__S__")', text)
+        pieces = []
+        for part in parts:
+            if part == '"__N__"':
+                pieces.append("n")
+            elif part == '"__S__"':
+                pieces.append('\'"s\' .. n .. \'"\'')
+            elif part:
+                pieces.append(json.dumps(part))
+        body = " .. ".join(pieces)
     return f"""
 local paths = {{{quoted}}}
 local counter = 0
@@ -194,6 +212,7 @@ local headers = {{["Authorization"] = "Bearer {key}", ["Content-Type"] = "applic
 function setup(thread) thread:set("offset", math.random(1, #paths)) end
 request = function()
   counter = counter + 1
+  local n = counter % 50000 + 600
   local path = paths[((counter + offset) % #paths) + 1]
   return wrk.format("{method}", path, headers, {body})
 end
@@ -320,7 +339,7 @@ SURFACE_WRITES = {
         lambda i: {"key": f"hot-{i}"},
         "PUT",
         RUNTIMES + "/{id}/config",
-        {"config": {"sandbox": {"timeout_seconds": 600}, "n": "__N__"}},
+        {"config": {"sandbox": {"timeout_seconds": "__N__"}}},
     ),
     "agents (Mission Control)": (
         "mc_agent",
@@ -328,7 +347,7 @@ SURFACE_WRITES = {
         lambda i: {"name": f"hot-{i}", "gateway_id": "__GATEWAY__"},
         "PATCH",
         "/api/v1/agents/{id}",
-        {"name": "__N__"},
+        {"name": "__S__"},
     ),
     "instances (Chowder)": (
         "instance",
@@ -336,7 +355,7 @@ SURFACE_WRITES = {
         lambda i: {"name": f"hot-{i}", "model_provider": "anthropic", "openclaw_version": "2026.9.6"},
         "PATCH",
         "/v1/instances/{id}",
-        {"name": "__N__"},
+        {"name": "__S__"},
     ),
     "container agents (Hill90)": (
         "container_agent",
@@ -344,7 +363,7 @@ SURFACE_WRITES = {
         lambda i: {"agent_id": f"hot-{i}", "name": f"hot-{i}"},
         "PUT",
         "/agents/{id}",
-        {"description": "__N__"},
+        {"description": "__S__"},
     ),
 }
 
