@@ -3,7 +3,8 @@
 //! may connect to a destination a request gave.
 //!
 //! - Paths: a `local` Mission Control gateway's `workspace_root` is a relative name under
-//!   `<data dir>/workspaces/`, or lies inside a root the operator allowed
+//!   its org's own directory `<data dir>/workspaces/<org id>/` (two orgs naming the same
+//!   root never share a directory), or lies inside a root the operator allowed
 //!   (`--workspace-root-allow`). Absolute paths elsewhere, `..`, and anything that leads
 //!   outside through a symlink are refused. The check runs when a request names the path
 //!   ([`Boundary::check_workspace_root`]) and again at the moment of the side effect
@@ -414,9 +415,10 @@ impl Boundary {
 
     // ---- paths ----------------------------------------------------------------------------
 
-    /// The directory a workspace root lies in and the root relative to it, checked
-    /// lexically: no `..`; absolute only inside an allowed root.
-    fn locate(&self, root: &str) -> Result<(PathBuf, PathBuf), Refused> {
+    /// The directory a workspace root of org `org` lies in and the root relative to it,
+    /// checked lexically: no `..`; absolute only inside an allowed root. A relative root
+    /// lies in the org's own directory under the data dir's workspaces directory.
+    fn locate(&self, org: &str, root: &str) -> Result<(PathBuf, PathBuf), Refused> {
         let root = root.trim();
         if root.is_empty() {
             return Err(Refused::new("workspace_root must not be empty"));
@@ -446,14 +448,20 @@ impl Boundary {
             // `.` (or `./`) names the workspaces directory itself, which every gateway shares.
             return Err(Refused::new("workspace_root must name a directory inside the workspaces directory"));
         }
-        Ok((self.data_dir.join(WORKSPACES_DIR), relative))
+        let mut org_dir = Path::new(org).components();
+        if !matches!((org_dir.next(), org_dir.next()), (Some(Component::Normal(_)), None)) {
+            return Err(Refused::new("an organization id is a single name"));
+        }
+        // Anchored at the workspaces directory itself, so that whatever leads out of it,
+        // the org's own directory included, is refused as an escape.
+        Ok((self.data_dir.join(WORKSPACES_DIR), Path::new(org).join(relative)))
     }
 
-    /// Checks a `local` gateway's `workspace_root` as a request gives it: a relative name
-    /// without `..` (or a path inside an allowed root) that does not lead outside through
-    /// a symlink that exists now. Touches nothing; a few metadata lookups.
-    pub fn check_workspace_root(&self, root: &str) -> Result<(), Refused> {
-        let (base, relative) = self.locate(root)?;
+    /// Checks the `workspace_root` of a `local` gateway of org `org` as a request gives it:
+    /// a relative name without `..` (or a path inside an allowed root) that does not lead
+    /// outside through a symlink that exists now. Touches nothing; a few metadata lookups.
+    pub fn check_workspace_root(&self, org: &str, root: &str) -> Result<(), Refused> {
+        let (base, relative) = self.locate(org, root)?;
         match std::fs::canonicalize(&base) {
             Ok(base) => stays_inside(&base, &base.join(relative)),
             // Nothing exists below a base that does not exist: there is no link to follow.
@@ -463,15 +471,15 @@ impl Boundary {
     }
 
     /// Makes (if needed) and returns the directory `<workspace_root>/<leaf>` of a `local`
-    /// gateway, checking the root again now and the directory once made, so that a
+    /// gateway of org `org`, checking the root again now and the directory once made, so that a
     /// symlink that appeared since the request cannot lead the write elsewhere. The path
     /// returned is canonical: write there, not through the links it was reached by.
-    pub fn workspace_dir(&self, root: &str, leaf: &str) -> Result<PathBuf, HostError> {
+    pub fn workspace_dir(&self, org: &str, root: &str, leaf: &str) -> Result<PathBuf, HostError> {
         let mut leaf_parts = Path::new(leaf).components();
         if !matches!((leaf_parts.next(), leaf_parts.next()), (Some(Component::Normal(_)), None)) {
             return Err(Refused::new("a workspace directory is a single name").into());
         }
-        let (base, relative) = self.locate(root)?;
+        let (base, relative) = self.locate(org, root)?;
         std::fs::create_dir_all(&base)?;
         let base = std::fs::canonicalize(&base)?;
         let target = base.join(relative).join(leaf);
@@ -522,6 +530,9 @@ mod tests {
         }
     }
 
+    /// The org whose workspaces the tests make.
+    const ORG: &str = "0190f1e2-0000-7000-8000-000000000001";
+
     /// A data dir and a directory outside it, both temporary.
     struct Host {
         data: tempfile::TempDir,
@@ -534,12 +545,13 @@ mod tests {
                 data: tempfile::tempdir().unwrap(),
                 outside: tempfile::tempdir().unwrap(),
             };
-            std::fs::create_dir_all(host.data.path().join(WORKSPACES_DIR)).unwrap();
+            std::fs::create_dir_all(host.workspaces()).unwrap();
             host
         }
 
+        /// The org's own workspaces directory.
         fn workspaces(&self) -> PathBuf {
-            self.data.path().join(WORKSPACES_DIR)
+            self.data.path().join(WORKSPACES_DIR).join(ORG)
         }
 
         fn outside_entries(&self) -> usize {
@@ -580,7 +592,7 @@ mod tests {
             (format!("{allowed_text}x"), Err("absolute")),
         ];
         for (root, expected) in table {
-            let got = boundary.check_workspace_root(&root);
+            let got = boundary.check_workspace_root(ORG, &root);
             match (expected, &got) {
                 (Ok(()), Ok(())) => {}
                 (Err(part), Err(refused)) => {
@@ -600,29 +612,48 @@ mod tests {
         let host = Host::new();
         let boundary = Boundary::new(host.data.path(), &BoundarySettings::default());
         // Allowed when asked...
-        boundary.check_workspace_root("later").unwrap();
-        let made = boundary.workspace_dir("later", "workspace-mc-1").unwrap();
+        boundary.check_workspace_root(ORG, "later").unwrap();
+        let made = boundary.workspace_dir(ORG, "later", "workspace-mc-1").unwrap();
         assert_eq!(made, host.workspaces().canonicalize().unwrap().join("later/workspace-mc-1"));
         // ...then the root becomes a link outside: the write is refused, nothing is made there.
         std::fs::remove_dir_all(host.workspaces().join("later")).unwrap();
         std::os::unix::fs::symlink(host.outside.path(), host.workspaces().join("later")).unwrap();
-        let refused = boundary.workspace_dir("later", "workspace-mc-2").unwrap_err();
+        let refused = boundary.workspace_dir(ORG, "later", "workspace-mc-2").unwrap_err();
         assert!(refused.to_string().contains("leads outside"), "{refused}");
         // The agent's own directory turned into a link is refused too.
         let own = host.workspaces().join("ok");
         std::fs::create_dir_all(&own).unwrap();
         std::os::unix::fs::symlink(host.outside.path(), own.join("workspace-mc-3")).unwrap();
-        assert!(boundary.workspace_dir("ok", "workspace-mc-3").is_err());
-        assert!(boundary.workspace_dir("ok", "../x").is_err());
-        assert!(boundary.workspace_dir("/etc", "workspace-mc-4").is_err());
+        assert!(boundary.workspace_dir(ORG, "ok", "workspace-mc-3").is_err());
+        assert!(boundary.workspace_dir(ORG, "ok", "../x").is_err());
+        assert!(boundary.workspace_dir(ORG, "/etc", "workspace-mc-4").is_err());
         assert_eq!(host.outside_entries(), 0, "nothing was created outside the data dir");
         // The data dir's workspaces directory is made when it is missing.
         let fresh = tempfile::tempdir().unwrap();
         let boundary = Boundary::new(fresh.path(), &BoundarySettings::default());
         assert!(boundary
-            .workspace_dir("a/b", "workspace-x")
+            .workspace_dir(ORG, "a/b", "workspace-x")
             .unwrap()
-            .ends_with("workspaces/a/b/workspace-x"));
+            .ends_with(format!("workspaces/{ORG}/a/b/workspace-x")));
+    }
+
+    #[test]
+    fn two_orgs_naming_the_same_root_get_directories_of_their_own() {
+        let host = Host::new();
+        let boundary = Boundary::new(host.data.path(), &BoundarySettings::default());
+        let other = "0190f1e2-0000-7000-8000-000000000002";
+        let mine = boundary.workspace_dir(ORG, "team", "workspace-a").unwrap();
+        let theirs = boundary.workspace_dir(other, "team", "workspace-a").unwrap();
+        assert_ne!(mine, theirs);
+        assert!(mine.starts_with(host.workspaces().canonicalize().unwrap()));
+        for org in ["", "..", "a/b", "/"] {
+            assert!(boundary.check_workspace_root(org, "team").is_err(), "{org:?}");
+        }
+        // An org's directory turned into a link elsewhere is refused at write time.
+        std::fs::remove_dir_all(host.data.path().join(WORKSPACES_DIR).join(other)).unwrap();
+        std::os::unix::fs::symlink(host.outside.path(), host.data.path().join(WORKSPACES_DIR).join(other)).unwrap();
+        assert!(boundary.workspace_dir(other, "team", "workspace-c").is_err());
+        assert_eq!(host.outside_entries(), 0);
     }
 
     #[test]
@@ -632,11 +663,11 @@ mod tests {
         let root_text = root.to_str().unwrap();
         let allowing = Boundary::new(host.data.path(), &settings(&[host.outside.path()], &[]));
         assert!(allowing
-            .workspace_dir(root_text, "workspace-a")
+            .workspace_dir(ORG, root_text, "workspace-a")
             .unwrap()
             .starts_with(host.outside.path().canonicalize().unwrap()));
         let strict = Boundary::new(host.data.path(), &BoundarySettings::default());
-        let refused = strict.workspace_dir(root_text, "workspace-b").unwrap_err();
+        let refused = strict.workspace_dir(ORG, root_text, "workspace-b").unwrap_err();
         assert!(!refused.to_string().contains(root_text), "{refused}");
         assert!(!root.join("workspace-b").exists());
     }

@@ -146,8 +146,8 @@ impl DeliverySettings {
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct BoundarySettings {
     /// Absolute directories a `local` Mission Control gateway's `workspace_root` may lie in
-    /// (comma-separated). Otherwise a workspace root is a relative name inside
-    /// `<data dir>/workspaces/`.
+    /// (comma-separated). Otherwise a workspace root is a relative name inside the org's
+    /// own `<data dir>/workspaces/<org id>/`.
     #[arg(long, env = "FLEETLEDGER_WORKSPACE_ROOT_ALLOW", value_delimiter = ',', value_parser = crate::boundary::allowed_root)]
     pub workspace_root_allow: Vec<PathBuf>,
 

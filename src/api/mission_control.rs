@@ -373,7 +373,7 @@ fn gateway_json(g: &Gateway) -> Value {
 /// The boundary's rules on the gateway a create or update would leave: where its URL
 /// leads and, for a `local` gateway, where its workspace root lies. A field that already
 /// has a problem is not checked again.
-fn boundary_problems(p: &mut Problems, boundary: &Boundary, f: &GatewayFields) {
+fn boundary_problems(p: &mut Problems, boundary: &Boundary, org: Uuid, f: &GatewayFields) {
     let mut refuse = |field: &str, why: Refused, input: &str| {
         let loc = at(&body_loc(), field);
         if !p.0.iter().any(|e| e.loc == loc) {
@@ -383,7 +383,7 @@ fn boundary_problems(p: &mut Problems, boundary: &Boundary, f: &GatewayFields) {
     match boundary.gateway_url(&f.url) {
         Err(why) => refuse("url", why, &f.url),
         Ok(GatewayUrl::Local) => {
-            if let Err(why) = boundary.check_workspace_root(&f.workspace_root) {
+            if let Err(why) = boundary.check_workspace_root(&org.to_string(), &f.workspace_root) {
                 refuse("workspace_root", why, &f.workspace_root);
             }
         }
@@ -445,7 +445,7 @@ async fn create_gateway(
     let fields = lenient_model(&mut p, &body_loc(), &body).unwrap_or_default();
     let f = gateway_fields(&mut p, &fields, GatewayFields::default(), true);
     let token = token_field(&mut p, &fields);
-    boundary_problems(&mut p, &state.boundary, &f);
+    boundary_problems(&mut p, &state.boundary, principal.org_id, &f);
     let mut f = checked(p, f)?;
     f.token = seal_token(&state, &principal, token.flatten()).await?;
     let id = Uuid::now_v7();
@@ -482,7 +482,7 @@ async fn update_gateway(
     let fields = lenient_model(&mut p, &body_loc(), &body).unwrap_or_default();
     let after = gateway_fields(&mut p, &fields, GatewayFields::from(&gateway), false);
     let token = token_field(&mut p, &fields);
-    boundary_problems(&mut p, &state.boundary, &after);
+    boundary_problems(&mut p, &state.boundary, principal.org_id, &after);
     let after = checked(p, after)?;
     let sealed = match token {
         Some(token) => Some(seal_token(&state, &principal, token).await?),

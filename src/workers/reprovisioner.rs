@@ -178,6 +178,7 @@ impl Reprovisioner {
             token,
             gateway_agent_id: agent.gateway_agent_id(),
             session_key: agent.session_key(),
+            org_id: gateway.org_id,
             workspace_root: gateway.workspace_root.clone(),
             workspace_path: agent.workspace_path(&gateway.workspace_root),
             agent_name: agent.name.clone(),

@@ -9,7 +9,8 @@ use serde_json::{json, Value};
 
 use crate::both_backends;
 use crate::fake_gateway::{Behaviour, FakeGateway};
-use crate::helpers::{call, serve_settings, spawn_configured, Answer, Backend, TestApp, TestStore};
+use crate::helpers::{call, default_org, serve_settings, spawn_configured, Answer, Backend, TestApp, TestStore};
+use crate::mission_control::workspaces;
 
 /// The server with the production workers and the given settings, on the log (no NATS),
 /// so that it can be stopped and started again on the same store with other settings.
@@ -40,11 +41,6 @@ fn refused_field(answer: &Answer, field: &str, context: &str) -> String {
     let msg = problem["msg"].as_str().unwrap().to_string();
     assert!(msg.starts_with("Value error, "), "{context}: {msg}");
     msg
-}
-
-/// Where a relative workspace root lies on disk.
-fn workspaces(app: &TestApp, root: &str) -> std::path::PathBuf {
-    app.store.dir.path().join("workspaces").join(root)
 }
 
 fn entries(dir: &std::path::Path) -> Vec<String> {
@@ -393,7 +389,51 @@ async fn the_gateway_allow_list_restricts_destinations_also_when_connecting(back
     assert_eq!(fake.methods(), Vec::<String>::new());
 }
 
+/// Two orgs naming the same relative root each get a directory of their own: neither sees,
+/// nor can name, the other's agents' workspaces.
+async fn orgs_naming_the_same_root_keep_their_workspaces_apart(backend: Backend) {
+    let Some(store) = TestStore::new(backend).await else { return };
+    let app = serve(store, |_| {}).await;
+    app.store.create_org("rival");
+    let rival_key = app.store.create_key("rival", "admin");
+    let mut dirs = vec![];
+    for (key, org) in [
+        (&app.admin_key, default_org()),
+        (&rival_key, fleetledger::domain::org::org_id_for_slug("rival").to_string()),
+    ] {
+        let gateway = call(
+            &app,
+            Method::POST,
+            "/api/v1/gateways",
+            key,
+            Some(json!({"name": "edge", "url": "local", "workspace_root": "team"})),
+        )
+        .await;
+        assert_eq!(gateway.status, 200, "{}", gateway.text);
+        let agent = call(
+            &app,
+            Method::POST,
+            "/api/v1/agents",
+            key,
+            Some(json!({"name": "Same", "gateway_id": gateway.json()["id"]})),
+        )
+        .await;
+        assert_eq!(agent.status, 200, "{}", agent.text);
+        let agent = agent.json();
+        assert_eq!(agent["provision_state"], "provisioned", "{agent}");
+        let leaf = format!("workspace-{}", agent["gateway_agent_id"].as_str().unwrap());
+        // What the agent is told is the root it named; where it lies is the org's own.
+        assert_eq!(agent["workspace_path"], format!("team/{leaf}"));
+        let root = app.store.dir.path().join("workspaces").join(org).join("team");
+        assert_eq!(entries(&root), vec![leaf.clone()], "only this org's agent");
+        assert!(root.join(&leaf).join("SOUL.md").exists());
+        dirs.push(root);
+    }
+    assert_ne!(dirs[0], dirs[1]);
+}
+
 both_backends!(
+    orgs_naming_the_same_root_keep_their_workspaces_apart,
     workspace_roots_stay_inside_the_data_dir,
     a_root_that_becomes_a_link_is_refused_when_written,
     an_allowed_root_keeps_absolute_paths_until_it_is_no_longer_allowed,

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use crate::both_backends;
 use crate::cli::start_server_with;
 use crate::fake_gateway::{Behaviour, FakeGateway};
-use crate::helpers::{call, serve_settings, spawn_configured, Answer, Backend, TestApp, TestNats, TestStore};
+use crate::helpers::{call, default_org, serve_settings, spawn_configured, Answer, Backend, TestApp, TestNats, TestStore};
 
 /// The server with the production workers; on PostgreSQL over JetStream when available.
 async fn spawn_mc(backend: Backend, tweak: impl FnOnce(&mut fleetledger::config::ServeSettings)) -> Option<(TestApp, Option<TestNats>)> {
@@ -33,9 +33,10 @@ async fn ok(app: &TestApp, method: Method, path: &str, body: Value) -> Value {
     answer.json()
 }
 
-/// Where a `local` gateway's relative `workspace_root` lies: under the data dir.
+/// Where a `local` gateway's relative `workspace_root` lies for the default org: in the
+/// org's own directory under the data dir.
 pub fn workspaces(app: &TestApp, root: &str) -> std::path::PathBuf {
-    app.store.dir.path().join("workspaces").join(root)
+    app.store.dir.path().join("workspaces").join(default_org()).join(root)
 }
 
 /// A local gateway with workspace root `claws` (in the data dir), a board on it, and
@@ -523,7 +524,7 @@ async fn a_separate_worker_process_serves_the_wait(backend: Backend) {
         .trim()
         .to_string();
     let url = |path: &str| format!("http://{}{path}", server.addr);
-    let root = store.dir.path().join("workspaces").join("ws");
+    let root = store.dir.path().join("workspaces").join(default_org()).join("ws");
     let gateway = Answer::of(client.post(url("/api/v1/gateways")).bearer_auth(&key).json(&json!({
         "name": "gw", "url": "local", "workspace_root": "ws"
     })))

@@ -136,6 +136,8 @@ pub struct WorkspaceTarget {
     pub token: Option<crate::secrets::Plaintext>,
     pub gateway_agent_id: String,
     pub session_key: String,
+    /// The gateway's org: a local driver keeps each org's workspaces apart.
+    pub org_id: uuid::Uuid,
     /// The gateway's `workspace_root` as stored: a local driver resolves it through the
     /// boundary, never by joining it itself.
     pub workspace_root: String,
@@ -203,7 +205,11 @@ impl WorkspaceDriver for LocalWorkspaceDriver {
     async fn deliver(&self, target: &WorkspaceTarget, files: Vec<WorkspaceFile>) -> Result<Delivered, String> {
         let dir = self
             .boundary
-            .workspace_dir(&target.workspace_root, &workspace_dir_name(&target.gateway_agent_id))
+            .workspace_dir(
+                &target.org_id.to_string(),
+                &target.workspace_root,
+                &workspace_dir_name(&target.gateway_agent_id),
+            )
             .map_err(|e| match e {
                 HostError::Refused(why) => format!("the agent's workspace is not allowed on this server: {why}"),
                 HostError::Io(e) => format!("cannot create the agent's workspace: {}", io_reason(&e)),
@@ -256,12 +262,15 @@ mod tests {
         assert_eq!(render(&context(), None, None, true).unwrap().last().unwrap().name, BOOTSTRAP);
     }
 
+    const ORG: uuid::Uuid = uuid::Uuid::from_u128(7);
+
     fn target(root: &str) -> WorkspaceTarget {
         WorkspaceTarget {
             gateway_url: "local".into(),
             token: None,
             gateway_agent_id: "mc-1".into(),
             session_key: "agent:mc-1:main".into(),
+            org_id: ORG,
             workspace_root: root.into(),
             workspace_path: format!("{root}/workspace-mc-1"),
             agent_name: "Ops".into(),
@@ -284,7 +293,7 @@ mod tests {
             }]
         };
         // A link the agent left at the temp name is replaced, not written through.
-        let dir = data.path().join("workspaces/claws/workspace-mc-1");
+        let dir = data.path().join(format!("workspaces/{ORG}/claws/workspace-mc-1"));
         std::fs::create_dir_all(&dir).unwrap();
         let victim = outside.path().join("victim");
         std::fs::write(&victim, "keep").unwrap();
@@ -301,7 +310,7 @@ mod tests {
         assert!(!refused.contains(outside.path().to_str().unwrap()), "{refused}");
         assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 1, "only the victim file");
         // An I/O failure is described without the path.
-        std::fs::write(data.path().join("workspaces/file"), "x").unwrap();
+        std::fs::write(data.path().join(format!("workspaces/{ORG}/file")), "x").unwrap();
         let failed = driver.deliver(&target("file"), soul()).await.unwrap_err();
         assert_eq!(failed, "cannot create the agent's workspace: not a directory");
     }
