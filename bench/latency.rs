@@ -93,6 +93,7 @@ async fn main() {
         RelaySettings {
             batch: 1000,
             poll: Duration::from_millis(200),
+            checkpoint_every: relay::CHECKPOINT_EVERY,
             crash_after_publish: None,
         },
         stopped,

@@ -252,6 +252,7 @@ impl Application {
             let relay_settings = RelaySettings {
                 batch: 1000,
                 poll,
+                checkpoint_every: relay::CHECKPOINT_EVERY,
                 crash_after_publish: settings.serve.relay_crash_after_publish,
             };
             tokio::spawn(relay::run(ledger.store.clone(), nats.clone(), relay_settings, stopped.clone()));

@@ -3,6 +3,11 @@
 //! after JetStream acknowledged. A crash between the two republishes, which JetStream's
 //! dedup window and consumers' idempotency make harmless.
 //!
+//! The stored checkpoint trails what was published by at most `checkpoint_every`: saving
+//! it is a durable commit, and one per published batch would double the database's
+//! commits under a steady trickle of writes. What a crash republishes is then at most that
+//! much, far inside the dedup window (`nats::DEDUP_WINDOW`).
+//!
 //! How far behind the relay is, is measured from the store (the checkpoint every process
 //! shares), not from the relay's own progress: it keeps growing while NATS is away, and
 //! every replica reports it, leader or not.
@@ -19,10 +24,15 @@ use crate::store::{EventStore, LeaderLease, StoreError};
 /// The checkpoint and leadership name of the relay.
 pub const RELAY: &str = "relay";
 
+/// How long the stored checkpoint may trail what was published.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
 #[derive(Clone, Debug)]
 pub struct RelaySettings {
     pub batch: i64,
     pub poll: Duration,
+    /// How long what was published may stay ahead of the stored checkpoint.
+    pub checkpoint_every: Duration,
     /// Test hook: abort the process after publishing past this position, before the
     /// checkpoint moves.
     pub crash_after_publish: Option<i64>,
@@ -61,6 +71,18 @@ async fn lead(
         Ok(c) => c,
         Err(_) => return false,
     };
+    // What is published is `checkpoint`; what is stored, `saved`, as of `saved_at`.
+    let mut saved = checkpoint;
+    let mut saved_at = tokio::time::Instant::now();
+    let save = |position: i64| async move {
+        match store.save_checkpoint(RELAY, position).await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(%error, "relay: cannot save the checkpoint");
+                false
+            }
+        }
+    };
     let mut backoff = Duration::from_millis(100);
     let mut last_lease_check = tokio::time::Instant::now();
     let mut woken_by_commit = false;
@@ -88,10 +110,24 @@ async fn lead(
             }
         };
         let Some(last) = events.last().map(|e| e.global_position) else {
+            // Caught up: the checkpoint is stored once its interval is over, unless more
+            // is published first.
+            let due = (saved < checkpoint).then(|| saved_at + settings.checkpoint_every);
             woken_by_commit = tokio::select! {
                 _ = commits.changed() => true,
                 _ = tokio::time::sleep(settings.poll) => false,
-                _ = shutdown.changed() => return true,
+                _ = sleep_until(due) => {
+                    if save(checkpoint).await {
+                        (saved, saved_at) = (checkpoint, tokio::time::Instant::now());
+                    }
+                    false
+                }
+                _ = shutdown.changed() => {
+                    if saved < checkpoint {
+                        save(checkpoint).await;
+                    }
+                    return true;
+                }
             };
             continue;
         };
@@ -109,12 +145,19 @@ async fn lead(
             tracing::error!(last, "relay: crash injected after publish, before checkpoint");
             std::process::abort();
         }
-        if let Err(error) = store.save_checkpoint(RELAY, last).await {
-            tracing::warn!(%error, "relay: cannot save the checkpoint");
-            continue;
-        }
         checkpoint = last;
         woken_by_commit = true;
+        if saved_at.elapsed() >= settings.checkpoint_every && save(checkpoint).await {
+            (saved, saved_at) = (checkpoint, tokio::time::Instant::now());
+        }
+    }
+}
+
+/// Sleeps until `at`, or forever when there is nothing to wait for.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
