@@ -13,7 +13,9 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 
 /// RFC 8785 (JCS) bytes of a JSON value: sorted keys, ECMAScript numbers, minimal escapes.
 pub fn canonical_json(value: &serde_json::Value) -> Vec<u8> {
-    serde_json_canonicalizer::to_vec(value).expect("a serde_json::Value always canonicalizes")
+    let mut out = Vec::new();
+    crate::jcs::write_value(&mut out, value);
+    out
 }
 
 /// Lowercase hex sha256 of a value's RFC 8785 form.
@@ -21,8 +23,9 @@ pub fn canonical_digest(value: &serde_json::Value) -> String {
     hex::encode(Sha256::digest(canonical_json(value)))
 }
 
-/// What the hash covers: the envelope without `hash` and `global_position`. Borrowed, so
-/// hashing an event does not first copy its data (as big as a request body) into a value.
+/// What the hash covers: the envelope without `hash` and `global_position`. `data` is
+/// written beside these members as it is, so hashing an event never copies its data (as
+/// big as a request body).
 #[derive(serde::Serialize)]
 struct Hashed<'a> {
     event_id: &'a uuid::Uuid,
@@ -31,7 +34,6 @@ struct Hashed<'a> {
     stream_version: i64,
     event_type: &'a str,
     schema_version: i32,
-    data: &'a serde_json::Value,
     metadata: &'a crate::envelope::Metadata,
     prev_hash: &'a str,
     recorded_at: String,
@@ -46,12 +48,17 @@ pub fn compute_hash(e: &EventEnvelope) -> String {
         stream_version: e.stream_version,
         event_type: &e.event_type,
         schema_version: e.schema_version,
-        data: &e.data,
         metadata: &e.metadata,
         prev_hash: &e.prev_hash,
         recorded_at: micros::format(&e.recorded_at),
     };
-    let canonical = serde_json_canonicalizer::to_vec(&body).expect("an envelope always canonicalizes");
+    let serde_json::Value::Object(rest) = serde_json::to_value(&body).expect("an envelope always serializes") else {
+        unreachable!("a struct serializes to an object")
+    };
+    let mut members: Vec<(&str, &serde_json::Value)> = rest.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    members.push(("data", &e.data));
+    let mut canonical = Vec::with_capacity(512);
+    crate::jcs::write_members(&mut canonical, members);
     let mut hasher = Sha256::new();
     hasher.update(e.prev_hash.as_bytes());
     hasher.update(&canonical);

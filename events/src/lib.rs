@@ -20,6 +20,7 @@ pub mod envelope;
 pub mod fleet;
 pub mod go_json;
 pub mod instance;
+pub mod jcs;
 pub mod key;
 pub mod mission_control;
 pub mod org;
