@@ -106,7 +106,7 @@ pub fn profile_stream(position: &mut i64, n: usize) -> (String, Vec<EventEnvelop
             stream_version: v as i64 + 1,
             event_type: event.event_type().into(),
             schema_version: 1,
-            data: event.data(),
+            data: event.data().into(),
             metadata: metadata.clone(),
             prev_hash: prev.clone(),
             hash: String::new(),

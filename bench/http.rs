@@ -67,7 +67,7 @@ async fn append_rate(log: &Arc<dyn fleetledger::store::EventStore>, clients: usi
                     event_id: uuid::Uuid::now_v7(),
                     event_type: "bench.happened".into(),
                     schema_version: 1,
-                    data: serde_json::json!({"pad": "x".repeat(1000)}),
+                    data: serde_json::json!({"pad": "x".repeat(1000)}).into(),
                 }],
                 metadata: fleetledger_events::Metadata {
                     org_id: "bench".into(),

@@ -119,7 +119,7 @@ async fn main() {
                         event_id,
                         event_type: "bench.happened".into(),
                         schema_version: 1,
-                        data: serde_json::json!({"pad": "x".repeat(900)}),
+                        data: serde_json::json!({"pad": "x".repeat(900)}).into(),
                     }],
                     metadata: Metadata {
                         org_id: "bench".into(),

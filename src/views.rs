@@ -19,6 +19,8 @@
 //! The views change `data`, never `hash`: a reader can follow the chain's links, but only
 //! `verify`, which reads the stored bytes, recomputes hashes.
 
+use std::sync::Arc;
+
 use fleetledger_events::secret::{Redactions, SealedSecret, REDACTED};
 use fleetledger_events::EventEnvelope;
 use serde::Serialize;
@@ -80,11 +82,14 @@ fn remove(data: &mut Value, pointer: &str) {
 pub fn public(e: &EventEnvelope) -> PublicEvent {
     let mut out = e.clone();
     match redactions_of(e) {
+        // Most event types declare nothing: their data stays shared with the stored event.
+        Some(r) if r.secret.is_empty() && r.internal.is_empty() => {}
         Some(r) => {
-            r.secret.iter().for_each(|p| mask(&mut out.data, p));
-            r.internal.iter().for_each(|p| remove(&mut out.data, p));
+            let data = Arc::make_mut(&mut out.data);
+            r.secret.iter().for_each(|p| mask(data, p));
+            r.internal.iter().for_each(|p| remove(data, p));
         }
-        None => out.data = REDACTED.into(),
+        None => out.data = Arc::new(REDACTED.into()),
     }
     PublicEvent(out)
 }
@@ -93,8 +98,9 @@ pub fn public(e: &EventEnvelope) -> PublicEvent {
 /// plaintext secrets `"***"`. Events this build does not know are written as stored.
 pub fn archive(e: &EventEnvelope) -> ArchivedEvent {
     let mut out = e.clone();
-    if let Some(r) = redactions_of(e) {
-        r.secret.iter().for_each(|p| mask_unsealed(&mut out.data, p));
+    if let Some(r) = redactions_of(e).filter(|r| !r.secret.is_empty()) {
+        let data = Arc::make_mut(&mut out.data);
+        r.secret.iter().for_each(|p| mask_unsealed(data, p));
     }
     ArchivedEvent(out)
 }
@@ -120,7 +126,7 @@ mod tests {
             stream_version: 1,
             event_type: event_type.into(),
             schema_version: 2,
-            data,
+            data: data.into(),
             metadata: Metadata {
                 org_id: "o".into(),
                 actor: Actor::system("test"),
@@ -139,24 +145,24 @@ mod tests {
     #[test]
     fn public_views_mask_secrets_sealed_or_legacy_and_drop_internal_fields() {
         let created = event("gateway", "gateway.created", json!({"name": "g", "token": sealed()}));
-        assert_eq!(public(&created).envelope().data, json!({"name": "g", "token": "***"}));
+        assert_eq!(*public(&created).envelope().data, json!({"name": "g", "token": "***"}));
         let legacy = event("gateway", "gateway.created", json!({"name": "g", "token": "plain"}));
-        assert_eq!(public(&legacy).envelope().data, json!({"name": "g", "token": "***"}));
+        assert_eq!(*public(&legacy).envelope().data, json!({"name": "g", "token": "***"}));
         let none = event("gateway", "gateway.created", json!({"name": "g", "token": null}));
         assert_eq!(public(&none).envelope().data["token"], Value::Null);
         let updated = event("gateway", "gateway.updated", json!({"changes": {"token": "plain", "name": "n"}}));
-        assert_eq!(public(&updated).envelope().data, json!({"changes": {"token": "***", "name": "n"}}));
+        assert_eq!(*public(&updated).envelope().data, json!({"changes": {"token": "***", "name": "n"}}));
         let unrelated = event("gateway", "gateway.updated", json!({"changes": {"name": "n"}}));
-        assert_eq!(public(&unrelated).envelope().data, json!({"changes": {"name": "n"}}));
+        assert_eq!(*public(&unrelated).envelope().data, json!({"changes": {"name": "n"}}));
         let key = event("key", "key.issued", json!({"name": "k", "key_hash": "abc"}));
-        assert_eq!(public(&key).envelope().data, json!({"name": "k"}));
+        assert_eq!(*public(&key).envelope().data, json!({"name": "k"}));
         assert_eq!(public(&key).envelope().hash, "h", "the stored hash is shown as it is");
         // Unknown means undeclared: nothing of its data leaves.
         assert_eq!(
-            public(&event("gateway", "gateway.renamed", json!({"token": "x"}))).envelope().data,
+            *public(&event("gateway", "gateway.renamed", json!({"token": "x"}))).envelope().data,
             json!("***")
         );
-        assert_eq!(public(&event("nope", "nope.done", json!({"x": 1}))).envelope().data, json!("***"));
+        assert_eq!(*public(&event("nope", "nope.done", json!({"x": 1}))).envelope().data, json!("***"));
     }
 
     #[test]
@@ -166,7 +172,7 @@ mod tests {
         assert!(!has_redacted_secret(&archive(&created).0));
         let legacy = event("gateway", "gateway.updated", json!({"changes": {"token": "plain"}}));
         let archived = archive(&legacy).0;
-        assert_eq!(archived.data, json!({"changes": {"token": "***"}}));
+        assert_eq!(*archived.data, json!({"changes": {"token": "***"}}));
         assert!(has_redacted_secret(&archived));
         let key = event("key", "key.issued", json!({"key_hash": "abc"}));
         assert_eq!(archive(&key).0.data, key.data);

@@ -129,7 +129,7 @@ mod tests {
             stream_version: version,
             event_type: "profile.created".into(),
             schema_version: 1,
-            data: serde_json::json!({"name": "x", "n": 1.5}),
+            data: serde_json::json!({"name": "x", "n": 1.5}).into(),
             metadata: Metadata {
                 org_id: "o".into(),
                 actor: Actor::system("test"),
@@ -152,7 +152,7 @@ mod tests {
         v.check(&second).unwrap();
 
         let mut tampered = second.clone();
-        tampered.data = serde_json::json!({"name": "y", "n": 1.5});
+        tampered.data = serde_json::json!({"name": "y", "n": 1.5}).into();
         let mut v = StreamVerifier::default();
         v.check(&first).unwrap();
         let err = v.check(&tampered).unwrap_err();
@@ -184,7 +184,8 @@ mod tests {
     fn hashing_the_borrowed_envelope_is_hashing_its_value() {
         let mut e = event(3, GENESIS);
         assert_eq!(compute_hash(&e), hash_through_a_value(&e));
-        e.data = serde_json::json!({"b": [1, 2.5, -0.0, 1e21, "\u{2028}<&>"], "a": {"é": null, "z": true}, "\u{10000}": 1, "\u{ffff}": 2});
+        e.data = serde_json::json!({"b": [1, 2.5, -0.0, 1e21, "\u{2028}<&>"], "a": {"é": null, "z": true}, "\u{10000}": 1, "\u{ffff}": 2})
+            .into();
         e.metadata.request_id = Some("r".into());
         e.metadata.causation_id = Some("c".into());
         e.metadata.idempotency_key = Some("k".into());

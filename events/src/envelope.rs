@@ -1,5 +1,7 @@
 //! The stored shape of an event and the metadata every event carries.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -45,7 +47,7 @@ pub struct NewEvent {
     pub event_id: Uuid,
     pub event_type: String,
     pub schema_version: i32,
-    pub data: serde_json::Value,
+    pub data: Arc<serde_json::Value>,
 }
 
 /// An event as the log holds it.
@@ -58,7 +60,9 @@ pub struct EventEnvelope {
     pub stream_version: i64,
     pub event_type: String,
     pub schema_version: i32,
-    pub data: serde_json::Value,
+    /// Shared: an event's data is as big as a request body, and the log, the cache, the
+    /// relay and the change feed each hold the same event.
+    pub data: Arc<serde_json::Value>,
     pub metadata: Metadata,
     pub prev_hash: String,
     pub hash: String,
@@ -102,7 +106,7 @@ pub trait DomainEvent: Sized {
             event_id,
             event_type: self.event_type().to_string(),
             schema_version: self.schema_version(),
-            data: self.data(),
+            data: Arc::new(self.data()),
         }
     }
 

@@ -83,24 +83,36 @@ pub fn follow(
 ) -> impl Stream<Item = Result<EventEnvelope, StoreError>> {
     let commits = store.commits();
     futures::stream::unfold(
-        (store, after, filter, commits, std::collections::VecDeque::new()),
-        move |(store, mut after, filter, mut commits, mut buffered)| async move {
+        (store, after, filter, commits, std::collections::VecDeque::new(), false),
+        move |(store, mut after, filter, mut commits, mut buffered, mut woken_by_commit)| async move {
             loop {
                 if let Some(e) = buffered.pop_front() {
-                    return Some((Ok(e), (store, after, filter, commits, buffered)));
+                    return Some((Ok(e), (store, after, filter, commits, buffered, woken_by_commit)));
                 }
-                match read(store.as_ref(), after, 500, &filter).await {
+                // A commit of this process is taken from the writer's memory, so a follower
+                // does not read back (and decode) what was just written; anything else
+                // comes from the log.
+                let recent = match woken_by_commit {
+                    true => store.recent(after).filter(|events| !events.is_empty()),
+                    false => None,
+                };
+                woken_by_commit = false;
+                let batch = match recent {
+                    Some(events) => Ok(events),
+                    None => read(store.as_ref(), after, 500, &filter).await,
+                };
+                match batch {
                     Ok(batch) if !batch.is_empty() => {
                         after = batch.last().map(|e| e.global_position).unwrap_or(after);
                         buffered.extend(batch.into_iter().filter(|e| filter.matches(e)));
                     }
                     Ok(_) => {
-                        tokio::select! {
-                            _ = commits.changed() => {}
-                            _ = tokio::time::sleep(poll) => {}
+                        woken_by_commit = tokio::select! {
+                            _ = commits.changed() => true,
+                            _ = tokio::time::sleep(poll) => false,
                         }
                     }
-                    Err(e) => return Some((Err(e), (store, after, filter, commits, buffered))),
+                    Err(e) => return Some((Err(e), (store, after, filter, commits, buffered, woken_by_commit))),
                 }
             }
         },

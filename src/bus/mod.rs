@@ -96,7 +96,7 @@ const OMITTED: &str = "$fleetledger_omitted";
 /// log for the ledger API and for workers to read.
 pub fn without_data(e: &EventEnvelope, bytes: usize) -> EventEnvelope {
     let mut stub = e.clone();
-    stub.data = serde_json::json!({ OMITTED: "the event is too large for the bus; read it from the ledger", "bytes": bytes });
+    stub.data = serde_json::json!({ OMITTED: "the event is too large for the bus; read it from the ledger", "bytes": bytes }).into();
     stub
 }
 

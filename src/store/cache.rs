@@ -55,26 +55,21 @@ impl<M: ReadModel> ModelCache<M> {
 
     /// Keeps the newer of what is cached and `model`.
     fn put(&self, id: &str, version: i64, model: M) -> bool {
-        let mut newer = false;
-        self.by_id
-            .entry(id.to_string())
-            .and_modify(|c| {
-                if version > c.version {
-                    *c = Cached {
-                        version,
-                        model: Arc::new(model.clone()),
-                    };
-                    newer = true;
-                }
-            })
-            .or_insert_with(|| {
-                newer = true;
-                Cached {
-                    version,
-                    model: Arc::new(model.clone()),
-                }
-            });
-        newer
+        let cached = Cached {
+            version,
+            model: Arc::new(model),
+        };
+        match self.by_id.entry(id.to_string()) {
+            dashmap::Entry::Occupied(mut entry) if version > entry.get().version => {
+                entry.insert(cached);
+                true
+            }
+            dashmap::Entry::Occupied(_) => false,
+            dashmap::Entry::Vacant(entry) => {
+                entry.insert(cached);
+                true
+            }
+        }
     }
 
     fn version_of(&self, id: &str) -> i64 {

@@ -42,7 +42,7 @@ impl<Id: Into<Uuid>> From<EventRow<Id>> for EventEnvelope {
             stream_version: r.stream_version,
             event_type: r.event_type,
             schema_version: r.schema_version,
-            data: r.data.0,
+            data: r.data.0.into(),
             metadata: r.metadata.0,
             prev_hash: r.prev_hash,
             hash: r.hash,

@@ -594,7 +594,7 @@ mod tests {
                 stream_version: p,
                 event_type: "test.happened".into(),
                 schema_version: 1,
-                data: serde_json::json!({}),
+                data: serde_json::json!({}).into(),
                 metadata: Default::default(),
                 prev_hash: String::new(),
                 hash: String::new(),

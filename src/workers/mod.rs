@@ -182,7 +182,7 @@ impl WorkerContext {
             event_id: self.outcome_id(trigger),
             event_type: event_type.to_string(),
             schema_version: 1,
-            data,
+            data: data.into(),
         };
         let request = AppendRequest {
             stream_type: stream_type.to_string(),

@@ -337,7 +337,7 @@ pub fn test_append_for(org: &str, stream: &str, expected: i64, n: usize) -> flee
                 event_id: uuid::Uuid::now_v7(),
                 event_type: "test.happened".into(),
                 schema_version: 1,
-                data: serde_json::json!({ "i": i }),
+                data: serde_json::json!({ "i": i }).into(),
             })
             .collect(),
         metadata: fleetledger_events::Metadata {

@@ -414,7 +414,8 @@ fn legacy_gateway_line(export: &str, url: &str, token: &str) -> (String, String)
         data: json!({
             "gateway_id": gateway_id, "org_id": default_org(), "name": "old", "url": url, "token": token,
             "workspace_root": "/home/old", "created_at": "2026-01-01T00:00:00Z",
-        }),
+        })
+        .into(),
         metadata: fleetledger_events::Metadata {
             org_id: default_org(),
             actor: fleetledger_events::Actor::system("before-sealing"),

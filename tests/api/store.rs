@@ -27,7 +27,7 @@ fn request(stream: &str, expected: i64, n: usize) -> AppendRequest {
                 event_id: uuid::Uuid::now_v7(),
                 event_type: "test.happened".into(),
                 schema_version: 1,
-                data: json!({"i": i, "name": format!("alpha-{i}"), "pad": "p".repeat(200)}),
+                data: json!({"i": i, "name": format!("alpha-{i}"), "pad": "p".repeat(200)}).into(),
             })
             .collect(),
         metadata: Metadata {

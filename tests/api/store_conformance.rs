@@ -631,7 +631,7 @@ async fn an_event_over_the_size_limit_is_refused(backend: Backend) {
         return;
     };
     let mut big = test_append("big", 0, 1);
-    big.events[0].data = serde_json::json!({"pad": "x".repeat(store::MAX_EVENT_DATA_BYTES)});
+    big.events[0].data = serde_json::json!({"pad": "x".repeat(store::MAX_EVENT_DATA_BYTES)}).into();
     match store.append(big).await {
         Err(StoreError::TooLarge { bytes, limit }) => {
             assert!(bytes > limit);
@@ -641,6 +641,6 @@ async fn an_event_over_the_size_limit_is_refused(backend: Backend) {
     }
     assert_eq!(store.head().await.unwrap(), 0);
     let mut fits = test_append("big", 0, 1);
-    fits.events[0].data = serde_json::json!({"pad": "x".repeat(store::MAX_EVENT_DATA_BYTES - 100)});
+    fits.events[0].data = serde_json::json!({"pad": "x".repeat(store::MAX_EVENT_DATA_BYTES - 100)}).into();
     assert_eq!(store.append(fits).await.unwrap().stream_version(), 1);
 }
