@@ -238,11 +238,9 @@ impl Ledger {
         let model = M::fold(&events).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let version = events.last().map_or(0, |e| e.stream_version);
         Ok(model.map(|m| {
-            self.models.committed(id, version, m.clone());
-            Cached {
-                version,
-                model: Arc::new(m),
-            }
+            let model = Arc::new(m);
+            self.models.committed(id, version, model.clone());
+            Cached { version, model }
         }))
     }
 
@@ -285,9 +283,14 @@ impl Ledger {
             read_models,
             snapshots,
         };
+        let shared = after.as_ref().map(|model| Arc::new(model.clone()));
+        let _offered = match (&shared, request.events.last()) {
+            (Some(model), Some(last)) => Some(self.models.deciding(last.event_id, model.clone())),
+            _ => None,
+        };
         let appended = self.store.append(request).await?;
-        if let Some(model) = &after {
-            self.models.committed(id, version, model.clone());
+        if let Some(model) = shared {
+            self.models.committed(id, version, model);
         }
         Ok((after, appended))
     }

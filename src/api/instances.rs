@@ -631,14 +631,16 @@ async fn update_instance(
     let overrides = object_field(&mut p, &fields, "openclaw_config");
     let (name, overrides) = checked(p, (name, overrides))?;
     let now = Utc::now();
+    // Whether the change goes to the live sandbox, from the decision itself (the event as
+    // stored may be as big as the body; decoding it back would cost as much again).
+    let mut applies_live = false;
     let (after, version, appended) = write(&state, &principal, &meta, &instance, |i| {
-        Ok(rules::update_instance(i, name.clone(), overrides.clone(), now)?)
+        let events = rules::update_instance(i, name.clone(), overrides.clone(), now)?;
+        applies_live = matches!(events.last(), Some(InstanceEvent::Updated(u)) if u.apply_live);
+        Ok(events)
     })
     .await?;
-    let live = appended
-        .as_ref()
-        .and_then(|a| a.events.last())
-        .filter(|e| matches!(InstanceEvent::from_envelope(e), Ok(InstanceEvent::Updated(u)) if u.apply_live));
+    let live = appended.as_ref().and_then(|a| a.events.last()).filter(|_| applies_live);
     let Some(trigger) = live else {
         return Ok(tagged(version, Json(instance_json(&after))));
     };
@@ -648,7 +650,12 @@ async fn update_instance(
         None => Err(unavailable("the sandbox did not confirm the change in time")),
         Some(Ok(InstanceEvent::ConfigApplyFailed(failed))) => Err(unavailable(&failed.error)),
         Some(_) => {
-            let current = state.ledger.models.refresh::<Instance>(&trigger.stream_id).await?;
+            // The outcome's model: cached when this process recorded it, else from the store.
+            let outcome = outcome.as_ref().map_or(version, |o| o.stream_version);
+            let current = match state.ledger.models.cache::<Instance>().get(&trigger.stream_id) {
+                Some(cached) if cached.version >= outcome => Some(cached),
+                _ => state.ledger.models.refresh::<Instance>(&trigger.stream_id).await?,
+            };
             let (version, shown) = current.map_or((version, after), |c| (c.version, (*c.model).clone()));
             Ok(tagged(version, Json(instance_json(&shown))))
         }

@@ -54,11 +54,8 @@ impl<M: ReadModel> ModelCache<M> {
     }
 
     /// Keeps the newer of what is cached and `model`.
-    fn put(&self, id: &str, version: i64, model: M) -> bool {
-        let cached = Cached {
-            version,
-            model: Arc::new(model),
-        };
+    fn put(&self, id: &str, version: i64, model: Arc<M>) -> bool {
+        let cached = Cached { version, model };
         match self.by_id.entry(id.to_string()) {
             dashmap::Entry::Occupied(mut entry) if version > entry.get().version => {
                 entry.insert(cached);
@@ -94,7 +91,7 @@ impl<M: ReadModel> ModelCacheOps for ModelCache<M> {
         Box::pin(async move {
             for row in models.store.list_models(M::KIND).await? {
                 let model: M = serde_json::from_str(&row.doc).map_err(|e| StoreError::Corrupt(format!("{} {}: {e}", row.kind, row.id)))?;
-                models.remember(self, &row.id, row.version, model);
+                models.remember(self, &row.id, row.version, Arc::new(model));
             }
             Ok(())
         })
@@ -107,17 +104,22 @@ impl<M: ReadModel> ModelCacheOps for ModelCache<M> {
             if cached >= envelope.stream_version {
                 return Ok(());
             }
+            // This process decided the event: its writer's model is the state it leads to.
+            if let Some(model) = models.take_decided::<M>(envelope.event_id) {
+                models.remember(self, id, envelope.stream_version, model);
+                return Ok(());
+            }
             if cached == envelope.stream_version - 1 {
                 let event = M::Event::from_envelope(envelope).map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 let before = self.get(id).map(|c| (*c.model).clone());
                 if let Some(model) = M::evolve(before, &event) {
-                    models.remember(self, id, envelope.stream_version, model);
+                    models.remember(self, id, envelope.stream_version, Arc::new(model));
                 }
                 return Ok(());
             }
             if let Some(row) = models.store.load_model(M::KIND, id).await? {
                 let model: M = serde_json::from_str(&row.doc).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                models.remember(self, id, row.version, model);
+                models.remember(self, id, row.version, Arc::new(model));
             }
             Ok(())
         })
@@ -130,6 +132,23 @@ pub struct ReadModels {
     caches: HashMap<&'static str, Box<dyn ModelCacheOps>>,
     lookups: DashMap<(&'static str, String), String>,
     followed: AtomicI64,
+    /// The models this process's writes lead to, by the id of the event that leads there,
+    /// while the write is in flight: whichever of the writer and the follower gets to the
+    /// cache first takes the model, so the follower never decodes and folds again an event
+    /// this process just decided (for a big body, as costly as the write).
+    decided: DashMap<uuid::Uuid, Box<dyn Any + Send + Sync>>,
+}
+
+/// Keeps a decided model offered to the follower until the write is done (or dropped).
+pub struct Deciding<'a> {
+    models: &'a ReadModels,
+    event_id: uuid::Uuid,
+}
+
+impl Drop for Deciding<'_> {
+    fn drop(&mut self) {
+        self.models.decided.remove(&self.event_id);
+    }
 }
 
 impl ReadModels {
@@ -142,6 +161,7 @@ impl ReadModels {
             caches: crate::streams::all().iter().map(|s| (s.name(), s.new_cache())).collect(),
             lookups: DashMap::new(),
             followed: AtomicI64::new(head),
+            decided: DashMap::new(),
         });
         for cache in models.caches.values() {
             cache.load(&models).await?;
@@ -161,7 +181,7 @@ impl ReadModels {
             .unwrap_or_else(|| panic!("read model {} is not in the stream-type registry", M::KIND))
     }
 
-    fn remember<M: ReadModel>(&self, cache: &ModelCache<M>, id: &str, version: i64, model: M) {
+    fn remember<M: ReadModel>(&self, cache: &ModelCache<M>, id: &str, version: i64, model: Arc<M>) {
         let lookups = model.lookup_keys();
         if cache.put(id, version, model) {
             for (kind, key) in lookups {
@@ -176,8 +196,20 @@ impl ReadModels {
     }
 
     /// Records a model this process has just committed.
-    pub fn committed<M: ReadModel>(&self, id: &str, version: i64, model: M) {
+    pub fn committed<M: ReadModel>(&self, id: &str, version: i64, model: Arc<M>) {
         self.remember(self.cache::<M>(), id, version, model);
+    }
+
+    /// Offers the model that event `event_id` (not yet committed) leads to, until the
+    /// returned guard is dropped.
+    pub fn deciding<M: ReadModel>(&self, event_id: uuid::Uuid, model: Arc<M>) -> Deciding<'_> {
+        self.decided.insert(event_id, Box::new(model));
+        Deciding { models: self, event_id }
+    }
+
+    fn take_decided<M: ReadModel>(&self, event_id: uuid::Uuid) -> Option<Arc<M>> {
+        let (_, model) = self.decided.remove(&event_id)?;
+        model.downcast::<Arc<M>>().ok().map(|m| *m)
     }
 
     /// Loads one model from the store into the cache (for a lookup miss that another
@@ -185,7 +217,7 @@ impl ReadModels {
     pub async fn refresh<M: ReadModel>(&self, id: &str) -> Result<Option<Cached<M>>, StoreError> {
         if let Some(row) = self.store.load_model(M::KIND, id).await? {
             let model: M = serde_json::from_str(&row.doc).map_err(|e| StoreError::Corrupt(format!("{} {}: {e}", row.kind, row.id)))?;
-            self.remember(self.cache::<M>(), id, row.version, model);
+            self.remember(self.cache::<M>(), id, row.version, Arc::new(model));
         }
         Ok(self.cache::<M>().get(id))
     }

@@ -11,6 +11,7 @@ use crate::both_backends;
 use crate::helpers::*;
 
 both_backends!(
+    the_cache_takes_the_model_a_write_of_this_process_decided,
     fifty_concurrent_appends_at_one_version_one_wins,
     a_tailing_reader_sees_every_event_once_in_order,
     the_chain_verifies_and_names_a_tampered_event,
@@ -196,4 +197,55 @@ async fn events_cannot_be_updated_or_deleted(backend: Backend) {
         }
     };
     assert!(update && delete, "the log refuses updates and deletes");
+}
+
+/// Following the log, the read-model cache takes the model a writer of this process decided
+/// for an event instead of decoding and folding the event again (the two agree, so the
+/// test offers a model folding could not give); once the write is done nothing is kept.
+async fn the_cache_takes_the_model_a_write_of_this_process_decided(backend: Backend) {
+    use fleetledger_events::fleet::{FleetCreated, FleetEvent};
+    use fleetledger_events::DomainEvent;
+    use fleetledger_projections::fleet::Fleet;
+
+    let Some(test) = TestStore::new(backend).await else { return };
+    let ledger = fleetledger::app::open_ledger(&test.settings(), store::Open::CreateIfMissing)
+        .await
+        .unwrap();
+    let append = |stream: &str, event_id: uuid::Uuid| {
+        let created = FleetEvent::Created(FleetCreated {
+            fleet_id: stream.into(),
+            org_id: uuid::Uuid::nil(),
+            name: "as stored".into(),
+            created_at: chrono::Utc::now(),
+        });
+        AppendRequest {
+            stream_type: "fleet".into(),
+            events: vec![created.to_new_event(event_id)],
+            ..request(stream, 0, 0)
+        }
+    };
+    let decided = uuid::Uuid::now_v7();
+    let offered = Fleet {
+        id: "f1".into(),
+        org_id: uuid::Uuid::nil(),
+        name: "as decided".into(),
+        created_at: chrono::Utc::now(),
+    };
+    let guard = ledger.models.deciding(decided, Arc::new(offered));
+    ledger.store.append(append("f1", decided)).await.unwrap();
+    ledger.models.catch_up().await.unwrap();
+    assert_eq!(ledger.models.cache::<Fleet>().get("f1").unwrap().model.name, "as decided");
+    drop(guard);
+    // Another event of the same kind, offered and withdrawn before it committed: folded.
+    let withdrawn = uuid::Uuid::now_v7();
+    drop(ledger.models.deciding(
+        withdrawn,
+        Arc::new(Fleet {
+            name: "never".into(),
+            ..(*ledger.models.cache::<Fleet>().get("f1").unwrap().model).clone()
+        }),
+    ));
+    ledger.store.append(append("f2", withdrawn)).await.unwrap();
+    ledger.models.catch_up().await.unwrap();
+    assert_eq!(ledger.models.cache::<Fleet>().get("f2").unwrap().model.name, "as stored");
 }
