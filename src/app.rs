@@ -218,8 +218,10 @@ impl Application {
         crate::telemetry::register(&running, &parked);
         let ledger = open_ledger(&settings.store, store::Open::CreateIfMissing).await?;
         let (secrets, created) = Keyring::load_or_create(&settings.store, ledger.store.clone()).await?;
+        // Named relative to the data dir: log lines carry no server paths.
         if let Some(path) = created {
-            tracing::info!(path = %path.display(), "created the master key that wraps the keys of secrets");
+            let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+            tracing::info!(file, "created the master key that wraps the keys of secrets, in the data dir");
         }
         let secrets = Arc::new(secrets);
         if let Some(token) = tenancy::bootstrap(&ledger, Utc::now()).await? {
@@ -232,8 +234,7 @@ impl Application {
             use std::io::Write as _;
             let _ = writeln!(
                 std::io::stdout().lock(),
-                "Created organization `default` with an admin key (shown once, also written to {}):\n{}",
-                path.display(),
+                "Created organization `default` with an admin key (shown once, also written to admin.key in the data dir):\n{}",
                 token.expose()
             );
         }

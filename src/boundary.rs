@@ -330,7 +330,9 @@ impl Boundary {
         if !matches!(url.scheme(), "ws" | "wss") {
             return Err(scheme_error());
         }
-        if !url.username().is_empty() || url.password().is_some() {
+        // A query string or fragment is where a token would go otherwise (`?token=…`); the
+        // gateway protocol takes none, so any is refused rather than stored in the clear.
+        if !url.username().is_empty() || url.password().is_some() || url.query().is_some() || url.fragment().is_some() {
             // The URL is shown and recorded as it is; credentials go in `token`, which is sealed.
             return Err(Refused::new("url must not carry credentials; give the gateway's token in `token`"));
         }
@@ -415,15 +417,16 @@ impl Boundary {
 
     // ---- paths ----------------------------------------------------------------------------
 
-    /// The directory a workspace root of org `org` lies in and the root relative to it,
-    /// checked lexically: no `..`; absolute only inside an allowed root. A relative root
-    /// lies in the org's own directory under the data dir's workspaces directory.
-    fn locate(&self, org: &str, root: &str) -> Result<(PathBuf, PathBuf), Refused> {
+    /// Where a workspace root of org `org` lies, checked lexically: no `..`; absolute only
+    /// inside an allowed root. A relative root lies in the org's own directory under the
+    /// data dir's workspaces directory, and nothing it names may leave that directory:
+    /// not into the host, and not into another org's.
+    fn locate(&self, org: &str, root: &str) -> Result<Located, Refused> {
         let root = root.trim();
         if root.is_empty() {
             return Err(Refused::new("workspace_root must not be empty"));
         }
-        if root.contains('\0') {
+        if root.chars().any(char::is_control) {
             return Err(Refused::new("workspace_root must be a directory name"));
         }
         let path = Path::new(root);
@@ -435,7 +438,13 @@ impl Boundary {
             return self
                 .allowed_roots
                 .iter()
-                .find_map(|allowed| normal.strip_prefix(allowed).ok().map(|rest| (allowed.clone(), rest.to_path_buf())))
+                .find_map(|allowed| {
+                    normal.strip_prefix(allowed).ok().map(|rest| Located {
+                        base: allowed.clone(),
+                        relative: rest.to_path_buf(),
+                        within: None,
+                    })
+                })
                 .ok_or_else(|| {
                     Refused::new(
                         "workspace_root must be a relative name (inside this server's workspaces directory); \
@@ -452,21 +461,34 @@ impl Boundary {
         if !matches!((org_dir.next(), org_dir.next()), (Some(Component::Normal(_)), None)) {
             return Err(Refused::new("an organization id is a single name"));
         }
-        // Anchored at the workspaces directory itself, so that whatever leads out of it,
-        // the org's own directory included, is refused as an escape.
-        Ok((self.data_dir.join(WORKSPACES_DIR), Path::new(org).join(relative)))
+        let workspaces = self.data_dir.join(WORKSPACES_DIR);
+        Ok(Located {
+            base: workspaces.join(org),
+            relative,
+            within: Some(workspaces),
+        })
     }
 
     /// Checks the `workspace_root` of a `local` gateway of org `org` as a request gives it:
     /// a relative name without `..` (or a path inside an allowed root) that does not lead
     /// outside through a symlink that exists now. Touches nothing; a few metadata lookups.
     pub fn check_workspace_root(&self, org: &str, root: &str) -> Result<(), Refused> {
-        let (base, relative) = self.locate(org, root)?;
-        match std::fs::canonicalize(&base) {
-            Ok(base) => stays_inside(&base, &base.join(relative)),
-            // Nothing exists below a base that does not exist: there is no link to follow.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        let located = self.locate(org, root)?;
+        let canonical = |dir: &Path| match std::fs::canonicalize(dir) {
+            Ok(dir) => Ok(Some(dir)),
+            // Nothing exists below a directory that does not exist: no link to follow.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(_) => Err(escapes()),
+        };
+        if let Some(within) = &located.within {
+            match canonical(within)? {
+                Some(within) => stays_inside(&within, &within.join(located.base.file_name().unwrap_or_default()))?,
+                None => return Ok(()),
+            }
+        }
+        match canonical(&located.base)? {
+            Some(base) => stays_inside(&base, &base.join(&located.relative)),
+            None => Ok(()),
         }
     }
 
@@ -479,10 +501,15 @@ impl Boundary {
         if !matches!((leaf_parts.next(), leaf_parts.next()), (Some(Component::Normal(_)), None)) {
             return Err(Refused::new("a workspace directory is a single name").into());
         }
-        let (base, relative) = self.locate(org, root)?;
-        std::fs::create_dir_all(&base)?;
-        let base = std::fs::canonicalize(&base)?;
-        let target = base.join(relative).join(leaf);
+        let located = self.locate(org, root)?;
+        std::fs::create_dir_all(&located.base)?;
+        let base = std::fs::canonicalize(&located.base)?;
+        if let Some(within) = &located.within {
+            if !base.starts_with(std::fs::canonicalize(within)?) {
+                return Err(escapes().into());
+            }
+        }
+        let target = base.join(&located.relative).join(leaf);
         stays_inside(&base, &target)?;
         std::fs::create_dir_all(&target)?;
         let made = std::fs::canonicalize(&target)?;
@@ -492,6 +519,14 @@ impl Boundary {
             Err(escapes().into())
         }
     }
+}
+
+/// Where a workspace root lies: `relative` below `base`, which (for an org's own
+/// directory) must itself lie inside `within`.
+struct Located {
+    base: PathBuf,
+    relative: PathBuf,
+    within: Option<PathBuf>,
 }
 
 fn not_listed() -> Refused {
@@ -587,6 +622,7 @@ mod tests {
             ("dangling/x".into(), Err("leads outside")),
             ("".into(), Err("empty")),
             ("nul\0byte".into(), Err("directory name")),
+            ("new\nline".into(), Err("directory name")),
             (allowed_text.clone(), Ok(())),
             (format!("{allowed_text}/team"), Ok(())),
             (format!("{allowed_text}x"), Err("absolute")),
@@ -649,6 +685,21 @@ mod tests {
         for org in ["", "..", "a/b", "/"] {
             assert!(boundary.check_workspace_root(org, "team").is_err(), "{org:?}");
         }
+        // A link in one org's tree into another's leads outside the org: refused when a
+        // request names it and when a worker would write through it.
+        let theirs_root = host.data.path().join(WORKSPACES_DIR).join(other).join("team");
+        std::os::unix::fs::symlink(&theirs_root, host.workspaces().join("peek")).unwrap();
+        std::os::unix::fs::symlink(&theirs_root, mine.join("inner")).unwrap();
+        for root in ["peek", "peek/deeper", "team/workspace-a/inner"] {
+            let refused = boundary.check_workspace_root(ORG, root).unwrap_err();
+            assert!(refused.to_string().contains("leads outside"), "{root}: {refused}");
+            assert!(boundary.workspace_dir(ORG, root, "workspace-z").is_err(), "{root}");
+        }
+        assert_eq!(
+            std::fs::read_dir(&theirs_root).unwrap().count(),
+            1,
+            "only their own agent's directory"
+        );
         // An org's directory turned into a link elsewhere is refused at write time.
         std::fs::remove_dir_all(host.data.path().join(WORKSPACES_DIR).join(other)).unwrap();
         std::os::unix::fs::symlink(host.outside.path(), host.data.path().join(WORKSPACES_DIR).join(other)).unwrap();

@@ -22,31 +22,42 @@ use crate::store::cache::{Cached, ReadModels};
 use crate::store::{AppendRequest, Appended, EventStore, ExpectedVersion, Snapshot, StoreError, SNAPSHOT_EVERY};
 use crate::streams::model_rows;
 
-/// A parsed `If-Match` header: the stream version the client last saw.
+/// A parsed `If-Match` header (RFC 9110 §13.1.1): `*`, or the stream versions of the
+/// listed entity tags. A write matches when any listed tag is the stream's current one,
+/// by strong comparison: weak tags (`W/"…"`) and tags this server never issues match
+/// nothing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum IfMatch {
     /// `*`: any existing version.
     Any,
-    Version(i64),
-    /// Not an ETag this server issues; it can never match.
-    Unknown,
+    /// The versions the listed strong tags name (none: nothing can match).
+    Versions(Vec<i64>),
 }
 
 impl IfMatch {
     pub fn parse(value: &str) -> IfMatch {
-        let value = value.trim();
-        if value == "*" {
+        if value.trim() == "*" {
             return IfMatch::Any;
         }
-        let tag = value.strip_prefix("W/").unwrap_or(value).trim_matches('"');
-        tag.parse().map(IfMatch::Version).unwrap_or(IfMatch::Unknown)
+        IfMatch::Versions(
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|tag| !tag.starts_with("W/"))
+                .filter_map(|tag| tag.strip_prefix('"')?.strip_suffix('"')?.parse().ok())
+                .collect(),
+        )
+    }
+
+    /// The precondition for exactly `version`.
+    pub fn version(version: i64) -> IfMatch {
+        IfMatch::Versions(vec![version])
     }
 
     pub fn matches(&self, version: i64) -> bool {
         match self {
             IfMatch::Any => true,
-            IfMatch::Version(v) => *v == version,
-            IfMatch::Unknown => false,
+            IfMatch::Versions(versions) => versions.contains(&version),
         }
     }
 }

@@ -284,6 +284,8 @@ async fn gateway_urls_never_lead_to_link_local_or_metadata_addresses(backend: Ba
         ("gw.example.com:18789", "ws://"),
         ("ws://user:pass@127.0.0.1:18789/", "must not carry credentials"),
         ("ws://token@gw.example.com/", "must not carry credentials"),
+        ("ws://127.0.0.1:18789/?token=s3cret", "must not carry credentials"),
+        ("wss://gw.example.com/#s3cret", "must not carry credentials"),
     ];
     for (url, says) in table {
         let answer = call(
@@ -430,6 +432,21 @@ async fn orgs_naming_the_same_root_keep_their_workspaces_apart(backend: Backend)
         dirs.push(root);
     }
     assert_ne!(dirs[0], dirs[1]);
+    // A link in one org's tree into the other's is an escape like any other: refused when
+    // named, and nothing of the other org's is touched.
+    std::os::unix::fs::symlink(&dirs[1], dirs[0].join("peek")).unwrap();
+    let before = entries(&dirs[1]);
+    let gateway = call(
+        &app,
+        Method::POST,
+        "/api/v1/gateways",
+        &app.admin_key,
+        Some(json!({"name": "peek", "url": "local", "workspace_root": "team/peek"})),
+    )
+    .await;
+    let msg = refused_field(&gateway, "workspace_root", "team/peek");
+    assert!(msg.contains("leads outside"), "{msg}");
+    assert_eq!(entries(&dirs[1]), before);
 }
 
 both_backends!(

@@ -227,6 +227,17 @@ async fn etags_and_if_match_on_every_surface(backend: Backend) {
         assert!(after > version, "{}: the write's ETag names its new version", t.name);
         assert_eq!(history(&app, &t).await.len() as i64, after, "{}", t.name);
 
+        // RFC 9110: If-Match compares strongly (a weak tag never matches) and a list
+        // matches when any of its tags does.
+        let weak = send(&app, &t, (t.body)(4), &[("if-match", format!("W/\"{after}\""))]).await;
+        assert_eq!(weak.status, 412, "{}: a weak tag never matches: {}", t.name, weak.text);
+        let listed = send(&app, &t, (t.body)(5), &[("if-match", format!("\"{}\", \"{after}\"", after - 1))]).await;
+        assert_eq!(
+            listed.status, 200,
+            "{}: a list with the current tag matches: {}",
+            t.name, listed.text
+        );
+
         let any = send(&app, &t, (t.body)(3), &[("if-match", "*".into())]).await;
         assert_eq!(any.status, 200, "{}: If-Match: * keeps writing: {}", t.name, any.text);
     }

@@ -483,7 +483,7 @@ pub async fn restore(
         return Ok(response);
     }
     let meta = RequestMeta {
-        if_match: expected.map(IfMatch::Version),
+        if_match: expected.map(IfMatch::version),
         // A form is not retried by a client library: nothing to replay.
         idempotency_key: None,
         ..meta
