@@ -119,6 +119,8 @@ pub enum WriteError<E> {
         bytes: usize,
         limit: usize,
     },
+    /// The log cannot hold what the change carries; nothing was recorded.
+    Unstorable(&'static str),
     Store(StoreError),
 }
 
@@ -232,6 +234,7 @@ impl Ledger {
                 }
                 Err(StoreError::DuplicateEvent) => return Err(WriteError::Duplicate),
                 Err(StoreError::TooLarge { bytes, limit }) => return Err(WriteError::TooLarge { bytes, limit }),
+                Err(StoreError::Unstorable(why)) => return Err(WriteError::Unstorable(why)),
                 Err(e) => return Err(WriteError::Store(e)),
             }
         }

@@ -32,6 +32,7 @@ impl From<WriteError<DomainError>> for TenancyError {
             }
             WriteError::Duplicate => TenancyError::Store(StoreError::DuplicateEvent),
             WriteError::TooLarge { bytes, limit } => TenancyError::Store(StoreError::TooLarge { bytes, limit }),
+            WriteError::Unstorable(why) => TenancyError::Store(StoreError::Unstorable(why)),
             WriteError::Store(e) => TenancyError::Store(e),
         }
     }

@@ -860,6 +860,8 @@ async fn create_agent(
     };
     if let (None, Some(id)) = (&board, gateway_id) {
         find::<Gateway>(&state, &principal, &id.to_string(), "Gateway not found").await?;
+        // Without a board the agent is the gateway's main agent.
+        one_main_agent(&state, principal.org_id, id, None)?;
     }
     let id = Uuid::now_v7();
     let events = rules::create_agent(CreateAgent {
@@ -1006,6 +1008,10 @@ async fn update_agent(
         .ledger
         .write::<McAgent, McError>(&agent.id.to_string(), &meta.write_context(&principal), |a| {
             let events = rules::update_agent(a, patch.clone(), target, current, force, now)?;
+            let after = events.iter().fold(Some(a.clone()), McAgent::evolve);
+            if let Some(main) = after.filter(|m| m.is_gateway_main && (!a.is_gateway_main || m.gateway_id != a.gateway_id)) {
+                one_main_agent(&state, principal.org_id, main.gateway_id, Some(a.id))?;
+            }
             rendering(&state, Some(a), events)
         })
         .await?;
@@ -1015,6 +1021,22 @@ async fn update_agent(
     match reprovisions {
         Some(trigger) => settle(&state, trigger, StatusCode::OK).await,
         None => Ok(agent_response(&state, &after, version, StatusCode::OK)),
+    }
+}
+
+/// A gateway has one main agent: its workspace is `workspace-mc-gateway-<gateway id>`, so
+/// a second would write over the first's files. 409 when another live agent holds it.
+/// (Read from this process's cache: two requests racing to make one may both pass.)
+fn one_main_agent(state: &AppState, org: Uuid, gateway: Uuid, except: Option<Uuid>) -> Result<(), McError> {
+    let taken = state
+        .ledger
+        .models
+        .all_live_in_org::<McAgent>(org)
+        .iter()
+        .any(|a| a.is_gateway_main && a.gateway_id == gateway && Some(a.id) != except);
+    match taken {
+        true => Err(McError::new(StatusCode::CONFLICT, "The gateway already has a main agent")),
+        false => Ok(()),
     }
 }
 

@@ -212,6 +212,7 @@ pub fn refused<E: Envelope>(error: WriteError<E>, missing: &str) -> E {
             StatusCode::UNPROCESSABLE_ENTITY,
             &format!("The change is too large to record: its event would hold {bytes} bytes, over the {limit}-byte limit"),
         ),
+        WriteError::Unstorable(why) => E::status(StatusCode::UNPROCESSABLE_ENTITY, why),
         WriteError::Store(e) => E::internal(e),
     }
 }

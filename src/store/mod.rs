@@ -155,12 +155,19 @@ pub struct Latest {
 /// event larger than a NATS message is relayed without its data (`bus::without_data`).
 pub const MAX_EVENT_DATA_BYTES: usize = 8 * 1024 * 1024;
 
+/// Why a change whose text holds NUL is refused: PostgreSQL's JSON columns cannot hold it,
+/// and both backends keep the same log.
+pub const NUL_IN_TEXT: &str = "The change cannot be recorded: text must not contain the NUL character (\\u0000)";
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("stream {stream_id} is at version {actual}, not {expected}")]
     Conflict { stream_id: String, expected: i64, actual: i64 },
     #[error("the change is too large to record: its event would hold {bytes} bytes, over the {limit}-byte limit")]
     TooLarge { bytes: usize, limit: usize },
+    /// The log cannot hold what the change carries (see `NUL_IN_TEXT`).
+    #[error("{0}")]
+    Unstorable(&'static str),
     #[error("the log is not empty; import needs an empty store")]
     NotEmpty,
     #[error("imported events must continue the log without gaps (expected position {expected}, got {actual})")]

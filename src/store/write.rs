@@ -99,13 +99,19 @@ impl WriterHandle {
 
     pub(super) async fn append(&self, request: AppendRequest) -> Result<Appended, StoreError> {
         for event in &request.events {
-            let bytes = json_len(&event.data);
+            let (bytes, nul) = measure(&event.data);
             if bytes > super::MAX_EVENT_DATA_BYTES {
                 return Err(StoreError::TooLarge {
                     bytes,
                     limit: super::MAX_EVENT_DATA_BYTES,
                 });
             }
+            if nul {
+                return Err(StoreError::Unstorable(super::NUL_IN_TEXT));
+            }
+        }
+        if measure(&serde_json::to_value(&request.metadata).unwrap_or_default()).1 {
+            return Err(StoreError::Unstorable(super::NUL_IN_TEXT));
         }
         let (reply, answer) = oneshot::channel();
         self.jobs.send((request, reply)).await.map_err(|_| StoreError::WriterStopped)?;
@@ -113,22 +119,25 @@ impl WriterHandle {
     }
 }
 
-/// The length of a value's JSON, without keeping the text.
-fn json_len(value: &serde_json::Value) -> usize {
-    struct Count(usize);
+/// The length of a value's JSON, and whether any of its text holds NUL, without keeping
+/// the text. serde_json writes an escape in one piece, so `\u0000` is seen whole.
+fn measure(value: &serde_json::Value) -> (usize, bool) {
+    #[derive(Default)]
+    struct Count(usize, bool);
     impl std::io::Write for Count {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
             self.0 += buf.len();
+            self.1 |= buf == b"\\u0000";
             Ok(buf.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
     }
-    let mut count = Count(0);
+    let mut count = Count::default();
     // Writing to a counter cannot fail.
     let _ = serde_json::to_writer(&mut count, value);
-    count.0
+    (count.0, count.1)
 }
 
 /// The group-commit loop: takes whatever appends are queued, commits them in one

@@ -259,6 +259,7 @@ impl WorkerContext {
             Err(WriteError::Duplicate) => Ok(false),
             Err(WriteError::Store(e)) => Err(e),
             Err(WriteError::TooLarge { bytes, limit }) => Err(StoreError::TooLarge { bytes, limit }),
+            Err(WriteError::Unstorable(why)) => Err(StoreError::Unstorable(why)),
             Err(WriteError::Rejected(never)) => match never {},
             Err(WriteError::Missing | WriteError::PreconditionFailed { .. }) => Ok(false),
         }

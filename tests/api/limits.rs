@@ -389,6 +389,7 @@ async fn verifying_the_whole_log_is_for_admins_and_rate_limited(backend: Backend
 }
 
 both_backends!(
+    text_holding_nul_is_refused_alike_on_both_backends,
     big_lists_are_answered_on_every_surface,
     big_mission_control_objects_are_answered,
     deeply_nested_bodies_are_refused_in_each_envelope,
@@ -396,3 +397,49 @@ both_backends!(
     failed_logins_are_throttled_per_address,
     verifying_the_whole_log_is_for_admins_and_rate_limited,
 );
+
+/// PostgreSQL's JSON columns cannot hold NUL; SQLite could, but both backends keep the
+/// same log: a change whose text holds it is 422 in the surface's envelope, never a 500,
+/// and nothing is recorded.
+async fn text_holding_nul_is_refused_alike_on_both_backends(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else { return };
+    let admin = app.admin_key.clone();
+    let gateway = expect(
+        &send(
+            &app,
+            Method::POST,
+            "/api/v1/gateways",
+            &admin,
+            &json!({"name": "g", "url": "local", "workspace_root": "w"}),
+        )
+        .await,
+        200,
+        "gateway",
+    );
+    let body = expect(
+        &send(
+            &app,
+            Method::POST,
+            "/api/v1/boards",
+            &admin,
+            &json!({"name": "b", "gateway_id": gateway["id"], "description": "a\u{0}b"}),
+        )
+        .await,
+        422,
+        "board",
+    );
+    assert!(body["detail"].as_str().unwrap().contains("NUL"), "{body}");
+    let profile = app.create_profile(json!({"name": "nul"})).await;
+    let answer = send(
+        &app,
+        Method::PUT,
+        &format!("/api/v1/profiles/{profile}"),
+        &admin,
+        &json!({"config": {"k\u{0}": 1}}),
+    )
+    .await;
+    assert_eq!(answer.status, 422, "{}", answer.text);
+    assert!(answer.json()["error"].as_str().unwrap().contains("NUL"), "{}", answer.text);
+    let boards = call(&app, Method::GET, "/api/v1/boards", &admin, None).await;
+    assert_eq!(boards.json(), json!([]), "no board was recorded: {}", boards.text);
+}

@@ -561,7 +561,13 @@ async fn a_separate_worker_process_serves_the_wait(backend: Backend) {
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    // ...and then answers a request's wait from its own process.
+    // ...and then answers a request's wait from its own process (the main agent of a
+    // second gateway: the first has one).
+    let gateway = Answer::of(client.post(url("/api/v1/gateways")).bearer_auth(&key).json(&json!({
+        "name": "gw2", "url": "local", "workspace_root": "ws"
+    })))
+    .await
+    .json();
     let agent = Answer::of(
         client
             .post(url("/api/v1/agents"))
@@ -878,6 +884,7 @@ async fn a_failing_or_absent_gateway_is_502(backend: Backend) {
 }
 
 both_backends!(
+    a_gateway_has_one_main_agent,
     the_openclaw_driver_speaks_protocol_3,
     redelivery_never_provisions_twice,
     a_failing_or_absent_gateway_is_502,
@@ -888,3 +895,71 @@ both_backends!(
     a_separate_worker_process_serves_the_wait,
     agent_history_and_restore_through_the_audit_api,
 );
+
+/// A gateway's main agent works in `workspace-mc-gateway-<gateway id>`: a second main agent
+/// would share (and overwrite) those files, so it is refused, on create and when an agent
+/// leaves its board; once the first is deleted the place is free again.
+async fn a_gateway_has_one_main_agent(backend: Backend) {
+    let Some((app, _nats)) = spawn_mc(backend, |_| {}).await else {
+        return;
+    };
+    let (gateway_id, board_id, _) = gateway_and_board(&app).await;
+    let main = ok(
+        &app,
+        Method::POST,
+        "/api/v1/agents",
+        json!({"name": "Main", "gateway_id": gateway_id}),
+    )
+    .await;
+    assert_eq!(main["is_gateway_main"], true, "{main}");
+    let second = call(
+        &app,
+        Method::POST,
+        "/api/v1/agents",
+        &app.admin_key,
+        Some(json!({"name": "Second", "gateway_id": gateway_id})),
+    )
+    .await;
+    assert_eq!(second.status, 409, "{}", second.text);
+    assert_eq!(second.json()["detail"], "The gateway already has a main agent");
+    let boarded = ok(
+        &app,
+        Method::POST,
+        "/api/v1/agents",
+        json!({"name": "Boarded", "board_id": board_id}),
+    )
+    .await;
+    let leave = call(
+        &app,
+        Method::PATCH,
+        &format!("/api/v1/agents/{}", boarded["id"].as_str().unwrap()),
+        &app.admin_key,
+        Some(json!({"board_id": null})),
+    )
+    .await;
+    assert_eq!(leave.status, 409, "{}", leave.text);
+    // The main agent itself may be changed as it likes.
+    ok(
+        &app,
+        Method::PATCH,
+        &format!("/api/v1/agents/{}", main["id"].as_str().unwrap()),
+        json!({"name": "Main 2"}),
+    )
+    .await;
+    let deleted = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/agents/{}", main["id"].as_str().unwrap()),
+        &app.admin_key,
+        None,
+    )
+    .await;
+    assert!((200..300).contains(&deleted.status), "{}", deleted.text);
+    ok(
+        &app,
+        Method::POST,
+        "/api/v1/agents",
+        json!({"name": "Next", "gateway_id": gateway_id}),
+    )
+    .await;
+}
