@@ -860,8 +860,6 @@ async fn create_agent(
     };
     if let (None, Some(id)) = (&board, gateway_id) {
         find::<Gateway>(&state, &principal, &id.to_string(), "Gateway not found").await?;
-        // Without a board the agent is the gateway's main agent.
-        one_main_agent(&state, principal.org_id, id, None)?;
     }
     let id = Uuid::now_v7();
     let events = rules::create_agent(CreateAgent {
@@ -877,6 +875,11 @@ async fn create_agent(
         now: Utc::now(),
     })?;
     let events = rendering(&state, None, events)?;
+    // Without a board the agent is its gateway's main agent (checked once the body is
+    // known to be valid: a 422 says more than a 409).
+    if let (None, Some(gateway)) = (board_id, gateway_id) {
+        one_main_agent(&state, principal.org_id, gateway, None)?;
+    }
     let (_, _, appended) = create_stream::<McAgent>(&state, &meta.write_context(&principal), id, events).await?;
     let trigger = appended.last().ok_or_else(|| McError::internal("nothing appended"))?;
     // The agent exists whatever its provisioning did: a failure says which agent it was,
@@ -1009,10 +1012,11 @@ async fn update_agent(
         .write::<McAgent, McError>(&agent.id.to_string(), &meta.write_context(&principal), |a| {
             let events = rules::update_agent(a, patch.clone(), target, current, force, now)?;
             let after = events.iter().fold(Some(a.clone()), McAgent::evolve);
+            let events = rendering(&state, Some(a), events)?;
             if let Some(main) = after.filter(|m| m.is_gateway_main && (!a.is_gateway_main || m.gateway_id != a.gateway_id)) {
                 one_main_agent(&state, principal.org_id, main.gateway_id, Some(a.id))?;
             }
-            rendering(&state, Some(a), events)
+            Ok(events)
         })
         .await?;
     let (version, appended) = (written.version, written.appended);
