@@ -110,7 +110,7 @@ impl WriterHandle {
                 return Err(StoreError::Unstorable(super::NUL_IN_TEXT));
             }
         }
-        if measure(&serde_json::to_value(&request.metadata).unwrap_or_default()).1 {
+        if measure(&request.metadata).1 {
             return Err(StoreError::Unstorable(super::NUL_IN_TEXT));
         }
         let (reply, answer) = oneshot::channel();
@@ -121,7 +121,7 @@ impl WriterHandle {
 
 /// The length of a value's JSON, and whether any of its text holds NUL, without keeping
 /// the text. serde_json writes an escape in one piece, so `\u0000` is seen whole.
-fn measure(value: &serde_json::Value) -> (usize, bool) {
+fn measure(value: &impl serde::Serialize) -> (usize, bool) {
     #[derive(Default)]
     struct Count(usize, bool);
     impl std::io::Write for Count {
