@@ -24,11 +24,15 @@ pub struct ConfigPath {
     pub value: Option<Value>,
 }
 
-/// A PATCH: the overrides as sent, their flattened paths, and the merged config after it.
+/// A PATCH: the overrides as flattened paths (exactly what the sandbox is told to set and
+/// unset) and the merged config after it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InstanceUpdated {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The overrides as sent, recorded by earlier builds beside `paths`, which say the same
+    /// (an empty object sets nothing): a third copy of a large body cost every reader of
+    /// the event. New events leave it out; old ones still decode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overrides: Option<Value>,
     #[serde(default)]

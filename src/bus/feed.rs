@@ -83,20 +83,16 @@ pub fn follow(
 ) -> impl Stream<Item = Result<EventEnvelope, StoreError>> {
     let commits = store.commits();
     futures::stream::unfold(
-        (store, after, filter, commits, std::collections::VecDeque::new(), false),
-        move |(store, mut after, filter, mut commits, mut buffered, mut woken_by_commit)| async move {
+        (store, after, filter, commits, std::collections::VecDeque::new()),
+        move |(store, mut after, filter, mut commits, mut buffered)| async move {
             loop {
                 if let Some(e) = buffered.pop_front() {
-                    return Some((Ok(e), (store, after, filter, commits, buffered, woken_by_commit)));
+                    return Some((Ok(e), (store, after, filter, commits, buffered)));
                 }
-                // A commit of this process is taken from the writer's memory, so a follower
-                // does not read back (and decode) what was just written; anything else
-                // comes from the log.
-                let recent = match woken_by_commit {
-                    true => store.recent(after).filter(|events| !events.is_empty()),
-                    false => None,
-                };
-                woken_by_commit = false;
+                // A commit of this process is taken from the writer's memory (whether a
+                // commit or a poll woke us), so a follower does not read back and decode
+                // what was just written; anything else comes from the log.
+                let recent = store.recent(after).filter(|events| !events.is_empty());
                 let batch = match recent {
                     Some(events) => Ok(events),
                     None => read(store.as_ref(), after, 500, &filter).await,
@@ -107,12 +103,12 @@ pub fn follow(
                         buffered.extend(batch.into_iter().filter(|e| filter.matches(e)));
                     }
                     Ok(_) => {
-                        woken_by_commit = tokio::select! {
-                            _ = commits.changed() => true,
-                            _ = tokio::time::sleep(poll) => false,
+                        tokio::select! {
+                            _ = commits.changed() => {}
+                            _ = tokio::time::sleep(poll) => {}
                         }
                     }
-                    Err(e) => return Some((Err(e), (store, after, filter, commits, buffered, woken_by_commit))),
+                    Err(e) => return Some((Err(e), (store, after, filter, commits, buffered))),
                 }
             }
         },

@@ -310,7 +310,7 @@ pub fn update_instance(
     apply_paths(&mut config, &paths).map_err(DomainError::Invalid)?;
     Ok(vec![InstanceEvent::Updated(InstanceUpdated {
         name,
-        overrides: overrides.map(Value::Object),
+        overrides: None,
         apply_live: state.status == status::RUNNING && !paths.is_empty(),
         paths,
         openclaw_config: config,

@@ -282,10 +282,12 @@ impl ReadModels {
         let mut commits = self.store.commits();
         let mut woken_by_commit = false;
         loop {
-            // A commit of this process is taken from the writer's memory; a poll, or a
-            // commit only the log has, reads the log.
-            let taken = woken_by_commit && self.apply_recent().await;
-            if !taken {
+            // This process's commits are taken from the writer's memory, on a poll too (a
+            // poll that wins the race with a commit's wake-up must not read back and decode
+            // what was just written); a poll, or a commit only the log has, then reads the
+            // log from there.
+            let taken = self.apply_recent().await;
+            if !taken || !woken_by_commit {
                 if let Err(error) = self.catch_up().await {
                     tracing::warn!(%error, "read-model cache could not follow the log");
                 }

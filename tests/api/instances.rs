@@ -257,7 +257,7 @@ async fn patch_hot_reloads_the_running_sandbox(backend: Backend) {
     pretty.push(b'\n');
     assert_eq!(String::from_utf8(bytes).unwrap(), String::from_utf8(pretty).unwrap());
 
-    // The event records the overrides and the flattened paths.
+    // The event records the overrides as flattened paths, not a second copy of the body.
     let events = call(&app, Method::GET, &format!("/api/v1/ledger/streams/instance/{id}"), &org, None)
         .await
         .json();
@@ -278,6 +278,7 @@ async fn patch_hot_reloads_the_running_sandbox(backend: Backend) {
         paths,
         vec!["agent.system_prompt", "models[\"gpt-4.1\"].temperature", "gateway.bind"]
     );
+    assert!(update["data"].get("overrides").is_none(), "{update}");
 
     let long = call(
         &app,

@@ -80,6 +80,9 @@ fn render_with_fuel(
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_fuel(Some(fuel));
+    // Converted once for every file: a 100k-key identity profile made into minijinja's
+    // sorted map per file cost seven times what rendering it does.
+    let context = minijinja::Value::from_serialize(context);
     let mut names: Vec<&str> = FILES.to_vec();
     if force {
         names.push(BOOTSTRAP);
@@ -92,7 +95,7 @@ fn render_with_fuel(
                 "IDENTITY.md" => identity.unwrap_or(builtin(name)),
                 _ => builtin(name),
             };
-            render_bounded(&env, source, context)
+            render_bounded(&env, source, &context)
                 .map(|content| WorkspaceFile {
                     name: name.to_string(),
                     content,
@@ -103,7 +106,7 @@ fn render_with_fuel(
 }
 
 /// `env.render_str`, stopped once the output passes `MAX_RENDERED_BYTES`.
-fn render_bounded(env: &Environment, source: &str, context: &Value) -> Result<String, String> {
+fn render_bounded(env: &Environment, source: &str, context: &minijinja::Value) -> Result<String, String> {
     struct Bounded(Vec<u8>);
     impl std::io::Write for Bounded {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
