@@ -10,8 +10,9 @@
 //!   ([`Boundary::check_workspace_root`]) and again at the moment of the side effect
 //!   ([`Boundary::workspace_dir`]), because a symlink can appear in between.
 //! - Destinations: a gateway URL is `ws://` or `wss://` to a host that is not link-local
-//!   or a cloud metadata address (169.254.0.0/16, fe80::/10, fd00:ec2::254, also when
-//!   written as an IPv4-mapped, -compatible or NAT64 IPv6 address), optionally restricted
+//!   or a cloud metadata address (169.254.0.0/16, fe80::/10, fd00:ec2::254, Alibaba's
+//!   100.100.100.200 and Oracle's 192.0.0.192, also when written as an IPv4-mapped,
+//!   -compatible, -translated or NAT64 IPv6 address), optionally restricted
 //!   to an operator's allow list (`--gateway-allow`). The URL is checked when a request
 //!   names it ([`Boundary::gateway_url`]); at connect time the host's resolved addresses are
 //!   checked and the connection goes to exactly those ([`Boundary::connect`]), so a DNS
@@ -235,7 +236,7 @@ pub enum GatewayUrl {
 /// Why an address is never a destination, or `None` when it may be one.
 pub fn blocked(ip: IpAddr) -> Option<&'static str> {
     match unmapped(ip) {
-        IpAddr::V4(v4) if v4.is_link_local() => Some("a link-local or cloud metadata address"),
+        IpAddr::V4(v4) if v4.is_link_local() || OTHER_METADATA_V4.contains(&v4) => Some("a link-local or cloud metadata address"),
         IpAddr::V4(v4) if v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast() => Some("not a host address"),
         IpAddr::V4(_) => None,
         IpAddr::V6(v6) if v6 == AWS_METADATA_V6 || (v6.segments()[0] & 0xffc0) == 0xfe80 => Some("a link-local or cloud metadata address"),
@@ -247,8 +248,12 @@ pub fn blocked(ip: IpAddr) -> Option<&'static str> {
 /// The EC2 instance metadata service's IPv6 address.
 const AWS_METADATA_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
 
+/// Metadata services outside 169.254.0.0/16: Alibaba Cloud's and Oracle Cloud's.
+const OTHER_METADATA_V4: [Ipv4Addr; 2] = [Ipv4Addr::new(100, 100, 100, 200), Ipv4Addr::new(192, 0, 0, 192)];
+
 /// An IPv6 address that carries an IPv4 one (mapped `::ffff:a.b.c.d`, compatible
-/// `::a.b.c.d`, NAT64 `64:ff9b::a.b.c.d`) as that IPv4 address; anything else as it is.
+/// `::a.b.c.d`, translated `::ffff:0:a.b.c.d`, NAT64 `64:ff9b::a.b.c.d` and the local-use
+/// NAT64 prefix `64:ff9b:1::/48`) as that IPv4 address; anything else as it is.
 fn unmapped(ip: IpAddr) -> IpAddr {
     let IpAddr::V6(v6) = ip else { return ip };
     if let Some(v4) = v6.to_ipv4_mapped() {
@@ -257,8 +262,9 @@ fn unmapped(ip: IpAddr) -> IpAddr {
     let s = v6.segments();
     let embedded = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
     let compatible = s[..6] == [0; 6] && u32::from(embedded) > 1;
-    let nat64 = s[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
-    if compatible || nat64 {
+    let translated = s[..6] == [0, 0, 0, 0, 0xffff, 0];
+    let nat64 = s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || s[..3] == [0x64, 0xff9b, 1];
+    if compatible || translated || nat64 {
         IpAddr::V4(embedded)
     } else {
         ip
@@ -757,6 +763,11 @@ mod tests {
             "ws://[::ffff:169.254.169.254]/",
             "ws://[::169.254.169.254]/",
             "ws://[64:ff9b::a9fe:a9fe]/",
+            "ws://[64:ff9b:1::a9fe:a9fe]/",
+            "ws://[64:ff9b:1:ffff:ffff:ffff:a9fe:a9fe]/",
+            "ws://[::ffff:0:a9fe:a9fe]/",
+            "ws://100.100.100.200/",
+            "ws://192.0.0.192/",
         ] {
             refused(&open, url, metadata);
             refused(&listed, url, metadata);

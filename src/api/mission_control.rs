@@ -408,7 +408,13 @@ fn gateway_fields(p: &mut Problems, fields: &Map<String, Value>, base: GatewayFi
 /// A body's `token`: absent → `None`, `null` or blank → `Some(None)`. It is plaintext
 /// only until [`seal_token`] seals it, before anything is decided.
 fn token_field(p: &mut Problems, fields: &Map<String, Value>) -> Option<Option<Plaintext>> {
-    text_field(p, fields, "token", true).map(|token| token.map(Plaintext::from))
+    let found = p.0.len();
+    let token = text_field(p, fields, "token", true).map(|token| token.map(Plaintext::from));
+    // A token of the wrong type is still a secret: its problem does not echo it.
+    for problem in &mut p.0[found..] {
+        problem.input = json!(fleetledger_events::secret::REDACTED);
+    }
+    token
 }
 
 /// Seals a new token with the org's data key, so the event never sees the plaintext.

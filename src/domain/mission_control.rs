@@ -69,9 +69,19 @@ pub fn create_gateway(id: Uuid, org_id: Uuid, f: GatewayFields, now: DateTime<Ut
     })])
 }
 
+/// Why a gateway's new URL needs its token again.
+pub const URL_NEEDS_TOKEN: &str =
+    "Changing the gateway url needs its token again (or \"token\": null): the stored token is only sent to the url it was set for";
+
 pub fn update_gateway(state: &Gateway, after: GatewayFields, now: DateTime<Utc>) -> Result<Vec<GatewayEvent>, DomainError> {
     check_gateway(&after)?;
     let before = GatewayFields::from(state);
+    // A token is sealed afresh whenever a body sends one, so an unchanged token is one the
+    // body did not send: whoever may move the URL must not thereby have the worker hand
+    // the stored token to a host of their choosing.
+    if after.url != before.url && before.token.is_some() && after.token == before.token {
+        return Err(DomainError::invalid(URL_NEEDS_TOKEN));
+    }
     let changed = |differs: bool| differs.then_some(());
     let changes = GatewayChanges {
         name: changed(after.name != before.name).map(|_| after.name.clone()),
@@ -395,6 +405,53 @@ mod tests {
             id: Uuid::now_v7(),
             gateway_id: gateway,
         }
+    }
+
+    #[test]
+    fn a_gateway_moved_to_another_url_needs_its_token_again() {
+        let sealed = |c: &str| {
+            Some(StoredSecret::Sealed(fleetledger_events::secret::SealedSecret {
+                kid: "k".into(),
+                nonce: "n".into(),
+                ciphertext: c.into(),
+            }))
+        };
+        let fields = GatewayFields {
+            name: "g".into(),
+            url: "ws://one".into(),
+            token: sealed("a"),
+            workspace_root: "w".into(),
+        };
+        let events = create_gateway(Uuid::now_v7(), Uuid::nil(), fields.clone(), Utc::now()).unwrap();
+        let gateway = events.iter().fold(None, Gateway::evolve).unwrap();
+        let moved = |token| GatewayFields {
+            url: "ws://two".into(),
+            token,
+            ..fields.clone()
+        };
+        assert_eq!(
+            update_gateway(&gateway, moved(sealed("a")), Utc::now()),
+            Err(DomainError::invalid(URL_NEEDS_TOKEN))
+        );
+        assert!(
+            update_gateway(&gateway, moved(sealed("b")), Utc::now()).is_ok(),
+            "a token sent again"
+        );
+        assert!(update_gateway(&gateway, moved(None), Utc::now()).is_ok(), "the token cleared");
+        let renamed = GatewayFields {
+            name: "h".into(),
+            ..fields.clone()
+        };
+        assert!(update_gateway(&gateway, renamed, Utc::now()).is_ok(), "the url kept");
+        let untokened = events
+            .iter()
+            .fold(None, Gateway::evolve)
+            .map(|g| Gateway { token: None, ..g })
+            .unwrap();
+        assert!(
+            update_gateway(&untokened, moved(None), Utc::now()).is_ok(),
+            "nothing stored to send"
+        );
     }
 
     fn agent_on(board: BoardRef) -> McAgent {

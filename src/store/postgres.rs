@@ -1,14 +1,17 @@
 //! PostgreSQL backend of the event store.
 
 use std::collections::HashMap;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use fleetledger_events::EventEnvelope;
+
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::types::Json;
+use sqlx::ConnectOptions;
 use sqlx::{Postgres, QueryBuilder, Transaction};
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -28,10 +31,12 @@ pub struct PgStore {
 
 impl PgStore {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        // sqlx would log a slow statement's SQL; no log line carries the server's SQL.
+        let options = sqlx::postgres::PgConnectOptions::from_str(url)?.disable_statement_logging();
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
             .acquire_timeout(Duration::from_secs(10))
-            .connect(url)
+            .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         let head: i64 = sqlx::query_scalar("SELECT position FROM log_head").fetch_one(&pool).await?;

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use fleetledger_events::envelope::micros;
 use fleetledger_events::EventEnvelope;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::ConnectOptions;
 use sqlx::{QueryBuilder, Sqlite, Transaction};
 use tokio::sync::watch;
 use uuid::fmt::Hyphenated;
@@ -65,7 +66,9 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(30))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // sqlx would log a slow statement's SQL; no log line carries the server's SQL.
+            .disable_statement_logging();
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         let head: i64 = sqlx::query_scalar("SELECT position FROM log_head").fetch_one(&pool).await?;

@@ -884,6 +884,7 @@ async fn a_failing_or_absent_gateway_is_502(backend: Backend) {
 }
 
 both_backends!(
+    a_gateway_moved_to_another_url_needs_its_token_again,
     a_gateway_has_one_main_agent,
     the_openclaw_driver_speaks_protocol_3,
     redelivery_never_provisions_twice,
@@ -962,4 +963,56 @@ async fn a_gateway_has_one_main_agent(backend: Backend) {
         json!({"name": "Next", "gateway_id": gateway_id}),
     )
     .await;
+}
+
+/// Whoever may move a gateway must not thereby have the worker send its stored token to a
+/// host of their choosing: a new URL comes with the token again, or clears it. A token of
+/// the wrong type is refused without echoing it.
+async fn a_gateway_moved_to_another_url_needs_its_token_again(backend: Backend) {
+    let Some((app, _nats)) = spawn_mc(backend, |_| {}).await else {
+        return;
+    };
+    let listening = FakeGateway::start(Behaviour::default()).await;
+    let gateway = ok(
+        &app,
+        Method::POST,
+        "/api/v1/gateways",
+        json!({"name": "claw", "url": listening.url, "token": "gw-secret", "workspace_root": "claws"}),
+    )
+    .await;
+    let path = format!("/api/v1/gateways/{}", gateway["id"].as_str().unwrap());
+    let elsewhere = "ws://127.0.0.1:9/";
+    let moved = call(&app, Method::PATCH, &path, &app.admin_key, Some(json!({"url": elsewhere}))).await;
+    assert_eq!(moved.status, 422, "{}", moved.text);
+    assert!(
+        moved.json()["detail"].as_str().unwrap().contains("needs its token again"),
+        "{}",
+        moved.text
+    );
+    assert_eq!(
+        ok(&app, Method::GET, &path, Value::Null).await["url"],
+        listening.url.as_str(),
+        "nothing recorded"
+    );
+    // The name alone changes freely; a new URL with its token, or with none, is taken.
+    ok(&app, Method::PATCH, &path, json!({"name": "renamed"})).await;
+    let with_token = ok(&app, Method::PATCH, &path, json!({"url": elsewhere, "token": "other-secret"})).await;
+    assert_eq!(with_token["url"], elsewhere);
+    let cleared = ok(&app, Method::PATCH, &path, json!({"url": listening.url, "token": null})).await;
+    assert_eq!(cleared["url"], listening.url.as_str());
+    ok(&app, Method::PATCH, &path, json!({"url": elsewhere})).await;
+
+    for token in [json!(["gw-secret-in-a-list"]), json!({"t": "gw-secret-in-an-object"})] {
+        let wrong = call(
+            &app,
+            Method::POST,
+            "/api/v1/gateways",
+            &app.admin_key,
+            Some(json!({"name": "g", "url": "local", "token": token, "workspace_root": "w"})),
+        )
+        .await;
+        assert_eq!(wrong.status, 422, "{}", wrong.text);
+        assert!(!wrong.text.contains("gw-secret"), "{}", wrong.text);
+        assert_eq!(wrong.json()["detail"][0]["loc"], json!(["body", "token"]), "{}", wrong.text);
+    }
 }
