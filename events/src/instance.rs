@@ -24,8 +24,8 @@ pub struct ConfigPath {
     pub value: Option<Value>,
 }
 
-/// A PATCH: the overrides as flattened paths (exactly what the sandbox is told to set and
-/// unset) and the merged config after it.
+/// A PATCH: the overrides as flattened paths, exactly what the sandbox is told to set and
+/// unset. The read model applies them to the config before it (`config_paths`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InstanceUpdated {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -37,7 +37,11 @@ pub struct InstanceUpdated {
     pub overrides: Option<Value>,
     #[serde(default)]
     pub paths: Vec<ConfigPath>,
-    pub openclaw_config: Value,
+    /// The whole merged config after the change, as schema version 1 recorded it: every
+    /// small change of a large config stored all of it again (megabytes per event, and
+    /// every read of the stream decoding them). From version 2 on it is left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub openclaw_config: Option<Value>,
     /// Whether the instance was running, so the change must reach its live sandbox.
     pub apply_live: bool,
     pub updated_at: DateTime<Utc>,
@@ -76,7 +80,7 @@ crate::domain_events! {
     /// Events of the `instance` stream.
     InstanceEvent {
         Created(InstanceCreated) = "instance.created",
-        Updated(InstanceUpdated) = "instance.updated",
+        Updated(InstanceUpdated) = "instance.updated" version 2,
         Running(InstanceRunning) = "instance.running",
         Failed(InstanceFailed) = "instance.failed",
         StartRequested(InstanceAt) = "instance.start_requested",

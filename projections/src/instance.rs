@@ -1,5 +1,6 @@
 //! The OpenClaw instance read model. `openclaw_config` is the deep merge of every
-//! override (each event carries the merged result); the status follows the lifecycle.
+//! override: each `instance.updated` applies its paths (`config_paths`; version 1 events
+//! carried the merged result instead); the status follows the lifecycle.
 
 use chrono::{DateTime, Utc};
 use fleetledger_events::instance::InstanceEvent;
@@ -66,7 +67,13 @@ impl crate::ReadModel for Instance {
                 if let Some(name) = &e.name {
                     i.name = name.clone();
                 }
-                i.openclaw_config = e.openclaw_config.clone();
+                match &e.openclaw_config {
+                    Some(merged) => i.openclaw_config = merged.clone(),
+                    // Paths are checked before they are recorded, so they all apply.
+                    None => {
+                        let _ = crate::config_paths::apply_paths(&mut i.openclaw_config, &e.paths);
+                    }
+                }
                 i.revision += 1;
                 i.updated_at = e.updated_at;
                 Some(i)

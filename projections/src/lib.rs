@@ -5,6 +5,7 @@
 //! [`instance`], [`container`] — the read models of each surface; [`ReadModel`] is the trait
 //! the store and `rebuild` use to fold any stream generically.
 
+pub mod config_paths;
 pub mod container;
 pub mod fleet;
 pub mod instance;

@@ -4,8 +4,6 @@
 //! The stored config is changed by applying exactly the paths the sandbox gets, so the
 //! stored config and a sandbox that applied every change in order are always equal.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 use fleetledger_events::instance::{ConfigPath, InstanceAt, InstanceCreated, InstanceEvent, InstanceUpdated};
 use fleetledger_projections::instance::{self as status, Instance};
@@ -86,6 +84,24 @@ pub fn flattened_len(overrides: &Map<String, Value>) -> usize {
     total
 }
 
+/// The largest merged config an instance may have, as JSON. Overrides add up: without a
+/// bound, a few bodies under the size limit would grow a config every later read, worker
+/// and snapshot of the instance carries to megabytes.
+pub const MAX_CONFIG_BYTES: usize = 2 * 1024 * 1024;
+
+/// `after`, unless it is larger than `MAX_CONFIG_BYTES` and than `before` (a config already
+/// past the bound may still shrink).
+fn bounded_config(before: &Value, after: Value) -> Result<Value, DomainError> {
+    let size = crate::domain::validation::json_measure(&after).0;
+    if size > MAX_CONFIG_BYTES && size > crate::domain::validation::json_measure(before).0 {
+        return Err(DomainError::invalid(format!(
+            "openclaw_config is too large: the merged config would take more than {} MiB; unset keys first",
+            MAX_CONFIG_BYTES / (1024 * 1024)
+        )));
+    }
+    Ok(after)
+}
+
 /// The paths of `overrides`, unless they would be more than `MAX_FLATTENED_BYTES`.
 fn bounded_paths(overrides: &Map<String, Value>) -> Result<Vec<ConfigPath>, DomainError> {
     if flattened_len(overrides) > MAX_FLATTENED_BYTES {
@@ -97,168 +113,7 @@ fn bounded_paths(overrides: &Map<String, Value>) -> Result<Vec<ConfigPath>, Doma
     Ok(flatten(overrides))
 }
 
-/// The keys of a path as `flatten` writes them.
-pub fn segments(path: &str) -> Result<Vec<String>, String> {
-    let mut out = Vec::new();
-    let mut rest = path;
-    while !rest.is_empty() {
-        if let Some(bracketed) = rest.strip_prefix('[') {
-            let mut stream = serde_json::Deserializer::from_str(bracketed).into_iter::<String>();
-            let key = stream.next().ok_or("empty bracket")?.map_err(|e| e.to_string())?;
-            let after = &bracketed[stream.byte_offset()..];
-            rest = after.strip_prefix(']').ok_or_else(|| format!("unclosed bracket in {path}"))?;
-            out.push(key);
-        } else {
-            let rest_trimmed = rest.strip_prefix('.').unwrap_or(rest);
-            let end = rest_trimmed.find(['.', '[']).unwrap_or(rest_trimmed.len());
-            if end == 0 {
-                return Err(format!("empty key in {path}"));
-            }
-            out.push(rest_trimmed[..end].to_string());
-            rest = &rest_trimmed[end..];
-        }
-    }
-    Ok(out)
-}
-
-/// Applies `config set`/`unset` paths to a config, as the CLI does: missing parents are
-/// created as objects (replacing a non-object in the way), other keys are untouched. A
-/// path that does not parse stops there, with the paths before it applied.
-pub fn apply_paths(config: &mut Value, paths: &[ConfigPath]) -> Result<(), String> {
-    let mut root = Node::Value(std::mem::take(config));
-    let applied = paths.iter().try_for_each(|p| apply_path(&mut root, p));
-    *config = root.into_value();
-    applied
-}
-
-fn apply_path(root: &mut Node, p: &ConfigPath) -> Result<(), String> {
-    let keys = segments(&p.path)?;
-    let Some((last, parents)) = keys.split_last() else {
-        return Ok(());
-    };
-    let mut node = root;
-    for key in parents {
-        if !node.is_object() {
-            *node = Node::Object(Entries::default());
-        }
-        node = node.entries().expect("made an object").get_or_insert_object(key);
-        if !node.is_object() && p.value.is_some() {
-            *node = Node::Object(Entries::default());
-        }
-    }
-    match (&p.value, node.is_object()) {
-        (Some(value), true) => node.entries().expect("an object").insert(last, value.clone()),
-        (Some(value), false) => {
-            let mut entries = Entries::default();
-            entries.insert(last, value.clone());
-            *node = Node::Object(entries);
-        }
-        (None, true) => node.entries().expect("an object").remove(last),
-        (None, false) => {}
-    }
-    Ok(())
-}
-
-/// A config while paths are applied to it. The objects paths walk into are held as
-/// `Entries`; everything else stays the `Value` it was. `serde_json::Map` keeps its order
-/// by shifting every later key on a removal, which made unsetting many keys of one object
-/// quadratic; `Entries` removes in O(1) and keeps the others' order all the same.
-enum Node {
-    Value(Value),
-    Object(Entries),
-}
-
-impl Node {
-    fn is_object(&self) -> bool {
-        matches!(self, Node::Object(_) | Node::Value(Value::Object(_)))
-    }
-
-    /// The entries of an object, once it is walked into; `None` for anything else.
-    fn entries(&mut self) -> Option<&mut Entries> {
-        if let Node::Value(Value::Object(map)) = self {
-            let map = std::mem::take(map);
-            *self = Node::Object(Entries::from_map(map));
-        }
-        match self {
-            Node::Object(entries) => Some(entries),
-            Node::Value(_) => None,
-        }
-    }
-
-    fn into_value(self) -> Value {
-        match self {
-            Node::Value(value) => value,
-            Node::Object(entries) => Value::Object(entries.into_map()),
-        }
-    }
-}
-
-/// An object's keys in their order: a removed key leaves an empty slot (dropped when the
-/// object becomes a `Value` again), a new key takes a slot at the end, as in the CLI's
-/// `openclaw.json`.
-#[derive(Default)]
-struct Entries {
-    slots: Vec<Option<(String, Node)>>,
-    index: HashMap<String, usize>,
-}
-
-impl Entries {
-    fn from_map(map: Map<String, Value>) -> Self {
-        let mut entries = Entries {
-            slots: Vec::with_capacity(map.len()),
-            index: HashMap::with_capacity(map.len()),
-        };
-        for (key, value) in map {
-            entries.index.insert(key.clone(), entries.slots.len());
-            entries.slots.push(Some((key, Node::Value(value))));
-        }
-        entries
-    }
-
-    fn slot(&mut self, key: &str) -> Option<&mut Node> {
-        let at = *self.index.get(key)?;
-        self.slots[at].as_mut().map(|(_, node)| node)
-    }
-
-    fn push(&mut self, key: &str, node: Node) -> &mut Node {
-        let at = self.slots.len();
-        self.index.insert(key.to_string(), at);
-        self.slots.push(Some((key.to_string(), node)));
-        &mut self.slots[at].as_mut().expect("just pushed").1
-    }
-
-    /// The value under `key`, made an empty object when there is none.
-    fn get_or_insert_object(&mut self, key: &str) -> &mut Node {
-        match self.index.get(key) {
-            Some(&at) => &mut self.slots[at].as_mut().expect("indexed slots are filled").1,
-            None => self.push(key, Node::Object(Entries::default())),
-        }
-    }
-
-    /// Sets `key`, in its place when it exists, else at the end.
-    fn insert(&mut self, key: &str, value: Value) {
-        match self.slot(key) {
-            Some(node) => *node = Node::Value(value),
-            None => {
-                self.push(key, Node::Value(value));
-            }
-        }
-    }
-
-    fn remove(&mut self, key: &str) {
-        if let Some(at) = self.index.remove(key) {
-            self.slots[at] = None;
-        }
-    }
-
-    fn into_map(self) -> Map<String, Value> {
-        self.slots
-            .into_iter()
-            .flatten()
-            .map(|(key, node)| (key, node.into_value()))
-            .collect()
-    }
-}
+pub use fleetledger_projections::config_paths::{apply_paths, segments};
 
 #[derive(Clone)]
 pub struct CreateInstance {
@@ -306,14 +161,17 @@ pub fn update_instance(
         return Ok(vec![]);
     }
     let paths = overrides.as_ref().map(bounded_paths).transpose()?.unwrap_or_default();
+    // The merged config is computed to check it; the event records only the paths, which
+    // the read model applies the same way.
     let mut config = state.openclaw_config.clone();
     apply_paths(&mut config, &paths).map_err(DomainError::Invalid)?;
+    bounded_config(&state.openclaw_config, config)?;
     Ok(vec![InstanceEvent::Updated(InstanceUpdated {
         name,
         overrides: None,
         apply_live: state.status == status::RUNNING && !paths.is_empty(),
         paths,
-        openclaw_config: config,
+        openclaw_config: None,
         updated_at: now,
     })])
 }
@@ -529,6 +387,70 @@ mod tests {
             update_instance(&state, None, Some(bomb), Utc::now()).unwrap_err(),
             DomainError::invalid("openclaw_config is too large: its config paths would take more than 4 MiB")
         );
+    }
+
+    fn new_instance() -> Instance {
+        let created = create_instance(CreateInstance {
+            instance_id: Uuid::nil(),
+            org_id: Uuid::nil(),
+            name: "i".into(),
+            model_provider: "openai".into(),
+            openclaw_version: "1".into(),
+            openclaw_config: Some(obj(json!({"gateway": {"port": 1}}))),
+            region: None,
+            now: Utc::now(),
+        })
+        .unwrap();
+        created.iter().fold(None, Instance::evolve).unwrap()
+    }
+
+    #[test]
+    fn an_update_records_paths_and_the_read_model_applies_them() {
+        let state = new_instance();
+        let events = update_instance(
+            &state,
+            None,
+            Some(obj(json!({"gateway": {"port": null, "bind": "lan"}}))),
+            Utc::now(),
+        )
+        .unwrap();
+        let InstanceEvent::Updated(update) = &events[0] else {
+            panic!("{events:?}")
+        };
+        assert_eq!(update.openclaw_config, None, "the merged config is not recorded again");
+        assert_eq!(update.overrides, None);
+        let after = events.iter().fold(Some(state.clone()), Instance::evolve).unwrap();
+        assert_eq!(after.openclaw_config, json!({"gateway": {"bind": "lan"}}));
+        // A version 1 event carried the merged config: that is what it folds to.
+        let old = InstanceEvent::Updated(InstanceUpdated {
+            openclaw_config: Some(json!({"recorded": true})),
+            ..update.clone()
+        });
+        assert_eq!(
+            Instance::evolve(Some(state), &old).unwrap().openclaw_config,
+            json!({"recorded": true})
+        );
+    }
+
+    #[test]
+    fn a_config_grows_only_to_its_bound_but_may_always_shrink() {
+        let block = |n: usize, keys: usize| {
+            let leaves: Map<String, Value> = (0..keys).map(|i| (format!("k{i}"), json!("x".repeat(100)))).collect();
+            obj(json!({ format!("r{n}"): leaves }))
+        };
+        let mut state = new_instance();
+        // Each block is about 0.9 MiB of JSON: two fit, a third does not.
+        for n in 0..2 {
+            let events = update_instance(&state, None, Some(block(n, 8_000)), Utc::now()).unwrap();
+            state = events.iter().fold(Some(state), Instance::evolve).unwrap();
+        }
+        let refused = update_instance(&state, None, Some(block(2, 8_000)), Utc::now()).unwrap_err();
+        assert!(refused.to_string().contains("more than 2 MiB"), "{refused}");
+        // Past the bound (an older build let it grow), a change that shrinks it is taken.
+        apply_paths(&mut state.openclaw_config, &flatten(&block(2, 8_000))).unwrap();
+        assert!(crate::domain::validation::json_measure(&state.openclaw_config).0 > MAX_CONFIG_BYTES);
+        assert!(update_instance(&state, None, Some(obj(json!({"r0": null}))), Utc::now()).is_ok());
+        assert!(update_instance(&state, None, Some(obj(json!({"more": 1}))), Utc::now()).is_err());
     }
 
     #[test]

@@ -259,6 +259,27 @@ pub fn string_map(p: &mut Problems, loc: &[Value], value: Option<&Value>) -> Map
     }
 }
 
+/// The length of a value's JSON, and whether any of its text holds NUL, without keeping
+/// the text. serde_json writes an escape in one piece, so `\u0000` is seen whole.
+pub fn json_measure(value: &impl serde::Serialize) -> (usize, bool) {
+    #[derive(Default)]
+    struct Count(usize, bool);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            self.1 |= buf == b"\\u0000";
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count::default();
+    // Writing to a counter cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    (count.0, count.1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::some_of;

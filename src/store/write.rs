@@ -16,6 +16,7 @@ use fleetledger_events::EventEnvelope;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{AppendRequest, Appended, ExpectedVersion, ReadModelWrite, Snapshot, StoreError};
+use crate::domain::validation::json_measure;
 
 /// Rows per multi-row statement. PostgreSQL binds at most 65,535 parameters per statement
 /// and SQLite 32,766; an event row has 12, so 1,000 rows stay well inside both.
@@ -99,7 +100,7 @@ impl WriterHandle {
 
     pub(super) async fn append(&self, request: AppendRequest) -> Result<Appended, StoreError> {
         for event in &request.events {
-            let (bytes, nul) = measure(&event.data);
+            let (bytes, nul) = json_measure(&event.data);
             if bytes > super::MAX_EVENT_DATA_BYTES {
                 return Err(StoreError::TooLarge {
                     bytes,
@@ -110,34 +111,13 @@ impl WriterHandle {
                 return Err(StoreError::Unstorable(super::NUL_IN_TEXT));
             }
         }
-        if measure(&request.metadata).1 {
+        if json_measure(&request.metadata).1 {
             return Err(StoreError::Unstorable(super::NUL_IN_TEXT));
         }
         let (reply, answer) = oneshot::channel();
         self.jobs.send((request, reply)).await.map_err(|_| StoreError::WriterStopped)?;
         answer.await.map_err(|_| StoreError::WriterStopped)?
     }
-}
-
-/// The length of a value's JSON, and whether any of its text holds NUL, without keeping
-/// the text. serde_json writes an escape in one piece, so `\u0000` is seen whole.
-fn measure(value: &impl serde::Serialize) -> (usize, bool) {
-    #[derive(Default)]
-    struct Count(usize, bool);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            self.1 |= buf == b"\\u0000";
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count::default();
-    // Writing to a counter cannot fail.
-    let _ = serde_json::to_writer(&mut count, value);
-    (count.0, count.1)
 }
 
 /// The group-commit loop: takes whatever appends are queued, commits them in one

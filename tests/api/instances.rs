@@ -416,6 +416,60 @@ async fn concurrent_patches_all_land_and_the_file_matches(backend: Backend) {
     assert_eq!(sandbox_config(&app, &id).0, stored);
 }
 
+/// Overrides add up, so a few bodies under the size limit could grow a config without
+/// bound: past 2 MiB a growing change is 422 with nothing recorded. Each change records its
+/// paths, not the whole config again, so a small change to a large config stays small in
+/// the log, and the read model and the sandbox still hold the merge of every change.
+async fn a_config_grows_to_its_bound_and_a_small_change_records_a_small_event(backend: Backend) {
+    let Some((app, _nats)) = spawn(backend, |_| {}).await else { return };
+    let org = signup(&app, "Big").await;
+    let instance = running_instance(&app, &org, json!({})).await;
+    let id = instance["id"].as_str().unwrap().to_string();
+    let path = format!("/v1/instances/{id}");
+    let block = |n: usize| {
+        let keys: serde_json::Map<String, Value> = (0..70_000).map(|i| (format!("k{i}"), json!(1))).collect();
+        json!({"openclaw_config": {format!("r{n}"): keys}})
+    };
+    for n in 0..2 {
+        let grown = call(&app, Method::PATCH, &path, &org, Some(block(n))).await;
+        assert_eq!(grown.status, 200, "{}", &grown.text[..grown.text.len().min(300)]);
+    }
+    let version = |app: &TestApp| {
+        let request = app.request(Method::GET, &path, &org);
+        async move { request.send().await.unwrap().headers()["etag"].to_str().unwrap().to_string() }
+    };
+    let before = version(&app).await;
+    let refused = call(&app, Method::PATCH, &path, &org, Some(block(2))).await;
+    assert_eq!(refused.status, 422, "{}", &refused.text[..refused.text.len().min(300)]);
+    assert!(refused.text.contains("unset keys first"), "{}", refused.text);
+    assert_eq!(version(&app).await, before, "nothing recorded");
+
+    let small = call(&app, Method::PATCH, &path, &org, Some(json!({"openclaw_config": {"zz": 1}}))).await;
+    assert_eq!(small.status, 200);
+    let events = call(&app, Method::GET, &format!("/api/v1/ledger/streams/instance/{id}"), &org, None)
+        .await
+        .json();
+    let last_update = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|e| e["event_type"] == "instance.updated")
+        .unwrap()
+        .clone();
+    assert_eq!(last_update["data"]["paths"], json!([{"path": "zz", "value": 1}]));
+    let recorded = serde_json::to_string(&last_update["data"]).unwrap().len();
+    assert!(recorded < 1_000, "a one-key change recorded {recorded} bytes");
+    let stored = call(&app, Method::GET, &path, &org, None).await.json()["openclaw_config"].clone();
+    assert_eq!(stored["zz"], 1);
+    assert_eq!(stored["r1"].as_object().unwrap().len(), 70_000);
+    assert_eq!(sandbox_config(&app, &id).0, stored);
+    // A config may always shrink.
+    let shrunk = call(&app, Method::PATCH, &path, &org, Some(json!({"openclaw_config": {"r0": null}}))).await;
+    assert_eq!(shrunk.status, 200);
+    assert!(shrunk.json()["openclaw_config"].get("r0").is_none());
+}
+
 async fn a_sandbox_that_cannot_be_made_is_an_error(backend: Backend) {
     let Some((app, _nats)) = spawn(backend, |_| {}).await else { return };
     let org = signup(&app, "Broken").await;
@@ -473,6 +527,7 @@ both_backends!(
     an_unreachable_sandbox_is_502_and_recorded,
     a_stopped_instance_applies_changes_at_start,
     concurrent_patches_all_land_and_the_file_matches,
+    a_config_grows_to_its_bound_and_a_small_change_records_a_small_event,
     signup_is_off_unless_allowed,
     a_sandbox_that_cannot_be_made_is_an_error,
 );

@@ -14,7 +14,8 @@
 //! writes a fresh log and its state to `target/log-fixture/`. `log-v1` is such a recording,
 //! made before the Hill90 and Mission Control board/agent events were typed, extended with
 //! one gateway's stream from a later recording once gateway events reached version 2
-//! (sealed tokens). A later recording is a source of whole streams to append (with global
+//! (sealed tokens), and one instance's stream once `instance.updated` reached version 2
+//! (paths without the merged config). A later recording is a source of whole streams to append (with global
 //! positions renumbered to follow the fixture's; hashes do not cover them), never a
 //! replacement.
 
