@@ -183,12 +183,19 @@ async fn restore(
     let body = body
         .bytes()
         .ok_or_else(|| Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "the request body is over 1 MiB"))?;
-    let body: RestoreBody = serde_json::from_slice(&body).map_err(|e| {
+    let unreadable = |e: serde_json::Error| {
         Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!("the body must be {{version, reason?}}: {e}"),
         )
-    })?;
+    };
+    // Read whole, like every surface's body: fields it ignores are JSON too, and nest no
+    // deeper than any body may.
+    let body: Value = serde_json::from_slice(&body).map_err(unreadable)?;
+    if super::too_deep(&body) {
+        return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, super::TOO_DEEP));
+    }
+    let body = RestoreBody::deserialize(body).map_err(unreadable)?;
     registered(&stream_type)?;
     let resource = Resource::find(state.ledger.store.as_ref(), &principal, &stream_type, &id).await?;
     Ok(resource.restore(&state, &principal, &meta, body.version, body.reason).await?)

@@ -292,6 +292,14 @@ async fn deeply_nested_bodies_are_refused_in_each_envelope(backend: Backend) {
         "skill",
     );
     assert_eq!(body, json!({"error": "JSON nested more than 64 levels deep"}));
+    // The ledger's restore reads its whole body too, fields it ignores included.
+    let restore = format!("/api/v1/ledger/resources/profile/{profile}/restore");
+    let body = expect(
+        &send(&app, Method::POST, &restore, &admin, &json!({"version": 1, "note": deep})).await,
+        422,
+        "restore",
+    );
+    assert_eq!(body["detail"], "JSON nested more than 64 levels deep");
     // Nesting a config needs is fine.
     let shallow = json!({"name": "i", "model_provider": "openai", "openclaw_version": "1", "openclaw_config": {"n": nested(60)}});
     expect(
