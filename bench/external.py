@@ -344,7 +344,8 @@ SURFACE_WRITES = {
     "agents (Mission Control)": (
         "mc_agent",
         "/api/v1/agents",
-        lambda i: {"name": f"hot-{i}", "gateway_id": "__GATEWAY__"},
+        # Board agents: a gateway has one main agent.
+        lambda i: {"name": f"hot-{i}", "board_id": "__BOARD__"},
         "PATCH",
         "/api/v1/agents/{id}",
         {"name": "__S__"},
@@ -381,10 +382,12 @@ def target_hot():
             ceiling = pgbench(pg_url, 32)
         status, gateway = server.call("POST", "/api/v1/gateways", {"name": "edge", "url": "", "workspace_root": "edge"})
         assert status in (200, 201), (status, gateway)
+        status, board = server.call("POST", "/api/v1/boards", {"name": "hot", "gateway_id": gateway["id"]})
+        assert status in (200, 201), (status, board)
         for surface, (stream_type, create, create_body, method, path, body) in SURFACE_WRITES.items():
             ids = []
             for i in range(10):
-                wanted = json.loads(json.dumps(create_body(i)).replace("__GATEWAY__", gateway["id"]))
+                wanted = json.loads(json.dumps(create_body(i)).replace("__BOARD__", board["id"]))
                 status, created = server.call("POST", create, wanted)
                 assert status in (200, 201), (surface, status, created)
                 ids.append(resource_id(created))
@@ -439,8 +442,8 @@ def target_reads():
 
 def target_sqlite():
     rows = []
-    for synchronous in ("full",):
-        server = Server("sqlite")
+    for synchronous in ("full", "normal"):
+        server = Server("sqlite", extra_env={"FLEETLEDGER_SQLITE_SYNCHRONOUS": synchronous})
         try:
             ids = create_profiles(server, 1000)
             paths = [f"/api/v1/profiles/{i}" for i in ids]

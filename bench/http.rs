@@ -148,6 +148,7 @@ async fn main() {
             data_dir: data.path().to_path_buf(),
             database_url: Some(db.url.clone()),
             master_key: None,
+            sqlite_synchronous: Default::default(),
         },
         serve: ServeSettings {
             bus: Default::default(),

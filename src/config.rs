@@ -21,6 +21,22 @@ pub struct StoreSettings {
     /// created by `serve` on first start. Every process sharing a store needs the same key.
     #[arg(long, env = "FLEETLEDGER_MASTER_KEY", global = true, hide_env_values = true)]
     pub master_key: Option<secrecy::SecretString>,
+
+    /// How the embedded SQLite store syncs a commit (it runs in WAL mode). `full`: every
+    /// acknowledged write has been fsync'd and survives a crash of the machine. `normal`:
+    /// the WAL is fsync'd at checkpoints, not at each commit; an acknowledged write survives
+    /// the process being killed, but the last ones may be lost if the machine loses power.
+    /// Ignored with PostgreSQL.
+    #[arg(long, env = "FLEETLEDGER_SQLITE_SYNCHRONOUS", value_enum, default_value_t = SqliteSynchronous::Full, global = true)]
+    pub sqlite_synchronous: SqliteSynchronous,
+}
+
+/// `PRAGMA synchronous` of the embedded SQLite store.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SqliteSynchronous {
+    #[default]
+    Full,
+    Normal,
 }
 
 impl StoreSettings {
@@ -28,7 +44,13 @@ impl StoreSettings {
     pub fn url(&self) -> String {
         match &self.database_url {
             Some(url) if !url.is_empty() => url.clone(),
-            _ => format!("sqlite://{}", self.data_dir.join("fleetledger.db").display()),
+            _ => {
+                let path = self.data_dir.join("fleetledger.db");
+                match self.sqlite_synchronous {
+                    SqliteSynchronous::Full => format!("sqlite://{}", path.display()),
+                    SqliteSynchronous::Normal => format!("sqlite://{}?synchronous=normal", path.display()),
+                }
+            }
         }
     }
 

@@ -619,6 +619,7 @@ mod tests {
             data_dir: dir.to_path_buf(),
             database_url: None,
             master_key: master_key.map(|k| k.to_base64()),
+            sqlite_synchronous: Default::default(),
         };
         let store = crate::store::connect(&settings.url()).await?;
         Keyring::load(&settings, store).await

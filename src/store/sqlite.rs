@@ -1,5 +1,6 @@
 //! SQLite backend of the event store: the embedded default. WAL journal with
-//! `synchronous=FULL`, so an acknowledged append survives a crash or power loss.
+//! `synchronous=FULL` by default, so an acknowledged append survives a crash or power loss
+//! (`--sqlite-synchronous normal` syncs at checkpoints: it survives the process dying).
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -33,7 +34,12 @@ impl SqliteStore {
     /// (and its directory) when missing, else a missing one is [`StoreError::Missing`].
     pub async fn connect(url: &str, create: bool) -> Result<Self, StoreError> {
         let path = url.strip_prefix("sqlite://").unwrap_or(url);
-        let path = path.split('?').next().unwrap_or(path);
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
+        // Every commit fsync'd unless the operator chose otherwise (`--sqlite-synchronous`).
+        let synchronous = match query.split('&').any(|p| p == "synchronous=normal") {
+            true => SqliteSynchronous::Normal,
+            false => SqliteSynchronous::Full,
+        };
         if !create && !std::path::Path::new(path).exists() {
             return Err(StoreError::Missing {
                 place: path.to_string(),
@@ -64,7 +70,7 @@ impl SqliteStore {
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
             .create_if_missing(create)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(synchronous)
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(true)
             // sqlx would log a slow statement's SQL; no log line carries the server's SQL.
@@ -631,5 +637,37 @@ impl EventStore for SqliteStore {
 
     async fn close_console_session(&self, token_hash: &str) -> Result<(), StoreError> {
         console_sessions::sqlite::close(&self.pool, token_hash).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SqliteStore;
+    use crate::config::{SqliteSynchronous, StoreSettings};
+
+    #[tokio::test]
+    async fn every_commit_is_fsynced_unless_the_operator_chose_normal() {
+        let dir = tempfile::tempdir().unwrap();
+        // PRAGMA synchronous: 2 is FULL, 1 NORMAL.
+        for (choice, pragma) in [(SqliteSynchronous::Full, 2), (SqliteSynchronous::Normal, 1)] {
+            let settings = StoreSettings {
+                data_dir: dir.path().to_path_buf(),
+                database_url: None,
+                master_key: None,
+                sqlite_synchronous: choice,
+            };
+            let store = SqliteStore::connect(&settings.url(), true).await.unwrap();
+            // Every connection of the pool, not only the first.
+            let mut connections = Vec::new();
+            for _ in 0..store.pool.options().get_max_connections() {
+                connections.push(store.pool.acquire().await.unwrap());
+            }
+            for connection in &mut connections {
+                let got: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(&mut **connection).await.unwrap();
+                assert_eq!(got, pragma, "{choice:?}");
+            }
+            drop(connections);
+            store.pool.close().await;
+        }
     }
 }

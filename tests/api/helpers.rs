@@ -114,6 +114,7 @@ impl TestStore {
             data_dir: self.dir.path().to_path_buf(),
             database_url: self.db.as_ref().map(|d| d.url.clone()),
             master_key: None,
+            sqlite_synchronous: Default::default(),
         }
     }
 
