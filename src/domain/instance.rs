@@ -371,20 +371,8 @@ mod tests {
         let mut bomb = Map::new();
         bomb.insert("x".repeat(8 * 1024), Value::Object(leaves));
         assert!(flattened_len(&bomb) > MAX_FLATTENED_BYTES);
-        let created = create_instance(CreateInstance {
-            instance_id: Uuid::nil(),
-            org_id: Uuid::nil(),
-            name: "i".into(),
-            model_provider: "openai".into(),
-            openclaw_version: "1".into(),
-            openclaw_config: None,
-            region: None,
-            now: Utc::now(),
-        })
-        .unwrap();
-        let state = created.iter().fold(None, Instance::evolve).unwrap();
         assert_eq!(
-            update_instance(&state, None, Some(bomb), Utc::now()).unwrap_err(),
+            update_instance(&new_instance(), None, Some(bomb), Utc::now()).unwrap_err(),
             DomainError::invalid("openclaw_config is too large: its config paths would take more than 4 MiB")
         );
     }
