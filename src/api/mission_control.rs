@@ -740,12 +740,13 @@ fn check_templates(state: &AppState, agent: &McAgent) -> Result<(), McError> {
     Err(McError::validation(p.0))
 }
 
-/// The agent after `events`, checked to render, or the refusal.
-fn rendering(state: &AppState, before: Option<&McAgent>, events: Vec<AgentEvent>) -> Result<Vec<AgentEvent>, McError> {
-    if let Some(after) = events.iter().fold(before.cloned(), McAgent::evolve) {
-        check_templates(state, &after)?;
+/// `events` and the agent after them, checked to render, or the refusal.
+fn rendering(state: &AppState, before: Option<&McAgent>, events: Vec<AgentEvent>) -> Result<(Vec<AgentEvent>, Option<McAgent>), McError> {
+    let after = events.iter().fold(before.cloned(), McAgent::evolve);
+    if let Some(after) = &after {
+        check_templates(state, after)?;
     }
-    Ok(events)
+    Ok((events, after))
 }
 
 /// Whether an appended agent event asks the reprovisioner to provision again.
@@ -880,7 +881,7 @@ async fn create_agent(
         soul_template: soul,
         now: Utc::now(),
     })?;
-    let events = rendering(&state, None, events)?;
+    let (events, _) = rendering(&state, None, events)?;
     // Without a board the agent is its gateway's main agent (checked once the body is
     // known to be valid: a 422 says more than a 409).
     if let (None, Some(gateway)) = (board_id, gateway_id) {
@@ -1017,8 +1018,7 @@ async fn update_agent(
         .ledger
         .write::<McAgent, McError>(&agent.id.to_string(), &meta.write_context(&principal), |a| {
             let events = rules::update_agent(a, patch.clone(), target, current, force, now)?;
-            let after = events.iter().fold(Some(a.clone()), McAgent::evolve);
-            let events = rendering(&state, Some(a), events)?;
+            let (events, after) = rendering(&state, Some(a), events)?;
             if let Some(main) = after.filter(|m| m.is_gateway_main && (!a.is_gateway_main || m.gateway_id != a.gateway_id)) {
                 one_main_agent(&state, principal.org_id, main.gateway_id, Some(a.id))?;
             }
@@ -1092,7 +1092,7 @@ impl Audited for McAgent {
                 .ledger
                 .write::<McAgent, McError>(&agent.id.to_string(), &request.meta.write_context(principal), |a| {
                     let events = rules::update_agent(a, patch.clone(), None, None, false, now)?;
-                    rendering(state, Some(a), events)
+                    rendering(state, Some(a), events).map(|(events, _)| events)
                 })
                 .await
                 .map_err(|e| refusal(e.into()))?;

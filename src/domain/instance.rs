@@ -89,17 +89,17 @@ pub fn flattened_len(overrides: &Map<String, Value>) -> usize {
 /// and snapshot of the instance carries to megabytes.
 pub const MAX_CONFIG_BYTES: usize = 2 * 1024 * 1024;
 
-/// `after`, unless it is larger than `MAX_CONFIG_BYTES` and than `before` (a config already
+/// Refuses an `after` larger than `MAX_CONFIG_BYTES` and than `before` (a config already
 /// past the bound may still shrink).
-fn bounded_config(before: &Value, after: Value) -> Result<Value, DomainError> {
-    let size = crate::domain::validation::json_measure(&after).0;
+fn check_config_size(before: &Value, after: &Value) -> Result<(), DomainError> {
+    let size = crate::domain::validation::json_measure(after).0;
     if size > MAX_CONFIG_BYTES && size > crate::domain::validation::json_measure(before).0 {
         return Err(DomainError::invalid(format!(
             "openclaw_config is too large: the merged config would take more than {} MiB; unset keys first",
             MAX_CONFIG_BYTES / (1024 * 1024)
         )));
     }
-    Ok(after)
+    Ok(())
 }
 
 /// The paths of `overrides`, unless they would be more than `MAX_FLATTENED_BYTES`.
@@ -165,7 +165,7 @@ pub fn update_instance(
     // the read model applies the same way.
     let mut config = state.openclaw_config.clone();
     apply_paths(&mut config, &paths).map_err(DomainError::Invalid)?;
-    bounded_config(&state.openclaw_config, config)?;
+    check_config_size(&state.openclaw_config, &config)?;
     Ok(vec![InstanceEvent::Updated(InstanceUpdated {
         name,
         overrides: None,

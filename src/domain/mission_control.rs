@@ -443,11 +443,10 @@ mod tests {
             ..fields.clone()
         };
         assert!(update_gateway(&gateway, renamed, Utc::now()).is_ok(), "the url kept");
-        let untokened = events
-            .iter()
-            .fold(None, Gateway::evolve)
-            .map(|g| Gateway { token: None, ..g })
-            .unwrap();
+        let untokened = Gateway {
+            token: None,
+            ..gateway.clone()
+        };
         assert!(
             update_gateway(&untokened, moved(None), Utc::now()).is_ok(),
             "nothing stored to send"
