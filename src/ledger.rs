@@ -1,15 +1,23 @@
 //! The one write path every surface, the CLI and the workers use: a command is decided
 //! against the stream's latest state where this process serialises the stream's writes,
 //! the events are appended with the read model they produce (and its lookup rows and
-//! snapshot) in one append, and the cache learns the new model before the next writer of
-//! the stream decides.
+//! snapshot) in one append, and the cache learns the new model when it commits.
+//!
+//! Writes to one stream are pipelined: the next writer decides against the state the
+//! previous one's append leads to as soon as that append is queued for the writer, not
+//! after it committed, so appends to a hot stream share group commits instead of taking
+//! one commit each. Such an append names the event it must follow
+//! (`ExpectedVersion::After`): if its predecessor is refused, it is refused too, and is
+//! decided again.
 //!
 //! A write without a precondition never fails because another writer got there first:
-//! writers of one stream in this process queue on the stream's lock, and a write that
-//! loses a race to another process (the store's unique `(stream_id, stream_version)`
-//! key) is decided again against the state that won. Only an `If-Match` that no longer
-//! matches refuses a write.
+//! a write that loses a race (to another process, through the store's unique
+//! `(stream_id, stream_version)` key, or behind a refused predecessor) waits until the
+//! stream's queued appends are answered and is decided again against the state that won.
+//! Only an `If-Match` that no longer matches refuses a write; it is checked against the
+//! committed version, so an `If-Match` write waits for the appends queued before it.
 
+use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +27,7 @@ use fleetledger_projections::ReadModel;
 use uuid::Uuid;
 
 use crate::store::cache::{Cached, ReadModels};
-use crate::store::{AppendRequest, Appended, EventStore, ExpectedVersion, Snapshot, StoreError, SNAPSHOT_EVERY};
+use crate::store::{AppendRequest, Appended, EventStore, ExpectedVersion, Snapshot, StoreError, Submitted, SNAPSHOT_EVERY};
 use crate::streams::model_rows;
 
 /// A parsed `If-Match` header (RFC 9110 §13.1.1): `*`, or the stream versions of the
@@ -132,7 +140,132 @@ const MAX_LOST_RACES: u32 = 1000;
 pub struct Ledger {
     pub store: Arc<dyn EventStore>,
     pub models: Arc<ReadModels>,
-    streams: Arc<DashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    streams: Arc<DashMap<String, Arc<StreamSlot>>>,
+}
+
+/// Where this process orders the writes of one stream.
+#[derive(Default)]
+struct StreamSlot {
+    /// Held while a write decides and queues its append, so that appends are queued in
+    /// the order they were decided.
+    deciding: tokio::sync::Mutex<()>,
+    /// What the last queued, not yet answered append leads to.
+    pending: std::sync::Mutex<Option<Pending>>,
+    /// Woken whenever `pending` is cleared.
+    settled: tokio::sync::Notify,
+}
+
+/// The state a queued append leads to.
+struct Pending {
+    version: i64,
+    last_event: Uuid,
+    /// `Option<Arc<M>>` of the stream's model type.
+    model: Box<dyn Any + Send + Sync>,
+}
+
+impl StreamSlot {
+    fn pending_lock(&self) -> std::sync::MutexGuard<'_, Option<Pending>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The state the last queued append leads to, to decide the next write against.
+    fn pending<M: ReadModel>(&self) -> Option<Base<M>> {
+        let pending = self.pending_lock();
+        let p = pending.as_ref()?;
+        let model = p.model.downcast_ref::<Option<Arc<M>>>()?.clone();
+        Some(Base {
+            version: p.version,
+            model,
+            after: Some(p.last_event),
+        })
+    }
+
+    /// Waits until no queued append of the stream is unanswered (the caller holds
+    /// `deciding`, so none is added meanwhile).
+    async fn settle(&self) {
+        loop {
+            let settled = self.settled.notified();
+            if self.pending_lock().is_none() {
+                return;
+            }
+            settled.await;
+        }
+    }
+
+    fn clear(&self) {
+        self.pending_lock().take();
+        self.settled.notify_waiters();
+    }
+}
+
+/// Marks a queued append as the stream's pending state until it is answered (or its
+/// writer is dropped), unless a later append has taken its place.
+struct PendingGuard<'a> {
+    slot: &'a StreamSlot,
+    last_event: Uuid,
+}
+
+impl<'a> PendingGuard<'a> {
+    fn set<M: ReadModel>(slot: &'a StreamSlot, version: i64, last_event: Uuid, model: Option<Arc<M>>) -> Self {
+        *slot.pending_lock() = Some(Pending {
+            version,
+            last_event,
+            model: Box::new(model),
+        });
+        PendingGuard { slot, last_event }
+    }
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        let mut pending = self.slot.pending_lock();
+        if pending.as_ref().is_some_and(|p| p.last_event == self.last_event) {
+            *pending = None;
+            drop(pending);
+            self.slot.settled.notify_waiters();
+        }
+    }
+}
+
+/// A stream's slot while a write holds it; the last holder takes it out of the table.
+struct SlotRef<'a> {
+    streams: &'a DashMap<String, Arc<StreamSlot>>,
+    id: &'a str,
+    slot: Arc<StreamSlot>,
+}
+
+impl Drop for SlotRef<'_> {
+    fn drop(&mut self) {
+        // The table's and this one: no other writer holds the slot.
+        self.streams.remove_if(self.id, |_, slot| Arc::strong_count(slot) == 2);
+    }
+}
+
+/// The state a write is decided against: committed (`after` is `None`) or the state a
+/// queued append leads to.
+struct Base<M> {
+    version: i64,
+    model: Option<Arc<M>>,
+    after: Option<Uuid>,
+}
+
+impl<M> From<Option<Cached<M>>> for Base<M> {
+    fn from(cached: Option<Cached<M>>) -> Self {
+        Base {
+            version: cached.as_ref().map_or(0, |c| c.version),
+            model: cached.map(|c| c.model),
+            after: None,
+        }
+    }
+}
+
+/// An append queued for the writer, with what it leads to.
+struct Queued<M> {
+    submitted: Submitted,
+    version: i64,
+    last_event: Uuid,
+    model: Option<M>,
+    shared: Option<Arc<M>>,
 }
 
 impl Ledger {
@@ -155,7 +288,10 @@ impl Ledger {
         let mut missing = false;
         let written = self
             .write_stream::<M, E>(id, context, |current| match current {
-                Some(model) => decide(model),
+                Some(model) => {
+                    missing = false;
+                    decide(model)
+                }
                 None => {
                     missing = true;
                     Ok(Vec::new())
@@ -176,66 +312,84 @@ impl Ledger {
         context: &WriteContext,
         mut decide: impl FnMut(Option<&M>) -> Result<Vec<M::Event>, E>,
     ) -> Result<Written<M>, WriteError<E>> {
-        let lock = self.streams.entry(id.to_string()).or_default().clone();
-        let result = {
-            let _serialised = lock.lock().await;
-            self.decide_and_append(id, context, &mut decide).await
+        let slot = SlotRef {
+            streams: &self.streams,
+            id,
+            slot: self.streams.entry(id.to_string()).or_default().clone(),
         };
-        drop(lock);
-        // The last writer of a stream takes its lock out of the table.
-        self.streams.remove_if(id, |_, lock| Arc::strong_count(lock) == 1);
-        result
-    }
-
-    async fn decide_and_append<M: ReadModel, E>(
-        &self,
-        id: &str,
-        context: &WriteContext,
-        decide: &mut impl FnMut(Option<&M>) -> Result<Vec<M::Event>, E>,
-    ) -> Result<Written<M>, WriteError<E>> {
-        // This process's writes are in the cache; another process's may not be yet, so a
-        // miss, and every lost race, asks the store.
-        let mut current = self.models.cache::<M>().get(id);
-        if current.is_none() {
-            current = self.models.refresh::<M>(id).await.map_err(WriteError::Store)?;
-        }
+        // An If-Match names a committed version, so it is checked against what is
+        // committed, after the appends queued before it.
+        let mut settle = context.if_match.is_some();
         let mut lost = 0;
         loop {
-            let version = current.as_ref().map_or(0, |c| c.version);
+            let deciding = slot.slot.deciding.lock().await;
+            if settle {
+                slot.slot.settle().await;
+            }
+            let base = match slot.slot.pending::<M>() {
+                Some(base) => base,
+                // A lost race: what won may be another process's, only in the store.
+                None if lost > 0 => self.latest::<M>(id).await.map_err(WriteError::Store)?.into(),
+                // This process's writes are in the cache; another process's may not be
+                // yet, so a miss asks the store.
+                None => match self.models.cache::<M>().get(id) {
+                    Some(cached) => Some(cached).into(),
+                    None => self.models.refresh::<M>(id).await.map_err(WriteError::Store)?.into(),
+                },
+            };
             if let Some(expected) = &context.if_match {
-                if !expected.matches(version) {
-                    return Err(WriteError::PreconditionFailed { current: version });
+                if !expected.matches(base.version) {
+                    return Err(WriteError::PreconditionFailed { current: base.version });
                 }
             }
-            let before: Option<M> = current.as_ref().map(|c| (*c.model).clone());
+            let before: Option<M> = base.model.as_deref().cloned();
             let events = decide(before.as_ref()).map_err(WriteError::Rejected)?;
             if events.is_empty() {
+                if base.after.is_some() {
+                    // Nothing to change answers for what is committed, not for what is
+                    // queued: decide again once it is.
+                    settle = true;
+                    continue;
+                }
                 return Ok(Written {
                     model: before,
-                    version,
+                    version: base.version,
                     appended: None,
                 });
             }
-            match self.append(id, version, before, events, context).await {
-                Ok((model, appended)) => {
+            let queued = self.submit(id, &base, before, events, context).await.map_err(store_error)?;
+            let _offered = match &queued.shared {
+                Some(model) => Some(self.models.deciding(queued.last_event, model.clone())),
+                None => None,
+            };
+            let _pending = PendingGuard::set(&slot.slot, queued.version, queued.last_event, queued.shared.clone());
+            drop(deciding);
+            match queued.submitted.committed().await {
+                Ok(appended) => {
+                    if let Some(model) = queued.shared {
+                        self.models.committed(id, queued.version, model);
+                    }
                     return Ok(Written {
                         version: appended.stream_version(),
-                        model,
+                        model: queued.model,
                         appended: Some(appended),
-                    })
+                    });
                 }
                 Err(StoreError::Conflict { .. }) if lost < MAX_LOST_RACES => {
+                    // What was queued after this append was decided on it and is refused
+                    // too; nothing queued is a state to decide on any more.
+                    slot.slot.clear();
                     lost += 1;
+                    settle = true;
                     // Another process wrote this stream; spread out, then decide again
                     // against what it wrote.
                     let most = 200 * u64::from(lost.min(20));
                     tokio::time::sleep(Duration::from_micros(rand::random_range(0..most))).await;
-                    current = self.latest::<M>(id).await.map_err(WriteError::Store)?;
                 }
-                Err(StoreError::DuplicateEvent) => return Err(WriteError::Duplicate),
-                Err(StoreError::TooLarge { bytes, limit }) => return Err(WriteError::TooLarge { bytes, limit }),
-                Err(StoreError::Unstorable(why)) => return Err(WriteError::Unstorable(why)),
-                Err(e) => return Err(WriteError::Store(e)),
+                Err(error) => {
+                    slot.slot.clear();
+                    return Err(store_error(error));
+                }
             }
         }
     }
@@ -258,16 +412,17 @@ impl Ledger {
         }))
     }
 
-    /// Appends events decided at `expected` atomically with the read model they lead to
-    /// (and its lookup rows and snapshot), then updates the cache.
-    async fn append<M: ReadModel>(
+    /// Queues events decided on `base` with the read model they lead to (and its lookup
+    /// rows and snapshot), to be appended atomically.
+    async fn submit<M: ReadModel>(
         &self,
         id: &str,
-        expected: i64,
+        base: &Base<M>,
         before: Option<M>,
         events: Vec<M::Event>,
         context: &WriteContext,
-    ) -> Result<(Option<M>, Appended), StoreError> {
+    ) -> Result<Queued<M>, StoreError> {
+        let expected = base.version;
         let version = expected + events.len() as i64;
         let after = events.iter().fold(before, |state, e| M::evolve(state, e));
         let read_models = match &after {
@@ -284,28 +439,44 @@ impl Ledger {
             }],
             _ => Vec::new(),
         };
+        let events: Vec<_> = events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| e.to_new_event(context.event_id.filter(|_| i == 0).unwrap_or_else(Uuid::now_v7)))
+            .collect();
+        let last_event = events.last().map(|e| e.event_id).unwrap_or_default();
         let request = AppendRequest {
             stream_type: M::KIND.to_string(),
             stream_id: id.to_string(),
-            expected: ExpectedVersion::Exact(expected),
-            events: events
-                .iter()
-                .enumerate()
-                .map(|(i, e)| e.to_new_event(context.event_id.filter(|_| i == 0).unwrap_or_else(Uuid::now_v7)))
-                .collect(),
+            expected: match base.after {
+                Some(event_id) => ExpectedVersion::After {
+                    version: expected,
+                    event_id,
+                },
+                None => ExpectedVersion::Exact(expected),
+            },
+            events,
             metadata: context.metadata.clone(),
             read_models,
             snapshots,
         };
-        let shared = after.as_ref().map(|model| Arc::new(model.clone()));
-        let _offered = match (&shared, request.events.last()) {
-            (Some(model), Some(last)) => Some(self.models.deciding(last.event_id, model.clone())),
-            _ => None,
-        };
-        let appended = self.store.append(request).await?;
-        if let Some(model) = shared {
-            self.models.committed(id, version, model);
-        }
-        Ok((after, appended))
+        let submitted = self.store.submit(request).await?;
+        Ok(Queued {
+            submitted,
+            version,
+            last_event,
+            shared: after.as_ref().map(|model| Arc::new(model.clone())),
+            model: after,
+        })
+    }
+}
+
+/// Why an append that was not refused by the decision did not commit.
+fn store_error<E>(error: StoreError) -> WriteError<E> {
+    match error {
+        StoreError::DuplicateEvent => WriteError::Duplicate,
+        StoreError::TooLarge { bytes, limit } => WriteError::TooLarge { bytes, limit },
+        StoreError::Unstorable(why) => WriteError::Unstorable(why),
+        e => WriteError::Store(e),
     }
 }

@@ -40,6 +40,21 @@ pub enum ExpectedVersion {
     Any,
     /// The stream must be at exactly this version; 0 means it must not exist yet.
     Exact(i64),
+    /// The stream must be at `version` with `event_id` as its last event: an append
+    /// decided on a predecessor that was not committed yet when it was decided. The id
+    /// keeps it from landing on another writer's event of the same version when the
+    /// predecessor lost its race.
+    After { version: i64, event_id: uuid::Uuid },
+}
+
+impl ExpectedVersion {
+    /// The version the stream must be at, when one is required.
+    pub fn version(&self) -> Option<i64> {
+        match self {
+            ExpectedVersion::Any => None,
+            ExpectedVersion::Exact(version) | ExpectedVersion::After { version, .. } => Some(*version),
+        }
+    }
 }
 
 /// A read-model row written in the same transaction as the events it reflects.
@@ -118,6 +133,16 @@ pub struct AppendRequest {
     pub metadata: Metadata,
     pub read_models: Vec<ReadModelWrite>,
     pub snapshots: Vec<Snapshot>,
+}
+
+/// An append handed to the writer, not yet answered.
+pub struct Submitted(tokio::sync::oneshot::Receiver<Result<Appended, StoreError>>);
+
+impl Submitted {
+    /// Waits until the append committed or was refused.
+    pub async fn committed(self) -> Result<Appended, StoreError> {
+        self.0.await.map_err(|_| StoreError::WriterStopped)?
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -216,9 +241,15 @@ pub struct Verification {
 
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {
-    /// Appends events to one stream atomically with their read models and idempotency
-    /// record; answers only after the commit.
-    async fn append(&self, request: AppendRequest) -> Result<Appended, StoreError>;
+    /// Queues an append behind every append submitted before it and answers at once;
+    /// appends commit in the order they were submitted, and the answer resolves when this
+    /// one committed or was refused. Refuses at once what the log cannot take.
+    async fn submit(&self, request: AppendRequest) -> Result<Submitted, StoreError>;
+    /// Appends events to one stream atomically with their read models; answers only after
+    /// the commit.
+    async fn append(&self, request: AppendRequest) -> Result<Appended, StoreError> {
+        self.submit(request).await?.committed().await
+    }
     /// A stream's events from `from_version` (1-based), in version order.
     async fn read_stream(&self, stream_id: &str, from_version: i64) -> Result<Vec<EventEnvelope>, StoreError>;
     /// A stream's events from `from_version` through `to_version`, in version order.

@@ -16,7 +16,7 @@ use sqlx::{Postgres, QueryBuilder, Transaction};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::rows::{EventRow, FoldRow, IdempotencyRow, LatestRow, EVENT_COLUMNS, FOLD_COLUMNS, IDEMPOTENCY_COLUMNS};
+use super::rows::{self, EventRow, FoldRow, IdempotencyRow, LatestRow, TailRow, EVENT_COLUMNS, FOLD_COLUMNS, IDEMPOTENCY_COLUMNS};
 use super::write::{self, announce, Backend, Violation, WriterHandle};
 use super::*;
 
@@ -79,10 +79,10 @@ async fn listen_for_commits(pool: PgPool, commits: Arc<watch::Sender<i64>>) {
     }
 }
 
-/// The last version and hash of each stream in `$1` that has events: one index probe per
+/// The last event of each stream in `$1` that has events (`TailRow`): one index probe per
 /// stream (newest version first), however long the streams are.
-const TAILS: &str = "SELECT ids.stream_id, tail.stream_version, tail.hash FROM unnest($1::text[]) AS ids(stream_id) \
-     CROSS JOIN LATERAL (SELECT stream_version, hash FROM events WHERE events.stream_id = ids.stream_id \
+const TAILS: &str = "SELECT ids.stream_id, tail.stream_version, tail.hash, tail.event_id FROM unnest($1::text[]) AS ids(stream_id) \
+     CROSS JOIN LATERAL (SELECT stream_version, hash, event_id FROM events WHERE events.stream_id = ids.stream_id \
      ORDER BY stream_version DESC LIMIT 1) AS tail";
 
 /// A whole batch as one statement, so one round trip and one commit: the head row is
@@ -127,14 +127,14 @@ impl Backend for PgPool {
         Ok((tx, head))
     }
 
-    async fn tails(&self, tx: &mut Self::Tx, stream_ids: &[&str]) -> Result<HashMap<String, (i64, String)>, sqlx::Error> {
-        let rows: Vec<(String, i64, String)> = sqlx::query_as(TAILS).bind(stream_ids).fetch_all(&mut **tx).await?;
-        Ok(rows.into_iter().map(|(id, version, hash)| (id, (version, hash))).collect())
+    async fn tails(&self, tx: &mut Self::Tx, stream_ids: &[&str]) -> Result<write::Tails, sqlx::Error> {
+        let rows: Vec<TailRow<Uuid>> = sqlx::query_as(TAILS).bind(stream_ids).fetch_all(&mut **tx).await?;
+        Ok(rows::tails(rows))
     }
 
-    async fn committed_tails(&self, stream_ids: &[&str]) -> Result<HashMap<String, (i64, String)>, sqlx::Error> {
-        let rows: Vec<(String, i64, String)> = sqlx::query_as(TAILS).bind(stream_ids).fetch_all(self).await?;
-        Ok(rows.into_iter().map(|(id, version, hash)| (id, (version, hash))).collect())
+    async fn committed_tails(&self, stream_ids: &[&str]) -> Result<write::Tails, sqlx::Error> {
+        let rows: Vec<TailRow<Uuid>> = sqlx::query_as(TAILS).bind(stream_ids).fetch_all(self).await?;
+        Ok(rows::tails(rows))
     }
 
     /// One statement, committed on its own: what pgbench's best case pays for one
@@ -293,8 +293,8 @@ type Row = EventRow<Uuid>;
 
 #[async_trait]
 impl EventStore for PgStore {
-    async fn append(&self, request: AppendRequest) -> Result<Appended, StoreError> {
-        self.writer.append(request).await
+    async fn submit(&self, request: AppendRequest) -> Result<Submitted, StoreError> {
+        self.writer.submit(request).await
     }
 
     async fn read_stream(&self, stream_id: &str, from_version: i64) -> Result<Vec<EventEnvelope>, StoreError> {

@@ -8,6 +8,7 @@ use serde_json::value::RawValue;
 use sqlx::types::Json;
 use uuid::Uuid;
 
+use super::write::{Tail, Tails};
 use super::{headers_from_json, FoldEvent, IdempotencyRecord, Latest};
 
 /// The columns of an event row, in `EventRow`'s order.
@@ -49,6 +50,29 @@ impl<Id: Into<Uuid>> From<EventRow<Id>> for EventEnvelope {
             recorded_at: r.recorded_at,
         }
     }
+}
+
+/// A stream's last event as the writer checks an append against it.
+#[derive(sqlx::FromRow)]
+pub(super) struct TailRow<Id> {
+    stream_id: String,
+    stream_version: i64,
+    hash: String,
+    event_id: Id,
+}
+
+/// Tail rows by stream id.
+pub(super) fn tails<Id: Into<Uuid>>(rows: Vec<TailRow<Id>>) -> Tails {
+    rows.into_iter()
+        .map(|r| {
+            let tail = Tail {
+                version: r.stream_version,
+                hash: r.hash,
+                event_id: r.event_id.into(),
+            };
+            (r.stream_id, tail)
+        })
+        .collect()
 }
 
 /// A stream's last event and its read model's name (`latest_in_org`).

@@ -17,7 +17,7 @@ use sqlx::{QueryBuilder, Sqlite, Transaction};
 use tokio::sync::watch;
 use uuid::fmt::Hyphenated;
 
-use super::rows::{EventRow, FoldRow, IdempotencyRow, LatestRow, EVENT_COLUMNS, FOLD_COLUMNS, IDEMPOTENCY_COLUMNS};
+use super::rows::{self, EventRow, FoldRow, IdempotencyRow, LatestRow, TailRow, EVENT_COLUMNS, FOLD_COLUMNS, IDEMPOTENCY_COLUMNS};
 use super::write::{self, Backend, Violation, WriterHandle};
 use super::*;
 
@@ -95,9 +95,9 @@ impl SqliteStore {
 
 /// The write path's statements on SQLite; `write` holds the control flow. Lists of ids
 /// are bound as one JSON array (`json_each`), so each statement's text is fixed.
-/// The last version and hash of each stream in the JSON list `?1` that has events: one
+/// The last event of each stream in the JSON list `?1` that has events (`TailRow`): one
 /// index probe per stream (newest version first), however long the streams are.
-const TAILS: &str = "SELECT tail.stream_id, tail.stream_version, tail.hash FROM json_each(?1) AS ids \
+const TAILS: &str = "SELECT tail.stream_id, tail.stream_version, tail.hash, tail.event_id FROM json_each(?1) AS ids \
      JOIN events AS tail ON tail.global_position = (SELECT global_position FROM events \
      WHERE stream_id = ids.value ORDER BY stream_version DESC LIMIT 1)";
 
@@ -115,14 +115,14 @@ impl Backend for SqlitePool {
         Ok((tx, head))
     }
 
-    async fn tails(&self, tx: &mut Self::Tx, stream_ids: &[&str]) -> Result<HashMap<String, (i64, String)>, sqlx::Error> {
-        let rows: Vec<(String, i64, String)> = sqlx::query_as(TAILS).bind(json_list(stream_ids)).fetch_all(&mut **tx).await?;
-        Ok(rows.into_iter().map(|(id, version, hash)| (id, (version, hash))).collect())
+    async fn tails(&self, tx: &mut Self::Tx, stream_ids: &[&str]) -> Result<write::Tails, sqlx::Error> {
+        let rows: Vec<TailRow<Hyphenated>> = sqlx::query_as(TAILS).bind(json_list(stream_ids)).fetch_all(&mut **tx).await?;
+        Ok(rows::tails(rows))
     }
 
-    async fn committed_tails(&self, stream_ids: &[&str]) -> Result<HashMap<String, (i64, String)>, sqlx::Error> {
-        let rows: Vec<(String, i64, String)> = sqlx::query_as(TAILS).bind(json_list(stream_ids)).fetch_all(self).await?;
-        Ok(rows.into_iter().map(|(id, version, hash)| (id, (version, hash))).collect())
+    async fn committed_tails(&self, stream_ids: &[&str]) -> Result<write::Tails, sqlx::Error> {
+        let rows: Vec<TailRow<Hyphenated>> = sqlx::query_as(TAILS).bind(json_list(stream_ids)).fetch_all(self).await?;
+        Ok(rows::tails(rows))
     }
 
     /// In-process, a round trip costs nothing: the statements run one by one.
@@ -258,8 +258,8 @@ fn envelopes(rows: Vec<Row>) -> Vec<EventEnvelope> {
 
 #[async_trait]
 impl EventStore for SqliteStore {
-    async fn append(&self, request: AppendRequest) -> Result<Appended, StoreError> {
-        self.writer.append(request).await
+    async fn submit(&self, request: AppendRequest) -> Result<Submitted, StoreError> {
+        self.writer.submit(request).await
     }
 
     async fn read_stream(&self, stream_id: &str, from_version: i64) -> Result<Vec<EventEnvelope>, StoreError> {

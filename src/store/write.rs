@@ -15,12 +15,23 @@ use fleetledger_events::envelope::truncate_micros;
 use fleetledger_events::EventEnvelope;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{AppendRequest, Appended, ExpectedVersion, ReadModelWrite, Snapshot, StoreError};
+use super::{AppendRequest, Appended, ExpectedVersion, ReadModelWrite, Snapshot, StoreError, Submitted};
 use crate::domain::validation::json_measure;
 
 /// Rows per multi-row statement. PostgreSQL binds at most 65,535 parameters per statement
 /// and SQLite 32,766; an event row has 12, so 1,000 rows stay well inside both.
 const ROWS_PER_STATEMENT: usize = 1000;
+
+/// A stream's last event: its version, hash and id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Tail {
+    pub version: i64,
+    pub hash: String,
+    pub event_id: uuid::Uuid,
+}
+
+/// The tails of some streams, by stream id.
+pub(super) type Tails = HashMap<String, Tail>;
 
 /// Which unique key a refused insert of events ran into.
 pub(super) enum Violation {
@@ -40,11 +51,11 @@ pub(super) trait Backend: Send + Sync + 'static {
     /// Begins a transaction, locks the single `log_head` row for the rest of it and reads
     /// the head position.
     async fn begin(&self) -> Result<(Self::Tx, i64), sqlx::Error>;
-    /// The last version and hash of each of these streams that has events.
-    async fn tails(&self, tx: &mut Self::Tx, stream_ids: &[&str]) -> Result<HashMap<String, (i64, String)>, sqlx::Error>;
-    /// The last version and hash of each of these streams that has events, read outside
-    /// any transaction (what is committed now; it may be stale by the time it is used).
-    async fn committed_tails(&self, stream_ids: &[&str]) -> Result<HashMap<String, (i64, String)>, sqlx::Error>;
+    /// The tail of each of these streams that has events.
+    async fn tails(&self, tx: &mut Self::Tx, stream_ids: &[&str]) -> Result<Tails, sqlx::Error>;
+    /// The tail of each of these streams that has events, read outside any transaction
+    /// (what is committed now; it may be stale by the time it is used).
+    async fn committed_tails(&self, stream_ids: &[&str]) -> Result<Tails, sqlx::Error>;
     /// Commits events placed after position 0 (positions 1, 2, …) with their read models
     /// and snapshots after whatever the head is, moving the head past them; returns the
     /// head they were placed after and sets their positions. `commit_in_transaction` is
@@ -98,7 +109,8 @@ impl WriterHandle {
         self.recent.between(after, head)
     }
 
-    pub(super) async fn append(&self, request: AppendRequest) -> Result<Appended, StoreError> {
+    /// Checks what the log cannot take, then queues the append (see `EventStore::submit`).
+    pub(super) async fn submit(&self, request: AppendRequest) -> Result<Submitted, StoreError> {
         for event in &request.events {
             let (bytes, nul) = json_measure(&event.data);
             if bytes > super::MAX_EVENT_DATA_BYTES {
@@ -116,14 +128,14 @@ impl WriterHandle {
         }
         let (reply, answer) = oneshot::channel();
         self.jobs.send((request, reply)).await.map_err(|_| StoreError::WriterStopped)?;
-        answer.await.map_err(|_| StoreError::WriterStopped)?
+        Ok(Submitted(answer))
     }
 }
 
 /// The group-commit loop: takes whatever appends are queued, commits them in one
 /// transaction, then answers every caller and announces the new head.
 async fn run_writer<B: Backend>(backend: B, mut jobs: mpsc::Receiver<Job>, commits: Arc<watch::Sender<i64>>, recent: Arc<Recent>) {
-    let mut tails = Tails::default();
+    let mut tails = RememberedTails::default();
     while let Some(batch) = next_batch(&mut jobs).await {
         let (requests, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
         match commit_batch(&backend, &requests, &mut tails).await {
@@ -222,27 +234,26 @@ async fn next_batch(jobs: &mut mpsc::Receiver<Job>) -> Option<Vec<Job>> {
 /// Each append's result, and the head after the batch.
 type BatchResult = Result<(Vec<Result<Appended, StoreError>>, i64), sqlx::Error>;
 
-/// The last version and hash of the streams this writer has committed, so that appending
-/// to a stream written before needs no read of its tail. A remembered tail can only lag
+/// The tails of the streams this writer has committed, so that appending to a stream
+/// written before needs no read of its tail. A remembered tail can only lag
 /// the log (another process may have appended since), never lead it: appending after a
 /// stale tail runs into the unique `(stream_id, stream_version)` key, and the batch is
 /// then appended one by one over tails read under the head lock.
 #[derive(Default)]
-struct Tails {
-    by_stream: HashMap<String, (i64, String)>,
+struct RememberedTails {
+    by_stream: Tails,
 }
 
 /// Streams whose tails are remembered at most; past it the memory starts over.
 const MAX_TAILS: usize = 1_000_000;
 
-impl Tails {
+impl RememberedTails {
     fn remember(&mut self, results: &[Result<Appended, StoreError>]) {
         if self.by_stream.len() > MAX_TAILS {
             self.by_stream.clear();
         }
         for last in results.iter().filter_map(|r| r.as_ref().ok()?.events.last()) {
-            self.by_stream
-                .insert(last.stream_id.clone(), (last.stream_version, last.hash.clone()));
+            self.by_stream.insert(last.stream_id.clone(), Tail::of(last));
         }
     }
 
@@ -256,7 +267,7 @@ impl Tails {
 /// Commits a batch in one transaction. The set-based path comes first; anything it does
 /// not expect (a stale tail, a duplicate event id) undoes it, and the batch is appended
 /// one by one instead, where a refusal fails only its own append.
-async fn commit_batch<B: Backend>(backend: &B, requests: &[AppendRequest], tails: &mut Tails) -> BatchResult {
+async fn commit_batch<B: Backend>(backend: &B, requests: &[AppendRequest], tails: &mut RememberedTails) -> BatchResult {
     let done = match commit_set_based(backend, requests, tails).await {
         Ok(done) => done,
         Err(error) => {
@@ -273,8 +284,8 @@ async fn commit_batch<B: Backend>(backend: &B, requests: &[AppendRequest], tails
 /// query, then every event, read model and snapshot committed together (one statement
 /// on PostgreSQL). Expected versions are checked against the tails before committing, so
 /// no statement is expected to fail.
-async fn commit_set_based<B: Backend>(backend: &B, requests: &[AppendRequest], tails: &Tails) -> BatchResult {
-    let mut known: HashMap<String, (i64, String)> = HashMap::new();
+async fn commit_set_based<B: Backend>(backend: &B, requests: &[AppendRequest], tails: &RememberedTails) -> BatchResult {
+    let mut known = Tails::new();
     let mut ask: Vec<&str> = Vec::new();
     for request in requests {
         let id = request.stream_id.as_str();
@@ -282,9 +293,9 @@ async fn commit_set_based<B: Backend>(backend: &B, requests: &[AppendRequest], t
             continue;
         }
         match tails.by_stream.get(id) {
-            // A remembered tail that refuses the expected version may only be stale:
-            // the store decides.
-            Some(tail) if !matches!(request.expected, ExpectedVersion::Exact(v) if v != tail.0) => {
+            // A remembered tail that refuses the expectation may only be stale: the store
+            // decides.
+            Some(tail) if refusal(request, Some(tail)).is_none() => {
                 known.insert(id.to_string(), tail.clone());
             }
             _ => ask.push(id),
@@ -303,7 +314,7 @@ async fn commit_set_based<B: Backend>(backend: &B, requests: &[AppendRequest], t
         match place_events(request, placed_through, known.get(&request.stream_id).cloned(), now) {
             Ok(events) => {
                 if let Some(last) = events.last() {
-                    known.insert(request.stream_id.clone(), (last.stream_version, last.hash.clone()));
+                    known.insert(request.stream_id.clone(), Tail::of(last));
                     placed_through = last.global_position;
                 }
                 placed.extend(events.iter().cloned());
@@ -481,24 +492,39 @@ async fn finish<B: Backend>(backend: &B, mut tx: B::Tx, start: i64, head: i64) -
     backend.commit(tx).await
 }
 
-/// Gives an append's events their places: checks the expected version against the
-/// stream's tail, then assigns positions, versions and the hash chain.
-fn place_events(
-    request: &AppendRequest,
-    head: i64,
-    tail: Option<(i64, String)>,
-    now: DateTime<Utc>,
-) -> Result<Vec<EventEnvelope>, StoreError> {
-    let (actual, mut prev_hash) = tail.unwrap_or_else(|| (0, chain::GENESIS.to_string()));
-    if let ExpectedVersion::Exact(expected) = request.expected {
-        if expected != actual {
-            return Err(StoreError::Conflict {
-                stream_id: request.stream_id.clone(),
-                expected,
-                actual,
-            });
+impl Tail {
+    fn of(event: &EventEnvelope) -> Tail {
+        Tail {
+            version: event.stream_version,
+            hash: event.hash.clone(),
+            event_id: event.event_id,
         }
     }
+}
+
+/// Why an append cannot go after `tail` (`None`: the stream has no events): the conflict
+/// it runs into, if any.
+fn refusal(request: &AppendRequest, tail: Option<&Tail>) -> Option<StoreError> {
+    let actual = tail.map_or(0, |t| t.version);
+    let admitted = match request.expected {
+        ExpectedVersion::Any => true,
+        ExpectedVersion::Exact(expected) => expected == actual,
+        ExpectedVersion::After { version, event_id } => tail.is_some_and(|t| t.version == version && t.event_id == event_id),
+    };
+    (!admitted).then(|| StoreError::Conflict {
+        stream_id: request.stream_id.clone(),
+        expected: request.expected.version().unwrap_or(actual),
+        actual,
+    })
+}
+
+/// Gives an append's events their places: checks the expectation against the stream's
+/// tail, then assigns positions, versions and the hash chain.
+fn place_events(request: &AppendRequest, head: i64, tail: Option<Tail>, now: DateTime<Utc>) -> Result<Vec<EventEnvelope>, StoreError> {
+    if let Some(conflict) = refusal(request, tail.as_ref()) {
+        return Err(conflict);
+    }
+    let (actual, mut prev_hash) = tail.map_or_else(|| (0, chain::GENESIS.to_string()), |t| (t.version, t.hash));
     let recorded_at = truncate_micros(now);
     let mut out = Vec::with_capacity(request.events.len());
     for (i, event) in request.events.iter().enumerate() {

@@ -211,7 +211,39 @@ pub async fn spawn_on(store: TestStore) -> TestApp {
     spawn_app_with(store, Default::default(), vec![]).await
 }
 
+/// A second server on a `TestApp`'s store, as another replica would be; dropping it
+/// stops it.
+pub struct Replica {
+    pub addr: std::net::SocketAddr,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
 impl TestApp {
+    /// Starts another server (no workers) on this app's store.
+    pub async fn replica(&self) -> Replica {
+        let mut serve = serve_settings();
+        serve.no_workers = true;
+        let app = Application::build_with_workers(
+            Settings {
+                store: self.store.settings(),
+                serve,
+            },
+            vec![],
+        )
+        .await
+        .expect("the replica starts");
+        let addr = app.local_addr();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = app
+                .run_until_stopped(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Replica { addr, _stop: stop }
+    }
+
     /// Stops the server (without waiting for it) and hands back its store.
     pub fn stop(self) -> TestStore {
         drop(self._stop);
@@ -621,5 +653,40 @@ impl OwnNats {
 impl Drop for OwnNats {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Another connection holding the log's head, as an append transaction does: the store's
+/// writer waits at its next transaction, and appends submitted meanwhile queue up.
+pub enum HeadHold {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl HeadHold {
+    pub async fn take(test_store: &TestStore, backend: Backend) -> HeadHold {
+        match backend {
+            Backend::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&test_store.url()).await.unwrap();
+                sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await.unwrap();
+                HeadHold::Sqlite(conn)
+            }
+            Backend::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&test_store.url()).await.unwrap();
+                sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+                sqlx::query("SELECT position FROM log_head WHERE id FOR UPDATE")
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                HeadHold::Postgres(conn)
+            }
+        }
+    }
+
+    pub async fn release(self) {
+        match self {
+            HeadHold::Sqlite(mut conn) => sqlx::query("ROLLBACK").execute(&mut conn).await.map(drop).unwrap(),
+            HeadHold::Postgres(mut conn) => sqlx::query("ROLLBACK").execute(&mut conn).await.map(drop).unwrap(),
+        }
     }
 }

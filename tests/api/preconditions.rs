@@ -8,7 +8,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::helpers::{call, serve_settings, spawn_configured, Answer, Backend, TestApp, TestStore};
+use crate::helpers::{call, serve_settings, spawn_configured, Answer, Backend, HeadHold, TestApp, TestStore};
 
 /// One resource of a surface and how to read and change it.
 struct Target {
@@ -354,11 +354,109 @@ async fn unconditional_writers_are_never_refused(backend: Backend) {
     }
 }
 
+/// While the log is busy (its head held by another transaction), writes to one resource
+/// on any surface do not wait for each other's commits: each is decided against the state
+/// the one queued before it leads to, so they are all queued behind the first and commit
+/// together, one event each, in order.
+async fn queued_writes_of_one_resource_share_a_commit(backend: Backend) {
+    let Some(app) = spawn(backend).await else { return };
+    let app = std::sync::Arc::new(app);
+    for t in targets(&app).await.into_iter().filter(|t| t.name != "ledger restore") {
+        let t = std::sync::Arc::new(t);
+        let write = |n: usize| {
+            let (app, t) = (app.clone(), t.clone());
+            tokio::spawn(async move {
+                let request_id = format!("queued-{n}-{}", uuid::Uuid::new_v4());
+                let answer = send(&app, &t, (t.body)(200 + n), &[("x-request-id", request_id.clone())]).await;
+                (request_id, answer)
+            })
+        };
+        let hold = HeadHold::take(&app.store, backend).await;
+        let mut writers = vec![write(0)];
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        writers.extend((1..16).map(write));
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        hold.release().await;
+        let mut ours = Vec::new();
+        for writer in writers {
+            let (request_id, answer) = writer.await.unwrap();
+            assert_eq!(answer.status, 200, "{}: {}", t.name, answer.text);
+            ours.push((request_id, etag_version(&answer).expect("an ETag")));
+        }
+        let events = history(&app, &t).await;
+        let versions: Vec<i64> = events.iter().map(|e| e["stream_version"].as_i64().unwrap()).collect();
+        assert_eq!(versions, (1..=versions.len() as i64).collect::<Vec<_>>(), "{}: contiguous", t.name);
+        let mut commits = std::collections::HashSet::new();
+        for (request_id, version) in &ours {
+            let event = &events[(version - 1) as usize];
+            assert_eq!(event["metadata"]["request_id"], *request_id, "{}", t.name);
+            commits.insert(event["recorded_at"].as_str().unwrap().to_string());
+        }
+        assert!(
+            commits.len() <= 2,
+            "{}: 16 writes took {} commits; the 15 queued behind the first share one",
+            t.name,
+            commits.len()
+        );
+    }
+}
+
+/// Two servers on one store writing one resource at once: the writes of each are queued
+/// behind each other, and one that loses its race to the other server takes the writes
+/// queued behind it down with it; every one of them is decided again and commits, once.
+async fn two_replicas_writing_one_resource_lose_nothing(backend: Backend) {
+    let Some(app) = spawn(backend).await else { return };
+    let app = std::sync::Arc::new(app);
+    let replica = app.replica().await;
+    let (first, second) = (app.addr, replica.addr);
+    for t in targets(&app)
+        .await
+        .into_iter()
+        .filter(|t| matches!(t.name, "profiles" | "mission control"))
+    {
+        let t = std::sync::Arc::new(t);
+        let before = history(&app, &t).await.len();
+        let writers: Vec<_> = (0..48)
+            .map(|n| {
+                let (app, t) = (app.clone(), t.clone());
+                let server = if n % 2 == 0 { first } else { second };
+                tokio::spawn(async move {
+                    let answer = Answer::of(
+                        app.client
+                            .request(t.write_method.clone(), format!("http://{server}{}", t.write))
+                            .bearer_auth(&app.admin_key)
+                            .json(&(t.body)(300 + n)),
+                    )
+                    .await;
+                    assert_eq!(answer.status, 200, "{}: {}", t.name, answer.text);
+                    etag_version(&answer).expect("an ETag")
+                })
+            })
+            .collect();
+        let mut acknowledged = Vec::new();
+        for writer in writers {
+            acknowledged.push(writer.await.unwrap());
+        }
+        acknowledged.sort_unstable();
+        let events = history(&app, &t).await;
+        assert_eq!(events.len(), before + 48, "{}: one event per write", t.name);
+        assert_eq!(
+            acknowledged,
+            ((before + 1) as i64..=(before + 48) as i64).collect::<Vec<_>>(),
+            "{}: every write acknowledged at its own version",
+            t.name
+        );
+    }
+    drop(replica);
+}
+
 both_backends!(
     etags_and_if_match_on_every_surface,
     idempotency_keys_on_every_surface,
     concurrent_patches_with_one_if_match_let_one_through,
     unconditional_writers_are_never_refused,
+    queued_writes_of_one_resource_share_a_commit,
+    two_replicas_writing_one_resource_lose_nothing,
 );
 
 /// Every row the idempotency records hold, as text (fingerprint, headers, kept answer).

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use fleetledger::store::{self, AppendRequest, Appended, EventStore, ExpectedVersion, ReadModelWrite, Snapshot, StoreError};
 use fleetledger_events::EventEnvelope;
-use sqlx::Connection;
 
 use crate::both_backends;
 use crate::helpers::*;
@@ -26,6 +25,8 @@ both_backends!(
     dead_letters_are_parked_once_claimed_by_one_and_settled_by_their_holder,
     two_writers_of_one_store_keep_one_chain,
     an_event_over_the_size_limit_is_refused,
+    an_append_after_a_queued_predecessor_shares_its_fate,
+    an_append_after_an_event_lands_on_that_event_or_not_at_all,
 );
 
 async fn open(backend: Backend) -> Option<(TestStore, Arc<dyn EventStore>)> {
@@ -58,41 +59,6 @@ fn snapshot(stream: &str, version: i64) -> Snapshot {
         version,
         kind: "test".into(),
         doc: format!("{{\"at\":{version}}}"),
-    }
-}
-
-/// Another connection holding the log's head, as an append transaction does: the store's
-/// writer waits at its next transaction, and appends submitted meanwhile queue up.
-enum HeadHold {
-    Sqlite(sqlx::SqliteConnection),
-    Postgres(sqlx::PgConnection),
-}
-
-impl HeadHold {
-    async fn take(test_store: &TestStore, backend: Backend) -> HeadHold {
-        match backend {
-            Backend::Sqlite => {
-                let mut conn = sqlx::SqliteConnection::connect(&test_store.url()).await.unwrap();
-                sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await.unwrap();
-                HeadHold::Sqlite(conn)
-            }
-            Backend::Postgres => {
-                let mut conn = sqlx::PgConnection::connect(&test_store.url()).await.unwrap();
-                sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
-                sqlx::query("SELECT position FROM log_head WHERE id FOR UPDATE")
-                    .execute(&mut conn)
-                    .await
-                    .unwrap();
-                HeadHold::Postgres(conn)
-            }
-        }
-    }
-
-    async fn release(self) {
-        match self {
-            HeadHold::Sqlite(mut conn) => sqlx::query("ROLLBACK").execute(&mut conn).await.map(drop).unwrap(),
-            HeadHold::Postgres(mut conn) => sqlx::query("ROLLBACK").execute(&mut conn).await.map(drop).unwrap(),
-        }
     }
 }
 
@@ -643,4 +609,98 @@ async fn an_event_over_the_size_limit_is_refused(backend: Backend) {
     let mut fits = test_append("big", 0, 1);
     fits.events[0].data = serde_json::json!({"pad": "x".repeat(store::MAX_EVENT_DATA_BYTES - 100)}).into();
     assert_eq!(store.append(fits).await.unwrap().stream_version(), 1);
+}
+
+/// One event appended after `predecessor` (the stream's last event, at `version`).
+fn after(stream: &str, version: i64, predecessor: uuid::Uuid) -> AppendRequest {
+    let mut request = with_model(stream, version);
+    request.expected = ExpectedVersion::After {
+        version,
+        event_id: predecessor,
+    };
+    request
+}
+
+/// Appends decided on queued predecessors commit in the predecessor's batch, and a
+/// refused predecessor takes every append decided on it down with it.
+async fn an_append_after_a_queued_predecessor_shares_its_fate(backend: Backend) {
+    let Some((test_store, store)) = open(backend).await else {
+        return;
+    };
+    let first = with_model("hot", 0);
+    let second = after("hot", 1, first.events[0].event_id);
+    let third = after("hot", 2, second.events[0].event_id);
+    let results = in_one_batch(&test_store, backend, &store, vec![first, second, third]).await;
+    let events = committed_together(&results);
+    assert_eq!(events.iter().map(|e| e.stream_version).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(store.load_model("test", "hot").await.unwrap().unwrap().version, 3);
+
+    // A predecessor refused for a stale version: its successors are refused with it,
+    // and an append decided on the committed tail goes on.
+    let stale = with_model("hot", 1);
+    let on_stale = after("hot", 2, stale.events[0].event_id);
+    let on_tail = after("hot", 3, events[2].event_id);
+    let results = in_one_batch(&test_store, backend, &store, vec![stale, on_stale, on_tail]).await;
+    assert!(
+        matches!(
+            results[0],
+            Err(StoreError::Conflict {
+                expected: 1,
+                actual: 3,
+                ..
+            })
+        ),
+        "{:?}",
+        results[0]
+    );
+    assert!(
+        matches!(
+            results[1],
+            Err(StoreError::Conflict {
+                expected: 2,
+                actual: 3,
+                ..
+            })
+        ),
+        "{:?}",
+        results[1]
+    );
+    assert_eq!(results[2].as_ref().unwrap().stream_version(), 4);
+    assert_eq!(store.load_model("test", "hot").await.unwrap().unwrap().version, 4);
+    // Each batch followed a first append of its own.
+    assert_log_verifies(&store, 2 + 3 + 1).await;
+}
+
+/// `After` names the event an append was decided on: another event at the same version
+/// (another writer's, which won the race the predecessor lost) refuses it, whether the
+/// writer remembers the stream's tail or has to read it from the log.
+async fn an_append_after_an_event_lands_on_that_event_or_not_at_all(backend: Backend) {
+    let Some((test_store, first)) = open(backend).await else {
+        return;
+    };
+    let second = store::connect(&test_store.url()).await.expect("a second writer opens the store");
+    for (writer, stream) in [(&first, "remembered"), (&second, "read back")] {
+        let won = first.append(test_append(stream, 0, 1)).await.unwrap().events[0].event_id;
+        let lost = uuid::Uuid::now_v7();
+        match writer.append(after(stream, 1, lost)).await {
+            Err(StoreError::Conflict {
+                expected: 1, actual: 1, ..
+            }) => {}
+            other => panic!("{stream}: an append after an event that is not the tail is refused, not {other:?}"),
+        }
+        assert!(matches!(
+            writer.append(after(stream, 0, won)).await,
+            Err(StoreError::Conflict {
+                expected: 0,
+                actual: 1,
+                ..
+            })
+        ));
+        assert!(
+            writer.append(after("never written", 0, won)).await.is_err(),
+            "{stream}: no stream, no tail to follow"
+        );
+        assert_eq!(writer.append(after(stream, 1, won)).await.unwrap().stream_version(), 2, "{stream}");
+    }
+    assert_log_verifies(&first, 4).await;
 }
