@@ -5,13 +5,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{HeaderName, Request};
 use axum::Router;
 use chrono::Utc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use crate::api::login_throttle::{self, LoginThrottle};
 use crate::api::rate_limit::{self, HeavyCalls, RateLimits};
@@ -109,7 +106,7 @@ pub async fn open_ledger(settings: &StoreSettings, open: store::Open) -> Result<
 }
 
 pub fn router(state: AppState) -> Router {
-    let request_id = HeaderName::from_static("x-request-id");
+    let timeout = Duration::from_secs(state.settings.guards.request_timeout_seconds);
     crate::api::SURFACES
         .iter()
         .fold(Router::new(), |router, (surface, _)| router.merge(surface.router()))
@@ -119,72 +116,12 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn_with_state(state.limits.clone(), rate_limit::limit))
         .layer(axum::middleware::from_fn_with_state(state.logins.clone(), login_throttle::guard))
-        .layer(axum::middleware::from_fn_with_state(
-            Duration::from_secs(state.settings.guards.request_timeout_seconds),
-            request_timeout,
-        ))
         .with_state(state)
-        .layer(axum::middleware::from_fn(crate::api::in_envelope))
-        .layer(axum::middleware::from_fn(record_http))
-        .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(|request: &Request<_>| {
-                    let request_id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
-                    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %request_id)
-                })
-                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
-        )
-        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(axum::middleware::from_fn_with_state(timeout, crate::api::front::front))
 }
 
-/// Answers 503 in the request's surface envelope once it has taken longer than the
-/// request timeout, so that nothing hangs silently; the handler is dropped there. (A write
-/// that was already handed to the store still commits; the log stays the truth and the
-/// cache follows it.) The change feed's SSE streams (the API's and the console's) are
-/// exempt: they are meant to stay open.
-async fn request_timeout(
-    axum::extract::State(limit): axum::extract::State<Duration>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let streaming = matches!(request.uri().path(), "/api/v1/ledger/stream" | "/ui/events/stream")
-        || request
-            .headers()
-            .get(axum::http::header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|accept| accept.contains("text/event-stream"));
-    if streaming {
-        return next.run(request).await;
-    }
-    let surface = crate::api::Surface::of(request.uri().path());
-    let request_id = request
-        .headers()
-        .get(crate::api::REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    match tokio::time::timeout(limit, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => {
-            tracing::warn!(timeout_seconds = limit.as_secs(), "request timed out");
-            surface.error(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "Request timed out",
-                "request_timeout",
-                request_id.as_deref(),
-            )
-        }
-    }
-}
-
-async fn record_http(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
-    let surface = crate::api::Surface::of(request.uri().path()).name();
-    let started = std::time::Instant::now();
-    let response = next.run(request).await;
-    crate::telemetry::http_answered(surface, response.status().as_u16(), started.elapsed().as_secs_f64());
-    response
-}
-
+/// How often the HTTP and write latency samples are folded into their histograms.
+const METRICS_UPKEEP_EVERY: Duration = Duration::from_secs(5);
 /// How often the relay's lag is measured for `/metrics`.
 const RELAY_LAG_EVERY: Duration = Duration::from_secs(1);
 /// How often parked events are counted for `/metrics`.
@@ -247,6 +184,7 @@ impl Application {
         );
         let usage = KeyUsage::new(ledger.store.clone());
         tokio::spawn(usage.clone().run(Duration::from_secs(5), stopped.clone()));
+        tokio::spawn(crate::telemetry::upkeep(METRICS_UPKEEP_EVERY, stopped.clone()));
         let poll = Duration::from_millis(settings.serve.follow_interval_ms);
         let bus = connect_bus(&settings.serve.bus).await?;
         if let Some(nats) = &bus {
@@ -386,64 +324,5 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
             }
         };
         tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = terminate => {} }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::body::Body;
-    use axum::routing::get;
-    use http_body_util::BodyExt;
-    use tower::ServiceExt;
-
-    /// A handler slower than the timeout the tests give the middleware.
-    async fn slow() -> &'static str {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        "late"
-    }
-
-    fn app() -> Router {
-        Router::new()
-            .route("/api/v1/profiles/{id}", get(slow))
-            .route("/api/v1/org/{org}/ws/{ws}/runtimes", get(slow))
-            .route("/v1/instances", get(slow))
-            .route("/agents", get(slow))
-            .route("/api/v1/ledger/stream", get(slow))
-            .route("/ui/events/stream", get(slow))
-            .layer(axum::middleware::from_fn_with_state(Duration::from_millis(50), request_timeout))
-    }
-
-    async fn answer(path: &str) -> (u16, String) {
-        let request = axum::http::Request::get(path)
-            .header("x-request-id", "r-1")
-            .body(Body::empty())
-            .expect("a request");
-        let response = app().oneshot(request).await.expect("an answer");
-        let status = response.status().as_u16();
-        let body = response.into_body().collect().await.expect("a body").to_bytes();
-        (status, String::from_utf8_lossy(&body).into_owned())
-    }
-
-    #[tokio::test]
-    async fn a_slow_request_is_cut_with_503_in_its_surface_envelope() {
-        assert_eq!(
-            answer("/api/v1/profiles/p").await,
-            (503, "{\"error\":\"Request timed out\"}\n".into())
-        );
-        let (status, body) = answer("/api/v1/org/o/ws/w/runtimes").await;
-        let body: serde_json::Value = serde_json::from_str(&body).expect("JSON");
-        assert_eq!(
-            (status, &body["code"], &body["type"]),
-            (503, &503.into(), &"request_timeout".into())
-        );
-        assert_eq!(answer("/v1/instances").await, (503, "{\"detail\":\"Request timed out\"}".into()));
-        assert_eq!(answer("/agents").await, (503, "{\"error\":\"Request timed out\"}".into()));
-    }
-
-    #[tokio::test]
-    async fn the_event_stream_is_not_cut() {
-        assert_eq!(answer("/api/v1/ledger/stream").await, (200, "late".into()));
-        assert_eq!(answer("/ui/events/stream").await, (200, "late".into()));
     }
 }

@@ -8,10 +8,10 @@ use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 /// What is logged unless `RUST_LOG` says otherwise: the service's own events at `info`;
-/// no line per request (`tower_http=info` adds that access log; a request that fails on
-/// the server is logged either way), since writing one per request costs more than serving
-/// a cached read.
-pub const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn,tower_http=warn";
+/// no line per request (`access=info` adds that access log, `api::front::ACCESS_LOG`; a
+/// request that fails on the server is logged either way), since writing one per request
+/// costs more than serving a cached read.
+pub const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn,access=warn";
 
 pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
@@ -39,6 +39,18 @@ pub fn prometheus() -> &'static metrics_exporter_prometheus::PrometheusHandle {
         let _ = metrics::set_global_recorder(recorder);
         handle
     })
+}
+
+/// Folds the histogram samples recorded since the last upkeep (or scrape) into their
+/// buckets. The recorder keeps every sample until then, so without this a busy server
+/// that nobody scrapes would hold one sample per request forever.
+pub async fn upkeep(every: std::time::Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => prometheus().run_upkeep(),
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 /// What kind of series a metric is.

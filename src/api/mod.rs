@@ -7,6 +7,7 @@ pub mod audit;
 pub mod console;
 pub mod container_agents;
 pub mod contract;
+pub mod front;
 pub mod idempotency;
 pub mod instances;
 pub mod ledger;
@@ -24,7 +25,6 @@ use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use fleetledger_events::Metadata;
@@ -267,40 +267,6 @@ impl<S: Send + Sync, E: Envelope> FromRequest<S> for JsonBody<E> {
             envelope: PhantomData,
         })
     }
-}
-
-/// Puts what the router itself refuses into the envelope of the surface the path falls
-/// under: an unknown route (404), a method the route does not have (405, keeping its
-/// `Allow`), and a path or query axum could not read (its plain-text 400s). Handlers
-/// answer in their envelope already; this is for what never reached one.
-pub async fn in_envelope(request: Request, next: Next) -> Response {
-    let surface = Surface::of(request.uri().path());
-    let request_id = header(request.headers(), REQUEST_ID);
-    let response = next.run(request).await;
-    let status = response.status();
-    let enveloped = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        // JSON envelopes, SSE, and the console's own error pages are answers already.
-        .is_some_and(|v| v.contains("json") || v.starts_with("text/event-stream") || v.starts_with("text/html"));
-    if enveloped || !(status.is_client_error() || status.is_server_error()) {
-        return response;
-    }
-    let (parts, body) = response.into_parts();
-    let said = read_body(body, 4096).await.ok().flatten().unwrap_or_default();
-    let said = String::from_utf8_lossy(&said);
-    let message = match said.trim() {
-        "" => status.canonical_reason().unwrap_or("Error"),
-        text => text,
-    };
-    let mut answer = surface.error(status, message, runtimes::error_type(status), request_id.as_deref());
-    for (name, value) in &parts.headers {
-        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
-            answer.headers_mut().insert(name, value.clone());
-        }
-    }
-    answer
 }
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

@@ -1,0 +1,189 @@
+//! What every request passes through before its route, in one middleware instead of a
+//! stack of them (each layer of which cloned and boxed the service below it on every
+//! request, which cost a cached read more than its handler): the request id, the request's
+//! tracing span, the request timeout, the surface envelope for what the router refuses,
+//! the HTTP metrics and the log line of a request that failed on the server.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument;
+
+use super::{read_body, runtimes, Surface, REQUEST_ID};
+
+/// The log target of the line per answered request (off by default; see
+/// `telemetry::DEFAULT_LOG_FILTER`).
+pub const ACCESS_LOG: &str = "access";
+
+pub async fn front(State(timeout): State<Duration>, mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let surface = Surface::of(request.uri().path());
+    // The caller's id when it sent one, else a fresh one; it goes back with the answer.
+    let request_id = match request.headers().get(REQUEST_ID) {
+        Some(id) => id.clone(),
+        None => {
+            let id = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).expect("a UUID is a header value");
+            request.headers_mut().insert(REQUEST_ID, id.clone());
+            id
+        }
+    };
+    let id = request_id.to_str().unwrap_or("-");
+    let span = tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id);
+    let streaming = is_streaming(&request);
+    let answered = next.run(request).instrument(span.clone());
+    let mut response = match streaming {
+        true => answered.await,
+        false => match tokio::time::timeout(timeout, answered).await {
+            Ok(response) => response,
+            Err(_) => {
+                span.in_scope(|| tracing::warn!(timeout_seconds = timeout.as_secs(), "request timed out"));
+                surface.error(StatusCode::SERVICE_UNAVAILABLE, "Request timed out", "request_timeout", Some(id))
+            }
+        },
+    };
+    response = in_envelope(surface, Some(id), response).await;
+    if !response.headers().contains_key(REQUEST_ID) {
+        response.headers_mut().insert(REQUEST_ID, request_id.clone());
+    }
+    let status = response.status();
+    let latency = started.elapsed();
+    crate::telemetry::http_answered(surface.name(), status.as_u16(), latency.as_secs_f64());
+    span.in_scope(|| {
+        if status.is_server_error() {
+            tracing::error!(
+                status = status.as_u16(),
+                latency_ms = latency.as_millis() as u64,
+                "request failed on the server"
+            );
+        } else {
+            tracing::info!(target: ACCESS_LOG, status = status.as_u16(), latency_ms = latency.as_millis() as u64, "answered");
+        }
+    });
+    response
+}
+
+/// The change feed's SSE streams (the API's and the console's) are meant to stay open:
+/// no timeout cuts them.
+fn is_streaming(request: &Request) -> bool {
+    matches!(request.uri().path(), "/api/v1/ledger/stream" | "/ui/events/stream")
+        || request
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|accept| accept.contains("text/event-stream"))
+}
+
+/// Puts what the router itself refuses into the envelope of the surface the path falls
+/// under: an unknown route (404), a method the route does not have (405, keeping its
+/// `Allow`), and a path or query axum could not read (its plain-text 400s). Handlers
+/// answer in their envelope already; this is for what never reached one.
+async fn in_envelope(surface: Surface, request_id: Option<&str>, response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let enveloped = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        // JSON envelopes, SSE, and the console's own error pages are answers already.
+        .is_some_and(|v| v.contains("json") || v.starts_with("text/event-stream") || v.starts_with("text/html"));
+    if enveloped {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let said = read_body(body, 4096).await.ok().flatten().unwrap_or_default();
+    let said = String::from_utf8_lossy(&said);
+    let message = match said.trim() {
+        "" => status.canonical_reason().unwrap_or("Error"),
+        text => text,
+    };
+    let mut answer = surface.error(status, message, runtimes::error_type(status), request_id);
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            answer.headers_mut().insert(name, value.clone());
+        }
+    }
+    answer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::routing::get;
+    use axum::Router;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    /// A handler slower than the timeout the tests give the middleware.
+    async fn slow() -> &'static str {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        "late"
+    }
+
+    fn app() -> Router {
+        Router::new()
+            .route("/api/v1/profiles/{id}", get(slow))
+            .route("/api/v1/org/{org}/ws/{ws}/runtimes", get(slow))
+            .route("/v1/instances", get(slow))
+            .route("/agents", get(slow))
+            .route("/api/v1/ledger/stream", get(slow))
+            .route("/ui/events/stream", get(slow))
+            .layer(axum::middleware::from_fn_with_state(Duration::from_millis(50), front))
+    }
+
+    async fn answer_with(path: &str, request_id: Option<&str>) -> (u16, Option<String>, String) {
+        let mut request = axum::http::Request::get(path);
+        if let Some(id) = request_id {
+            request = request.header("x-request-id", id);
+        }
+        let response = app()
+            .oneshot(request.body(Body::empty()).expect("a request"))
+            .await
+            .expect("an answer");
+        let status = response.status().as_u16();
+        let id = response.headers().get("x-request-id").map(|v| v.to_str().unwrap().to_string());
+        let body = response.into_body().collect().await.expect("a body").to_bytes();
+        (status, id, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    async fn answer(path: &str) -> (u16, String) {
+        let (status, id, body) = answer_with(path, Some("r-1")).await;
+        assert_eq!(id.as_deref(), Some("r-1"), "the caller's request id goes back");
+        (status, body)
+    }
+
+    #[tokio::test]
+    async fn a_slow_request_is_cut_with_503_in_its_surface_envelope() {
+        assert_eq!(
+            answer("/api/v1/profiles/p").await,
+            (503, "{\"error\":\"Request timed out\"}\n".into())
+        );
+        let (status, body) = answer("/api/v1/org/o/ws/w/runtimes").await;
+        let body: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(
+            (status, &body["code"], &body["type"]),
+            (503, &503.into(), &"request_timeout".into())
+        );
+        assert_eq!(answer("/v1/instances").await, (503, "{\"detail\":\"Request timed out\"}".into()));
+        assert_eq!(answer("/agents").await, (503, "{\"error\":\"Request timed out\"}".into()));
+    }
+
+    #[tokio::test]
+    async fn the_event_stream_is_not_cut() {
+        assert_eq!(answer("/api/v1/ledger/stream").await, (200, "late".into()));
+        assert_eq!(answer("/ui/events/stream").await, (200, "late".into()));
+    }
+
+    #[tokio::test]
+    async fn a_request_without_an_id_is_given_one() {
+        let (status, id, _) = answer_with("/nowhere", None).await;
+        assert_eq!(status, 404);
+        let id = id.expect("an id goes back");
+        assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+    }
+}
