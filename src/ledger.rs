@@ -358,9 +358,11 @@ impl Ledger {
                 });
             }
             let queued = self.submit(id, &base, before, events, context).await.map_err(store_error)?;
-            let _offered = match &queued.shared {
-                Some(model) => Some(self.models.deciding(queued.last_event, model.clone())),
-                None => None,
+            // Offered to the cache follower only under an id this process made: a fixed id
+            // (a worker's outcome) may be committed by another process, on another state.
+            let _offered = match (&queued.shared, context.event_id) {
+                (Some(model), None) => Some(self.models.deciding(queued.last_event, model.clone())),
+                _ => None,
             };
             let _pending = PendingGuard::set(&slot.slot, queued.version, queued.last_event, queued.shared.clone());
             drop(deciding);

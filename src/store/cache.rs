@@ -135,7 +135,9 @@ pub struct ReadModels {
     /// The models this process's writes lead to, by the id of the event that leads there,
     /// while the write is in flight: whichever of the writer and the follower gets to the
     /// cache first takes the model, so the follower never decodes and folds again an event
-    /// this process just decided (for a big body, as costly as the write).
+    /// this process just decided (for a big body, as costly as the write). Only ids this
+    /// process made are offered: a fixed id (a worker's outcome) may be committed by another
+    /// process, after another state.
     decided: DashMap<uuid::Uuid, Box<dyn Any + Send + Sync>>,
 }
 

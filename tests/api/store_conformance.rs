@@ -27,6 +27,7 @@ both_backends!(
     an_event_over_the_size_limit_is_refused,
     an_append_after_a_queued_predecessor_shares_its_fate,
     an_append_after_an_event_lands_on_that_event_or_not_at_all,
+    an_outcome_another_process_recorded_first_is_folded_on_the_state_it_followed,
 );
 
 async fn open(backend: Backend) -> Option<(TestStore, Arc<dyn EventStore>)> {
@@ -703,4 +704,98 @@ async fn an_append_after_an_event_lands_on_that_event_or_not_at_all(backend: Bac
         assert_eq!(writer.append(after(stream, 1, won)).await.unwrap().stream_version(), 2, "{stream}");
     }
     assert_log_verifies(&first, 4).await;
+}
+
+/// A worker's outcome has a fixed event id, so two processes handling one trigger decide
+/// the same event, each on the state it knows. When the other process's commits first,
+/// this process's cache must take the state that event leads to in the log, not the one
+/// its own (stale, and then refused) decision led to.
+async fn an_outcome_another_process_recorded_first_is_folded_on_the_state_it_followed(backend: Backend) {
+    use fleetledger::ledger::{Ledger, WriteContext};
+    use fleetledger::store::cache::ReadModels;
+    use fleetledger_events::profile::{ConfigChangeMode, ProfileConfigReplaced, ProfileCreated, ProfileEvent};
+    use fleetledger_projections::profile::Profile;
+
+    let Some((test_store, store)) = open(backend).await else {
+        return;
+    };
+    let ledger = |store: Arc<dyn EventStore>| async move { Ledger::new(store.clone(), ReadModels::load(store).await.unwrap()) };
+    let here = ledger(store).await;
+    let there = ledger(store::connect(&test_store.url()).await.unwrap()).await;
+    let id = uuid::Uuid::now_v7();
+    let now = chrono::Utc::now();
+    let replaced = move |n: i64| {
+        ProfileEvent::ConfigReplaced(ProfileConfigReplaced {
+            mode: ConfigChangeMode::Replace,
+            fields: vec![],
+            config: serde_json::json!({ "n": n }),
+            config_hash: format!("hash-{n}"),
+            config_schema_version: 1,
+            raw_nix: String::new(),
+            restored_from_version: None,
+            reason: None,
+            replaced_at: now,
+        })
+    };
+    let context = WriteContext::new(fleetledger_events::Metadata {
+        org_id: default_org(),
+        actor: fleetledger_events::Actor::system("test"),
+        ..Default::default()
+    });
+    let created = ProfileEvent::Created(ProfileCreated {
+        profile_id: id,
+        org_id: default_org().parse().unwrap(),
+        name: "p".into(),
+        description: String::new(),
+        fleet_ids: vec![],
+        config: serde_json::json!({ "n": 1 }),
+        config_hash: "hash-1".into(),
+        config_schema_version: 1,
+        raw_nix: String::new(),
+        created_at: now,
+    });
+    let stream = id.to_string();
+    here.write_stream::<Profile, ()>(&stream, &context, |_| Ok(vec![created.clone()]))
+        .await
+        .unwrap();
+    // The other process changes the profile (which this one has not seen yet), then
+    // records the outcome.
+    there
+        .write::<Profile, ()>(&stream, &context, |_| Ok(vec![replaced(2)]))
+        .await
+        .unwrap();
+    let outcome = WriteContext {
+        event_id: Some(uuid::Uuid::now_v7()),
+        ..context.clone()
+    };
+    let recorded = there
+        .write::<Profile, ()>(&stream, &outcome, |_| Ok(vec![replaced(3)]))
+        .await
+        .unwrap();
+    assert_eq!((recorded.version, recorded.into_model().latest_revision), (3, 3));
+    // This process decides the same outcome on the state it knows (version 1); while its
+    // append waits for the log, its cache follows the log.
+    let hold = HeadHold::take(&test_store, backend).await;
+    let late = {
+        let here = here.clone();
+        let (stream, outcome) = (stream.clone(), outcome.clone());
+        tokio::spawn(async move {
+            here.write::<Profile, ()>(&stream, &outcome, |_| Ok(vec![replaced(3)]))
+                .await
+                .map(|w| w.version)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    here.models.catch_up().await.unwrap();
+    hold.release().await;
+    assert!(
+        matches!(late.await.unwrap(), Err(fleetledger::ledger::WriteError::Duplicate)),
+        "the outcome is recorded once"
+    );
+    let cached = here.models.cache::<Profile>().get(&stream).expect("cached");
+    assert_eq!(
+        (cached.version, cached.model.latest_revision),
+        (3, 3),
+        "the cache holds the state the log's outcome leads to"
+    );
 }
