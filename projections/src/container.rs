@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::set;
+use crate::{set, set_json};
 
 fn updated(names: Vec<&'static str>) -> String {
     if names.is_empty() {
@@ -46,7 +46,7 @@ impl Skill {
             org_id: e.org_id,
             name: f.name.clone(),
             scope: f.scope.clone(),
-            tools_config: f.tools_config.clone(),
+            tools_config: crate::in_key_order(&f.tools_config),
             tools: f.tools.clone(),
             created_by: e.created_by.clone(),
             created_at: e.at,
@@ -67,7 +67,7 @@ impl crate::ReadModel for Skill {
                 let c = &e.changes;
                 set(&mut s.name, &c.name);
                 set(&mut s.scope, &c.scope);
-                set(&mut s.tools_config, &c.tools_config);
+                set_json(&mut s.tools_config, &c.tools_config);
                 set(&mut s.tools, &c.tools);
                 s.updated_at = e.at;
                 Some(s)
@@ -214,7 +214,7 @@ impl ContainerAgent {
             agent_id: f.agent_id.clone(),
             name: f.name.clone(),
             description: f.description.clone(),
-            tools_config: f.tools_config.clone(),
+            tools_config: crate::in_key_order(&f.tools_config),
             cpus: f.cpus.clone(),
             mem_limit: f.mem_limit.clone(),
             pids_limit: f.pids_limit,
@@ -248,7 +248,7 @@ impl crate::ReadModel for ContainerAgent {
                 let c = &e.changes;
                 set(&mut a.name, &c.name);
                 set(&mut a.description, &c.description);
-                set(&mut a.tools_config, &c.tools_config);
+                set_json(&mut a.tools_config, &c.tools_config);
                 set(&mut a.cpus, &c.cpus);
                 set(&mut a.mem_limit, &c.mem_limit);
                 set(&mut a.pids_limit, &c.pids_limit);

@@ -16,7 +16,25 @@ pub mod profile;
 pub mod runtime;
 
 use fleetledger_events::{DecodeError, DomainEvent, EventEnvelope};
+
 use serde::{de::DeserializeOwned, Serialize};
+
+/// `value` with the members of every object in key order. A PostgreSQL log hands event
+/// data back in its own member order (`jsonb`), SQLite in the order written: a model
+/// that shows free-form JSON from its events puts it in this one order, so the same
+/// version reads the same bytes whichever backend, replica or rebuild folded it.
+pub fn in_key_order(value: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut members: Vec<(&String, &Value)> = map.iter().collect();
+            members.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            Value::Object(members.into_iter().map(|(k, v)| (k.clone(), in_key_order(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.iter().map(in_key_order).collect()),
+        other => other.clone(),
+    }
+}
 
 /// A read model built from one stream.
 pub trait ReadModel: Sized + Clone + Serialize + DeserializeOwned + Send + Sync + 'static {
@@ -79,6 +97,20 @@ pub(crate) fn set<T: Clone>(field: &mut T, change: &Option<T>) {
     }
 }
 
+/// `set` for free-form JSON, kept in key order (`in_key_order`).
+pub(crate) fn set_json(field: &mut serde_json::Value, change: &Option<serde_json::Value>) {
+    if let Some(value) = change {
+        *field = in_key_order(value);
+    }
+}
+
+/// `set_json` for JSON that may be absent.
+pub(crate) fn set_json_opt(field: &mut Option<serde_json::Value>, change: &Option<Option<serde_json::Value>>) {
+    if let Some(value) = change {
+        *field = value.as_ref().map(in_key_order);
+    }
+}
+
 /// The first characters of a config hash, enough to tell revisions apart in a summary.
 pub(crate) fn short_hash(hash: &str) -> &str {
     hash.get(..12).unwrap_or_default()
@@ -112,4 +144,16 @@ pub(crate) fn changed_fields<S: AsRef<str>>(fields: impl IntoIterator<Item = S>,
 pub mod lookup {
     pub const KEY_HASH: &str = "key_hash";
     pub const ORG_SLUG: &str = "org_slug";
+}
+
+#[cfg(test)]
+mod key_order_tests {
+    #[test]
+    fn members_are_put_in_key_order_at_every_depth() {
+        let value = serde_json::json!({"b": 1, "a": {"z": [{"y": 1, "x": 2}], "c": null}});
+        assert_eq!(
+            super::in_key_order(&value).to_string(),
+            r#"{"a":{"c":null,"z":[{"x":2,"y":1}]},"b":1}"#
+        );
+    }
 }

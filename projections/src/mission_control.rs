@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use fleetledger_events::mission_control::{AgentEvent, BoardEvent, GatewayEvent};
 use fleetledger_events::secret::StoredSecret;
 
-use crate::set;
+use crate::{set, set_json, set_json_opt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
@@ -213,8 +213,8 @@ impl crate::ReadModel for McAgent {
                 name: e.name.clone(),
                 status: e.status.clone(),
                 is_gateway_main: e.board_id.is_none(),
-                heartbeat_config: e.heartbeat_config.clone(),
-                identity_profile: e.identity_profile.clone(),
+                heartbeat_config: crate::in_key_order(&e.heartbeat_config),
+                identity_profile: e.identity_profile.as_ref().map(crate::in_key_order),
                 identity_template: e.identity_template.clone(),
                 soul_template: e.soul_template.clone(),
                 last_seen_at: None,
@@ -232,8 +232,8 @@ impl crate::ReadModel for McAgent {
                 set(&mut a.board_id, &c.board_id);
                 set(&mut a.gateway_id, &c.gateway_id);
                 set(&mut a.is_gateway_main, &c.is_gateway_main);
-                set(&mut a.heartbeat_config, &c.heartbeat_config);
-                set(&mut a.identity_profile, &c.identity_profile);
+                set_json(&mut a.heartbeat_config, &c.heartbeat_config);
+                set_json_opt(&mut a.identity_profile, &c.identity_profile);
                 set(&mut a.identity_template, &c.identity_template);
                 set(&mut a.soul_template, &c.soul_template);
                 a.revision += 1;

@@ -83,7 +83,7 @@ impl crate::ReadModel for Runtime {
                 owner: e.owner.clone(),
                 created_at: e.created_at,
                 updated_at: e.created_at,
-                config: e.config.clone(),
+                config: crate::in_key_order(&e.config),
                 config_digest: e.config_digest.clone(),
                 config_version: 1,
                 status: RuntimeStatus::Idle,
@@ -93,7 +93,7 @@ impl crate::ReadModel for Runtime {
                 if e.config_digest != r.config_digest {
                     r.config_version += 1;
                     r.config_digest = e.config_digest.clone();
-                    r.config = e.config.clone();
+                    r.config = crate::in_key_order(&e.config);
                 }
                 r.updated_at = e.replaced_at;
                 Some(r)
