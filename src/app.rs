@@ -10,8 +10,8 @@ use chrono::Utc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::api::login_throttle::{self, LoginThrottle};
-use crate::api::rate_limit::{self, HeavyCalls, RateLimits};
+use crate::api::login_throttle::LoginThrottle;
+use crate::api::rate_limit::{HeavyCalls, RateLimits};
 use crate::auth::{Authenticator, KeyUsage};
 use crate::boundary::Boundary;
 use crate::bus::nats::{JetStream, NatsSettings};
@@ -106,18 +106,11 @@ pub async fn open_ledger(settings: &StoreSettings, open: store::Open) -> Result<
 }
 
 pub fn router(state: AppState) -> Router {
-    let timeout = Duration::from_secs(state.settings.guards.request_timeout_seconds);
     crate::api::SURFACES
         .iter()
         .fold(Router::new(), |router, (surface, _)| router.merge(surface.router()))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::api::idempotency::idempotency,
-        ))
-        .layer(axum::middleware::from_fn_with_state(state.limits.clone(), rate_limit::limit))
-        .layer(axum::middleware::from_fn_with_state(state.logins.clone(), login_throttle::guard))
-        .with_state(state)
-        .layer(axum::middleware::from_fn_with_state(timeout, crate::api::front::front))
+        .with_state(state.clone())
+        .layer(axum::middleware::from_fn_with_state(state, crate::api::front::front))
 }
 
 /// How often the HTTP and write latency samples are folded into their histograms.

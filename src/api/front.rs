@@ -1,8 +1,9 @@
 //! What every request passes through before its route, in one middleware instead of a
 //! stack of them (each layer of which cloned and boxed the service below it on every
 //! request, which cost a cached read more than its handler): the request id, the request's
-//! tracing span, the request timeout, the surface envelope for what the router refuses,
-//! the HTTP metrics and the log line of a request that failed on the server.
+//! tracing span, the request timeout, the failed-login throttle, the per-key rate limit,
+//! `Idempotency-Key`, the surface envelope for what the router refuses, the HTTP metrics
+//! and the log line of a request that failed on the server.
 
 use std::time::{Duration, Instant};
 
@@ -13,12 +14,38 @@ use axum::response::Response;
 use tracing::Instrument;
 
 use super::{read_body, runtimes, Surface, REQUEST_ID};
+use crate::state::AppState;
 
 /// The log target of the line per answered request (off by default; see
 /// `telemetry::DEFAULT_LOG_FILTER`).
 pub const ACCESS_LOG: &str = "access";
 
-pub async fn front(State(timeout): State<Duration>, mut request: Request, next: Next) -> Response {
+pub async fn front(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let timeout = Duration::from_secs(state.settings.guards.request_timeout_seconds);
+    outermost(timeout, request, |request| guarded(state, request, next)).await
+}
+
+/// The guards in their order: a throttled address, then an empty rate-limit bucket, is
+/// refused before anything runs; then `Idempotency-Key` replays, claims or passes.
+async fn guarded(state: AppState, mut request: Request, next: Next) -> Response {
+    let admitted = match state.logins.admit(&mut request) {
+        Ok(admitted) => admitted,
+        Err(wait) => return super::login_throttle::LoginThrottle::refused(&request, wait),
+    };
+    if let Some(refused) = state.limits.refusal(&request) {
+        return refused;
+    }
+    let response = super::idempotency::idempotency(State(state.clone()), request, next).await;
+    state.logins.settle(admitted);
+    response
+}
+
+/// Everything around the guards and the route: id, span, timeout, envelope, metrics, log.
+async fn outermost<F: std::future::Future<Output = Response>>(
+    timeout: Duration,
+    mut request: Request,
+    route: impl FnOnce(Request) -> F,
+) -> Response {
     let started = Instant::now();
     let surface = Surface::of(request.uri().path());
     // The caller's id when it sent one, else a fresh one; it goes back with the answer.
@@ -33,7 +60,7 @@ pub async fn front(State(timeout): State<Duration>, mut request: Request, next: 
     let id = request_id.to_str().unwrap_or("-");
     let span = tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id);
     let streaming = is_streaming(&request);
-    let answered = next.run(request).instrument(span.clone());
+    let answered = route(request).instrument(span.clone());
     let mut response = match streaming {
         true => answered.await,
         false => match tokio::time::timeout(timeout, answered).await {
@@ -133,7 +160,9 @@ mod tests {
             .route("/agents", get(slow))
             .route("/api/v1/ledger/stream", get(slow))
             .route("/ui/events/stream", get(slow))
-            .layer(axum::middleware::from_fn_with_state(Duration::from_millis(50), front))
+            .layer(axum::middleware::from_fn(|request: Request, next: Next| {
+                outermost(Duration::from_millis(50), request, |request| next.run(request))
+            }))
     }
 
     async fn answer_with(path: &str, request_id: Option<&str>) -> (u16, Option<String>, String) {

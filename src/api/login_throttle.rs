@@ -15,8 +15,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, Request, State};
-use axum::middleware::Next;
+use axum::extract::{ConnectInfo, Request};
 use axum::response::Response;
 use dashmap::DashMap;
 use governor::clock::{Clock, DefaultClock};
@@ -94,32 +93,53 @@ impl LoginThrottle {
     }
 }
 
-/// Refuses requests with a key from a throttled address, and counts the failed
-/// authentications the surfaces report through the request's `LoginAttempt`.
-pub async fn guard(State(throttle): State<Arc<LoginThrottle>>, mut request: Request, next: Next) -> Response {
-    let Some(client) = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(peer)| LoginThrottle::client(peer.ip()))
-    else {
-        return next.run(request).await;
-    };
-    let headers = request.headers();
-    let presents_key = headers.contains_key(axum::http::header::AUTHORIZATION) || headers.contains_key("x-api-key");
-    if presents_key {
-        if let Some(wait) = throttle.throttled(client, Instant::now()) {
-            let request_id = headers.get(super::REQUEST_ID).and_then(|v| v.to_str().ok());
-            let surface = super::Surface::of(request.uri().path());
-            return too_many(surface, request_id, "Too many failed authentications from this address", wait);
+/// A request's pass through the throttle: its client's address and what its surface
+/// reports about its key.
+pub struct Admitted {
+    client: IpAddr,
+    attempt: LoginAttempt,
+}
+
+impl LoginThrottle {
+    /// Admits a request unless it presents a key from a throttled address (`Err`: how long
+    /// that address must still wait; `refused` answers it), and lets the surfaces report a
+    /// failed authentication through the request's `LoginAttempt`, to be counted by
+    /// `settle` once it is answered.
+    pub fn admit(&self, request: &mut Request) -> Result<Option<Admitted>, Duration> {
+        let Some(client) = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(peer)| LoginThrottle::client(peer.ip()))
+        else {
+            return Ok(None);
+        };
+        let headers = request.headers();
+        let presents_key = headers.contains_key(axum::http::header::AUTHORIZATION) || headers.contains_key("x-api-key");
+        if presents_key {
+            if let Some(wait) = self.throttled(client, Instant::now()) {
+                return Err(wait);
+            }
+        }
+        let attempt = LoginAttempt::default();
+        request.extensions_mut().insert(attempt.clone());
+        Ok(Some(Admitted { client, attempt }))
+    }
+
+    /// 429 in the request's surface envelope for a throttled address.
+    pub fn refused(request: &Request, wait: Duration) -> Response {
+        let request_id = request.headers().get(super::REQUEST_ID).and_then(|v| v.to_str().ok());
+        let surface = super::Surface::of(request.uri().path());
+        too_many(surface, request_id, "Too many failed authentications from this address", wait)
+    }
+
+    /// Counts the admitted request's authentication if it failed.
+    pub fn settle(&self, admitted: Option<Admitted>) {
+        if let Some(Admitted { client, attempt }) = admitted {
+            if attempt.failed() {
+                self.failed(client, Instant::now());
+            }
         }
     }
-    let attempt = LoginAttempt::default();
-    request.extensions_mut().insert(attempt.clone());
-    let response = next.run(request).await;
-    if attempt.failed() {
-        throttle.failed(client, Instant::now());
-    }
-    response
 }
 
 #[cfg(test)]

@@ -7,9 +7,8 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::Response;
 use governor::clock::{Clock, DefaultClock};
 use governor::{Quota, RateLimiter};
@@ -59,20 +58,18 @@ impl RateLimits {
     }
 }
 
-pub async fn limit(State(limits): State<Arc<RateLimits>>, request: Request, next: Next) -> Response {
-    let refused = match presented_token(request.headers()) {
-        Ok(token) => limits.check(token).err(),
-        Err(_) => None,
-    };
-    let Some(wait) = refused else {
-        return next.run(request).await;
-    };
-    too_many(
-        Surface::of(request.uri().path()),
-        request.headers().get(super::REQUEST_ID).and_then(|v| v.to_str().ok()),
-        "Rate limit exceeded",
-        wait,
-    )
+impl RateLimits {
+    /// 429 in the request's surface envelope when the bucket of the key it presents is
+    /// empty. Requests without a key are refused by authentication, not here.
+    pub fn refusal(&self, request: &Request) -> Option<Response> {
+        let wait = self.check(presented_token(request.headers()).ok()?).err()?;
+        Some(too_many(
+            Surface::of(request.uri().path()),
+            request.headers().get(super::REQUEST_ID).and_then(|v| v.to_str().ok()),
+            "Rate limit exceeded",
+            wait,
+        ))
+    }
 }
 
 /// 429 in `surface`'s envelope, saying `what` and when to retry, with `Retry-After`
