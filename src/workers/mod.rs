@@ -82,6 +82,12 @@ pub trait Worker: Send + Sync + 'static {
 
 const OUTCOME_NAMESPACE: Uuid = Uuid::from_u128(0x776f_726b_6572_4000_8000_666c_6565_746c);
 
+/// The id of the outcome of the first delivery of event `trigger` by `worker` when it
+/// succeeded (what `WorkerContext::outcome_id` gives it), for tools that check for it.
+pub fn first_delivery_outcome_id(worker: &str, trigger: Uuid) -> Uuid {
+    Uuid::new_v5(&OUTCOME_NAMESPACE, format!("{worker}/{trigger}").as_bytes())
+}
+
 /// How long a claimed re-drive is the claimer's alone; a claimer that died loses it then.
 const REDRIVE_LEASE: Duration = Duration::from_secs(300);
 /// How often a worker looks for re-drives asked for (`fleetledger dlq retry`).
@@ -134,7 +140,7 @@ impl WorkerContext {
     pub fn delivery_id(&self, trigger: &EventEnvelope) -> Uuid {
         let name = match self.round {
             // The id outcomes had before re-drives existed, so old outcomes still count.
-            0 => format!("{}/{}", self.worker, trigger.event_id),
+            0 => return first_delivery_outcome_id(&self.worker, trigger.event_id),
             n => format!("{}/{}/redrive/{n}", self.worker, trigger.event_id),
         };
         Uuid::new_v5(&OUTCOME_NAMESPACE, name.as_bytes())
@@ -364,6 +370,10 @@ impl Runner<'_> {
         }
         match self.attempt(ctx, event, self.delivery.delivery_attempts).await? {
             Ok(()) => self.count("handled"),
+            // Another process delivered it meanwhile (a redelivery to another replica, or
+            // this one's ack came too late): its success stands, and no failure is recorded
+            // beside it.
+            Err(_) if ctx.store.event_exists(ctx.outcome_id(event)).await? => self.count("skipped"),
             Err(error) => {
                 self.worker.record_failure(event, &ctx.failing(), &error).await?;
                 self.park(event, self.delivery.delivery_attempts, &error).await?;

@@ -19,6 +19,7 @@ both_backends!(
     a_delivery_failing_every_try_is_parked_until_a_retry_delivers_it,
     a_worker_killed_mid_delivery_delivers_again_without_a_second_wake,
     a_sandbox_that_cannot_be_destroyed_is_parked_until_a_retry_destroys_it,
+    a_delivery_another_process_made_meanwhile_is_not_also_recorded_as_failed,
 );
 
 /// The server with the production workers trying each delivery `attempts` times (on
@@ -470,4 +471,101 @@ async fn a_sandbox_that_cannot_be_destroyed_is_parked_until_a_retry_destroys_it(
     assert!(!sandbox.exists(), "the sandbox is gone");
     assert_eq!(parked(&app.store), Vec::<Value>::new());
     wait_for_gauge(&app, "instance", 0.0).await;
+}
+
+/// One trigger delivered by two processes at once (a redelivery to another replica): the
+/// other one succeeded while this one's tries failed. Its success stands alone: no failure
+/// outcome beside it, nothing parked.
+async fn a_delivery_another_process_made_meanwhile_is_not_also_recorded_as_failed(backend: Backend) {
+    use fleetledger_events::mission_control::{AgentEvent, AgentProvisioned, FileHashes};
+    use fleetledger_events::DomainEvent;
+
+    let Some((app, _nats)) = spawn(backend, 3).await else { return };
+    let gateway = FakeGateway::start(Behaviour {
+        fail: vec![("connect".into(), "gateway offline".into())],
+        ..Default::default()
+    })
+    .await;
+    let board = board_on(&app, &gateway).await;
+    let app = std::sync::Arc::new(app);
+    let creating = {
+        let (app, board) = (app.clone(), board.clone());
+        tokio::spawn(async move {
+            call(
+                &app,
+                Method::POST,
+                "/api/v1/agents",
+                &app.admin_key,
+                Some(json!({"name": "Twice", "board_id": board})),
+            )
+            .await
+        })
+    };
+    // The agent's creation is in the log while its delivery is being tried.
+    let mut trigger = None;
+    for _ in 0..200 {
+        let page = call(
+            &app,
+            Method::GET,
+            "/api/v1/ledger/events?stream_type=mc_agent",
+            &app.admin_key,
+            None,
+        )
+        .await;
+        trigger = page.json()["events"].as_array().and_then(|events| events.first().cloned());
+        if trigger.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let trigger = trigger.expect("the agent's creation is recorded");
+    let trigger_id: uuid::Uuid = trigger["event_id"].as_str().unwrap().parse().unwrap();
+    let agent = trigger["stream_id"].as_str().unwrap().to_string();
+    // This process's first try has failed when another process's delivery succeeds and
+    // records its outcome.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while calls(&gateway, "connect") < 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let provisioned = AgentEvent::Provisioned(AgentProvisioned {
+        files: vec![],
+        hashes: FileHashes(vec![]),
+        gateway: "claw".into(),
+        unsupported: vec![],
+        at: chrono::Utc::now(),
+    });
+    let log = fleetledger::store::connect(&app.store.url()).await.unwrap();
+    log.append(fleetledger::store::AppendRequest {
+        stream_type: "mc_agent".into(),
+        stream_id: agent.clone(),
+        expected: fleetledger::store::ExpectedVersion::Any,
+        events: vec![provisioned.to_new_event(fleetledger::workers::first_delivery_outcome_id("reprovisioner", trigger_id))],
+        metadata: fleetledger_events::Metadata {
+            org_id: trigger["metadata"]["org_id"].as_str().unwrap().into(),
+            actor: fleetledger_events::Actor::system("worker:reprovisioner"),
+            causation_id: Some(trigger_id.to_string()),
+            ..Default::default()
+        },
+        read_models: vec![],
+        snapshots: vec![],
+    })
+    .await
+    .unwrap();
+    let created = creating.await.unwrap();
+    assert_eq!(
+        created.status, 200,
+        "the request sees the outcome that was recorded: {}",
+        created.text
+    );
+    // This process's tries run out meanwhile.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while calls(&gateway, "connect") < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(calls(&gateway, "connect"), 3, "every try was made");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let events = agent_events(&app, &agent).await;
+    assert_eq!(count(&events, "mc_agent.provisioned"), 1, "{events:?}");
+    assert_eq!(count(&events, "mc_agent.provision_failed"), 0, "{events:?}");
+    assert_eq!(parked(&app.store), Vec::<Value>::new(), "nothing parked");
 }
