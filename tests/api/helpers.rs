@@ -223,24 +223,14 @@ impl TestApp {
     pub async fn replica(&self) -> Replica {
         let mut serve = serve_settings();
         serve.no_workers = true;
-        let app = Application::build_with_workers(
+        let (addr, stop) = serve_in_background(
             Settings {
                 store: self.store.settings(),
                 serve,
             },
             vec![],
         )
-        .await
-        .expect("the replica starts");
-        let addr = app.local_addr();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = app
-                .run_until_stopped(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
+        .await;
         Replica { addr, _stop: stop }
     }
 
@@ -560,21 +550,12 @@ pub async fn spawn_app_with(
     spawn_configured(store, serve, workers).await
 }
 
-/// Starts the real server with the given settings.
-pub async fn spawn_configured(
-    store: TestStore,
-    serve: ServeSettings,
+/// Starts the real server in this process; it serves until the sender is dropped.
+async fn serve_in_background(
+    settings: Settings,
     workers: Vec<std::sync::Arc<dyn fleetledger::workers::Worker>>,
-) -> TestApp {
-    let app = Application::build_with_workers(
-        Settings {
-            store: store.settings(),
-            serve,
-        },
-        workers,
-    )
-    .await
-    .expect("the app starts");
+) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let app = Application::build_with_workers(settings, workers).await.expect("the server starts");
     let addr = app.local_addr();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
@@ -584,6 +565,23 @@ pub async fn spawn_configured(
             })
             .await;
     });
+    (addr, stop)
+}
+
+/// Starts the real server with the given settings.
+pub async fn spawn_configured(
+    store: TestStore,
+    serve: ServeSettings,
+    workers: Vec<std::sync::Arc<dyn fleetledger::workers::Worker>>,
+) -> TestApp {
+    let (addr, stop) = serve_in_background(
+        Settings {
+            store: store.settings(),
+            serve,
+        },
+        workers,
+    )
+    .await;
     let admin_key = std::fs::read_to_string(store.dir.path().join("admin.key"))
         .expect("admin.key")
         .trim()
