@@ -259,7 +259,7 @@ class Bare:
         deadline = time.time() + 10
         while time.time() < deadline:
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/x", timeout=1)
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/", timeout=1)
                 return
             except (urllib.error.URLError, ConnectionError, OSError):
                 time.sleep(0.05)
@@ -276,6 +276,44 @@ class Bare:
 def profile_body():
     # ~1 KB of configuration, as in the issue's measurement.
     return {"config": {"banner": "x" * 900, "n": "__N__"}}
+
+
+def cpu_seconds(pids):
+    total = 0
+    for pid in pids:
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_pids():
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if open(f"/proc/{entry}/comm").read().startswith("postgres"):
+                    pids.append(entry)
+            except OSError:
+                pass
+    return pids
+
+
+def quiesce(server, limit=120):
+    """Waits until the server and PostgreSQL are idle (under 5% of a core each over a
+    second): what one load set in motion (the relay, workers' side effects, PostgreSQL
+    writing back) must not run into the next measurement."""
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        pids = postgres_pids()
+        before = (cpu_seconds([server.process.pid]), cpu_seconds(pids))
+        time.sleep(1)
+        after = (cpu_seconds([server.process.pid]), cpu_seconds(pids))
+        if after[0] - before[0] < 0.05 and after[1] - before[1] < 0.05:
+            return
+    log("  still busy after waiting; measuring anyway")
 
 
 def create_profiles(server, n):
@@ -309,7 +347,9 @@ def target_writes():
         with PgbenchDb() as pg_url:
             for clients, goal in [(1, 0.5), (8, 0.6), (32, 0.6)]:
                 log(f"writes, {clients} clients")
+                quiesce(server)
                 rate, bad, p50, p99 = wrk(server.base, clients, lua_requests("PUT", paths, server.key, profile_body()))
+                quiesce(server)
                 ceiling = pgbench(pg_url, clients)
                 rows.append([f"{clients}", f"{rate:,.0f} req/s", f"{bad}", f"{p50:.2f} / {p99:.2f} ms", f"{ceiling:,.0f} tx/s", ratio(rate, ceiling), f"≥ {goal}"])
     finally:
@@ -392,6 +432,7 @@ def target_hot():
                 assert status in (200, 201), (surface, status, created)
                 ids.append(resource_id(created))
             log(f"hot streams, {surface}")
+            quiesce(server)
             rate, bad, p50, p99 = wrk(server.base, 32, lua_requests(method, [path.format(id=i) for i in ids], server.key, body))
             contiguous = all(revisions_contiguous(server, stream_type, i) for i in ids)
             rows.append([surface, f"{rate:,.0f} req/s", f"{bad}", "yes" if contiguous else "NO", f"{p99:.1f} ms", f"{ceiling:,.0f} tx/s", ratio(rate, ceiling)])
@@ -427,8 +468,11 @@ def target_reads():
         bare = Bare(size)
         for clients in (8, 32):
             log(f"cached reads, {clients} clients")
-            rate, bad, p50, p99 = wrk(server.base, clients, lua_requests("GET", paths, server.key))
-            ceiling, _, _, _ = wrk(f"http://127.0.0.1:{bare.port}/x", clients, "")
+            quiesce(server)
+            # The same requests to both, so the load generator spends the same on each.
+            requests = lua_requests("GET", paths, server.key)
+            rate, bad, p50, p99 = wrk(server.base, clients, requests)
+            ceiling, _, _, _ = wrk(f"http://127.0.0.1:{bare.port}", clients, requests)
             rows.append([f"{clients}", f"{rate:,.0f} req/s", f"{bad}", f"{p99:.2f} ms", f"{ceiling:,.0f} req/s", ratio(rate, ceiling), "≥ 0.7"])
     finally:
         bare.stop()
@@ -448,7 +492,9 @@ def target_sqlite():
             ids = create_profiles(server, 1000)
             paths = [f"/api/v1/profiles/{i}" for i in ids]
             log(f"sqlite writes, synchronous={synchronous}")
+            quiesce(server)
             rate, bad, p50, p99 = wrk(server.base, 32, lua_requests("PUT", paths, server.key, profile_body()))
+            quiesce(server)
             rrate, rbad, _, rp99 = wrk(server.base, 32, lua_requests("GET", paths[:32], server.key))
             rows.append([synchronous.upper(), f"{rate:,.0f} req/s", f"{bad}", f"{p50:.2f} / {p99:.2f} ms", f"{rrate:,.0f} req/s", "≥ 5,000 writes/s"])
         finally:
@@ -477,7 +523,9 @@ def target_scale():
             ids = create_profiles(server, 200)
             paths = [f"/api/v1/profiles/{i}" for i in ids]
             rss_idle = server.rss_mb()
+            quiesce(server)
             w_rate, w_bad, w_p50, w_p99 = wrk(server.base, 8, lua_requests("PUT", paths, server.key, profile_body()))
+            quiesce(server)
             r_rate, r_bad, r_p50, r_p99 = wrk(server.base, 8, lua_requests("GET", paths, server.key))
             rows.append([f"{events:,} events, {streams + 200:,} resources", f"{w_p99:.2f} ms ({w_rate:,.0f}/s)", f"{r_p99:.2f} ms ({r_rate:,.0f}/s)", f"{rss_idle:.0f} MB / {server.rss_mb():.0f} MB", f"{int(rebuild):,} events/s", f"{w_bad + r_bad}"])
         finally:

@@ -153,26 +153,29 @@ pub const SERIES: &[Series] = &[
 /// per surface and status, not per request: building label sets and looking them up in
 /// the registry on every request showed in profiles of the read path.
 pub fn http_answered(surface: &'static str, status: u16, seconds: f64) {
-    static REQUESTS: std::sync::OnceLock<dashmap::DashMap<(&'static str, u16), metrics::Counter>> = std::sync::OnceLock::new();
-    static DURATIONS: std::sync::OnceLock<dashmap::DashMap<&'static str, metrics::Histogram>> = std::sync::OnceLock::new();
-    let requests = REQUESTS.get_or_init(Default::default);
-    let counter = match requests.get(&(surface, status)) {
-        Some(counter) => counter.clone(),
-        None => requests
-            .entry((surface, status))
-            .or_insert_with(|| metrics::counter!("fleetledger_http_requests_total", "surface" => surface, "status" => status.to_string()))
-            .clone(),
-    };
-    counter.increment(1);
-    let durations = DURATIONS.get_or_init(Default::default);
-    let histogram = match durations.get(surface) {
-        Some(histogram) => histogram.clone(),
-        None => durations
-            .entry(surface)
-            .or_insert_with(|| metrics::histogram!("fleetledger_http_request_duration_seconds", "surface" => surface))
-            .clone(),
-    };
-    histogram.record(seconds);
+    /// A handle pair per surface and status this thread has answered with: a few, so a
+    /// scan beats hashing, and no lock is shared between threads.
+    type Handles = Vec<(&'static str, u16, metrics::Counter, metrics::Histogram)>;
+    thread_local! {
+        static HANDLES: std::cell::RefCell<Handles> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    HANDLES.with_borrow_mut(|handles| {
+        let index = match handles.iter().position(|(s, code, _, _)| *code == status && *s == surface) {
+            Some(index) => index,
+            None => {
+                handles.push((
+                    surface,
+                    status,
+                    metrics::counter!("fleetledger_http_requests_total", "surface" => surface, "status" => status.to_string()),
+                    metrics::histogram!("fleetledger_http_request_duration_seconds", "surface" => surface),
+                ));
+                handles.len() - 1
+            }
+        };
+        let (_, _, counter, histogram) = &handles[index];
+        counter.increment(1);
+        histogram.record(seconds);
+    });
 }
 
 /// The statuses each surface's request counter starts with: success, and the ones alerts
