@@ -82,20 +82,25 @@ pub fn follow(
     poll: Duration,
 ) -> impl Stream<Item = Result<EventEnvelope, StoreError>> {
     let commits = store.commits();
+    // Whether the log must be read even when memory says this follower is caught up: at
+    // first, and after a poll, for what other processes committed unannounced.
+    let polled = true;
     futures::stream::unfold(
-        (store, after, filter, commits, std::collections::VecDeque::new()),
-        move |(store, mut after, filter, mut commits, mut buffered)| async move {
+        (store, after, filter, commits, std::collections::VecDeque::new(), polled),
+        move |(store, mut after, filter, mut commits, mut buffered, mut polled)| async move {
             loop {
                 if let Some(e) = buffered.pop_front() {
-                    return Some((Ok(e), (store, after, filter, commits, buffered)));
+                    return Some((Ok(e), (store, after, filter, commits, buffered, polled)));
                 }
                 // A commit of this process is taken from the writer's memory (whether a
                 // commit or a poll woke us), so a follower does not read back and decode
-                // what was just written; anything else comes from the log.
-                let recent = store.recent(after).filter(|events| !events.is_empty());
-                let batch = match recent {
-                    Some(events) => Ok(events),
-                    None => read(store.as_ref(), after, 500, &filter).await,
+                // what was just written; anything else comes from the log. Memory holding
+                // nothing after `after` means caught up with every announced commit, and
+                // only a poll reads the log then (each follower asking the log once more
+                // per commit cost a query per commit).
+                let batch = match store.recent(after) {
+                    Some(events) if !events.is_empty() || !polled => Ok(events),
+                    _ => read(store.as_ref(), after, 500, &filter).await,
                 };
                 match batch {
                     Ok(batch) if !batch.is_empty() => {
@@ -103,12 +108,12 @@ pub fn follow(
                         buffered.extend(batch.into_iter().filter(|e| filter.matches(e)));
                     }
                     Ok(_) => {
-                        tokio::select! {
-                            _ = commits.changed() => {}
-                            _ = tokio::time::sleep(poll) => {}
-                        }
+                        polled = tokio::select! {
+                            _ = commits.changed() => false,
+                            _ = tokio::time::sleep(poll) => true,
+                        };
                     }
-                    Err(e) => return Some((Err(e), (store, after, filter, commits, buffered))),
+                    Err(e) => return Some((Err(e), (store, after, filter, commits, buffered, polled))),
                 }
             }
         },

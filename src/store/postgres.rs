@@ -20,11 +20,15 @@ use super::rows::{self, EventRow, FoldRow, IdempotencyRow, LatestRow, TailRow, E
 use super::write::{self, announce, Backend, Violation, WriterHandle};
 use super::*;
 
-/// Connections in the pool: this machine's sweet spot for one writer plus readers.
+/// Connections in the pool of readers and everything but the writer.
 const POOL_SIZE: u32 = 10;
+/// Connections of the group-commit writer, one task: a batch's, and one for a statement
+/// outside its transaction.
+const WRITER_POOL_SIZE: u32 = 2;
 
 pub struct PgStore {
     pool: PgPool,
+    backend: PgBackend,
     writer: WriterHandle,
     commits: watch::Receiver<i64>,
 }
@@ -36,15 +40,34 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        // The writer's own connections plan its statements once: they bind arrays, so no
+        // value changes the plan, and PostgreSQL re-planning the append's CTEs on every
+        // execution (its default for the first executions and whenever a custom plan
+        // looks cheaper) was the largest part of its CPU per append.
+        let writer_pool = PgPoolOptions::new()
+            .max_connections(WRITER_POOL_SIZE)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.options([("plan_cache_mode", "force_generic_plan")]))
+            .await?;
         let head: i64 = sqlx::query_scalar("SELECT position FROM log_head").fetch_one(&pool).await?;
         let (commit_tx, commits) = watch::channel(head);
         let commit_tx = Arc::new(commit_tx);
-        let writer = WriterHandle::start(pool.clone(), commit_tx.clone());
-        tokio::spawn(listen_for_commits(pool.clone(), commit_tx));
-        Ok(PgStore { pool, writer, commits })
+        let origin = Uuid::new_v4().simple().to_string();
+        let backend = PgBackend {
+            pool: writer_pool,
+            origin: origin.clone(),
+        };
+        let writer = WriterHandle::start(backend.clone(), commit_tx.clone());
+        tokio::spawn(listen_for_commits(pool.clone(), commit_tx, origin));
+        Ok(PgStore {
+            pool,
+            backend,
+            writer,
+            commits,
+        })
     }
 
     /// The pool, for tests and tools that inspect the database directly.
@@ -53,17 +76,27 @@ impl PgStore {
     }
 }
 
-/// Learns of other processes' commits from `NOTIFY fleetledger_events`, reconnecting
-/// when the connection drops; pollers cover the gaps.
-async fn listen_for_commits(pool: PgPool, commits: Arc<watch::Sender<i64>>) {
+/// The payload of a commit's `NOTIFY fleetledger_events`: the new head and which store
+/// committed it.
+fn commit_note(payload: &str) -> Option<(i64, &str)> {
+    let (head, origin) = payload.split_once(' ').unwrap_or((payload, ""));
+    Some((head.parse().ok()?, origin))
+}
+
+/// Learns of other stores' commits from `NOTIFY fleetledger_events`, reconnecting when
+/// the connection drops; pollers cover the gaps. This store's own notes are skipped: its
+/// writer announces its commits once they are in `Recent`, and a note that arrived first
+/// sent every follower to read back from the log what memory was about to hold.
+async fn listen_for_commits(pool: PgPool, commits: Arc<watch::Sender<i64>>, origin: String) {
     loop {
         let listener = async {
             let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
             listener.listen("fleetledger_events").await?;
             loop {
                 let note = listener.recv().await?;
-                if let Ok(head) = note.payload().parse::<i64>() {
-                    announce(&commits, head);
+                match commit_note(note.payload()) {
+                    Some((head, from)) if from != origin => announce(&commits, head),
+                    _ => {}
                 }
             }
             #[allow(unreachable_code)]
@@ -112,15 +145,22 @@ const APPEND: &str = "WITH head AS ( \
          SELECT * FROM unnest($19::text[], $20::int8[], $21::text[], $22::text[]) ON CONFLICT DO NOTHING \
      ) \
      SELECT head.position - $1 FROM head CROSS JOIN LATERAL \
-         (SELECT pg_notify('fleetledger_events', head.position::text)) AS notified";
+         (SELECT pg_notify('fleetledger_events', head.position::text || ' ' || $23)) AS notified";
 
-/// The write path's statements on PostgreSQL; `write` holds the control flow.
+/// The write path's statements on PostgreSQL (`write` holds the control flow), on the
+/// store's pool; `origin` names the store in its commits' notes.
+#[derive(Clone)]
+struct PgBackend {
+    pool: PgPool,
+    origin: String,
+}
+
 #[async_trait]
-impl Backend for PgPool {
+impl Backend for PgBackend {
     type Tx = Transaction<'static, Postgres>;
 
     async fn begin(&self) -> Result<(Self::Tx, i64), sqlx::Error> {
-        let mut tx = PgPool::begin(self).await?;
+        let mut tx = self.pool.begin().await?;
         let head = sqlx::query_scalar("SELECT position FROM log_head WHERE id FOR UPDATE")
             .fetch_one(&mut *tx)
             .await?;
@@ -133,7 +173,7 @@ impl Backend for PgPool {
     }
 
     async fn committed_tails(&self, stream_ids: &[&str]) -> Result<write::Tails, sqlx::Error> {
-        let rows: Vec<TailRow<Uuid>> = sqlx::query_as(TAILS).bind(stream_ids).fetch_all(self).await?;
+        let rows: Vec<TailRow<Uuid>> = sqlx::query_as(TAILS).bind(stream_ids).fetch_all(&self.pool).await?;
         Ok(rows::tails(rows))
     }
 
@@ -175,7 +215,8 @@ impl Backend for PgPool {
             .bind(snapshots.iter().map(|s| s.version).collect::<Vec<_>>())
             .bind(snapshots.iter().map(|s| s.kind.as_str()).collect::<Vec<_>>())
             .bind(snapshots.iter().map(|s| s.doc.as_str()).collect::<Vec<_>>())
-            .fetch_one(self)
+            .bind(&self.origin)
+            .fetch_one(&self.pool)
             .await?;
         for event in events.iter_mut() {
             event.global_position += start;
@@ -250,9 +291,10 @@ impl Backend for PgPool {
     async fn advance_head(&self, tx: &mut Self::Tx, head: i64) -> Result<(), sqlx::Error> {
         sqlx::query(
             "WITH moved AS (UPDATE log_head SET position = $1 WHERE id RETURNING position) \
-             SELECT pg_notify('fleetledger_events', position::text) FROM moved",
+             SELECT pg_notify('fleetledger_events', position::text || ' ' || $2) FROM moved",
         )
         .bind(head)
+        .bind(&self.origin)
         .execute(&mut **tx)
         .await?;
         Ok(())
@@ -548,11 +590,11 @@ impl EventStore for PgStore {
         snapshots: &[Snapshot],
         through: i64,
     ) -> Result<bool, StoreError> {
-        write::swap_read_models(&self.pool, kinds, rows, snapshots, through).await
+        write::swap_read_models(&self.backend, kinds, rows, snapshots, through).await
     }
 
     async fn import_events(&self, events: &[EventEnvelope]) -> Result<(), StoreError> {
-        write::import_events(&self.pool, events).await
+        write::import_events(&self.backend, events).await
     }
 
     async fn event_exists(&self, event_id: Uuid) -> Result<bool, StoreError> {
@@ -664,5 +706,19 @@ impl EventStore for PgStore {
 
     async fn close_console_session(&self, token_hash: &str) -> Result<(), StoreError> {
         console_sessions::pg::close(&self.pool, token_hash).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::commit_note;
+
+    #[test]
+    fn a_commit_note_names_the_head_and_the_store_that_committed_it() {
+        assert_eq!(commit_note("42 5f0c"), Some((42, "5f0c")));
+        // A note without an origin (a store of an earlier version) is another store's.
+        assert_eq!(commit_note("42"), Some((42, "")));
+        assert_eq!(commit_note("head 5f0c"), None);
+        assert_eq!(commit_note(""), None);
     }
 }
