@@ -37,10 +37,14 @@ impl PgStore {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         // sqlx would log a slow statement's SQL; no log line carries the server's SQL.
         let options = sqlx::postgres::PgConnectOptions::from_str(url)?.disable_statement_logging();
+        // Reads are planned for the values they are run with: a generic plan made while
+        // the log was small (a sequential scan of `events` for "after position N") stayed
+        // cached on its connection while the log grew, until statistics were refreshed,
+        // and every poll of the log then scanned all of it.
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.clone())
+            .connect_with(options.clone().options([("plan_cache_mode", "force_custom_plan")]))
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         // The writer's own connections plan its statements once: they bind arrays, so no

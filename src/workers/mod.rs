@@ -552,6 +552,10 @@ async fn consume(runner: &Runner<'_>, nats: &JetStream) -> Result<(), BusError> 
         [only] => format!("{}.*.{only}.>", nats.settings.subject_prefix),
         _ => String::new(),
     };
+    // The type a gap is read for, when the worker has one: its messages are far apart in
+    // the log when other types are written in between, and reading every event between
+    // them (decoding each) held a worker for seconds behind a busy log.
+    let only_type = (types.len() == 1).then(|| types[0]);
     let consumer = stream
         .get_or_create_consumer(
             &durable,
@@ -604,7 +608,7 @@ async fn consume(runner: &Runner<'_>, nats: &JetStream) -> Result<(), BusError> 
             if event.global_position > done + 1 {
                 let mut after = done;
                 while after < event.global_position - 1 {
-                    let batch = ctx.store.read_all(after, 500, None).await?;
+                    let batch = ctx.store.read_all(after, 500, only_type).await?;
                     let Some(last) = batch.last().map(|e| e.global_position) else {
                         break;
                     };
