@@ -455,6 +455,10 @@ def revisions_contiguous(server, stream_type, stream_id):
     return versions == list(range(1, len(versions) + 1))
 
 
+# Rounds of each cached-read point (the median is reported, with the range).
+ROUNDS = 3
+
+
 def target_reads():
     server = Server("postgres", relay=True)
     bare = Bare(2048)
@@ -467,18 +471,27 @@ def target_reads():
         bare.stop()
         bare = Bare(size)
         for clients in (8, 32):
-            log(f"cached reads, {clients} clients")
-            quiesce(server)
             # The same requests to both, so the load generator spends the same on each.
             requests = lua_requests("GET", paths, server.key)
-            rate, bad, p50, p99 = wrk(server.base, clients, requests)
-            ceiling, _, _, _ = wrk(f"http://127.0.0.1:{bare.port}", clients, requests)
-            rows.append([f"{clients}", f"{rate:,.0f} req/s", f"{bad}", f"{p99:.2f} ms", f"{ceiling:,.0f} req/s", ratio(rate, ceiling), "≥ 0.7"])
+            # Alternating rounds: on two cores shared with the load generator either side
+            # moves by a fifth between back-to-back runs; the median round is reported.
+            rounds = []
+            for round in range(ROUNDS):
+                log(f"cached reads, {clients} clients, round {round + 1} of {ROUNDS}")
+                quiesce(server)
+                rate, bad, p50, p99 = wrk(server.base, clients, requests)
+                ceiling, _, _, _ = wrk(f"http://127.0.0.1:{bare.port}", clients, requests)
+                rounds.append((rate / ceiling, rate, bad, p99, ceiling))
+            rounds.sort()
+            _, rate, bad, p99, ceiling = rounds[len(rounds) // 2]
+            spread = f" ({rounds[0][0]:.2f}–{rounds[-1][0]:.2f})" if len(rounds) > 1 else ""
+            bad = sum(r[2] for r in rounds)
+            rows.append([f"{clients}", f"{rate:,.0f} req/s", f"{bad}", f"{p99:.2f} ms", f"{ceiling:,.0f} req/s", ratio(rate, ceiling) + spread, "≥ 0.7"])
     finally:
         bare.stop()
         server.stop()
     table(
-        f"Cached reads (wrk, GET /api/v1/profiles/{{id}} over 32 profiles, {size} B bodies) vs a bare axum handler serving a body of the same size",
+        f"Cached reads (wrk, GET /api/v1/profiles/{{id}} over 32 profiles, {size} B bodies) vs a bare axum handler serving a body of the same size to the same requests; median of {ROUNDS} alternating rounds (range of ratios)",
         ["connections", "fleetledger", "non-2xx", "p99", "bare axum", "ratio", "target"],
         rows,
     )
