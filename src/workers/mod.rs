@@ -482,19 +482,27 @@ async fn run_source(runner: &Runner<'_>, source: Source) {
     }
 }
 
+/// The one stream type a worker handles, when it handles one: what it reads of the log
+/// (and, on JetStream, what it subscribes to) is then that type's events only. Each
+/// worker reading every event between two of its own, decoding each, held it for
+/// seconds behind a busy log.
+fn only_type(worker: &dyn Worker) -> Option<&'static str> {
+    match worker.stream_types().as_slice() {
+        [only] => Some(*only),
+        _ => None,
+    }
+}
+
 fn wants(worker: &dyn Worker, event: &EventEnvelope) -> bool {
     worker.stream_types().contains(&event.stream_type.as_str())
 }
 
 async fn follow_log(runner: &Runner<'_>, poll: Duration) -> Result<(), BusError> {
     let (worker, ctx) = (runner.worker, &runner.ctx);
-    let types = worker.stream_types();
     let checkpoint = checkpoint_name(worker.name());
     let after = ctx.store.checkpoint(&checkpoint).await?;
-    // A worker of one stream type reads only that type's events: each worker
-    // reading and decoding every event paid for every big body once more.
     let filter = Filter {
-        stream_type: (types.len() == 1).then(|| types[0].to_string()),
+        stream_type: only_type(worker).map(str::to_string),
         ..Filter::default()
     };
     let mut events = Box::pin(feed::follow(ctx.store.clone(), after, filter, poll));
@@ -547,15 +555,11 @@ async fn consume(runner: &Runner<'_>, nats: &JetStream) -> Result<(), BusError> 
     nats.ensure_stream().await?;
     let stream = nats.context.get_stream(&nats.settings.stream).await.map_err(BusError::nats)?;
     let durable = format!("worker-{}", worker.name());
-    let types = worker.stream_types();
-    let filter_subject = match types.as_slice() {
-        [only] => format!("{}.*.{only}.>", nats.settings.subject_prefix),
-        _ => String::new(),
+    let only_type = only_type(worker);
+    let filter_subject = match only_type {
+        Some(only) => format!("{}.*.{only}.>", nats.settings.subject_prefix),
+        None => String::new(),
     };
-    // The type a gap is read for, when the worker has one: its messages are far apart in
-    // the log when other types are written in between, and reading every event between
-    // them (decoding each) held a worker for seconds behind a busy log.
-    let only_type = (types.len() == 1).then(|| types[0]);
     let consumer = stream
         .get_or_create_consumer(
             &durable,
