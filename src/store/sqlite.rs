@@ -75,7 +75,13 @@ impl SqliteStore {
             .foreign_keys(true)
             // sqlx would log a slow statement's SQL; no log line carries the server's SQL.
             .disable_statement_logging();
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        // An embedded database's connection cannot be cut from under the process: no ping
+        // (a hop to the connection's thread and back) before each statement.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .test_before_acquire(false)
+            .connect_with(options)
+            .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         let head: i64 = sqlx::query_scalar("SELECT position FROM log_head").fetch_one(&pool).await?;
         let (commit_tx, commits) = watch::channel(head);
