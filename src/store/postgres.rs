@@ -82,7 +82,7 @@ const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 
 /// A pool of `size` connections that pings a connection when it is taken only after it
 /// idled for `PING_AFTER_IDLE`. sqlx pings on every take by default: a round trip before
-/// every statement, which was a third of an append's time at one client.
+/// every statement, about a tenth of an append's time at one client.
 fn pool_options(size: u32) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(size)
