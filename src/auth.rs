@@ -161,11 +161,14 @@ pub fn bearer_token(header: Option<&str>) -> Result<&str, AuthFailure> {
     }
 }
 
+/// The header a key may come in instead of `Authorization` (parsed once, not per request).
+pub const X_API_KEY: axum::http::HeaderName = axum::http::HeaderName::from_static("x-api-key");
+
 /// The token a request presents: `Authorization: Bearer <token>`, else `X-API-Key: <token>`.
 pub fn presented_token(headers: &axum::http::HeaderMap) -> Result<&str, AuthFailure> {
     let bearer = bearer_token(headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()));
     let api_key = headers
-        .get("x-api-key")
+        .get(X_API_KEY)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|k| !k.is_empty());
@@ -173,22 +176,6 @@ pub fn presented_token(headers: &axum::http::HeaderMap) -> Result<&str, AuthFail
         (Ok(token), _) => Ok(token),
         (Err(_), Some(key)) => Ok(key),
         (Err(failure), None) => Err(failure),
-    }
-}
-
-/// Set on a request whose key did not authenticate. The login throttle
-/// (`api::login_throttle`) puts one in every request and counts the failures it sees, so
-/// keys cannot be guessed at line rate on any surface.
-#[derive(Clone, Debug, Default)]
-pub struct LoginAttempt(Arc<std::sync::atomic::AtomicBool>);
-
-impl LoginAttempt {
-    fn fail(&self) {
-        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    pub fn failed(&self) -> bool {
-        self.0.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -210,7 +197,9 @@ impl Authenticator {
         let hash = hash_token(token);
         let key = match self.cached_key(&hash) {
             Some(key) => key,
-            None => self.load_key(&hash).await.ok_or(AuthFailure::Invalid)?,
+            // Boxed: a key issued by another process a moment ago is rare, and the store
+            // query's state would otherwise be carried (and moved) by every request.
+            None => Box::pin(self.load_key(&hash)).await.ok_or(AuthFailure::Invalid)?,
         };
         self.principal(&key, now)
     }
@@ -245,13 +234,11 @@ impl Authenticator {
     }
 
     /// `authenticate` for the token a request presents, now. A token that does not
-    /// authenticate is noted on the request's `LoginAttempt`, for the login throttle.
-    pub async fn authenticate_request(&self, parts: &axum::http::request::Parts, token: &str) -> Result<Principal, AuthFailure> {
+    /// authenticate is noted for the login throttle (`answering::note_failed_login`).
+    pub async fn authenticate_request(&self, token: &str) -> Result<Principal, AuthFailure> {
         let result = self.authenticate(token, Utc::now()).await;
         if result.is_err() {
-            if let Some(attempt) = parts.extensions.get::<LoginAttempt>() {
-                attempt.fail();
-            }
+            crate::answering::note_failed_login();
         }
         result
     }

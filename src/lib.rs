@@ -2,6 +2,7 @@
 //!
 //! Layout:
 //! - [`cli`], [`config`], [`telemetry`]: the command line, settings, logs and metrics.
+//! - [`answering`]: what is known of the request the current task is answering.
 //! - [`app`]: builds the router from the surfaces and runs the service; [`state`]: the
 //!   shared [`state::AppState`] every handler reaches; [`shutdown`]: the moment shutdown
 //!   begins, which long-lived answers (SSE) watch.
@@ -17,6 +18,7 @@
 //!
 //! Events live in the `fleetledger-events` crate, read models in `fleetledger-projections`.
 
+pub mod answering;
 pub mod api;
 pub mod app;
 pub mod audit;

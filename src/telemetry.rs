@@ -5,6 +5,10 @@
 
 use std::io::IsTerminal;
 
+use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
+use tracing_subscriber::fmt::time::FormatTime;
+use tracing_subscriber::fmt::FmtContext;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
 /// What is logged unless `RUST_LOG` says otherwise: the service's own events at `info`;
@@ -15,14 +19,77 @@ pub const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn,access=warn";
 
 pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
-    let builder = tracing_subscriber::fmt()
+    let json = std::env::var("FLEETLEDGER_LOG_FORMAT").as_deref() == Ok("json");
+    let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    if std::env::var("FLEETLEDGER_LOG_FORMAT").as_deref() == Ok("json") {
-        let _ = builder.json().try_init();
-    } else {
-        let _ = builder.try_init();
+        .with_ansi(std::io::stderr().is_terminal())
+        .event_format(LogLine { json })
+        .try_init();
+}
+
+/// One log line: time, level, the request being answered (if any), target and fields; as
+/// text (`2026-12-02T10:00:00.000000Z  WARN request{request_id=…}: target: message k=v`)
+/// or as a JSON object (`{"timestamp", "level", "request_id", "fields", "target"}`).
+struct LogLine {
+    json: bool,
+}
+
+impl<S, N> FormatEvent<S, N> for LogLine
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut w: Writer<'_>, event: &tracing::Event<'_>) -> std::fmt::Result {
+        let meta = event.metadata();
+        let request_id = crate::answering::request_id();
+        let request_id = request_id.as_ref().map(|id| String::from_utf8_lossy(id.as_bytes()));
+        if self.json {
+            let mut fields = JsonFieldsOf(serde_json::Map::new());
+            event.record(&mut fields);
+            let mut line = serde_json::Map::new();
+            let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+            line.insert("timestamp".into(), now.into());
+            line.insert("level".into(), meta.level().as_str().into());
+            if let Some(id) = request_id {
+                line.insert("request_id".into(), id.into_owned().into());
+            }
+            line.insert("fields".into(), fields.0.into());
+            line.insert("target".into(), meta.target().into());
+            return writeln!(w, "{}", serde_json::Value::Object(line));
+        }
+        tracing_subscriber::fmt::time::SystemTime.format_time(&mut w)?;
+        write!(w, " {:>5} ", meta.level().as_str())?;
+        if let Some(id) = request_id {
+            write!(w, "request{{request_id={id}}}: ")?;
+        }
+        write!(w, "{}: ", meta.target())?;
+        ctx.field_format().format_fields(w.by_ref(), event)?;
+        writeln!(w)
+    }
+}
+
+/// An event's fields as JSON values: numbers and booleans as such, everything else as text.
+struct JsonFieldsOf(serde_json::Map<String, serde_json::Value>);
+
+impl tracing::field::Visit for JsonFieldsOf {
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().into(), format!("{value:?}").into());
     }
 }
 
@@ -242,6 +309,69 @@ fn label_sets(labels: Labels, workers: &[&str], stream_types: &[String]) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A log sink the test can read back.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The lines logged inside and then outside the answer to request `req-1`.
+    fn logged(json: bool) -> Vec<String> {
+        let sink = Captured::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .event_format(LogLine { json })
+            .finish();
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        tracing::subscriber::with_default(subscriber, || {
+            runtime.block_on(async {
+                crate::answering::scope(axum::http::HeaderValue::from_static("req-1"), async {
+                    tokio::task::yield_now().await;
+                    tracing::warn!(attempts = 3, "inside");
+                })
+                .await;
+                tracing::info!("outside");
+            })
+        });
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        text.lines().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn a_line_logged_while_answering_a_request_carries_its_id() {
+        let lines = logged(false);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[0].ends_with(" WARN request{request_id=req-1}: fleetledger::telemetry::tests: inside attempts=3"),
+            "{}",
+            lines[0]
+        );
+        assert!(lines[1].ends_with(" INFO fleetledger::telemetry::tests: outside"), "{}", lines[1]);
+
+        let lines: Vec<serde_json::Value> = logged(true).iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(
+            (&lines[0]["level"], &lines[0]["request_id"], &lines[0]["fields"]),
+            (
+                &"WARN".into(),
+                &"req-1".into(),
+                &serde_json::json!({"message": "inside", "attempts": 3})
+            )
+        );
+        assert_eq!(lines[0]["target"], "fleetledger::telemetry::tests");
+        assert!(lines[1].get("request_id").is_none(), "{}", lines[1]);
+        assert_eq!(lines[1]["fields"]["message"], "outside");
+    }
 
     /// Every `fleetledger_…` name the code emits is declared in `SERIES`: a series missing
     /// there would appear only after first use, and without `# HELP`.

@@ -132,7 +132,7 @@ async fn state_at(
     let (rendered, event) = resource.at(&state, version).await?;
     let recorded_at = micros::format(&event.recorded_at);
     let body = json!({ "version": version, "recorded_at": recorded_at, "state": rendered });
-    Ok(([(header::ETAG, format!("\"{version}\""))], Json(body)).into_response())
+    Ok(([(header::ETAG, super::etag_value(version))], Json(body)).into_response())
 }
 
 #[derive(Deserialize)]

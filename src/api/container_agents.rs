@@ -122,7 +122,7 @@ impl FromRequestParts<AppState> for HillPrincipal {
         let token = presented_token(&parts.headers).map_err(|_| HillError::new(StatusCode::UNAUTHORIZED, "Authentication required"))?;
         let principal = state
             .auth
-            .authenticate_request(parts, token)
+            .authenticate_request(token)
             .await
             .map_err(|_| HillError::new(StatusCode::UNAUTHORIZED, "Invalid or expired token"))?;
         Ok(HillPrincipal(super::unscoped::<HillError>(principal)?))

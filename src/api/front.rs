@@ -1,18 +1,21 @@
 //! What every request passes through before its route, in one middleware instead of a
 //! stack of them (each layer of which cloned and boxed the service below it on every
-//! request, which cost a cached read more than its handler): the request id, the request's
-//! tracing span, the request timeout, the failed-login throttle, the per-key rate limit,
-//! `Idempotency-Key`, the surface envelope for what the router refuses, the HTTP metrics
-//! and the log line of a request that failed on the server.
+//! request, which cost a cached read more than its handler): the request id (which every
+//! line logged while answering carries), the request timeout, the failed-login throttle,
+//! the per-key rate limit, `Idempotency-Key`, the surface envelope for what the router
+//! refuses, the HTTP metrics and the log line of a request that failed on the server.
 
+use std::future::{ready, Future};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::Response;
-use tracing::Instrument;
+use futures::future::Either;
+use futures::FutureExt;
 
+use super::login_throttle::LoginThrottle;
 use super::{read_body, runtimes, Surface, REQUEST_ID};
 use crate::state::AppState;
 
@@ -20,85 +23,107 @@ use crate::state::AppState;
 /// `telemetry::DEFAULT_LOG_FILTER`).
 pub const ACCESS_LOG: &str = "access";
 
-pub async fn front(State(state): State<AppState>, request: Request, next: Next) -> Response {
+// The functions here return futures instead of being `async fn`s wherever they can: a
+// request's future holds every layer's, an `async fn` keeps its arguments (a request is
+// 240 bytes) beside its locals, and the whole is moved several times before it is boxed.
+// As `async fn`s they made a cached read's future 8 KiB, and copying it cost more than
+// the handler.
+
+pub fn front(State(state): State<AppState>, request: Request, next: Next) -> impl Future<Output = Response> {
     let timeout = Duration::from_secs(state.settings.guards.request_timeout_seconds);
-    outermost(timeout, request, |request| guarded(state, request, next)).await
+    outermost(timeout, request, |request, request_id| guarded(state, request, next, request_id))
 }
 
 /// The guards in their order: a throttled address, then an empty rate-limit bucket, is
-/// refused before anything runs; then `Idempotency-Key` replays, claims or passes.
-async fn guarded(state: AppState, mut request: Request, next: Next) -> Response {
-    let admitted = match state.logins.admit(&mut request) {
+/// refused before anything runs; then `Idempotency-Key` replays, claims or passes. A
+/// failed authentication while answering is counted once the answer is ready.
+fn guarded(state: AppState, request: Request, next: Next, request_id: Option<&str>) -> impl Future<Output = Response> {
+    let admitted = match state.logins.admit(&request) {
         Ok(admitted) => admitted,
-        Err(wait) => return super::login_throttle::LoginThrottle::refused(&request, wait),
+        Err(wait) => return Either::Left(ready(LoginThrottle::refused(&request, request_id, wait))),
     };
-    if let Some(refused) = state.limits.refusal(&request) {
-        return refused;
+    if let Some(refused) = state.limits.refusal(&request, request_id) {
+        return Either::Left(ready(refused));
     }
-    let response = super::idempotency::idempotency(State(state.clone()), request, next).await;
-    state.logins.settle(admitted);
-    response
+    let logins = state.logins.clone();
+    let answered = super::idempotency::idempotency(state, request, next);
+    Either::Right(answered.inspect(move |_| logins.settle(admitted, crate::answering::login_failed())))
 }
 
-/// Everything around the guards and the route: id, span, timeout, envelope, metrics, log.
-async fn outermost<F: std::future::Future<Output = Response>>(
+/// Everything around the guards and the route: id, timeout, envelope, metrics, log.
+/// `route` is given the request and its id.
+fn outermost<F: Future<Output = Response>>(
     timeout: Duration,
-    mut request: Request,
-    route: impl FnOnce(Request) -> F,
-) -> Response {
-    let started = Instant::now();
-    let surface = Surface::of(request.uri().path());
+    request: Request,
+    route: impl FnOnce(Request, Option<&str>) -> F,
+) -> impl Future<Output = Response> {
     // The caller's id when it sent one, else a fresh one; it goes back with the answer.
     let request_id = match request.headers().get(REQUEST_ID) {
         Some(id) => id.clone(),
+        // Not written into the request (a header map grown on every request): whatever
+        // needs the id while answering asks `answering::request_id`.
         None => {
             let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
             let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
-            let id = HeaderValue::from_str(id).expect("a UUID is a header value");
-            request.headers_mut().insert(REQUEST_ID, id.clone());
-            id
+            HeaderValue::from_str(id).expect("a UUID is a header value")
         }
     };
-    let id = request_id.to_str().unwrap_or("-");
-    // The span carries only the id, which every line logged while answering needs; the
-    // method and path go on this request's own lines below (formatting them into every
-    // request's span showed in profiles of the read path).
-    let span = tracing::info_span!("request", request_id = %id);
-    let (method, uri) = (request.method().clone(), request.uri().clone());
-    let streaming = is_streaming(&request);
-    let answered = route(request).instrument(span.clone());
-    let mut response = match streaming {
-        true => answered.await,
-        false => match tokio::time::timeout(timeout, answered).await {
-            Ok(response) => response,
-            Err(_) => {
-                span.in_scope(|| tracing::warn!(timeout_seconds = timeout.as_secs(), "request timed out"));
-                surface.error(StatusCode::SERVICE_UNAVAILABLE, "Request timed out", "request_timeout", Some(id))
-            }
-        },
+    let seen = Seen {
+        started: Instant::now(),
+        surface: Surface::of(request.uri().path()),
+        method: request.method().clone(),
+        uri: request.uri().clone(),
+        streaming: is_streaming(&request),
     };
-    response = in_envelope(surface, Some(id), response).await;
-    if !response.headers().contains_key(REQUEST_ID) {
-        response.headers_mut().insert(REQUEST_ID, request_id.clone());
-    }
-    let status = response.status();
-    let latency = started.elapsed();
-    crate::telemetry::http_answered(surface.name(), status.as_u16(), latency.as_secs_f64());
-    span.in_scope(|| {
-        let path = uri.path();
+    let answered = route(request, request_id.to_str().ok());
+    // Every line logged while answering carries the id.
+    crate::answering::scope(request_id.clone(), seen.answer(timeout, request_id, answered))
+}
+
+/// What the front noted of a request before routing it, for its answer and log line.
+struct Seen {
+    started: Instant,
+    surface: Surface,
+    method: Method,
+    uri: Uri,
+    streaming: bool,
+}
+
+impl Seen {
+    async fn answer(self, timeout: Duration, request_id: HeaderValue, answered: impl Future<Output = Response>) -> Response {
+        let Seen {
+            started,
+            surface,
+            method,
+            uri,
+            streaming,
+        } = self;
+        let id = request_id.to_str().unwrap_or("-");
+        let mut response = match streaming {
+            true => answered.await,
+            false => match tokio::time::timeout(timeout, answered).await {
+                Ok(response) => response,
+                Err(_) => {
+                    tracing::warn!(timeout_seconds = timeout.as_secs(), "request timed out");
+                    surface.error(StatusCode::SERVICE_UNAVAILABLE, "Request timed out", "request_timeout", Some(id))
+                }
+            },
+        };
+        response = in_envelope(surface, Some(id), response).await;
+        if !response.headers().contains_key(REQUEST_ID) {
+            response.headers_mut().insert(REQUEST_ID, request_id.clone());
+        }
+        let status = response.status();
+        let latency = started.elapsed();
+        crate::telemetry::http_answered(surface.name(), status.as_u16(), latency.as_secs_f64());
+        let (path, latency_ms) = (uri.path(), latency.as_millis() as u64);
         if status.is_server_error() {
-            tracing::error!(
-                %method,
-                path,
-                status = status.as_u16(),
-                latency_ms = latency.as_millis() as u64,
-                "request failed on the server"
-            );
+            tracing::error!(%method, path, status = status.as_u16(), latency_ms, "request failed on the server");
         } else {
-            tracing::info!(target: ACCESS_LOG, %method, path, status = status.as_u16(), latency_ms = latency.as_millis() as u64, "answered");
+            tracing::info!(target: ACCESS_LOG, %method, path, status = status.as_u16(), latency_ms, "answered");
         }
-    });
-    response
+        response
+    }
 }
 
 /// The change feed's SSE streams (the API's and the console's) are meant to stay open:
@@ -130,6 +155,13 @@ async fn in_envelope(surface: Surface, request_id: Option<&str>, response: Respo
     if enveloped {
         return response;
     }
+    // Boxed: only what the router itself refused gets here, and reading its body would
+    // otherwise make room in every request's future.
+    Box::pin(rewrapped(surface, request_id, response)).await
+}
+
+async fn rewrapped(surface: Surface, request_id: Option<&str>, response: Response) -> Response {
+    let status = response.status();
     let (parts, body) = response.into_parts();
     let said = read_body(body, 4096).await.ok().flatten().unwrap_or_default();
     let said = String::from_utf8_lossy(&said);
@@ -170,7 +202,7 @@ mod tests {
             .route("/api/v1/ledger/stream", get(slow))
             .route("/ui/events/stream", get(slow))
             .layer(axum::middleware::from_fn(|request: Request, next: Next| {
-                outermost(Duration::from_millis(50), request, |request| next.run(request))
+                outermost(Duration::from_millis(50), request, |request, _| next.run(request))
             }))
     }
 

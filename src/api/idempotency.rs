@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -35,7 +35,7 @@ use futures::StreamExt;
 use http_body_util::BodyExt;
 use secrecy::ExposeSecret;
 
-use super::{Surface, IDEMPOTENCY_KEY, REQUEST_ID};
+use super::{Surface, IDEMPOTENCY_KEY};
 use crate::auth::presented_token;
 use crate::secrets::Plaintext;
 use crate::state::AppState;
@@ -65,15 +65,28 @@ fn valid_key(key: &str) -> bool {
     (1..=255).contains(&key.len()) && key.bytes().all(|b| (0x21..=0x7e).contains(&b))
 }
 
-pub async fn idempotency(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if !is_write(request.method()) {
-        return next.run(request).await;
+/// The request answered through `Idempotency-Key` when it is a write that names one, else
+/// simply routed. A function returning a future, not an `async fn` (see `api::front`).
+pub fn idempotency(state: AppState, request: Request, mut next: Next) -> impl std::future::Future<Output = Response> {
+    use futures::future::Either;
+    use futures::FutureExt;
+    if !is_write(request.method()) || !request.headers().contains_key(IDEMPOTENCY_KEY) {
+        // `Next::call`'s boxed future as it is (`Next::run` wraps it in one holding the
+        // request).
+        let routed = tower::Service::call(&mut next, request);
+        return Either::Left(routed.map(|answered| answered.unwrap_or_else(|never| match never {})));
     }
+    // Boxed: what a keyed write holds across its awaits is large, and every other request
+    // would otherwise carry (and move) room for it.
+    Either::Right(Box::pin(keyed(state, request, next)))
+}
+
+async fn keyed(state: AppState, request: Request, next: Next) -> Response {
     let Some(key) = request.headers().get(IDEMPOTENCY_KEY).map(|v| v.as_bytes().to_vec()) else {
         return next.run(request).await;
     };
     let surface = Surface::of(request.uri().path());
-    let request_id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let request_id = crate::answering::request_id_text();
     let refuse = |status: StatusCode, message: &str| surface.error(status, message, "idempotency_error", request_id.as_deref());
     let key = match String::from_utf8(key) {
         Ok(key) if valid_key(key.trim()) => key.trim().to_string(),

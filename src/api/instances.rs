@@ -145,7 +145,7 @@ impl FromRequestParts<AppState> for ChowderPrincipal {
         let token = presented_token(&parts.headers).map_err(|_| ChowderError::new(StatusCode::UNAUTHORIZED, "Missing API key."))?;
         let principal = state
             .auth
-            .authenticate_request(parts, token)
+            .authenticate_request(token)
             .await
             .map_err(|_| ChowderError::new(StatusCode::UNAUTHORIZED, "Invalid or expired API key."))?;
         Ok(ChowderPrincipal(principal))

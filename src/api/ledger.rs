@@ -93,7 +93,7 @@ impl FromRequestParts<AppState> for LedgerPrincipal {
         let token = presented_token(&parts.headers).map_err(|_| Problem::new(StatusCode::UNAUTHORIZED, "an API key is required"))?;
         let principal = state
             .auth
-            .authenticate_request(parts, token)
+            .authenticate_request(token)
             .await
             .map_err(|_| Problem::new(StatusCode::UNAUTHORIZED, "the API key is invalid"))?;
         Ok(LedgerPrincipal(principal))

@@ -22,7 +22,6 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{Quota, RateLimiter};
 
 use super::rate_limit::too_many;
-use crate::auth::LoginAttempt;
 
 type KeyedLimiter = RateLimiter<IpAddr, governor::state::keyed::DefaultKeyedStateStore<IpAddr>, DefaultClock>;
 
@@ -93,19 +92,17 @@ impl LoginThrottle {
     }
 }
 
-/// A request's pass through the throttle: its client's address and what its surface
-/// reports about its key.
+/// A request the throttle let through: the address its failed authentication counts
+/// against.
 pub struct Admitted {
     client: IpAddr,
-    attempt: LoginAttempt,
 }
 
 impl LoginThrottle {
     /// Admits a request unless it presents a key from a throttled address (`Err`: how long
-    /// that address must still wait; `refused` answers it), and lets the surfaces report a
-    /// failed authentication through the request's `LoginAttempt`, to be counted by
-    /// `settle` once it is answered.
-    pub fn admit(&self, request: &mut Request) -> Result<Option<Admitted>, Duration> {
+    /// that address must still wait; `refused` answers it). A failed authentication while
+    /// answering it is counted by `settle`.
+    pub fn admit(&self, request: &Request) -> Result<Option<Admitted>, Duration> {
         let Some(client) = request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
@@ -114,30 +111,26 @@ impl LoginThrottle {
             return Ok(None);
         };
         let headers = request.headers();
-        let presents_key = headers.contains_key(axum::http::header::AUTHORIZATION) || headers.contains_key("x-api-key");
+        let presents_key = headers.contains_key(axum::http::header::AUTHORIZATION) || headers.contains_key(crate::auth::X_API_KEY);
         if presents_key {
             if let Some(wait) = self.throttled(client, Instant::now()) {
                 return Err(wait);
             }
         }
-        let attempt = LoginAttempt::default();
-        request.extensions_mut().insert(attempt.clone());
-        Ok(Some(Admitted { client, attempt }))
+        Ok(Some(Admitted { client }))
     }
 
     /// 429 in the request's surface envelope for a throttled address.
-    pub fn refused(request: &Request, wait: Duration) -> Response {
-        let request_id = request.headers().get(super::REQUEST_ID).and_then(|v| v.to_str().ok());
+    pub fn refused(request: &Request, request_id: Option<&str>, wait: Duration) -> Response {
         let surface = super::Surface::of(request.uri().path());
         too_many(surface, request_id, "Too many failed authentications from this address", wait)
     }
 
-    /// Counts the admitted request's authentication if it failed.
-    pub fn settle(&self, admitted: Option<Admitted>) {
-        if let Some(Admitted { client, attempt }) = admitted {
-            if attempt.failed() {
-                self.failed(client, Instant::now());
-            }
+    /// Counts the admitted request's authentication if it failed (as
+    /// `answering::login_failed` says).
+    pub fn settle(&self, admitted: Option<Admitted>, login_failed: bool) {
+        if let (Some(Admitted { client }), true) = (admitted, login_failed) {
+            self.failed(client, Instant::now());
         }
     }
 }

@@ -30,7 +30,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::{read_body, tagged, JsonBody, RequestMeta, Surface, MAX_BODY_BYTES, REQUEST_ID};
+use super::{read_body, tagged, JsonBody, RequestMeta, Surface, MAX_BODY_BYTES};
 use crate::auth::{presented_token, Principal, Role};
 use crate::boundary::{Boundary, GatewayUrl, Refused};
 use crate::domain::mission_control::{self as rules, AgentPatch, BoardFields, BoardRef, CreateAgent, GatewayFields};
@@ -153,7 +153,7 @@ impl IntoResponse for McError {
 
 /// Puts the request id into every error body this surface answers.
 async fn with_request_id(request: Request, next: Next) -> Response {
-    let request_id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let request_id = crate::answering::request_id_text();
     let response = next.run(request).await;
     let is_json = response
         .headers()
@@ -188,7 +188,7 @@ impl FromRequestParts<AppState> for McPrincipal {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, McError> {
         let unauthorized = || McError::new(StatusCode::UNAUTHORIZED, "Unauthorized");
         let token = presented_token(&parts.headers).map_err(|_| unauthorized())?;
-        let principal = state.auth.authenticate_request(parts, token).await.map_err(|_| unauthorized())?;
+        let principal = state.auth.authenticate_request(token).await.map_err(|_| unauthorized())?;
         Ok(McPrincipal(super::unscoped::<McError>(principal)?))
     }
 }

@@ -292,7 +292,7 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         Ok(RequestMeta {
-            request_id: header(&parts.headers, REQUEST_ID),
+            request_id: crate::answering::request_id_text(),
             user_agent: header(&parts.headers, axum::http::header::USER_AGENT),
             idempotency_key: header(&parts.headers, IDEMPOTENCY_KEY).filter(|k| !k.trim().is_empty()),
             if_match: header(&parts.headers, axum::http::header::IF_MATCH).map(|v| IfMatch::parse(&v)),
@@ -348,7 +348,16 @@ impl IntoResponse for BufferedResponse {
 }
 
 pub fn etag(version: i64) -> (String, String) {
-    ("etag".into(), format!("\"{version}\""))
+    ("etag".into(), String::from_utf8_lossy(etag_value(version).as_bytes()).into_owned())
+}
+
+/// The `ETag` of a resource at a stream version: the version, quoted (what a later
+/// `If-Match` names). Written without the formatting machinery: every read sends one.
+pub fn etag_value(version: i64) -> HeaderValue {
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(version).as_bytes();
+    let quoted = [b"\"", digits, b"\""].concat();
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(quoted)).expect("a quoted number is a header value")
 }
 
 /// A live (not deleted) resource of `org` by id, with its stream version; anything else
@@ -371,9 +380,7 @@ pub async fn live<M: fleetledger_projections::ReadModel, E: Envelope>(
 /// (what a later `If-Match` names).
 pub fn tagged(version: i64, response: impl IntoResponse) -> Response {
     let mut response = response.into_response();
-    if let Ok(value) = HeaderValue::try_from(format!("\"{version}\"")) {
-        response.headers_mut().insert(axum::http::header::ETAG, value);
-    }
+    response.headers_mut().insert(axum::http::header::ETAG, etag_value(version));
     response
 }
 

@@ -129,7 +129,7 @@ impl FromRequestParts<AppState> for FleetiPrincipal {
         })?;
         let principal = state
             .auth
-            .authenticate_request(parts, token)
+            .authenticate_request(token)
             .await
             .map_err(|_| unauthorized("Invalid API key"))?;
         Ok(FleetiPrincipal(super::unscoped::<FleetiError>(principal)?))
@@ -571,15 +571,13 @@ async fn get_profile(
             body
         }
     };
-    let etag = header::HeaderValue::try_from(format!("\"{version}\"")).map_err(|e| FleetiError::internal("Failed to load profile", e))?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, header::HeaderValue::from_static("application/json")),
-            (header::ETAG, etag),
-        ],
-        body,
-    )
-        .into_response())
+    // Built as it goes out: a body's `into_response` would set a content type only to have
+    // it replaced.
+    let mut response = Response::new(axum::body::Body::from(body));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    headers.insert(header::ETAG, super::etag_value(version));
+    Ok(response)
 }
 
 #[utoipa::path(post, path = "/api/v1/profiles", tag = "profiles", security(("bearer" = [])),

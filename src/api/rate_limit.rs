@@ -61,14 +61,9 @@ impl RateLimits {
 impl RateLimits {
     /// 429 in the request's surface envelope when the bucket of the key it presents is
     /// empty. Requests without a key are refused by authentication, not here.
-    pub fn refusal(&self, request: &Request) -> Option<Response> {
+    pub fn refusal(&self, request: &Request, request_id: Option<&str>) -> Option<Response> {
         let wait = self.check(presented_token(request.headers()).ok()?).err()?;
-        Some(too_many(
-            Surface::of(request.uri().path()),
-            request.headers().get(super::REQUEST_ID).and_then(|v| v.to_str().ok()),
-            "Rate limit exceeded",
-            wait,
-        ))
+        Some(too_many(Surface::of(request.uri().path()), request_id, "Rate limit exceeded", wait))
     }
 }
 

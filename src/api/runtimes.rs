@@ -169,7 +169,7 @@ impl FromRequestParts<AppState> for RuntimePrincipal {
         let token = presented_token(&parts.headers).map_err(|_| DreadnodeError::unauthorized())?;
         let principal = state
             .auth
-            .authenticate_request(parts, token)
+            .authenticate_request(token)
             .await
             .map_err(|_| DreadnodeError::unauthorized())?;
         Ok(RuntimePrincipal(super::unscoped::<DreadnodeError>(principal)?))

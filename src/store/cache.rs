@@ -6,7 +6,6 @@
 //! it, the next version is folded in, and a gap reloads the row from the store.
 
 use std::any::Any;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -129,8 +128,11 @@ impl<M: ReadModel> ModelCacheOps for ModelCache<M> {
 /// All read models of this process: one cache per registered stream type.
 pub struct ReadModels {
     store: Arc<dyn EventStore>,
-    caches: HashMap<&'static str, Box<dyn ModelCacheOps>>,
-    lookups: DashMap<(&'static str, String), String>,
+    /// By kind. A dozen kinds, named by constants: a scan beats hashing the name, which
+    /// every cached read paid.
+    caches: Vec<(&'static str, Box<dyn ModelCacheOps>)>,
+    /// By lookup kind (each model type's `LOOKUPS`), then key; the value is a model's id.
+    lookups: Vec<(&'static str, DashMap<String, String>)>,
     followed: AtomicI64,
     /// The models this process's writes lead to, by the id of the event that leads there,
     /// while the write is in flight: whichever of the writer and the follower gets to the
@@ -161,11 +163,15 @@ impl ReadModels {
         let models = Arc::new(ReadModels {
             store: store.clone(),
             caches: crate::streams::all().iter().map(|s| (s.name(), s.new_cache())).collect(),
-            lookups: DashMap::new(),
+            lookups: crate::streams::all()
+                .iter()
+                .flat_map(|s| s.kinds().into_iter().filter(move |kind| *kind != s.name()))
+                .map(|kind| (kind, DashMap::new()))
+                .collect(),
             followed: AtomicI64::new(head),
             decided: DashMap::new(),
         });
-        for cache in models.caches.values() {
+        for (_, cache) in &models.caches {
             cache.load(&models).await?;
         }
         Ok(models)
@@ -178,8 +184,9 @@ impl ReadModels {
     /// tests rule out).
     pub fn cache<M: ReadModel>(&self) -> &ModelCache<M> {
         self.caches
-            .get(M::KIND)
-            .and_then(|c| c.as_any().downcast_ref::<ModelCache<M>>())
+            .iter()
+            .find(|(kind, _)| *kind == M::KIND)
+            .and_then(|(_, c)| c.as_any().downcast_ref::<ModelCache<M>>())
             .unwrap_or_else(|| panic!("read model {} is not in the stream-type registry", M::KIND))
     }
 
@@ -187,14 +194,25 @@ impl ReadModels {
         let lookups = model.lookup_keys();
         if cache.put(id, version, model) {
             for (kind, key) in lookups {
-                self.lookups.insert((kind, key), id.to_string());
+                self.lookups_of(kind).insert(key, id.to_string());
             }
         }
     }
 
     /// The id a lookup key (an org slug, a key hash) points to.
     pub fn lookup(&self, kind: &'static str, key: &str) -> Option<String> {
-        self.lookups.get(&(kind, key.to_string())).map(|id| id.clone())
+        self.lookups_of(kind).get(key).map(|id| id.clone())
+    }
+
+    /// # Panics
+    /// When no model type declares `kind` in its `LOOKUPS` (a programming error the
+    /// registry's tests rule out).
+    fn lookups_of(&self, kind: &str) -> &DashMap<String, String> {
+        self.lookups
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, lookups)| lookups)
+            .unwrap_or_else(|| panic!("lookup {kind} is not declared by any read model"))
     }
 
     /// Records a model this process has just committed.
@@ -271,8 +289,8 @@ impl ReadModels {
     }
 
     async fn apply(&self, envelope: &EventEnvelope) -> Result<(), StoreError> {
-        match self.caches.get(envelope.stream_type.as_str()) {
-            Some(cache) => cache.apply(self, envelope).await,
+        match self.caches.iter().find(|(kind, _)| *kind == envelope.stream_type) {
+            Some((_, cache)) => cache.apply(self, envelope).await,
             // A stream type this build does not know has no read model here.
             None => Ok(()),
         }

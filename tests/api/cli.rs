@@ -38,6 +38,7 @@ macro_rules! sqlite_only {
 }
 
 sqlite_only!(
+    log_lines_carry_the_request_id,
     a_closed_stdout_ends_a_command_quietly,
     an_unsupported_database_url_is_refused,
     an_error_names_each_cause_once,
@@ -350,13 +351,13 @@ pub fn start_server_with(store: &TestStore, env: &[(&str, &str)]) -> Server {
     let mut cmd = Command::new(binary());
     // Scenarios here write as fast as they can; the per-key limit has its own test.
     cmd.env("FLEETLEDGER_RATE_LIMIT_PER_SEC", "1000000")
-        .env("FLEETLEDGER_RATE_LIMIT_BURST", "1000000")
-        .envs(env.iter().copied());
+        .env("FLEETLEDGER_RATE_LIMIT_BURST", "1000000");
     cmd.args(["serve", "--listen", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(store.dir.path())
         .env_remove("DATABASE_URL")
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     if let Some(db) = &store.db {
@@ -370,8 +371,10 @@ pub fn start_server_with(store: &TestStore, env: &[(&str, &str)]) -> Server {
     let sink = logs.clone();
     let log_reader = std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(addr) = line.split("listening on http://").nth(1) {
-                let _ = tx.send(addr.trim().to_string());
+            if let Some(said) = line.split("listening on http://").nth(1) {
+                // Text or JSON lines: the address is what follows, up to its last digit.
+                let addr = said.split(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':')).next();
+                let _ = tx.send(addr.unwrap_or_default().to_string());
             }
             sink.lock().unwrap().push_str(&(line + "\n"));
         }
@@ -422,6 +425,58 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Every line logged while answering a request names it: the caller's `X-Request-Id`, or
+/// the one the server gave it (and sent back), in text and in JSON lines.
+async fn log_lines_carry_the_request_id(backend: Backend) {
+    let Some(store) = TestStore::new(backend).await else {
+        return;
+    };
+    for format in ["text", "json"] {
+        let mut server = start_server_with(&store, &[("RUST_LOG", "info,access=info"), ("FLEETLEDGER_LOG_FORMAT", format)]);
+        let client = reqwest::Client::new();
+        let named = format!("trace-{format}");
+        let res = client
+            .get(server.url("/api/v1/profiles/nope"))
+            .header("x-request-id", &named)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            (res.status().as_u16(), res.headers()["x-request-id"].to_str().unwrap()),
+            (401, named.as_str())
+        );
+        let res = client.get(server.url("/api/v1/profiles/nope")).send().await.unwrap();
+        let given = res.headers()["x-request-id"].to_str().unwrap().to_string();
+        assert!(uuid::Uuid::parse_str(&given).is_ok(), "{given}");
+        assert!(server.terminate().success());
+        let logs = server.logs_after_exit();
+        for id in [&named, &given] {
+            let answered: Vec<&str> = logs.lines().filter(|l| l.contains("answered") && l.contains(id.as_str())).collect();
+            assert_eq!(answered.len(), 1, "one access line names {id}: {logs}");
+            if format == "json" {
+                let line: serde_json::Value = serde_json::from_str(answered[0]).unwrap();
+                assert_eq!(
+                    (&line["request_id"], &line["fields"]["message"], &line["fields"]["status"]),
+                    (&json!(id), &json!("answered"), &json!(401)),
+                    "{line}"
+                );
+            } else {
+                assert!(
+                    answered[0].contains(&format!(" INFO request{{request_id={id}}}: access: answered ")),
+                    "{}",
+                    answered[0]
+                );
+                assert!(answered[0].contains("status=401"), "{}", answered[0]);
+            }
+        }
+        // Lines not written while answering a request name none.
+        assert!(
+            logs.lines().any(|l| l.contains("listening on") && !l.contains("request_id")),
+            "{logs}"
+        );
     }
 }
 

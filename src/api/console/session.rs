@@ -302,7 +302,7 @@ pub async fn sign_in(State(state): State<AppState>, request: Request) -> Respons
     if key.is_empty() {
         return sign_in_form(StatusCode::BAD_REQUEST, &next, Some("Enter an API key."));
     }
-    let principal = match state.auth.authenticate_request(&parts, key).await {
+    let principal = match state.auth.authenticate_request(key).await {
         Ok(principal) => principal,
         Err(_) => return sign_in_form(StatusCode::UNAUTHORIZED, &next, Some("That key does not sign in.")),
     };
