@@ -22,5 +22,9 @@ cargo build --release --bin fleetledger --example bare --example scale
 echo "== under wrk, beside pgbench and a bare axum handler (tables for BENCHMARKS.md) =="
 FLEETLEDGER_BENCH_POSTGRES="$PG" FLEETLEDGER_BENCH_NATS="$NATS" python3 bench/external.py \
     --seconds "${FLEETLEDGER_BENCH_SECONDS:-10}" --scale-events "${FLEETLEDGER_BENCH_SCALE_EVENTS:-10000000}"
+echo "== instructions per cached read, counted by callgrind =="
+command -v valgrind >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
+FLEETLEDGER_BENCH_POSTGRES="$PG" FLEETLEDGER_BENCH_NATS="$NATS" python3 bench/instructions.py \
+    --bin target/release/fleetledger --bare target/release/examples/bare
 echo "== 100k-element bodies on every surface =="
 bench/big_bodies.sh

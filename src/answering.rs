@@ -1,5 +1,6 @@
-//! The request the current task is answering: its id, which every line logged while
-//! answering carries (`telemetry::LogLine`), and whether a key it presented failed to
+//! The request the current task is answering: its id, which every line this task logs
+//! while answering carries (`telemetry::LogLine`; side effects run in workers, whose lines
+//! name the event they act on), and whether a key it presented failed to
 //! authenticate, which the login throttle counts once it is answered
 //! (`api::login_throttle`). The front middleware (`api::front`) answers every request
 //! inside [`scope`].

@@ -64,8 +64,34 @@ where
             write!(w, "request{{request_id={id}}}: ")?;
         }
         write!(w, "{}: ", meta.target())?;
-        ctx.field_format().format_fields(w.by_ref(), event)?;
-        writeln!(w)
+        // Fields can carry what a stranger wrote (a gateway's error message, say): their
+        // line breaks and other control characters are escaped, so that nothing logged can
+        // pass for a line of its own.
+        let mut fields = String::new();
+        ctx.field_format().format_fields(Writer::new(&mut fields), event)?;
+        writeln!(w, "{}", OneLine(&fields))
+    }
+}
+
+/// Text with every control character and Unicode line or paragraph separator escaped
+/// (`\n`, `\r`, `\t`, else `\u{…}`).
+struct OneLine<'a>(&'a str);
+
+impl std::fmt::Display for OneLine<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut rest = self.0;
+        while let Some(at) = rest.find(|c: char| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')) {
+            f.write_str(&rest[..at])?;
+            let c = rest[at..].chars().next().expect("found at a char boundary");
+            match c {
+                '\n' => f.write_str("\\n")?,
+                '\r' => f.write_str("\\r")?,
+                '\t' => f.write_str("\\t")?,
+                _ => write!(f, "\\u{{{:x}}}", c as u32)?,
+            }
+            rest = &rest[at + c.len_utf8()..];
+        }
+        f.write_str(rest)
     }
 }
 
@@ -346,6 +372,27 @@ mod tests {
         });
         let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
         text.lines().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn a_text_line_stays_one_line_whatever_its_fields_say() {
+        let sink = Captured::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .event_format(LogLine { json: false })
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let said = "boom\n2026-12-02T13:50:00Z ERROR forged\r\u{2028}x\u{85}\ty";
+            tracing::warn!(error = %said, "a delivery failed");
+        });
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(
+            text.ends_with("a delivery failed error=boom\\n2026-12-02T13:50:00Z ERROR forged\\r\\u{2028}x\\u{85}\\ty\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -57,8 +57,9 @@ fn outermost<F: Future<Output = Response>>(
     request: Request,
     route: impl FnOnce(Request, Option<&str>) -> F,
 ) -> impl Future<Output = Response> {
-    // The caller's id when it sent one, else a fresh one; it goes back with the answer.
-    let request_id = match request.headers().get(REQUEST_ID) {
+    // The caller's id when it sent a usable one, else a fresh one; it goes back with the
+    // answer, onto log lines and into the events the request records.
+    let request_id = match request.headers().get(REQUEST_ID).filter(|id| usable_request_id(id.as_bytes())) {
         Some(id) => id.clone(),
         // Not written into the request (a header map grown on every request): whatever
         // needs the id while answering asks `answering::request_id`.
@@ -126,15 +127,19 @@ impl Seen {
     }
 }
 
+/// Whether a caller's `X-Request-Id` is kept: 1 to 128 letters, digits and `-_.:/+=@`
+/// (UUIDs, ULIDs, trace ids, base64). Anything else (empty, huge, not text, or able to
+/// pass for log syntax) is replaced by a fresh id, since the id is logged and recorded in
+/// the permanent log.
+fn usable_request_id(id: &[u8]) -> bool {
+    (1..=128).contains(&id.len()) && id.iter().all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=@".contains(b))
+}
+
 /// The change feed's SSE streams (the API's and the console's) are meant to stay open:
-/// no timeout cuts them.
+/// no timeout cuts them. Only those routes: a caller's `Accept` does not lift the timeout
+/// anywhere else (a slow body sent with it would hold a connection forever).
 fn is_streaming(request: &Request) -> bool {
-    matches!(request.uri().path(), "/api/v1/ledger/stream" | "/ui/events/stream")
-        || request
-            .headers()
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|accept| accept.contains("text/event-stream"))
+    request.method() == Method::GET && matches!(request.uri().path(), "/api/v1/ledger/stream" | "/ui/events/stream")
 }
 
 /// Puts what the router itself refuses into the envelope of the surface the path falls
@@ -241,6 +246,29 @@ mod tests {
         );
         assert_eq!(answer("/v1/instances").await, (503, "{\"detail\":\"Request timed out\"}".into()));
         assert_eq!(answer("/agents").await, (503, "{\"error\":\"Request timed out\"}".into()));
+    }
+
+    #[tokio::test]
+    async fn asking_for_an_event_stream_elsewhere_does_not_lift_the_timeout() {
+        let request = axum::http::Request::get("/api/v1/profiles/p")
+            .header("accept", "text/event-stream")
+            .body(Body::empty())
+            .expect("a request");
+        let response = app().oneshot(request).await.expect("an answer");
+        assert_eq!(response.status(), 503);
+    }
+
+    #[tokio::test]
+    async fn an_unusable_request_id_is_replaced() {
+        let long = "a".repeat(129);
+        for sent in ["", " ", "}: forged request{x=y", "a\"b", long.as_str(), "ü"] {
+            let (status, id, _) = answer_with("/nowhere", Some(sent)).await;
+            assert_eq!(status, 404);
+            let id = id.expect("an id goes back");
+            assert!(uuid::Uuid::parse_str(&id).is_ok(), "{sent:?} was replaced: {id}");
+        }
+        let kept = "01J9Z-trace_id.7:a/b+c=d@e";
+        assert_eq!(answer_with("/nowhere", Some(kept)).await.1.as_deref(), Some(kept));
     }
 
     #[tokio::test]
