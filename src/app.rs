@@ -10,6 +10,7 @@ use chrono::Utc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::api::front::Front;
 use crate::api::login_throttle::LoginThrottle;
 use crate::api::rate_limit::{HeavyCalls, RateLimits};
 use crate::auth::{Authenticator, KeyUsage};
@@ -105,12 +106,13 @@ pub async fn open_ledger(settings: &StoreSettings, open: store::Open) -> Result<
     Ok(Ledger::new(store, models))
 }
 
-pub fn router(state: AppState) -> Router {
-    crate::api::SURFACES
+/// Every surface's routes behind the front (`api::front`), which every request enters.
+pub fn service(state: AppState) -> Front {
+    let routes = crate::api::SURFACES
         .iter()
         .fold(Router::new(), |router, (surface, _)| router.merge(surface.router()))
-        .with_state(state.clone())
-        .layer(axum::middleware::from_fn_with_state(state, crate::api::front::front))
+        .with_state(state.clone());
+    Front::new(state, routes)
 }
 
 /// How often the HTTP and write latency samples are folded into their histograms.
@@ -122,7 +124,7 @@ const DEAD_LETTERS_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Application {
     listener: TcpListener,
-    router: Router,
+    front: Front,
     /// Stops the background tasks (workers, relay, cache follower), after the drain.
     stop: watch::Sender<bool>,
     /// Ends the answers that never end on their own (SSE), as soon as shutdown begins.
@@ -232,7 +234,7 @@ impl Application {
         tracing::info!("listening on http://{bound}");
         Ok(Application {
             listener,
-            router: router(state),
+            front: service(state),
             stop,
             begin_shutdown,
             usage,
@@ -250,9 +252,7 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), std::io::Error> {
         let (signalled_tx, mut signalled) = watch::channel(false);
         let begin_shutdown = self.begin_shutdown;
-        // With the peer address on every request: the login throttle counts by it.
-        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
-        let serve = axum::serve(self.listener, service).with_graceful_shutdown(async move {
+        let serve = crate::connections::serve(self.listener, self.front, async move {
             shutdown.await;
             tracing::info!("shutting down: closing event streams, finishing in-flight requests");
             begin_shutdown.begin();
@@ -268,7 +268,7 @@ impl Application {
             tokio::time::sleep(grace).await;
         };
         tokio::select! {
-            result = serve => result?,
+            _ = serve => {}
             _ = deadline => tracing::warn!("grace period over; stopping with requests still in flight"),
         }
         let _ = self.stop.send(true);

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use dashmap::DashMap;
 use fleetledger_events::key::KeyScope;
 use fleetledger_projections::key::Key;
 use fleetledger_projections::lookup;
@@ -60,11 +59,13 @@ impl std::fmt::Debug for ApiKey {
 }
 
 pub fn hash_token(token: &str) -> String {
-    // Into a buffer: `hex::encode` goes through a char iterator, which showed in profiles
-    // of the read path (every request hashes its key).
-    let mut hex = [0u8; 64];
-    hex::encode_to_slice(Sha256::digest(token.as_bytes()), &mut hex).expect("64 bytes hold a SHA-256 in hex");
-    String::from_utf8(hex.to_vec()).expect("hex is ASCII")
+    hash_token_into(token, &mut hex::Buffer::new()).to_string()
+}
+
+/// `hash_token` written into `hex`: every request hashes the key it presents, and the
+/// lookup needs no string of its own.
+fn hash_token_into<'a>(token: &str, hex: &'a mut hex::Buffer<32>) -> &'a str {
+    hex.format(&Sha256::digest(token.as_bytes()).into())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -144,13 +145,15 @@ pub enum AuthFailure {
 
 /// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive).
 pub fn bearer_token(header: Option<&str>) -> Result<&str, AuthFailure> {
-    let value = header.map(str::trim).unwrap_or("");
+    // ASCII trimming: header text is ASCII (`header_text`), and `str::trim` decodes and
+    // classifies characters, which showed on the read path (every request asks twice).
+    let value = header.map(str::trim_ascii).unwrap_or("");
     if value.is_empty() {
         return Err(AuthFailure::Missing);
     }
     match value.get(..7) {
         Some(scheme) if scheme.eq_ignore_ascii_case("bearer ") && value.len() > 7 => {
-            let token = value[7..].trim();
+            let token = value[7..].trim_ascii();
             if token.is_empty() {
                 Err(AuthFailure::Invalid)
             } else {
@@ -164,19 +167,26 @@ pub fn bearer_token(header: Option<&str>) -> Result<&str, AuthFailure> {
 /// The header a key may come in instead of `Authorization` (parsed once, not per request).
 pub const X_API_KEY: axum::http::HeaderName = axum::http::HeaderName::from_static("x-api-key");
 
+/// A header's value as text, when it is ASCII. Checked as UTF-8 then for ASCII (both a
+/// word at a time) rather than by `HeaderValue::to_str`, byte by byte: every request reads
+/// its key twice. Visible ASCII and tabs are all a value can otherwise hold.
+pub fn header_text(value: &axum::http::HeaderValue) -> Option<&str> {
+    std::str::from_utf8(value.as_bytes()).ok().filter(|text| text.is_ascii())
+}
+
 /// The token a request presents: `Authorization: Bearer <token>`, else `X-API-Key: <token>`.
 pub fn presented_token(headers: &axum::http::HeaderMap) -> Result<&str, AuthFailure> {
-    let bearer = bearer_token(headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()));
-    let api_key = headers
-        .get(X_API_KEY)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|k| !k.is_empty());
-    match (bearer, api_key) {
-        (Ok(token), _) => Ok(token),
-        (Err(_), Some(key)) => Ok(key),
-        (Err(failure), None) => Err(failure),
-    }
+    let bearer = bearer_token(headers.get(axum::http::header::AUTHORIZATION).and_then(header_text));
+    // `X-API-Key` only when there is no usable bearer token: most requests carry one, and
+    // every request asks (the rate limit, then the surface's authentication).
+    bearer.or_else(|failure| {
+        headers
+            .get(X_API_KEY)
+            .and_then(header_text)
+            .map(str::trim_ascii)
+            .filter(|k| !k.is_empty())
+            .ok_or(failure)
+    })
 }
 
 /// Resolves tokens to principals from the read-model cache, asking the store on a miss
@@ -194,12 +204,13 @@ impl Authenticator {
     }
 
     pub async fn authenticate(&self, token: &str, now: DateTime<Utc>) -> Result<Principal, AuthFailure> {
-        let hash = hash_token(token);
-        let key = match self.cached_key(&hash) {
-            Some(key) => key,
+        let mut hex = hex::Buffer::new();
+        let hash = hash_token_into(token, &mut hex);
+        let key = match self.models.looked_up::<Key>(lookup::KEY_HASH, hash) {
+            Some(cached) => cached.model,
             // Boxed: a key issued by another process a moment ago is rare, and the store
             // query's state would otherwise be carried (and moved) by every request.
-            None => Box::pin(self.load_key(&hash)).await.ok_or(AuthFailure::Invalid)?,
+            None => Box::pin(self.load_key(hash)).await.ok_or(AuthFailure::Invalid)?,
         };
         self.principal(&key, now)
     }
@@ -243,11 +254,6 @@ impl Authenticator {
         result
     }
 
-    fn cached_key(&self, hash: &str) -> Option<Arc<Key>> {
-        let id = self.models.lookup(lookup::KEY_HASH, hash)?;
-        self.models.cache::<Key>().get(&id).map(|c| c.model)
-    }
-
     async fn load_key(&self, hash: &str) -> Option<Arc<Key>> {
         let row = self.store.load_model(lookup::KEY_HASH, hash).await.ok()??;
         self.models.refresh::<Key>(&row.doc).await.ok()?.map(|c| c.model)
@@ -257,14 +263,14 @@ impl Authenticator {
 /// Last-use times of keys, flushed to the store every few seconds.
 pub struct KeyUsage {
     store: Arc<dyn EventStore>,
-    pending: DashMap<Uuid, DateTime<Utc>>,
+    pending: crate::FastMap<Uuid, DateTime<Utc>>,
 }
 
 impl KeyUsage {
     pub fn new(store: Arc<dyn EventStore>) -> Arc<Self> {
         Arc::new(KeyUsage {
             store,
-            pending: DashMap::new(),
+            pending: Default::default(),
         })
     }
 

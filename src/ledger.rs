@@ -21,7 +21,6 @@ use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dashmap::DashMap;
 use fleetledger_events::{DomainEvent, Metadata};
 use fleetledger_projections::ReadModel;
 use uuid::Uuid;
@@ -140,7 +139,7 @@ const MAX_LOST_RACES: u32 = 1000;
 pub struct Ledger {
     pub store: Arc<dyn EventStore>,
     pub models: Arc<ReadModels>,
-    streams: Arc<DashMap<String, Arc<StreamSlot>>>,
+    streams: Arc<crate::FastMap<String, Arc<StreamSlot>>>,
 }
 
 /// Where this process orders the writes of one stream.
@@ -229,7 +228,7 @@ impl Drop for PendingGuard<'_> {
 
 /// A stream's slot while a write holds it; the last holder takes it out of the table.
 struct SlotRef<'a> {
-    streams: &'a DashMap<String, Arc<StreamSlot>>,
+    streams: &'a crate::FastMap<String, Arc<StreamSlot>>,
     id: &'a str,
     slot: Arc<StreamSlot>,
 }
@@ -273,7 +272,7 @@ impl Ledger {
         Ledger {
             store,
             models,
-            streams: Arc::new(DashMap::new()),
+            streams: Arc::default(),
         }
     }
 

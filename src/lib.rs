@@ -3,7 +3,8 @@
 //! Layout:
 //! - [`cli`], [`config`], [`telemetry`]: the command line, settings, logs and metrics.
 //! - [`answering`]: what is known of the request the current task is answering.
-//! - [`app`]: builds the router from the surfaces and runs the service; [`state`]: the
+//! - [`app`]: builds the router from the surfaces and runs the service; [`connections`]:
+//!   accepts and serves connections, and drains them on shutdown; [`state`]: the
 //!   shared [`state::AppState`] every handler reaches; [`shutdown`]: the moment shutdown
 //!   begins, which long-lived answers (SSE) watch.
 //! - [`api`]: one module per HTTP surface, each with its DTOs and error envelope.
@@ -27,6 +28,7 @@ pub mod boundary;
 pub mod bus;
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod domain;
 pub mod ledger;
 pub mod secrets;
@@ -38,3 +40,12 @@ pub mod telemetry;
 pub mod tenancy;
 pub mod views;
 pub mod workers;
+
+/// The hasher of the maps the request path reads on every request (read models and their
+/// lookups, rendered bodies, rate-limit buckets, stream slots): foldhash, seeded per map,
+/// instead of SipHash, which over a key's 64-character hash and a resource id showed as a
+/// twentieth of a cached read's instructions. Keys there are ids, hashes and addresses.
+pub type FastHash = foldhash::fast::RandomState;
+
+/// A concurrent map hashed with [`FastHash`].
+pub type FastMap<K, V> = dashmap::DashMap<K, V, FastHash>;

@@ -32,6 +32,14 @@ impl std::ops::Deref for AppState {
     }
 }
 
+/// A read response serialized once per stream version, with its `ETag`.
+#[derive(Clone)]
+pub struct Rendered {
+    pub version: i64,
+    pub body: bytes::Bytes,
+    pub etag: axum::http::HeaderValue,
+}
+
 /// The services behind `AppState`.
 pub struct Services {
     pub ledger: Ledger,
@@ -40,7 +48,7 @@ pub struct Services {
     pub auth: Authenticator,
     pub settings: Arc<ServeSettings>,
     /// Serialized read responses by resource id, at the stream version they show.
-    pub rendered: Arc<dashmap::DashMap<uuid::Uuid, (i64, bytes::Bytes)>>,
+    pub rendered: Arc<crate::FastMap<uuid::Uuid, Rendered>>,
     pub limits: Arc<RateLimits>,
     /// Failed authentications per client address.
     pub logins: Arc<LoginThrottle>,

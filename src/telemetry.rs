@@ -43,7 +43,7 @@ where
     fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut w: Writer<'_>, event: &tracing::Event<'_>) -> std::fmt::Result {
         let meta = event.metadata();
         let request_id = crate::answering::request_id();
-        let request_id = request_id.as_ref().map(|id| String::from_utf8_lossy(id.as_bytes()));
+        let request_id = request_id.as_ref().map(|id| id.as_str());
         if self.json {
             let mut fields = JsonFieldsOf(serde_json::Map::new());
             event.record(&mut fields);
@@ -52,7 +52,7 @@ where
             line.insert("timestamp".into(), now.into());
             line.insert("level".into(), meta.level().as_str().into());
             if let Some(id) = request_id {
-                line.insert("request_id".into(), id.into_owned().into());
+                line.insert("request_id".into(), id.into());
             }
             line.insert("fields".into(), fields.0.into());
             line.insert("target".into(), meta.target().into());
@@ -362,7 +362,7 @@ mod tests {
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
         tracing::subscriber::with_default(subscriber, || {
             runtime.block_on(async {
-                crate::answering::scope(axum::http::HeaderValue::from_static("req-1"), async {
+                crate::answering::scope(crate::answering::RequestId::sent(b"req-1").expect("a usable id"), async {
                     tokio::task::yield_now().await;
                     tracing::warn!(attempts = 3, "inside");
                 })

@@ -1,22 +1,26 @@
-//! What every request passes through before its route, in one middleware instead of a
-//! stack of them (each layer of which cloned and boxed the service below it on every
-//! request, which cost a cached read more than its handler): the request id (which every
+//! What every request passes through before its route, in one service around the router
+//! instead of a stack of middleware (each layer of which cloned and boxed the service
+//! below it on every request, which cost a cached read more than its handler; a layer on
+//! the router is one more around every route): the request id (which every
 //! line logged while answering carries), the request timeout, the failed-login throttle,
 //! the per-key rate limit, `Idempotency-Key`, the surface envelope for what the router
 //! refuses, the HTTP metrics and the log line of a request that failed on the server.
 
+use std::convert::Infallible;
 use std::future::{ready, Future};
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
-use axum::middleware::Next;
+use axum::extract::Request;
+use axum::http::{header, Method, StatusCode};
 use axum::response::Response;
+use axum::Router;
 use futures::future::Either;
 use futures::FutureExt;
 
 use super::login_throttle::LoginThrottle;
 use super::{read_body, runtimes, Surface, REQUEST_ID};
+use crate::answering::RequestId;
 use crate::state::AppState;
 
 /// The log target of the line per answered request (off by default; see
@@ -29,15 +33,37 @@ pub const ACCESS_LOG: &str = "access";
 // As `async fn`s they made a cached read's future 8 KiB, and copying it cost more than
 // the handler.
 
-pub fn front(State(state): State<AppState>, request: Request, next: Next) -> impl Future<Output = Response> {
-    let timeout = Duration::from_secs(state.settings.guards.request_timeout_seconds);
-    outermost(timeout, request, |request, request_id| guarded(state, request, next, request_id))
+/// The service every request enters: the front, then `routes`.
+#[derive(Clone)]
+pub struct Front {
+    state: AppState,
+    routes: Router,
+}
+
+impl Front {
+    pub fn new(state: AppState, routes: Router) -> Self {
+        Front { state, routes }
+    }
+}
+
+impl Front {
+    /// The answer to `request`, as the service every connection calls.
+    pub fn answer(&self, request: Request) -> Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>> {
+        let (state, routes) = (self.state.clone(), self.routes.clone());
+        let timeout = Duration::from_secs(state.settings.guards.request_timeout_seconds);
+        Box::pin(outermost(timeout, request, |request, request_id| guarded(state, request, routes, request_id)).map(Ok))
+    }
+}
+
+/// `routes`' answer to `request` (the router is always ready and never fails).
+pub(super) fn routed(mut routes: Router, request: Request) -> impl Future<Output = Response> {
+    tower::Service::call(&mut routes, request).map(|answered| answered.unwrap_or_else(|never| match never {}))
 }
 
 /// The guards in their order: a throttled address, then an empty rate-limit bucket, is
 /// refused before anything runs; then `Idempotency-Key` replays, claims or passes. A
 /// failed authentication while answering is counted once the answer is ready.
-fn guarded(state: AppState, request: Request, next: Next, request_id: Option<&str>) -> impl Future<Output = Response> {
+fn guarded(state: AppState, request: Request, routes: Router, request_id: Option<&str>) -> impl Future<Output = Response> {
     let admitted = match state.logins.admit(&request) {
         Ok(admitted) => admitted,
         Err(wait) => return Either::Left(ready(LoginThrottle::refused(&request, request_id, wait))),
@@ -46,7 +72,7 @@ fn guarded(state: AppState, request: Request, next: Next, request_id: Option<&st
         return Either::Left(ready(refused));
     }
     let logins = state.logins.clone();
-    let answered = super::idempotency::idempotency(state, request, next);
+    let answered = super::idempotency::idempotency(state, request, routes);
     Either::Right(answered.inspect(move |_| logins.settle(admitted, crate::answering::login_failed())))
 }
 
@@ -59,26 +85,22 @@ fn outermost<F: Future<Output = Response>>(
 ) -> impl Future<Output = Response> {
     // The caller's id when it sent a usable one, else a fresh one; it goes back with the
     // answer, onto log lines and into the events the request records.
-    let request_id = match request.headers().get(REQUEST_ID).filter(|id| usable_request_id(id.as_bytes())) {
-        Some(id) => id.clone(),
-        // Not written into the request (a header map grown on every request): whatever
-        // needs the id while answering asks `answering::request_id`.
-        None => {
-            let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-            let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
-            HeaderValue::from_str(id).expect("a UUID is a header value")
-        }
+    // Not written into the request (a header map grown on every request): whatever needs
+    // the id while answering asks `answering::request_id`.
+    let request_id = match request.headers().get(REQUEST_ID).and_then(|id| RequestId::sent(id.as_bytes())) {
+        Some(id) => id,
+        None => RequestId::fresh(),
     };
     let seen = Seen {
         started: Instant::now(),
         surface: Surface::of(request.uri().path()),
         method: request.method().clone(),
-        uri: request.uri().clone(),
+        path: LoggedPath::of(request.uri().path()),
         streaming: is_streaming(&request),
     };
-    let answered = route(request, request_id.to_str().ok());
+    let answered = route(request, Some(request_id.as_str()));
     // Every line logged while answering carries the id.
-    crate::answering::scope(request_id.clone(), seen.answer(timeout, request_id, answered))
+    crate::answering::scope(request_id, seen.answer(timeout, answered))
 }
 
 /// What the front noted of a request before routing it, for its answer and log line.
@@ -86,23 +108,55 @@ struct Seen {
     started: Instant,
     surface: Surface,
     method: Method,
-    uri: Uri,
+    path: LoggedPath,
     streaming: bool,
 }
 
+/// The longest path a log line shows whole.
+const LOGGED_PATH: usize = 160;
+
+/// A request's path as its log line shows it: kept inline, and cut (ending in `…`) past
+/// `LOGGED_PATH` bytes. Cloning the request's `Uri` instead made its shared bytes
+/// allocate on every request.
+struct LoggedPath(arrayvec::ArrayString<{ LOGGED_PATH + '…'.len_utf8() }>);
+
+impl LoggedPath {
+    fn of(path: &str) -> Self {
+        let mut logged = arrayvec::ArrayString::new();
+        if path.len() <= LOGGED_PATH {
+            logged.push_str(path);
+        } else {
+            let mut end = LOGGED_PATH;
+            while !path.is_char_boundary(end) {
+                end -= 1;
+            }
+            logged.push_str(&path[..end]);
+            logged.push('…');
+        }
+        LoggedPath(logged)
+    }
+
+    fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 impl Seen {
-    async fn answer(self, timeout: Duration, request_id: HeaderValue, answered: impl Future<Output = Response>) -> Response {
+    /// Runs inside `answering::scope`, which holds the request's id.
+    async fn answer(self, timeout: Duration, answered: impl Future<Output = Response>) -> Response {
         let Seen {
             started,
             surface,
             method,
-            uri,
+            path,
             streaming,
         } = self;
-        let id = request_id.to_str().unwrap_or("-");
+        let request_id = crate::answering::request_id().unwrap_or_else(RequestId::fresh);
+        let id = request_id.as_str();
         let mut response = match streaming {
             true => answered.await,
-            false => match tokio::time::timeout(timeout, answered).await {
+            // From when the request came (one clock read for both).
+            false => match tokio::time::timeout_at((started + timeout).into(), answered).await {
                 Ok(response) => response,
                 Err(_) => {
                     tracing::warn!(timeout_seconds = timeout.as_secs(), "request timed out");
@@ -111,13 +165,13 @@ impl Seen {
             },
         };
         response = in_envelope(surface, Some(id), response).await;
-        if !response.headers().contains_key(REQUEST_ID) {
-            response.headers_mut().insert(REQUEST_ID, request_id.clone());
+        if let header::Entry::Vacant(slot) = response.headers_mut().entry(REQUEST_ID) {
+            slot.insert(request_id.header_value());
         }
         let status = response.status();
         let latency = started.elapsed();
         crate::telemetry::http_answered(surface.name(), status.as_u16(), latency.as_secs_f64());
-        let (path, latency_ms) = (uri.path(), latency.as_millis() as u64);
+        let (path, latency_ms) = (path.as_str(), latency.as_millis() as u64);
         if status.is_server_error() {
             tracing::error!(%method, path, status = status.as_u16(), latency_ms, "request failed on the server");
         } else {
@@ -125,14 +179,6 @@ impl Seen {
         }
         response
     }
-}
-
-/// Whether a caller's `X-Request-Id` is kept: 1 to 128 letters, digits and `-_.:/+=@`
-/// (UUIDs, ULIDs, trace ids, base64). Anything else (empty, huge, not text, or able to
-/// pass for log syntax) is replaced by a fresh id, since the id is logged and recorded in
-/// the permanent log.
-fn usable_request_id(id: &[u8]) -> bool {
-    (1..=128).contains(&id.len()) && id.iter().all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=@".contains(b))
 }
 
 /// The change feed's SSE streams (the API's and the console's) are meant to stay open:
@@ -206,7 +252,7 @@ mod tests {
             .route("/agents", get(slow))
             .route("/api/v1/ledger/stream", get(slow))
             .route("/ui/events/stream", get(slow))
-            .layer(axum::middleware::from_fn(|request: Request, next: Next| {
+            .layer(axum::middleware::from_fn(|request: Request, next: axum::middleware::Next| {
                 outermost(Duration::from_millis(50), request, |request, _| next.run(request))
             }))
     }
@@ -275,6 +321,17 @@ mod tests {
     async fn the_event_stream_is_not_cut() {
         assert_eq!(answer("/api/v1/ledger/stream").await, (200, "late".into()));
         assert_eq!(answer("/ui/events/stream").await, (200, "late".into()));
+    }
+
+    #[test]
+    fn a_logged_path_is_whole_up_to_its_limit_and_cut_on_a_character_after() {
+        assert_eq!(LoggedPath::of("/api/v1/profiles/p").as_str(), "/api/v1/profiles/p");
+        let limit = "/".repeat(LOGGED_PATH);
+        assert_eq!(LoggedPath::of(&limit).as_str(), limit);
+        let long = format!("{limit}tail");
+        assert_eq!(LoggedPath::of(&long).as_str(), format!("{limit}…"));
+        let wide = format!("{}é", "/".repeat(LOGGED_PATH - 1));
+        assert_eq!(LoggedPath::of(&wide).as_str(), format!("{}…", "/".repeat(LOGGED_PATH - 1)));
     }
 
     #[tokio::test]

@@ -25,8 +25,8 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::Router;
 use bytes::Bytes;
 use chrono::Utc;
 use dashmap::DashMap;
@@ -35,6 +35,7 @@ use futures::StreamExt;
 use http_body_util::BodyExt;
 use secrecy::ExposeSecret;
 
+use super::front::routed;
 use super::{Surface, IDEMPOTENCY_KEY};
 use crate::auth::presented_token;
 use crate::secrets::Plaintext;
@@ -67,23 +68,19 @@ fn valid_key(key: &str) -> bool {
 
 /// The request answered through `Idempotency-Key` when it is a write that names one, else
 /// simply routed. A function returning a future, not an `async fn` (see `api::front`).
-pub fn idempotency(state: AppState, request: Request, mut next: Next) -> impl std::future::Future<Output = Response> {
+pub fn idempotency(state: AppState, request: Request, routes: Router) -> impl std::future::Future<Output = Response> {
     use futures::future::Either;
-    use futures::FutureExt;
     if !is_write(request.method()) || !request.headers().contains_key(IDEMPOTENCY_KEY) {
-        // `Next::call`'s boxed future as it is (`Next::run` wraps it in one holding the
-        // request).
-        let routed = tower::Service::call(&mut next, request);
-        return Either::Left(routed.map(|answered| answered.unwrap_or_else(|never| match never {})));
+        return Either::Left(routed(routes, request));
     }
     // Boxed: what a keyed write holds across its awaits is large, and every other request
     // would otherwise carry (and move) room for it.
-    Either::Right(Box::pin(keyed(state, request, next)))
+    Either::Right(Box::pin(keyed(state, request, routes)))
 }
 
-async fn keyed(state: AppState, request: Request, next: Next) -> Response {
+async fn keyed(state: AppState, request: Request, routes: Router) -> Response {
     let Some(key) = request.headers().get(IDEMPOTENCY_KEY).map(|v| v.as_bytes().to_vec()) else {
-        return next.run(request).await;
+        return routed(routes, request).await;
     };
     let surface = Surface::of(request.uri().path());
     let request_id = crate::answering::request_id_text();
@@ -97,9 +94,9 @@ async fn keyed(state: AppState, request: Request, next: Next) -> Response {
     let (org, caller) = match presented_token(request.headers()) {
         Ok(token) => match state.auth.authenticate(token, Utc::now()).await {
             Ok(principal) => (principal.org_id.to_string(), principal.key_id.to_string()),
-            Err(_) => return next.run(request).await,
+            Err(_) => return routed(routes, request).await,
         },
-        Err(_) => return next.run(request).await,
+        Err(_) => return routed(routes, request).await,
     };
     let (parts, body) = request.into_parts();
     let (body, complete) = match buffer(body).await {
@@ -108,7 +105,7 @@ async fn keyed(state: AppState, request: Request, next: Next) -> Response {
     };
     let Some(bytes) = complete else {
         // Over every surface's limit: let the surface refuse it as it always does.
-        return next.run(Request::from_parts(parts, body)).await;
+        return routed(routes, Request::from_parts(parts, body)).await;
     };
     let message = [
         caller.as_bytes(),
@@ -136,7 +133,7 @@ async fn keyed(state: AppState, request: Request, next: Next) -> Response {
     let lock = state.claims.0.entry((org.clone(), key.clone())).or_default().clone();
     let answer = {
         let _held = lock.lock().await;
-        hold_and_run(&state, &org, &key, &fingerprint, request, next, &refuse).await
+        hold_and_run(&state, &org, &key, &fingerprint, request, routes, &refuse).await
     };
     drop(lock);
     state.claims.0.remove_if(&(org, key), |_, lock| Arc::strong_count(lock) == 1);
@@ -150,14 +147,14 @@ async fn hold_and_run(
     key: &str,
     fingerprint: &str,
     request: Request,
-    next: Next,
+    routes: Router,
     refuse: &impl Fn(StatusCode, &str) -> Response,
 ) -> Response {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(state.settings.apply_timeout_seconds + 5);
     loop {
         let now = Utc::now();
         let held = match state.ledger.store.claim_idempotency(org, key, fingerprint, now).await {
-            Ok(IdempotencyClaim::Claimed) => return run(state, org, key, fingerprint, request, next).await,
+            Ok(IdempotencyClaim::Claimed) => return run(state, org, key, fingerprint, request, routes).await,
             Ok(IdempotencyClaim::Taken(held)) => held,
             Err(error) => return store_failure(error, refuse),
         };
@@ -191,7 +188,7 @@ async fn hold_and_run(
                     .take_over_idempotency(org, key, held.created_at, fingerprint, now)
                     .await
                 {
-                    Ok(true) => return run(state, org, key, fingerprint, request, next).await,
+                    Ok(true) => return run(state, org, key, fingerprint, request, routes).await,
                     Ok(false) => {}
                     Err(error) => return store_failure(error, refuse),
                 },
@@ -218,8 +215,8 @@ fn store_failure(error: StoreError, refuse: &impl Fn(StatusCode, &str) -> Respon
 
 /// Runs the request holding the key and keeps its answer for replay (or frees the key
 /// when the answer is a failure worth retrying).
-async fn run(state: &AppState, org: &str, key: &str, fingerprint: &str, request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
+async fn run(state: &AppState, org: &str, key: &str, fingerprint: &str, request: Request, routes: Router) -> Response {
+    let response = routed(routes, request).await;
     let status = response.status();
     // A 502/504 is kept: the write is recorded even though its side effect failed, and a
     // retry must not record it twice.

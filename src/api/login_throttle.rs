@@ -17,20 +17,17 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Request};
 use axum::response::Response;
-use dashmap::DashMap;
 use governor::clock::{Clock, DefaultClock};
-use governor::{Quota, RateLimiter};
+use governor::Quota;
 
 use super::rate_limit::too_many;
 
-type KeyedLimiter = RateLimiter<IpAddr, governor::state::keyed::DefaultKeyedStateStore<IpAddr>, DefaultClock>;
-
 pub struct LoginThrottle {
-    failures: KeyedLimiter,
+    failures: super::rate_limit::Buckets<IpAddr>,
     /// Addresses whose bucket is empty, until their next token. governor cannot tell
     /// whether a bucket is empty without taking a token, and a request that presents a
     /// valid key must not take one.
-    throttled: DashMap<IpAddr, Instant>,
+    throttled: crate::FastMap<IpAddr, Instant>,
 }
 
 impl LoginThrottle {
@@ -38,8 +35,8 @@ impl LoginThrottle {
         let per_minute = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
         Arc::new(LoginThrottle {
-            failures: RateLimiter::keyed(Quota::per_minute(per_minute).allow_burst(burst)),
-            throttled: DashMap::new(),
+            failures: super::rate_limit::buckets(Quota::per_minute(per_minute).allow_burst(burst)),
+            throttled: Default::default(),
         })
     }
 
@@ -112,7 +109,8 @@ impl LoginThrottle {
         };
         let headers = request.headers();
         let presents_key = headers.contains_key(axum::http::header::AUTHORIZATION) || headers.contains_key(crate::auth::X_API_KEY);
-        if presents_key {
+        // The clock is read only for an address with a throttle (most have none).
+        if presents_key && self.throttled.contains_key(&client) {
             if let Some(wait) = self.throttled(client, Instant::now()) {
                 return Err(wait);
             }

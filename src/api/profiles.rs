@@ -27,7 +27,7 @@ use crate::domain::profile::{
 };
 use crate::domain::{fleet as fleet_rules, DomainError};
 use crate::ledger::WriteContext;
-use crate::state::AppState;
+use crate::state::{AppState, Rendered};
 use crate::store::StoreError;
 use crate::streams::{Audited, Refusal, RestoreRequest};
 
@@ -121,7 +121,7 @@ impl FromRequestParts<AppState> for FleetiPrincipal {
     type Rejection = FleetiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, FleetiError> {
-        let header = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let header = parts.headers.get(header::AUTHORIZATION).and_then(crate::auth::header_text);
         let unauthorized = |m: &str| FleetiError::new(StatusCode::UNAUTHORIZED, m);
         let token = bearer_token(header).map_err(|f| match f {
             AuthFailure::Missing => unauthorized("API key required"),
@@ -563,20 +563,24 @@ async fn get_profile(
 ) -> Result<Response, FleetiError> {
     let (version, profile) = visible_profile(&state, &principal, &id)?;
     // Rendered once per stream version (fleets, the only other input, never change).
-    let body = match state.rendered.get(&profile.id).map(|hit| hit.clone()) {
-        Some((at, body)) if at == version => body,
+    let rendered = match state.rendered.get(&profile.id).map(|hit| hit.clone()) {
+        Some(rendered) if rendered.version == version => rendered,
         _ => {
-            let body = go_response(StatusCode::OK, &json!({ "profile": profile_detail(&state, &profile) }), vec![]).body;
-            state.rendered.insert(profile.id, (version, body.clone()));
-            body
+            let rendered = Rendered {
+                version,
+                body: go_response(StatusCode::OK, &json!({ "profile": profile_detail(&state, &profile) }), vec![]).body,
+                etag: super::etag_value(version),
+            };
+            state.rendered.insert(profile.id, rendered.clone());
+            rendered
         }
     };
     // Built as it goes out: a body's `into_response` would set a content type only to have
     // it replaced.
-    let mut response = Response::new(axum::body::Body::from(body));
+    let mut response = Response::new(axum::body::Body::from(rendered.body));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
-    headers.insert(header::ETAG, super::etag_value(version));
+    headers.insert(header::ETAG, rendered.etag);
     Ok(response)
 }
 

@@ -16,13 +16,19 @@ use governor::{Quota, RateLimiter};
 use super::Surface;
 use crate::auth::presented_token;
 
-type KeyedLimiter = RateLimiter<u64, governor::state::keyed::DefaultKeyedStateStore<u64>, DefaultClock>;
+/// Token buckets by key, in a map hashed like the rest of the request path's.
+pub(super) type Buckets<K> = RateLimiter<K, governor::state::keyed::DashMapStateStore<K, crate::FastHash>, DefaultClock>;
+
+/// Empty buckets for `quota`, one per key as keys come.
+pub(super) fn buckets<K: std::hash::Hash + Eq + Clone>(quota: Quota) -> Buckets<K> {
+    RateLimiter::dashmap_with_clock_and_hasher(quota, DefaultClock::default(), crate::FastHash::default())
+}
 
 pub struct RateLimits {
-    limiter: KeyedLimiter,
-    /// Buckets are keyed by a keyed (per-process random) hash of the token: cheap on every
-    /// request, and no token is kept in memory.
-    hasher: std::hash::RandomState,
+    limiter: Buckets<u64>,
+    /// Buckets are keyed by a seeded (per-process random) hash of the token: cheap on
+    /// every request, and no token is kept in memory.
+    hasher: crate::FastHash,
 }
 
 impl RateLimits {
@@ -30,8 +36,8 @@ impl RateLimits {
         let per_second = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
         Arc::new(RateLimits {
-            limiter: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
-            hasher: std::hash::RandomState::new(),
+            limiter: buckets(Quota::per_second(per_second).allow_burst(burst)),
+            hasher: crate::FastHash::default(),
         })
     }
 
@@ -86,7 +92,7 @@ pub fn too_many(surface: Surface, request_id: Option<&str>, what: &str, wait: Du
 /// A token bucket per organization for calls too heavy to serve at the per-key rate
 /// (verifying an organization's whole log reads and hashes every event it has).
 pub struct HeavyCalls {
-    limiter: RateLimiter<uuid::Uuid, governor::state::keyed::DefaultKeyedStateStore<uuid::Uuid>, DefaultClock>,
+    limiter: Buckets<uuid::Uuid>,
 }
 
 impl HeavyCalls {
@@ -96,9 +102,7 @@ impl HeavyCalls {
         let quota = Quota::with_period(every.max(Duration::from_millis(1)))
             .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
             .allow_burst(burst);
-        Arc::new(HeavyCalls {
-            limiter: RateLimiter::keyed(quota),
-        })
+        Arc::new(HeavyCalls { limiter: buckets(quota) })
     }
 
     /// `Err(wait)` when `org` has no call left.

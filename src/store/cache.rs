@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use dashmap::DashMap;
+use crate::FastMap;
 use fleetledger_events::{DomainEvent, EventEnvelope};
 use fleetledger_projections::ReadModel;
 use futures::future::BoxFuture;
@@ -34,12 +34,12 @@ impl<M> Clone for Cached<M> {
 
 /// One read model kind, by id.
 pub struct ModelCache<M> {
-    by_id: DashMap<String, Cached<M>>,
+    by_id: FastMap<String, Cached<M>>,
 }
 
 impl<M: ReadModel> Default for ModelCache<M> {
     fn default() -> Self {
-        ModelCache { by_id: DashMap::new() }
+        ModelCache { by_id: FastMap::default() }
     }
 }
 
@@ -132,7 +132,7 @@ pub struct ReadModels {
     /// every cached read paid.
     caches: Vec<(&'static str, Box<dyn ModelCacheOps>)>,
     /// By lookup kind (each model type's `LOOKUPS`), then key; the value is a model's id.
-    lookups: Vec<(&'static str, DashMap<String, String>)>,
+    lookups: Vec<(&'static str, FastMap<String, String>)>,
     followed: AtomicI64,
     /// The models this process's writes lead to, by the id of the event that leads there,
     /// while the write is in flight: whichever of the writer and the follower gets to the
@@ -140,7 +140,7 @@ pub struct ReadModels {
     /// this process just decided (for a big body, as costly as the write). Only ids this
     /// process made are offered: a fixed id (a worker's outcome) may be committed by another
     /// process, after another state.
-    decided: DashMap<uuid::Uuid, Box<dyn Any + Send + Sync>>,
+    decided: FastMap<uuid::Uuid, Box<dyn Any + Send + Sync>>,
 }
 
 /// Keeps a decided model offered to the follower until the write is done (or dropped).
@@ -166,10 +166,10 @@ impl ReadModels {
             lookups: crate::streams::all()
                 .iter()
                 .flat_map(|s| s.kinds().into_iter().filter(move |kind| *kind != s.name()))
-                .map(|kind| (kind, DashMap::new()))
+                .map(|kind| (kind, FastMap::default()))
                 .collect(),
             followed: AtomicI64::new(head),
-            decided: DashMap::new(),
+            decided: FastMap::default(),
         });
         for (_, cache) in &models.caches {
             cache.load(&models).await?;
@@ -204,10 +204,17 @@ impl ReadModels {
         self.lookups_of(kind).get(key).map(|id| id.clone())
     }
 
+    /// The cached model a lookup key points to (what `lookup` and `cache().get` give,
+    /// without copying the id out between the two).
+    pub fn looked_up<M: ReadModel>(&self, kind: &'static str, key: &str) -> Option<Cached<M>> {
+        let id = self.lookups_of(kind).get(key)?;
+        self.cache::<M>().get(id.as_str())
+    }
+
     /// # Panics
     /// When no model type declares `kind` in its `LOOKUPS` (a programming error the
     /// registry's tests rule out).
-    fn lookups_of(&self, kind: &str) -> &DashMap<String, String> {
+    fn lookups_of(&self, kind: &str) -> &FastMap<String, String> {
         self.lookups
             .iter()
             .find(|(k, _)| *k == kind)
