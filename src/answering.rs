@@ -11,12 +11,15 @@
 
 use std::cell::Cell;
 use std::future::Future;
+use std::net::SocketAddr;
 
 use axum::http::HeaderValue;
 use tokio::task::futures::TaskLocalFuture;
 
 struct Answering {
     request_id: RequestId,
+    /// The TCP peer's address (what the login throttle counts by), when there is one.
+    peer: Option<SocketAddr>,
     login_failed: Cell<bool>,
 }
 
@@ -63,12 +66,18 @@ tokio::task_local! {
 /// `answer`, run as the answer to the request with id `request_id`. A plain wrapper, not
 /// an `async fn`: every request's future holds it, and an `async fn` around a future
 /// holds room for that future twice.
-pub fn scope<F: Future>(request_id: RequestId, answer: F) -> TaskLocalFuture<impl Sized + 'static, F> {
+pub fn scope<F: Future>(request_id: RequestId, peer: Option<SocketAddr>, answer: F) -> TaskLocalFuture<impl Sized + 'static, F> {
     let answering = Answering {
         request_id,
+        peer,
         login_failed: Cell::new(false),
     };
     ANSWERING.scope(answering, answer)
+}
+
+/// The address of the peer that sent the request being answered, when it came over TCP.
+pub fn peer() -> Option<SocketAddr> {
+    ANSWERING.try_with(|a| a.peer).ok().flatten()
 }
 
 /// The id of the request being answered, if the current task is answering one.

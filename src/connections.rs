@@ -12,7 +12,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
@@ -76,12 +75,10 @@ impl Open {
 }
 
 async fn connection(stream: tokio::net::TcpStream, peer: SocketAddr, front: Front, mut stop: oneshot::Receiver<()>) {
-    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-        let mut request = request.map(axum::body::Body::new);
-        // The login throttle counts by the peer's address.
-        request.extensions_mut().insert(ConnectInfo(peer));
-        front.answer(request)
-    });
+    // The peer's address goes with the request as an argument, not an extension (whose map
+    // and box every request would allocate): the login throttle counts by it.
+    let service =
+        hyper::service::service_fn(move |request: hyper::Request<Incoming>| front.answer(request.map(axum::body::Body::new), peer));
     let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     let served = tokio::select! {

@@ -362,7 +362,7 @@ mod tests {
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
         tracing::subscriber::with_default(subscriber, || {
             runtime.block_on(async {
-                crate::answering::scope(crate::answering::RequestId::sent(b"req-1").expect("a usable id"), async {
+                crate::answering::scope(crate::answering::RequestId::sent(b"req-1").expect("a usable id"), None, async {
                     tokio::task::yield_now().await;
                     tracing::warn!(attempts = 3, "inside");
                 })

@@ -8,6 +8,7 @@
 
 use std::convert::Infallible;
 use std::future::{ready, Future};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
@@ -47,11 +48,14 @@ impl Front {
 }
 
 impl Front {
-    /// The answer to `request`, as the service every connection calls.
-    pub fn answer(&self, request: Request) -> Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>> {
+    /// The answer to `request` from `peer`, as the service every connection calls.
+    pub fn answer(&self, request: Request, peer: SocketAddr) -> Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>> {
         let (state, routes) = (self.state.clone(), self.routes.clone());
         let timeout = Duration::from_secs(state.settings.guards.request_timeout_seconds);
-        Box::pin(outermost(timeout, request, |request, request_id| guarded(state, request, routes, request_id)).map(Ok))
+        let answered = outermost(timeout, request, Some(peer), move |request, request_id| {
+            guarded(state, request, routes, request_id, peer)
+        });
+        Box::pin(answered.map(Ok))
     }
 }
 
@@ -63,8 +67,14 @@ pub(super) fn routed(mut routes: Router, request: Request) -> impl Future<Output
 /// The guards in their order: a throttled address, then an empty rate-limit bucket, is
 /// refused before anything runs; then `Idempotency-Key` replays, claims or passes. A
 /// failed authentication while answering is counted once the answer is ready.
-fn guarded(state: AppState, request: Request, routes: Router, request_id: Option<&str>) -> impl Future<Output = Response> {
-    let admitted = match state.logins.admit(&request) {
+fn guarded(
+    state: AppState,
+    request: Request,
+    routes: Router,
+    request_id: Option<&str>,
+    peer: SocketAddr,
+) -> impl Future<Output = Response> {
+    let admitted = match state.logins.admit(&request, peer) {
         Ok(admitted) => admitted,
         Err(wait) => return Either::Left(ready(LoginThrottle::refused(&request, request_id, wait))),
     };
@@ -81,6 +91,7 @@ fn guarded(state: AppState, request: Request, routes: Router, request_id: Option
 fn outermost<F: Future<Output = Response>>(
     timeout: Duration,
     request: Request,
+    peer: Option<SocketAddr>,
     route: impl FnOnce(Request, Option<&str>) -> F,
 ) -> impl Future<Output = Response> {
     // The caller's id when it sent a usable one, else a fresh one; it goes back with the
@@ -100,7 +111,7 @@ fn outermost<F: Future<Output = Response>>(
     };
     let answered = route(request, Some(request_id.as_str()));
     // Every line logged while answering carries the id.
-    crate::answering::scope(request_id, seen.answer(timeout, answered))
+    crate::answering::scope(request_id, peer, seen.answer(timeout, answered))
 }
 
 /// What the front noted of a request before routing it, for its answer and log line.
@@ -253,7 +264,7 @@ mod tests {
             .route("/api/v1/ledger/stream", get(slow))
             .route("/ui/events/stream", get(slow))
             .layer(axum::middleware::from_fn(|request: Request, next: axum::middleware::Next| {
-                outermost(Duration::from_millis(50), request, |request, _| next.run(request))
+                outermost(Duration::from_millis(50), request, None, |request, _| next.run(request))
             }))
     }
 

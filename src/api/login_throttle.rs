@@ -5,7 +5,7 @@
 //! envelope until its next token, a valid key included: otherwise a guesser could go on
 //! guessing and only its misses would be slowed, and a hit would still be told apart.
 //!
-//! The address is the TCP peer's (`ConnectInfo`); `X-Forwarded-For` is not trusted, as
+//! The address is the TCP peer's; `X-Forwarded-For` is not trusted, as
 //! any client can write it. An IPv6 client counts per /64, the block one host usually
 //! holds. Behind a proxy every client shares the proxy's address, so throttling there
 //! belongs in the proxy.
@@ -15,7 +15,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, Request};
+use axum::extract::Request;
 use axum::response::Response;
 use governor::clock::{Clock, DefaultClock};
 use governor::Quota;
@@ -99,14 +99,8 @@ impl LoginThrottle {
     /// Admits a request unless it presents a key from a throttled address (`Err`: how long
     /// that address must still wait; `refused` answers it). A failed authentication while
     /// answering it is counted by `settle`.
-    pub fn admit(&self, request: &Request) -> Result<Option<Admitted>, Duration> {
-        let Some(client) = request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(peer)| LoginThrottle::client(peer.ip()))
-        else {
-            return Ok(None);
-        };
+    pub fn admit(&self, request: &Request, peer: SocketAddr) -> Result<Option<Admitted>, Duration> {
+        let client = LoginThrottle::client(peer.ip());
         let headers = request.headers();
         let presents_key = headers.contains_key(axum::http::header::AUTHORIZATION) || headers.contains_key(crate::auth::X_API_KEY);
         // The clock is read only for an address with a throttle (most have none).

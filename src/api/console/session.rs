@@ -14,10 +14,9 @@
 //! form, made before there is a session, uses a double-submitted cookie.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Query, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -285,7 +284,7 @@ pub async fn sign_in(State(state): State<AppState>, request: Request) -> Respons
         let message = "This sign-in form has expired or is not from this site; try again.";
         return sign_in_form(StatusCode::FORBIDDEN, &next, Some(message));
     }
-    if let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
+    if let Some(peer) = crate::answering::peer() {
         if let Some(wait) = state.logins.throttled(LoginThrottle::client(peer.ip()), Instant::now()) {
             let message = format!(
                 "Too many failed sign-ins from this address; try again in {} s.",
