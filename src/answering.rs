@@ -1,9 +1,9 @@
 //! The request the current task is answering: its id, which every line this task logs
 //! while answering carries (`telemetry::LogLine`; side effects run in workers, whose lines
-//! name the event they act on), and whether a key it presented failed to
-//! authenticate, which the login throttle counts once it is answered
-//! (`api::login_throttle`). The front middleware (`api::front`) answers every request
-//! inside [`scope`].
+//! name the event they act on), the address of the peer that sent it, and whether a key it
+//! presented failed to authenticate, which the login throttle counts once it is answered
+//! (`api::login_throttle`). The front (`api::front`) answers every request inside
+//! [`scope`].
 //!
 //! A task-local, not a tracing span or a request extension: a span's fields are formatted
 //! when it opens and an extension is a map insert, each on every request whether anything

@@ -101,7 +101,7 @@ async fn keyed(state: AppState, request: Request, routes: Router) -> Response {
     let (parts, body) = request.into_parts();
     let (body, complete) = match buffer(body).await {
         Ok(read) => read,
-        Err(_) => return refuse(StatusCode::BAD_REQUEST, "The request body could not be read"),
+        Err(_) => return refuse(StatusCode::BAD_REQUEST, super::UNREADABLE_BODY),
     };
     let Some(bytes) = complete else {
         // Over every surface's limit: let the surface refuse it as it always does.

@@ -258,7 +258,10 @@ impl<S: Send + Sync, E: Envelope> FromRequest<S> for JsonBody<E> {
 
     async fn from_request(request: Request, _: &S) -> Result<Self, E> {
         let json = declares_json(request.headers());
-        let bytes = read_body(request.into_body(), MAX_BODY_BYTES).await.map_err(E::internal)?;
+        // A body the client broke off or framed wrongly is the client's error, not ours.
+        let bytes = read_body(request.into_body(), MAX_BODY_BYTES)
+            .await
+            .map_err(|_| E::status(StatusCode::BAD_REQUEST, UNREADABLE_BODY))?;
         if !json && bytes.as_ref().is_none_or(|b| !b.is_empty()) {
             return Err(E::status(StatusCode::UNSUPPORTED_MEDIA_TYPE, NOT_JSON));
         }
@@ -268,6 +271,9 @@ impl<S: Send + Sync, E: Envelope> FromRequest<S> for JsonBody<E> {
         })
     }
 }
+
+/// What a surface says of a body that could not be read (cut off, or badly chunked).
+pub const UNREADABLE_BODY: &str = "The request body could not be read";
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -456,6 +462,10 @@ const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
 /// Reads at most `limit` bytes of a body; `None` when it is longer.
 pub async fn read_body(mut body: Body, limit: usize) -> Result<Option<Bytes>, axum::Error> {
     use http_body_util::BodyExt;
+    // A declared length over the limit is refused before any of it is waited for.
+    if axum::body::HttpBody::size_hint(&body).lower() > limit as u64 {
+        return Ok(None);
+    }
     let mut buf = bytes::BytesMut::new();
     let mut seen = 0usize;
     while let Some(frame) = body.frame().await {

@@ -1,7 +1,8 @@
 //! What bounds a request: 100k-element lists on every surface's writes are answered in
 //! the surface's own terms, a request that takes too long is cut with 503 in its
-//! surface's envelope, failed logins are throttled per client address, and verifying an
-//! org's whole log is for admins and rate-limited. Nothing here asserts a time.
+//! surface's envelope, failed logins are throttled per client address, verifying an org's
+//! whole log is for admins and rate-limited, and a broken or oversized body is the
+//! client's error. Nothing here asserts a time.
 
 use reqwest::Method;
 use serde_json::{json, Map, Value};
@@ -404,7 +405,50 @@ both_backends!(
     a_request_that_takes_too_long_is_cut_with_503,
     failed_logins_are_throttled_per_address,
     verifying_the_whole_log_is_for_admins_and_rate_limited,
+    broken_and_oversized_bodies_are_the_clients_error_on_every_surface,
 );
+
+/// Sends `head` (a request's line and headers, without the blank line) and `body` on a
+/// connection of its own, and returns the answer's status and body.
+async fn raw(app: &TestApp, head: &str, body: &[u8]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    stream
+        .write_all(format!("{head}\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut answer = Vec::new();
+    // The server answers and closes; it is not sent the rest of any body.
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// A body broken off or badly chunked is the client's error (400 in the surface's
+/// envelope, not a 500 that would page an operator), and a body declared longer than the
+/// limit is refused without waiting for it.
+async fn broken_and_oversized_bodies_are_the_clients_error_on_every_surface(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else { return };
+    let admin = app.admin_key.clone();
+    let writes = [
+        "POST /api/v1/profiles",
+        "POST /api/v1/org/default/ws/default/runtimes",
+        "POST /v1/instances",
+        "POST /agents",
+        "POST /api/v1/ledger/resources/profile/x/restore",
+    ];
+    for write in writes {
+        let head = format!("{write} HTTP/1.1\r\nAuthorization: Bearer {admin}\r\nContent-Type: application/json");
+        let (status, body) = raw(&app, &format!("{head}\r\nTransfer-Encoding: chunked"), b"zz\r\n{}\r\n").await;
+        assert_eq!(status, 400, "{write}, badly chunked: {body}");
+        assert!(body.contains("The request body could not be read"), "{write}: {body}");
+        let (status, body) = raw(&app, &format!("{head}\r\nContent-Length: 99999999999"), b"{").await;
+        assert!((400..500).contains(&status), "{write}, declared too long: {status} {body}");
+    }
+}
 
 /// PostgreSQL's JSON columns cannot hold NUL; SQLite could, but both backends keep the
 /// same log: a change whose text holds it is 422 in the surface's envelope, never a 500,
