@@ -462,8 +462,10 @@ const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
 /// Reads at most `limit` bytes of a body; `None` when it is longer.
 pub async fn read_body(mut body: Body, limit: usize) -> Result<Option<Bytes>, axum::Error> {
     use http_body_util::BodyExt;
-    // A declared length over the limit is refused before any of it is waited for.
-    if axum::body::HttpBody::size_hint(&body).lower() > limit as u64 {
+    // A declared length past what would be drained is refused before any of it is waited
+    // for. Below that the body is still read (and dropped): a client that is still sending
+    // when the answer comes would see a broken pipe, not the answer.
+    if axum::body::HttpBody::size_hint(&body).lower() > limit.max(DRAIN_LIMIT) as u64 {
         return Ok(None);
     }
     let mut buf = bytes::BytesMut::new();
