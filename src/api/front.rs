@@ -45,9 +45,7 @@ impl Front {
     pub fn new(state: AppState, routes: Router) -> Self {
         Front { state, routes }
     }
-}
 
-impl Front {
     /// The answer to `request` from `peer`, as the service every connection calls.
     pub fn answer(&self, request: Request, peer: SocketAddr) -> Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>> {
         let (state, routes) = (self.state.clone(), self.routes.clone());

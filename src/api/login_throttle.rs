@@ -99,7 +99,7 @@ impl LoginThrottle {
     /// Admits a request unless it presents a key from a throttled address (`Err`: how long
     /// that address must still wait; `refused` answers it). A failed authentication while
     /// answering it is counted by `settle`.
-    pub fn admit(&self, request: &Request, peer: SocketAddr) -> Result<Option<Admitted>, Duration> {
+    pub fn admit(&self, request: &Request, peer: SocketAddr) -> Result<Admitted, Duration> {
         let client = LoginThrottle::client(peer.ip());
         let headers = request.headers();
         let presents_key = headers.contains_key(axum::http::header::AUTHORIZATION) || headers.contains_key(crate::auth::X_API_KEY);
@@ -109,7 +109,7 @@ impl LoginThrottle {
                 return Err(wait);
             }
         }
-        Ok(Some(Admitted { client }))
+        Ok(Admitted { client })
     }
 
     /// 429 in the request's surface envelope for a throttled address.
@@ -120,9 +120,9 @@ impl LoginThrottle {
 
     /// Counts the admitted request's authentication if it failed (as
     /// `answering::login_failed` says).
-    pub fn settle(&self, admitted: Option<Admitted>, login_failed: bool) {
-        if let (Some(Admitted { client }), true) = (admitted, login_failed) {
-            self.failed(client, Instant::now());
+    pub fn settle(&self, admitted: Admitted, login_failed: bool) {
+        if login_failed {
+            self.failed(admitted.client, Instant::now());
         }
     }
 }
